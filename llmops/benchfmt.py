@@ -1,0 +1,43 @@
+"""Benchmark results in the one JSON form `make bench` writes to bench/results/<name>.json."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+
+
+def metric(value: float, unit: str, goal: float | None = None, better: str = "lower", baseline: str | None = None) -> dict:
+    """One metric entry; `better` is "lower" or "higher"."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', not {better!r}")
+    return {"value": value, "unit": unit, "goal": goal, "better": better, "baseline": baseline}
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+
+
+def write(name: str, metrics: dict[str, dict], extra: dict | None = None, results_dir: Path = RESULTS_DIR) -> Path:
+    """Write bench/results/<name>.json and return its path."""
+    doc = {
+        "benchmark": name,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "metrics": metrics,
+    }
+    if extra:
+        doc["details"] = extra
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
