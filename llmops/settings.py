@@ -85,10 +85,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests in flight per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting(
+        "LITELLM_RPM",
+        "",
+        "Requests per minute per backend before the proxy answers 429; empty means no limit.",
+        _optional_int,
+    ),
     Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _positive_float),
     Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _positive_float),
     Setting("LLMOPS_STATE_DIR", ".run", "Runtime state (supervisor socket, pids, key file), relative to the project."),
     Setting("LLMOPS_LOG_DIR", "logs", "Service logs, relative to the project."),
+    Setting("PROMETHEUS_DATA_DIR", "data/prometheus", "Prometheus's history, relative to the project; `make clean` keeps it."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -135,6 +142,10 @@ class Settings:
     def log_dir(self) -> Path:
         return (self.root / str(self.values["LLMOPS_LOG_DIR"])).resolve()
 
+    @property
+    def prometheus_data_dir(self) -> Path:
+        return (self.root / str(self.values["PROMETHEUS_DATA_DIR"])).resolve()
+
     def url(self, port_setting: str) -> str:
         """Base URL a client on this machine uses to reach a service."""
         host = str(self.values["BIND_HOST"])
@@ -180,7 +191,7 @@ def load(env_file: Path | None = None, environ: dict[str, str] | None = None, st
                 raise ConfigError(f"{env_file}:{number}: unknown setting {key!r} (see .env.example)")
     values: dict[str, object] = {}
     for setting in SETTINGS:
-        if setting.name in environ:
+        if environ.get(setting.name, "") != "":
             raw, where = environ[setting.name], f"environment variable {setting.name}"
         elif setting.name in from_file:
             raw, number = from_file[setting.name]

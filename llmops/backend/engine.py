@@ -1,0 +1,200 @@
+"""The inference engine: llama-cpp-python on a GGUF file, with the model's own chat template."""
+from __future__ import annotations
+
+import codecs
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from .model import ModelInfo
+from .options import GenOptions, context_window, fit_prompt, output_limit
+
+log = logging.getLogger(__name__)
+
+# Used when a GGUF file carries no chat template of its own.
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class Stats:
+    """What one generation did, in Ollama's terms (durations in nanoseconds)."""
+
+    prompt_eval_count: int = 0
+    prompt_eval_ns: int = 0
+    eval_count: int = 0
+    eval_ns: int = 0
+    done_reason: str = "stop"
+    first_token_at: float | None = None
+    input_tokens: list[int] = field(default_factory=list)
+    output_tokens: list[int] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    """What the server needs from an engine; LlamaEngine and the tests' fake both provide it."""
+
+    info: ModelInfo
+    n_ctx: int
+
+    def render_chat(self, messages: list[dict]) -> str: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
+class StopMatcher:
+    """Cuts text at the first stop string, holding back a tail that may begin one."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Return (text safe to emit, whether a stop string was hit)."""
+        self.pending += text
+        if not self.stops:
+            out, self.pending = self.pending, ""
+            return out, False
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.pending = self.pending[: min(hits)], ""
+            return out, True
+        hold = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), hold, -1):
+                if self.pending.endswith(stop[:n]):
+                    hold = n
+                    break
+        cut = len(self.pending) - hold
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class LlamaEngine:
+    """One llama.cpp context; not thread safe, so the scheduler runs one generation at a time."""
+
+    def __init__(self, model_path: Path, tag: str, n_ctx: int = 2048, n_threads: int | None = None):
+        from llama_cpp import Llama  # deferred: a 0.1 s import the tests' fake engine does not need
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        started = time.perf_counter()
+        self._llama = Llama(str(model_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        self.n_ctx = self._llama.n_ctx()
+        self.n_ctx_train = self._llama._model.n_ctx_train()
+        metadata = dict(self._llama.metadata)
+        template = metadata.get("tokenizer.chat_template") or CHATML
+        model = self._llama._model
+        eos, bos = model.token_eos(), model.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+        self._vocab = model.vocab
+        self.info = ModelInfo(
+            tag=tag,
+            path=Path(model_path),
+            metadata=metadata,
+            template=template,
+            context_length=self.n_ctx,
+            memory_bytes=Path(model_path).stat().st_size + self._kv_bytes(metadata),
+        )
+        self.load_seconds = time.perf_counter() - started
+        log.info("loaded %s as %s in %.2f s (n_ctx %d)", model_path, tag, self.load_seconds, self.n_ctx)
+
+    def _kv_bytes(self, metadata: dict[str, str]) -> int:
+        """f16 K and V for every layer and position: what the context adds to the file's size."""
+        arch = metadata.get("general.architecture", "llama")
+        try:
+            layers = int(metadata[f"{arch}.block_count"])
+            heads = int(metadata[f"{arch}.attention.head_count"])
+            kv_heads = int(metadata.get(f"{arch}.attention.head_count_kv", heads))
+            embed = int(metadata[f"{arch}.embedding_length"])
+        except (KeyError, ValueError):
+            return 0
+        return 2 * 2 * layers * self.n_ctx * kv_heads * (embed // heads)
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """The prompt text for a conversation, through the model's own template."""
+        return self._formatter(messages=messages).prompt
+
+    def tokenize(self, text: str) -> list[int]:
+        # special=True: the template's <|im_start|> markers must become their control tokens.
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=self._llama._model.add_bos_token(), special=True)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._llama.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]:
+        """Yield text pieces until EOS, a stop string, the length limit or cancel; fill stats."""
+        from llama_cpp import llama_vocab_is_eog
+
+        n_ctx = context_window(opts, self.n_ctx)
+        tokens = fit_prompt(tokens, n_ctx, opts.num_predict)
+        limit = output_limit(opts, len(tokens), n_ctx)
+        stats.prompt_eval_count = len(tokens)
+        self._llama.set_seed(opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1))
+        stops = StopMatcher(opts.stop)
+        # A token can end inside a multi-byte character; the incremental decoder holds those bytes.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stats.done_reason = "length"
+        started = time.perf_counter()
+        first = None
+        tokens_iter = self._llama.generate(
+            tokens,
+            top_k=opts.top_k,
+            top_p=opts.top_p,
+            min_p=opts.min_p,
+            typical_p=opts.typical_p,
+            temp=opts.temperature,
+            repeat_penalty=opts.repeat_penalty,
+            presence_penalty=opts.presence_penalty,
+            frequency_penalty=opts.frequency_penalty,
+        )
+        try:
+            while limit > 0 and not cancel.is_set():
+                token = next(tokens_iter)
+                if first is None:
+                    first = time.perf_counter()
+                    stats.prompt_eval_ns = int((first - started) * 1e9)
+                    stats.first_token_at = first
+                if llama_vocab_is_eog(self._vocab, token):
+                    stats.done_reason = "stop"
+                    break
+                stats.eval_count += 1
+                stats.output_tokens.append(token)
+                text, hit = stops.feed(decoder.decode(self._llama.detokenize([token])))
+                if text:
+                    yield text
+                if hit:
+                    stats.done_reason = "stop"
+                    break
+                if stats.eval_count >= limit:
+                    break
+            else:
+                if cancel.is_set():
+                    stats.done_reason = "cancel"
+            # Text held back as a possible stop-string start turned out not to be one.
+            tail = stops.flush() + decoder.decode(b"", final=True)
+            if tail and stats.done_reason != "cancel":
+                yield tail
+        finally:
+            tokens_iter.close()
+            if first is not None:
+                stats.eval_ns = int((time.perf_counter() - first) * 1e9)
+
+    def close(self) -> None:
+        self._llama.close()

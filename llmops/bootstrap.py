@@ -1,0 +1,91 @@
+"""Setup steps outside the venv: `.env`, and system programs (Prometheus, node_exporter, Chromium)."""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+from . import envfile
+from .settings import ROOT, Settings
+
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SystemProgram:
+    """A program taken from PATH when present, else installed with the system's package manager."""
+
+    label: str
+    binaries: tuple[str, ...]
+    debian: tuple[str, ...]
+    brew: str | None
+    needed_for: str
+
+
+PROMETHEUS = SystemProgram("Prometheus", ("prometheus", "promtool"), ("prometheus",), "prometheus", "metrics history")
+NODE_EXPORTER = SystemProgram(
+    "node_exporter", ("prometheus-node-exporter|node_exporter",), ("prometheus-node-exporter",), "node_exporter",
+    "host metrics (optional)",
+)
+CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test")
+
+
+def _found(binaries: tuple[str, ...]) -> bool:
+    return all(any(shutil.which(alt) for alt in b.split("|")) for b in binaries)
+
+
+def _privilege() -> list[str] | None:
+    """The prefix that runs the package manager without a password prompt, or None."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def manual_command(program: SystemProgram) -> str:
+    if platform.system() == "Darwin" and program.brew:
+        return f"brew install {program.brew}"
+    return "sudo apt-get install -y --no-install-recommends " + " ".join(program.debian)
+
+
+def ensure_program(program: SystemProgram, out: Printer = print) -> bool:
+    """Install the program when missing and possible without a prompt; say how otherwise."""
+    if _found(program.binaries):
+        return True
+    prefix = _privilege()
+    if platform.system() == "Darwin" and program.brew and shutil.which("brew"):
+        command_sets = [["brew", "install", program.brew]]
+    elif shutil.which("apt-get") and prefix is not None:
+        env_prefix = prefix + ["env", "DEBIAN_FRONTEND=noninteractive"]
+        install = env_prefix + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *program.debian]
+        command_sets = [install, env_prefix + ["apt-get", "update", "-q"], install]
+    else:
+        out(f"{program.label} is missing ({program.needed_for}); install it with: {manual_command(program)}")
+        return False
+    out(f"installing {program.label} ({program.needed_for}) with the system package manager ...")
+    for index, command in enumerate(command_sets):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode == 0 and _found(program.binaries):
+            out(f"{program.label} installed")
+            return True
+        if index == len(command_sets) - 1 and result.returncode != 0:
+            out(result.stderr.strip()[-800:])
+    out(f"{program.label} could not be installed; install it with: {manual_command(program)}")
+    return False
+
+
+def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
+    """Everything `make setup` does once the venv exists. True when all required parts are there."""
+    if envfile.ensure(settings.env_file, ROOT / ".env.example"):
+        out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+    ok = ensure_program(PROMETHEUS, out)
+    if not ok:
+        out("the stack will run without Prometheus; the dashboard will say metrics are unavailable")
+    ensure_program(NODE_EXPORTER, out)
+    if with_test_tools:
+        ok = ensure_program(CHROMIUM, out) and ok
+    return ok

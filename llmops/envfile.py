@@ -1,0 +1,52 @@
+"""The per-install `.env`: created from `.env.example` with a fresh proxy key, mode 0600."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+from .settings import ROOT
+
+KEY_LINE = re.compile(r"^LITELLM_MASTER_KEY=.*$", re.MULTILINE)
+
+
+def new_key() -> str:
+    """`sk-` and 32 random bytes, url-safe."""
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def ensure(env_file: Path, example: Path = ROOT / ".env.example") -> bool:
+    """Create env_file from the example with a new key when it is missing, or fill an empty key.
+
+    Returns True when the file was written. The mode is always left at 0600.
+    """
+    written = False
+    if not env_file.exists():
+        text = example.read_text() if example.exists() else "LITELLM_MASTER_KEY=\n"
+        written = True
+    else:
+        text = env_file.read_text()
+    match = KEY_LINE.search(text)
+    if match is None:
+        text = text.rstrip("\n") + f"\nLITELLM_MASTER_KEY={new_key()}\n"
+        written = True
+    elif match.group(0).strip() == "LITELLM_MASTER_KEY=":
+        text = KEY_LINE.sub(f"LITELLM_MASTER_KEY={new_key()}", text, count=1)
+        written = True
+    if written:
+        # Create with 0600 from the first byte, so the key is never readable by others.
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    os.chmod(env_file, 0o600)
+    return written
+
+
+def write_secret(path: Path, value: str) -> None:
+    """Write a secret to a file readable by its owner only (e.g. the key file Prometheus reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    os.chmod(path, 0o600)

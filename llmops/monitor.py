@@ -1,0 +1,309 @@
+"""Background probing with hysteresis; readers get the latest /api/status snapshot and never wait on a probe."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from . import verdict
+from .probes import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
+
+COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds -> ISO 8601 UTC (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Check:
+    """One probe on its own schedule; fail_after=None turns hysteresis off (windowed signals)."""
+
+    name: str
+    fn: Callable[[], ProbeResult]
+    interval: float
+    component: str
+    fail_after: int | None = 2
+
+
+class Hysteresis:
+    """Debounced state of one check: fail_after failures in a row to go red, one success to go green."""
+
+    def __init__(self, fail_after: int | None = 2):
+        self.fail_after = fail_after or 1
+        self.effective: ProbeResult = pending()
+        self.last: ProbeResult = self.effective
+        self.failures_in_row = 0
+        self.failures_total = 0
+        self.since: float | None = None
+        self.checked_at: float | None = None
+
+    def observe(self, result: ProbeResult, now: float) -> ProbeResult:
+        """Feed one raw result; return the effective (debounced) one."""
+        self.last, self.checked_at = result, now
+        was_ok, was_pending = self.effective.ok, self.effective.error == "pending"
+        if result.ok:
+            self.failures_in_row = 0
+            new = result
+        else:
+            self.failures_total += 1
+            self.failures_in_row += 1
+            if was_ok and self.failures_in_row < self.fail_after:
+                # Hold green: one failed probe is not yet an outage, but say so.
+                held = self.effective
+                note = f"{held.detail} (last probe failed: {result.detail})"
+                new = ProbeResult(held.status, result.latency_ms, note, "", held.data)
+            else:
+                new = result
+        if was_pending or new.ok != was_ok:
+            self.since = now
+        self.effective = new
+        return new
+
+
+def _row(state: Hysteresis) -> dict:
+    result = state.effective
+    return {
+        "status": result.status,
+        "latency_ms": result.latency_ms,
+        "detail": result.detail,
+        "error": result.error,
+        "since": iso(state.since),
+        "checked_at": iso(state.checked_at),
+    }
+
+
+def _backend_row(url: str, state: Hysteresis) -> dict:
+    row = _row(state)
+    data = state.effective.data
+    row.update(
+        backend=host_port(url),
+        url=url,
+        version=data.get("version"),
+        models=[m["name"] for m in data.get("present", [])],
+        present=data.get("present", []),
+        loaded=data.get("loaded", []),
+    )
+    return row
+
+
+def _ollama(backends: list[dict]) -> dict:
+    up = [b for b in backends if b["status"] == HEALTHY]
+    down = [b for b in backends if b["status"] != HEALTHY]
+    if len(backends) == 1:
+        row = {k: v for k, v in backends[0].items() if k not in ("backend", "url", "present", "loaded")}
+    else:
+        status = HEALTHY if not down else (OFFLINE if all(b["status"] == OFFLINE for b in backends) else UNHEALTHY)
+        if down:
+            names = ", ".join(f"{b['backend']} ({b['detail']})" for b in down)
+            detail = f"{len(down)} of {len(backends)} backends down: {names}"
+        else:
+            detail = f"all {len(backends)} backends up"
+        latencies = [b["latency_ms"] for b in backends if b["latency_ms"] is not None]
+        sinces = [b["since"] for b in backends if b["since"]]
+        row = {
+            "status": status,
+            "latency_ms": max(latencies) if latencies else None,
+            "detail": detail,
+            "error": "" if not down else ("pending" if all(b["error"] == "pending" for b in down) else "partial"),
+            "since": max(sinces) if sinces else None,
+            "checked_at": max((b["checked_at"] for b in backends if b["checked_at"]), default=None),
+            "version": next((b["version"] for b in up if b["version"]), None),
+        }
+    row["models"] = sorted({m for b in backends for m in b["models"]})
+    row["backends"] = backends
+    return row
+
+
+class Monitor:
+    """Runs each Check on its own thread and keeps the latest /api/status snapshot ready to serve."""
+
+    def __init__(self, checks: list[Check], clock: Callable[[], float] = time.time, canary_enabled: bool = True):
+        self.checks = {c.name: c for c in checks}
+        self.clock = clock
+        self.canary_enabled = canary_enabled
+        self.states = {c.name: Hysteresis(c.fail_after) for c in checks}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.updates = 0
+        self._status: dict = {}
+        self._status_json = b""
+        with self._lock:
+            self._rebuild()
+
+    # -- probing -------------------------------------------------------------
+    def run_check(self, name: str) -> ProbeResult:
+        """Run one check now (blocking) and publish the new snapshot."""
+        check = self.checks[name]
+        try:
+            result = check.fn()
+        except Exception as exc:  # a probe bug must show as a status, not kill the thread
+            result = ProbeResult(UNHEALTHY, None, f"probe error: {type(exc).__name__}: {exc}", "http")
+        with self._changed:
+            self.states[name].observe(result, self.clock())
+            self._rebuild()
+            self.updates += 1
+            self._changed.notify_all()
+        return result
+
+    def run_once(self) -> dict:
+        """Run every check once, in order (tests and one-shot use); return the status."""
+        for name in self.checks:
+            self.run_check(name)
+        return self.status()
+
+    def _loop(self, check: Check) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.run_check(check.name)
+            self._stop.wait(max(0.05, check.interval - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        """Start one daemon thread per check."""
+        if self._threads:
+            return
+        self._stop.clear()
+        for check in self.checks.values():
+            thread = threading.Thread(target=self._loop, args=(check,), name=f"probe-{check.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the threads to stop and wait for them (a probe in flight finishes first)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> bool:
+        """Block until predicate(status) holds or timeout passes; True when it held."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self._status):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+    # -- reading -------------------------------------------------------------
+    def status(self) -> dict:
+        """The latest /api/status document (do not mutate)."""
+        return self._status
+
+    def status_json(self) -> bytes:
+        """The latest /api/status document, serialised once per update so serving it is cheap."""
+        return self._status_json
+
+    def failure_counts(self) -> dict[str, int]:
+        """Raw (pre-hysteresis) probe failures per component since start."""
+        counts = {name: 0 for name in COMPONENTS}
+        for check in self.checks.values():
+            if check.component in counts:
+                counts[check.component] += self.states[check.name].failures_total
+        return counts
+
+    def raw_latency(self) -> dict[str, float]:
+        """Latest raw probe latency per component, in seconds."""
+        latency: dict[str, float] = {}
+        for check in self.checks.values():
+            value = self.states[check.name].last.latency_ms
+            if value is not None and check.component in COMPONENTS:
+                latency[check.component] = max(latency.get(check.component, 0.0), value / 1000.0)
+        return latency
+
+    def _rebuild(self) -> None:
+        components: dict[str, dict] = {}
+        backends = [
+            _backend_row(check.name.split(":", 1)[1], self.states[check.name])
+            for check in self.checks.values()
+            if check.name.startswith("backend:")
+        ]
+        components["proxy"] = self._proxy()
+        components["ollama"] = _ollama(backends) if backends else {**_row(Hysteresis()), "models": [], "backends": []}
+        for name in ("prometheus", "traffic"):
+            state = self.states.get(name) or Hysteresis()
+            components[name] = _row(state)
+            components[name].update(state.effective.data)
+        components["canary"] = self._canary()
+        overall, reason = verdict.decide(components)
+        checked = [s.checked_at for s in self.states.values() if s.checked_at is not None]
+        self._status = {
+            "overall": overall,
+            "reason": reason,
+            "checked_at": iso(max(checked) if checked else self.clock()),
+            "components": components,
+        }
+        self._status_json = json.dumps(self._status, separators=(",", ":")).encode()
+
+    def _proxy(self) -> dict:
+        state = self.states.get("proxy") or Hysteresis()
+        row = _row(state)
+        row["models"] = list(state.effective.data.get("models", []))
+        detail_state = self.states.get("proxy_detail")
+        extra = detail_state.effective if detail_state else None
+        row["version"] = extra.data.get("version") if extra else None
+        row["health_check"] = (
+            None
+            if not extra or extra.error == "pending"
+            else {"status": extra.status, "detail": extra.detail, "checked_at": iso(detail_state.checked_at)}
+        )
+        return row
+
+    def _canary(self) -> dict:
+        state = self.states.get("canary")
+        if not self.canary_enabled or state is None:
+            return {"status": OFFLINE, "latency_ms": None, "detail": "off (CANARY_INTERVAL=0)", "error": "",
+                    "since": None, "checked_at": None, "enabled": False}
+        row = _row(state)
+        row["enabled"] = True
+        row["model"] = state.effective.data.get("model")
+        return row
+
+
+def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_interval: float = 300.0) -> list[Check]:
+    """The stack's checks wired from settings: proxy, each backend, Prometheus, traffic, canary, LiteLLM detail."""
+    from . import probes
+
+    key = str(settings.litellm_master_key)
+    proxy_url = settings.litellm_url
+    interval = float(settings.probe_interval) or 5.0
+    last_proxy: dict = {}
+
+    def proxy() -> ProbeResult:
+        result = probes.probe_proxy(session, proxy_url, key)
+        if result.ok:
+            last_proxy["models"] = result.data.get("models", [])
+        return result
+
+    def canary_model() -> str:
+        models = last_proxy.get("models") or []
+        tag = str(settings.model_tag)
+        return tag if tag in models or not models else models[0]
+
+    checks = [Check("proxy", proxy, interval, "proxy")]
+    for url in settings.backend_urls:
+        checks.append(
+            Check(f"backend:{url}", lambda url=url: probes.probe_backend(session, url, probe_timeout), interval, "ollama")
+        )
+    checks.append(Check("prometheus", lambda: probes.probe_prometheus(session, settings.prometheus_url, probe_timeout),
+                        interval, "prometheus"))
+    checks.append(Check("traffic", lambda: probes.probe_traffic(prom), interval, "traffic", fail_after=None))
+    if float(settings.canary_interval) > 0:
+        checks.append(Check("canary", lambda: probes.probe_canary(session, proxy_url, key, canary_model()),
+                            float(settings.canary_interval), "canary"))
+    checks.append(Check("proxy_detail", lambda: probes.probe_proxy_detail(session, proxy_url, key),
+                        detail_interval, "proxy_detail", fail_after=None))
+    return checks

@@ -1,0 +1,56 @@
+"""Who listens where: a quick connect test and the holder of a port (pid and command) where readable."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass
+class Holder:
+    """The process listening on a port, as far as the OS lets us see it."""
+
+    pid: int | None
+    command: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.command})" if self.pid else self.command
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def holder(port: int) -> Holder | None:
+    """The process that listens on this TCP port, or None when nobody does."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, PermissionError):
+        return Holder(None, "a process this user cannot see (try as root: ss -ltnp)")
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+            if conn.pid is None:
+                return Holder(None, "a process this user cannot see")
+            try:
+                command = " ".join(psutil.Process(conn.pid).cmdline())[:120] or psutil.Process(conn.pid).name()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                command = "unreadable command"
+            return Holder(conn.pid, command)
+    return None
+
+
+def listeners(pids: set[int] | None = None) -> list[tuple[str, int, int | None]]:
+    """Every TCP listener (address, port, pid), optionally only those of the given pids."""
+    found = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and (pids is None or conn.pid in pids):
+            found.append((conn.laddr.ip, conn.laddr.port, conn.pid))
+    return found

@@ -1,0 +1,260 @@
+"""One health probe per component; each takes its URL, timeout and HTTP session and returns a ProbeResult."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+
+from .promapi import MetricsUnavailable, PromAPI
+
+CANARY_USER_AGENT = "llmops-canary/0.1"
+PROXY_TIMEOUT = 10.0
+HEALTHY, UNHEALTHY, OFFLINE = "healthy", "unhealthy", "offline"
+
+# Routes LiteLLM also counts in its request metrics that are not model calls.
+NON_MODEL_ROUTES = "/metrics.*|/health.*|/v1/models|/models"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe saw: status word, latency, a one-line detail, a failure kind and extra data."""
+
+    status: str
+    latency_ms: float | None
+    detail: str
+    error: str = ""  # "", "timeout", "offline", "auth", "http", "empty", "unavailable", "pending"
+    data: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == HEALTHY
+
+
+def pending(detail: str = "not checked yet") -> ProbeResult:
+    """The state of a component before its first probe has finished."""
+    return ProbeResult(OFFLINE, None, detail, "pending")
+
+
+class _Failed(Exception):
+    """A request failed at the transport level; kind is a ProbeResult.error value."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+def host_port(url: str) -> str:
+    """'http://127.0.0.1:11434' -> '127.0.0.1:11434' (short, bounded label value)."""
+    return urlsplit(url).netloc or url
+
+
+def _call(session, method: str, url: str, timeout: float, **kwargs):
+    """Send one request; map requests' errors to _Failed at this boundary."""
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.Timeout as exc:
+        raise _Failed("timeout", f"no answer from {host_port(url)} within {timeout:g} s") from exc
+    except requests.ConnectionError as exc:
+        raise _Failed("offline", f"{host_port(url)} unreachable (connection refused or reset)") from exc
+    except requests.RequestException as exc:
+        raise _Failed("http", f"request to {host_port(url)} failed: {type(exc).__name__}") from exc
+
+
+def _json(response, what: str) -> dict:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise _Failed("http", f"{what} answered HTTP {response.status_code} without JSON") from exc
+    if not isinstance(body, dict):
+        raise _Failed("http", f"{what} answered unexpected JSON")
+    return body
+
+
+def _timed(clock: Callable[[], float], body: Callable[[], ProbeResult]) -> ProbeResult:
+    """Run a probe body, stamp its latency and turn transport failures into a result."""
+    started = clock()
+    try:
+        result = body()
+    except _Failed as failure:
+        status = OFFLINE if failure.kind == "offline" else UNHEALTHY
+        result = ProbeResult(status, None, failure.detail, failure.kind)
+    latency = round((clock() - started) * 1000.0, 3)
+    return ProbeResult(result.status, latency, result.detail, result.error, result.data)
+
+
+def probe_proxy(session, base_url: str, key: str, timeout: float = PROXY_TIMEOUT, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff GET /v1/models with the key lists at least one model (the user's rule)."""
+
+    def body() -> ProbeResult:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=headers)
+        if response.status_code == 500:
+            # LiteLLM 1.108.7 answers 500 when no key is sent (its auth error path needs prisma).
+            hint = "no key configured for the dashboard" if not key else "the proxy rejected the key"
+            return ProbeResult(UNHEALTHY, None, f"/v1/models answered HTTP 500: auth misconfigured ({hint})", "auth")
+        if response.status_code in (400, 401, 403):
+            # A wrong key gets 400 "No connected db" from LiteLLM 1.108.7.
+            return ProbeResult(
+                UNHEALTHY, None, f"/v1/models answered HTTP {response.status_code}: auth misconfigured (wrong key?)", "auth"
+            )
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/v1/models answered HTTP {response.status_code}", "http")
+        models = [str(m.get("id")) for m in _json(response, "/v1/models").get("data") or [] if isinstance(m, dict)]
+        if not models:
+            return ProbeResult(UNHEALTHY, None, "/v1/models lists no models", "empty", {"models": []})
+        plural = "s" if len(models) != 1 else ""
+        return ProbeResult(HEALTHY, None, f"lists {len(models)} model{plural}", "", {"models": models})
+
+    return _timed(clock, body)
+
+
+def _loaded(entry: dict) -> dict:
+    return {
+        "name": entry.get("name") or entry.get("model"),
+        "size": int(entry.get("size") or 0),
+        "size_vram": int(entry.get("size_vram") or 0),
+        "expires_at": entry.get("expires_at"),
+    }
+
+
+def probe_backend(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Ask one Ollama-API backend directly: /api/version, /api/tags (present), /api/ps (loaded)."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}/api/version", timeout)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
+        version = _json(response, "/api/version").get("version")
+        response = _call(session, "GET", f"{base_url}/api/tags", timeout)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/api/tags answered HTTP {response.status_code}", "http")
+        present = [
+            {"name": m.get("name") or m.get("model"), "size": int(m.get("size") or 0), "modified_at": m.get("modified_at")}
+            for m in _json(response, "/api/tags").get("models") or []
+        ]
+        response = _call(session, "GET", f"{base_url}/api/ps", timeout)
+        loaded = [_loaded(m) for m in _json(response, "/api/ps").get("models") or []] if response.status_code == 200 else []
+        data = {"version": version, "present": present, "loaded": loaded}
+        if not present:
+            return ProbeResult(UNHEALTHY, None, "answers but has no models", "empty", data)
+        plural = "s" if len(present) != 1 else ""
+        return ProbeResult(HEALTHY, None, f"{len(present)} model{plural} present, {len(loaded)} loaded", "", data)
+
+    return _timed(clock, body)
+
+
+def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff /-/ready answers 200; the version comes from buildinfo when it answers."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}/-/ready", timeout)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/-/ready answered HTTP {response.status_code}", "http")
+        version = None
+        try:
+            info = _call(session, "GET", f"{base_url}/api/v1/status/buildinfo", timeout)
+            version = _json(info, "buildinfo").get("data", {}).get("version") if info.status_code == 200 else None
+        except _Failed:
+            pass  # the version is decoration; readiness already answered
+        return ProbeResult(HEALTHY, None, "ready", "", {"version": version})
+
+    return _timed(clock, body)
+
+
+def traffic_queries(window: str = "5m", canary_agent: str = CANARY_USER_AGENT) -> dict[str, str]:
+    """PromQL for real requests over the window, by outcome; the canary and non-model routes excluded."""
+    selector = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{canary_agent.split("/")[0]}.*"'
+    metric = "litellm_proxy_total_requests_metric_total"
+    return {
+        "total": f"sum(increase({metric}{{{selector}}}[{window}]))",
+        "ok": f'sum(increase({metric}{{{selector},status_code=~"2.."}}[{window}]))',
+        "rate_limited": f'sum(increase({metric}{{{selector},status_code="429"}}[{window}]))',
+    }
+
+
+def probe_traffic(
+    prom: PromAPI,
+    window: str = "5m",
+    min_requests: int = 5,
+    min_ratio: float = 0.9,
+    clock=time.perf_counter,
+) -> ProbeResult:
+    """Recent success ratio of real requests from LiteLLM's metrics; 429s are rate limiting, not failures."""
+
+    def body() -> ProbeResult:
+        queries = traffic_queries(window)
+        try:
+            values = {name: prom.scalar(expr) or 0.0 for name, expr in queries.items()}
+        except MetricsUnavailable as exc:
+            return ProbeResult(OFFLINE, None, str(exc), "unavailable")
+        total, ok, limited = values["total"], values["ok"], values["rate_limited"]
+        failed = max(0.0, total - ok - limited)
+        judged = ok + failed
+        ratio = ok / judged if judged > 0 else None
+        data = {
+            "window": window,
+            "requests": round(total, 2),
+            "failed": round(failed, 2),
+            "rate_limited": round(limited, 2),
+            "success_ratio": None if ratio is None else round(ratio, 4),
+        }
+        if judged < 0.5:
+            note = f", {limited:.0f} rate limited" if limited >= 0.5 else ""
+            return ProbeResult(HEALTHY, None, f"no completed real requests in the last {window}{note}", "", data)
+        summary = f"{ratio:.0%} of {judged:.0f} real requests succeeded in the last {window}"
+        if limited >= 0.5:
+            summary += f" ({limited:.0f} rate limited)"
+        if judged >= min_requests and ratio < min_ratio:
+            return ProbeResult(UNHEALTHY, None, summary, "http", data)
+        return ProbeResult(HEALTHY, None, summary, "", data)
+
+    return _timed(clock, body)
+
+
+def probe_canary(
+    session, proxy_url: str, key: str, model: str, timeout: float = 30.0, clock=time.perf_counter
+) -> ProbeResult:
+    """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent."""
+
+    def body() -> ProbeResult:
+        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        response = _call(session, "POST", f"{proxy_url}/v1/chat/completions", timeout, headers=headers, json=payload)
+        if response.status_code != 200:
+            kind = "auth" if response.status_code in (400, 401, 403) else "http"
+            return ProbeResult(UNHEALTHY, None, f"chat completion for {model} answered HTTP {response.status_code}", kind)
+        if not _json(response, "chat completion").get("choices"):
+            return ProbeResult(UNHEALTHY, None, f"chat completion for {model} returned no choices", "empty")
+        return ProbeResult(HEALTHY, None, f"chat completion for {model} answered", "", {"model": model})
+
+    return _timed(clock, body)
+
+
+def probe_proxy_detail(session, base_url: str, key: str, timeout: float = 120.0, clock=time.perf_counter) -> ProbeResult:
+    """LiteLLM's own /health (a real generation per model) and version: detail only, never the verdict."""
+
+    def body() -> ProbeResult:
+        data: dict = {"version": None, "healthy_count": None, "unhealthy_count": None}
+        try:
+            ready = _call(session, "GET", f"{base_url}/health/readiness", min(timeout, 5.0))
+            if ready.status_code == 200:
+                data["version"] = _json(ready, "/health/readiness").get("litellm_version")
+        except _Failed:
+            pass  # version is optional decoration
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = _call(session, "GET", f"{base_url}/health", timeout, headers=headers)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/health answered HTTP {response.status_code}", "http", data)
+        health = _json(response, "/health")
+        data["healthy_count"] = int(health.get("healthy_count") or 0)
+        data["unhealthy_count"] = int(health.get("unhealthy_count") or 0)
+        detail = f"LiteLLM /health: {data['healthy_count']} healthy, {data['unhealthy_count']} unhealthy deployments"
+        status = HEALTHY if data["unhealthy_count"] == 0 and data["healthy_count"] > 0 else UNHEALTHY
+        return ProbeResult(status, None, detail, "" if status == HEALTHY else "http", data)
+
+    return _timed(clock, body)

@@ -1,0 +1,150 @@
+"""The LiteLLM proxy's config: validation with file:line messages, rendering for N backends, and launch."""
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+from .settings import ROOT, Settings
+
+CONFIG = ROOT / "litellm_config.yaml"
+BACKEND_ENV = "os.environ/OLLAMA_API_BASE"
+# Providers that talk to an Ollama-style server and so need an api_base.
+NEEDS_BASE = ("ollama", "ollama_chat", "openai", "hosted_vllm", "llamafile")
+SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables")
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _mapping(node: yaml.Node) -> dict[str, yaml.Node]:
+    return {k.value: v for k, v in node.value} if isinstance(node, yaml.MappingNode) else {}
+
+
+def validate(path: Path = CONFIG) -> dict:
+    """Check the file exists, parses, and every model names a provider and a base URL; return the data."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    text = path.read_text()
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ConfigError(f"{path}:{line}: YAML does not parse: {exc.problem or exc}") from exc
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{path}:1: expected a mapping with a model_list")
+    top = _mapping(root)
+    for key, node in top.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"{path}:{_line(node)}: unknown section {key!r} (expected one of {', '.join(SECTIONS)})")
+    models = top.get("model_list")
+    if not isinstance(models, yaml.SequenceNode) or not models.value:
+        raise ConfigError(f"{path}:{_line(models) if models else 1}: model_list is missing or empty")
+    for entry in models.value:
+        fields = _mapping(entry)
+        if "model_name" not in fields:
+            raise ConfigError(f"{path}:{_line(entry)}: model entry has no model_name")
+        params = _mapping(fields.get("litellm_params")) if "litellm_params" in fields else {}
+        name = fields["model_name"].value
+        if "model" not in params:
+            raise ConfigError(f"{path}:{_line(entry)}: model {name!r} has no litellm_params.model")
+        model = str(params["model"].value)
+        if "/" not in model:
+            raise ConfigError(
+                f"{path}:{_line(params['model'])}: model {name!r}: {model!r} names no provider "
+                "(expected e.g. ollama_chat/smollm2:135m)"
+            )
+        if model.split("/", 1)[0] in NEEDS_BASE and "api_base" not in params:
+            raise ConfigError(f"{path}:{_line(entry)}: model {name!r} has no litellm_params.api_base")
+    return data
+
+
+def render(settings: Settings, source: Path = CONFIG) -> dict:
+    """The config the proxy runs with: one deployment per backend, limits from the settings."""
+    data = validate(source)
+    backends = settings.backend_urls
+    deployments = []
+    for entry in data["model_list"]:
+        params = entry["litellm_params"]
+        targets = backends if params.get("api_base") == BACKEND_ENV else [None]
+        for url in targets:
+            deployment = copy.deepcopy(entry)
+            if url:
+                deployment["litellm_params"]["api_base"] = url
+            if settings.litellm_max_parallel:
+                deployment["litellm_params"]["max_parallel_requests"] = settings.litellm_max_parallel
+            if settings.litellm_rpm:
+                deployment["litellm_params"]["rpm"] = settings.litellm_rpm
+            deployments.append(deployment)
+    data["model_list"] = deployments
+    if settings.litellm_rpm:
+        # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
+        data.setdefault("router_settings", {})["enable_pre_call_checks"] = True
+    return data
+
+
+def write_rendered(settings: Settings) -> Path:
+    path = settings.state_dir / "litellm_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = yaml.safe_dump(render(settings), sort_keys=False)
+    path.write_text("# Rendered from litellm_config.yaml at start; do not edit.\n" + body)
+    return path
+
+
+def launch(settings: Settings) -> None:
+    """Validate, render and exec the proxy (never returns on success)."""
+    if not settings.litellm_master_key:
+        raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
+    rendered = write_rendered(settings)
+    env = dict(os.environ)
+    env["LITELLM_MASTER_KEY"] = str(settings.litellm_master_key)
+    env["OLLAMA_API_BASE"] = settings.backend_urls[0]
+    # Offline: no fetch of the remote cost map, no telemetry.
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    env.setdefault("LITELLM_TELEMETRY", "False")
+    env.setdefault("LITELLM_LOG", "WARNING")
+    workers = max(1, int(settings.litellm_workers))
+    if workers > 1:
+        # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).
+        multiproc = settings.state_dir / "litellm-prometheus"
+        shutil.rmtree(multiproc, ignore_errors=True)
+        multiproc.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    litellm = Path(sys.executable).parent / "litellm"
+    argv = [str(litellm), "--config", str(rendered), "--host", str(settings.bind_host),
+            "--port", str(settings.litellm_port), "--num_workers", str(workers)]
+    os.execve(str(litellm), argv, env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m llmops.proxyconf check [FILE]` validates; `launch` validates, renders and execs the proxy."""
+    from . import settings as settings_module
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else "check"
+    try:
+        if command == "check":
+            path = Path(argv[1]) if len(argv) > 1 else CONFIG
+            validate(path)
+            print(f"{path}: ok")
+            return 0
+        if command == "launch":
+            launch(settings_module.load())
+            return 0
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"usage: python -m llmops.proxyconf check [FILE] | launch (got {command!r})", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

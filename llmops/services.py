@@ -1,0 +1,127 @@
+"""The stack's services: what runs in each slot, where it listens and how to tell it is ready."""
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from .settings import ROOT, Settings
+
+# Order matters: each service waits for the one before it to be ready.
+ORDER = ("ollama", "litellm", "prometheus", "dashboard", "node_exporter")
+OPTIONAL = ("node_exporter",)
+NODE_EXPORTER_BINARIES = ("prometheus-node-exporter", "node_exporter")
+
+
+@dataclass
+class ReadyCheck:
+    """One HTTP readiness probe: GET path on the service's address, with or without the key."""
+
+    path: str
+    with_key: bool = False
+    needs_models: bool = False
+
+
+@dataclass
+class Service:
+    """One supervised program (or an external one we only watch)."""
+
+    name: str
+    host: str
+    port: int
+    command: list[str] = field(default_factory=list)
+    checks: list[ReadyCheck] = field(default_factory=list)
+    kind: str = "supervised"  # supervised | external | missing
+    optional: bool = False
+    ready_timeout: float = 60.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def python() -> str:
+    """The interpreter of the project's venv (supervisor's programs do not have the venv on PATH)."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv if venv.exists() else sys.executable)
+
+
+def prometheus_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def node_exporter_binary() -> str | None:
+    for name in NODE_EXPORTER_BINARIES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
+    """The Ollama slot(s): one service per local backend; remote hosts are watched only."""
+    services = []
+    for index, url in enumerate(settings.backend_urls):
+        parsed = urlparse(url)
+        name = "ollama" if index == 0 else f"ollama-{index + 1}"
+        local = parsed.hostname in ("127.0.0.1", "localhost", str(settings.bind_host))
+        kind = "supervised" if local and not settings.ollama_hosts and ollama_mode != "external" else "external"
+        if ollama_mode == "ollama" and kind == "supervised":
+            command = [shutil.which("ollama") or "ollama", "serve"]
+            env = {"OLLAMA_HOST": f"{parsed.hostname}:{parsed.port}"}
+        else:
+            command = [python(), str(ROOT / "scripts" / "embedded_backend.py"),
+                       "--host", str(settings.bind_host), "--port", str(parsed.port)]
+            env = {}
+        services.append(Service(
+            name=name, host=parsed.hostname or "127.0.0.1", port=parsed.port or 11434, command=command,
+            checks=[ReadyCheck("/api/version")], kind=kind, ready_timeout=60.0, env=env,
+        ))
+    return services
+
+
+def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
+    """Every service of the stack, in start order."""
+    host = str(settings.bind_host)
+    state = settings.state_dir
+    services = backend_services(settings, ollama_mode)
+    services.append(Service(
+        name="litellm", host=host, port=int(settings.litellm_port),
+        command=["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")],
+        checks=[ReadyCheck("/health/liveliness"), ReadyCheck("/v1/models", with_key=True, needs_models=True)],
+        ready_timeout=120.0,
+    ))
+    prom = prometheus_binary()
+    services.append(Service(
+        name="prometheus", host=host, port=int(settings.prometheus_port),
+        command=[
+            prom or "prometheus",
+            f"--config.file={state / 'prometheus.yml'}",
+            f"--storage.tsdb.path={settings.prometheus_data_dir}",
+            f"--web.listen-address={host}:{settings.prometheus_port}",
+            "--storage.tsdb.retention.time=15d",
+        ],
+        checks=[ReadyCheck("/-/ready")], kind="supervised" if prom else "missing", ready_timeout=30.0,
+    ))
+    services.append(Service(
+        name="dashboard", host=host, port=int(settings.dashboard_port),
+        command=[python(), str(ROOT / "scripts" / "dashboard_server.py")],
+        checks=[ReadyCheck("/healthz")], ready_timeout=30.0,
+    ))
+    node = node_exporter_binary()
+    services.append(Service(
+        name="node_exporter", host=host, port=int(settings.node_exporter_port),
+        command=[node or "prometheus-node-exporter", f"--web.listen-address={host}:{settings.node_exporter_port}",
+                 "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.loadavg",
+                 "--collector.filesystem", "--collector.diskstats", "--collector.netdev", "--collector.uname",
+                 "--collector.pressure", "--collector.time"],
+        checks=[ReadyCheck("/metrics")], kind="supervised" if node else "missing", optional=True, ready_timeout=15.0,
+    ))
+    return services

@@ -1,0 +1,251 @@
+"""The stack's lifecycle: start in order and wait for readiness, stop, and report status."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from . import envfile, promconfig, proxyconf
+from .errors import ConfigError, PortInUseError, ServiceError
+from .ports import holder, port_open
+from .services import ORDER, Service, all_services
+from .settings import Settings
+from .supervisor import Supervisor
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class Health:
+    """The answer of a service's readiness probe."""
+
+    ok: bool
+    detail: str
+    latency_ms: float | None = None
+
+
+def probe(service: Service, key: str, timeout: float = 5.0) -> Health:
+    """Run the service's readiness checks in order; the first failing one decides."""
+    started = time.perf_counter()
+    detail = ""
+    for check in service.checks:
+        headers = {"Authorization": f"Bearer {key}"} if check.with_key else {}
+        try:
+            response = requests.get(service.url + check.path, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            return Health(False, f"{check.path}: {type(exc).__name__}")
+        if response.status_code != 200:
+            return Health(False, f"{check.path}: HTTP {response.status_code}")
+        detail = f"{check.path}: 200"
+        if check.needs_models:
+            try:
+                ids = [m["id"] for m in response.json().get("data", [])]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return Health(False, f"{check.path}: not a model list")
+            if not ids:
+                return Health(False, f"{check.path}: no models")
+            detail = f"{len(ids)} model(s): {', '.join(ids)}"
+        elif check.path == "/api/version":
+            try:
+                detail = f"version {response.json().get('version', '?')}"
+            except ValueError:
+                detail = "answers, but not JSON"
+    return Health(True, detail, (time.perf_counter() - started) * 1000)
+
+
+class Stack:
+    """One stack instance: its settings, its supervisor and its services."""
+
+    def __init__(self, settings: Settings, out: Printer = print):
+        self.settings = settings
+        self.supervisor = Supervisor(settings)
+        self.out = out
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def mode_file(self) -> Path:
+        return self.settings.state_dir / "ollama_mode"
+
+    def ollama_mode(self) -> str:
+        """external (something already answers), ollama (`ollama serve`) or embedded."""
+        if self.settings.ollama_hosts:
+            return "external"
+        recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else ""
+        if recorded and self.supervisor.running() and self.supervisor.info("ollama"):
+            return recorded
+        if port_open(self.settings.bind_host, int(self.settings.ollama_port)):
+            if probe(Service("ollama", str(self.settings.bind_host), int(self.settings.ollama_port),
+                             checks=all_services(self.settings, "embedded")[0].checks), "").ok:
+                return "external"
+        return "ollama" if shutil.which("ollama") else "embedded"
+
+    def services(self, mode: str | None = None) -> list[Service]:
+        return all_services(self.settings, mode or self.ollama_mode())
+
+    @property
+    def key(self) -> str:
+        return str(self.settings.litellm_master_key)
+
+    # -- start -------------------------------------------------------------------------
+    def prepare(self, services: list[Service]) -> None:
+        """Write the files the services read; validate configs before anything starts."""
+        proxyconf.validate()
+        state = self.settings.state_dir
+        state.mkdir(parents=True, exist_ok=True)
+        os.chmod(state, 0o700)
+        envfile.write_secret(state / "litellm_key", self.key)
+        rendered = promconfig.write(self.settings)
+        if any(s.name == "prometheus" and s.kind == "supervised" for s in services):
+            promconfig.check(rendered)
+
+    def start(self, only: str | None = None) -> None:
+        """Start every service (or one) in order, waiting for each to be ready."""
+        if not self.key:
+            raise ConfigError(f"{self.settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup`")
+        mode = self.ollama_mode()
+        services = self.services(mode)
+        names = [s.name for s in services]
+        if only and only not in names and only != "ollama":
+            raise ServiceError(f"unknown service {only!r}; expected one of {', '.join(names)}")
+        self.prepare(services)
+        self.mode_file.write_text(mode + "\n")
+        self.supervisor.write_config(services)
+        if self.supervisor.running():
+            self.supervisor.reload()
+        else:
+            if self.supervisor.clean_stale():
+                self.out("cleaned up stale supervisor state from an earlier run")
+            self.supervisor.launch(self._supervisor_env())
+        for service in services:
+            if only and not (service.name == only or (only == "ollama" and service.name.startswith("ollama"))):
+                continue
+            self._start_one(service, mode)
+
+    def _supervisor_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LLMOPS_ENV_FILE"] = str(self.settings.env_file)
+        for name in ("LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "PROMETHEUS_DATA_DIR"):
+            env[name] = str(self.settings.values[name])
+        return env
+
+    def _start_one(self, service: Service, mode: str) -> None:
+        if service.kind == "missing":
+            what = "Prometheus" if service.name == "prometheus" else "node_exporter"
+            self.out(f"  {service.name:<14} not installed: {what} is skipped "
+                     f"(install it with: sudo apt-get install --no-install-recommends "
+                     f"{'prometheus' if service.name == 'prometheus' else 'prometheus-node-exporter'})")
+            return
+        if service.kind == "external":
+            health = self.wait_ready(service, timeout=10.0)
+            where = "external Ollama" if mode == "external" else "remote backend"
+            state = "ready" if health.ok else f"NOT answering ({health.detail})"
+            self.out(f"  {service.name:<14} {where} at {service.address}: {state}; not managed by this stack")
+            return
+        info = self.supervisor.info(service.name)
+        if info and info.state == "RUNNING":
+            health = probe(service, self.key)
+            if health.ok:
+                self.out(f"  {service.name:<14} already running (pid {info.pid}) at {service.address}")
+                return
+        elif port_open(service.host, service.port):
+            who = holder(service.port)
+            raise PortInUseError(
+                f"port {service.port} ({service.name}) is held by {who.describe() if who else 'another process'}; "
+                f"stop it or set {service.name.upper().split('-')[0]}_PORT in .env. Nothing was killed."
+            )
+        self.out(f"  {service.name:<14} starting on {service.address} ...")
+        started = time.monotonic()
+        self.supervisor.start(service.name)
+        health = self.wait_ready(service, service.ready_timeout)
+        if not health.ok:
+            if service.optional:
+                self.out(f"  {service.name:<14} not ready ({health.detail}); optional, going on")
+                return
+            self.out(self.log_tail(service.name, 30))
+            raise ServiceError(f"{service.name} was not ready within {service.ready_timeout:.0f} s: {health.detail}")
+        self.out(f"  {service.name:<14} ready in {time.monotonic() - started:.1f} s ({health.detail})")
+
+    def wait_ready(self, service: Service, timeout: float) -> Health:
+        """Poll the readiness probe until it passes, the program gives up, or the timeout runs out."""
+        deadline = time.monotonic() + timeout
+        health = Health(False, "not probed")
+        while time.monotonic() < deadline:
+            health = probe(service, self.key, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            if health.ok:
+                return health
+            if service.kind == "supervised":
+                info = self.supervisor.info(service.name)
+                if info and info.state == "FATAL":
+                    return Health(False, f"supervisor gave up: {info.description}")
+            time.sleep(0.2)
+        return health
+
+    # -- stop --------------------------------------------------------------------------
+    def stop(self, only: str | None = None) -> None:
+        """Stop one service, or every service and the supervisor. Stopped already is fine."""
+        if not self.supervisor.running():
+            stale = self.supervisor.clean_stale()
+            self.out("stack is not running" + (" (cleaned up stale state)" if stale else ""))
+            return
+        if only:
+            names = [n for n in self.supervisor.all_info() if n == only or (only == "ollama" and n.startswith("ollama"))]
+            if not names:
+                self.out(f"  {only:<14} is not managed by this stack (external or unknown); nothing to stop")
+            for name in names:
+                self.supervisor.stop(name)
+                self.out(f"  {name:<14} stopped")
+            return
+        self.supervisor.shutdown()
+        self.out("stack stopped")
+
+    # -- status ------------------------------------------------------------------------
+    def status(self) -> list[dict]:
+        """One row per service: name, state, pid, address, uptime, health and latency."""
+        mode = self.ollama_mode()
+        infos = self.supervisor.all_info() if self.supervisor.running() else {}
+        rows = []
+        for service in self.services(mode):
+            info = infos.get(service.name)
+            if service.kind == "external":
+                state, pid, uptime = ("external" if mode == "external" else "remote"), None, None
+            elif service.kind == "missing":
+                state, pid, uptime = "not installed", None, None
+            elif info is None:
+                state, pid, uptime = "STOPPED", None, None
+            else:
+                state, pid = info.state, info.pid or None
+                uptime = time.time() - info.start if info.state == "RUNNING" and info.start else None
+            health = probe(service, self.key, timeout=3.0) if state not in ("not installed",) else Health(False, "-")
+            if service.name.startswith("ollama") and service.kind == "supervised":
+                state_label = f"{state} ({mode})"
+            else:
+                state_label = state
+            rows.append({
+                "name": service.name, "state": state_label, "pid": pid, "address": service.address,
+                "uptime_s": uptime, "healthy": health.ok, "health": health.detail,
+                "latency_ms": health.latency_ms, "optional": service.optional,
+            })
+        return rows
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.settings.log_dir / f"{name}.log"
+        if not path.exists():
+            return f"  (no log at {path})"
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        return f"  last {len(tail)} lines of {path}:\n" + "\n".join("    " + redact(line, self.key) for line in tail)
+
+    def log_path(self, name: str) -> Path:
+        return self.settings.log_dir / f"{name}.log"
+
+
+def redact(text: str, key: str) -> str:
+    """Hide the key wherever a log line carries it."""
+    return text.replace(key, "sk-***REDACTED***") if key else text
+
+

@@ -1,0 +1,227 @@
+"""Control of supervisord (from PyPI): the config we write, starting it, and its XML-RPC interface."""
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from .errors import ServiceError
+from .services import Service, python
+from .settings import Settings
+
+STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
+
+
+@dataclass
+class ProcessInfo:
+    """What supervisor knows of one program."""
+
+    name: str
+    state: str
+    pid: int
+    start: float
+    description: str
+
+
+def _quote(word: str) -> str:
+    # supervisor expands %(...)s in commands; a literal % must be doubled.
+    return shlex.quote(word).replace("%", "%%")
+
+
+def render_config(settings: Settings, services: list[Service]) -> str:
+    """supervisord.conf for these services; programs do not autostart: `start` brings them up in order."""
+    state, logs = settings.state_dir, settings.log_dir
+    lines = [
+        "; Written by llmops at each start; do not edit.",
+        "[unix_http_server]",
+        f"file={state / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={logs / 'supervisord.log'}",
+        f"pidfile={state / 'supervisord.pid'}",
+        f"directory={settings.root}",
+        "logfile_maxbytes=5MB",
+        "logfile_backups=2",
+        "loglevel=info",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{state / 'supervisor.sock'}",
+        "",
+    ]
+    for service in services:
+        if service.kind != "supervised":
+            continue
+        env = ",".join(f'{k}="{v}"' for k, v in service.env.items())
+        lines += [
+            f"[program:{service.name}]",
+            "command=" + " ".join(_quote(w) for w in service.command),
+            f"directory={settings.root}",
+            "autostart=false",
+            "autorestart=true",
+            "startsecs=2",
+            "startretries=5",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "stopwaitsecs=10",
+            "redirect_stderr=true",
+            f"stdout_logfile={logs / (service.name + '.log')}",
+            "stdout_logfile_maxbytes=10MB",
+            "stdout_logfile_backups=2",
+        ]
+        if env:
+            lines.append(f"environment={env}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Supervisor:
+    """One supervisord instance owned by this stack (its socket and pid file live in the state dir)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.conf = settings.state_dir / "supervisord.conf"
+        self.sock = settings.state_dir / "supervisor.sock"
+        self.pidfile = settings.state_dir / "supervisord.pid"
+
+    def _proxy(self):
+        transport = SupervisorTransport(None, None, f"unix://{self.sock}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def running(self) -> bool:
+        """True when our supervisord answers on its socket."""
+        if not self.sock.exists():
+            return False
+        try:
+            return self._proxy().supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Error, socket.error):
+            return False
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def clean_stale(self) -> bool:
+        """Remove the socket and pid file left by a supervisord that died (crash, reboot)."""
+        if self.running():
+            return False
+        stale = False
+        pid = self.pid()
+        if pid and _alive(pid) and _is_our_supervisord(pid, self.conf):
+            return False
+        for path in (self.sock, self.pidfile):
+            if path.exists():
+                path.unlink()
+                stale = True
+        return stale
+
+    def write_config(self, services: list[Service]) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(render_config(self.settings, services))
+
+    def launch(self, env: dict[str, str], timeout: float = 15.0) -> None:
+        """Start supervisord (it daemonizes itself) and wait until it answers."""
+        self.clean_stale()
+        supervisord = str(Path(python()).parent / "supervisord")
+        result = subprocess.run([supervisord, "-c", str(self.conf)], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ServiceError(f"supervisord failed to start: {(result.stderr or result.stdout).strip()}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running():
+                return
+            time.sleep(0.1)
+        raise ServiceError(f"supervisord did not answer on {self.sock} within {timeout:.0f} s")
+
+    def reload(self) -> None:
+        """Make a running supervisord pick up program changes in the config (added/removed programs)."""
+        proxy = self._proxy()
+        added, changed, removed = proxy.supervisor.reloadConfig()[0]
+        for name in removed + changed:
+            try:
+                proxy.supervisor.stopProcess(name, True)
+            except xmlrpc.client.Fault:
+                pass
+            proxy.supervisor.removeProcessGroup(name)
+        for name in added + changed:
+            proxy.supervisor.addProcessGroup(name)
+
+    def info(self, name: str) -> ProcessInfo | None:
+        try:
+            raw = self._proxy().supervisor.getProcessInfo(name)
+        except (OSError, xmlrpc.client.Error):
+            return None
+        return ProcessInfo(name, raw["statename"], raw["pid"], raw["start"], raw["description"])
+
+    def all_info(self) -> dict[str, ProcessInfo]:
+        try:
+            raw = self._proxy().supervisor.getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error):
+            return {}
+        return {r["name"]: ProcessInfo(r["name"], r["statename"], r["pid"], r["start"], r["description"]) for r in raw}
+
+    def start(self, name: str) -> None:
+        try:
+            self._proxy().supervisor.startProcess(name, False)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise ServiceError(f"supervisor could not start {name}: {fault.faultString}") from fault
+
+    def stop(self, name: str) -> None:
+        try:
+            self._proxy().supervisor.stopProcess(name, True)
+        except xmlrpc.client.Fault as fault:
+            if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
+                raise ServiceError(f"supervisor could not stop {name}: {fault.faultString}") from fault
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop every program (as process groups) and supervisord itself; wait for its pid to exit."""
+        pid = self.pid()
+        try:
+            proxy = self._proxy()
+            proxy.supervisor.stopAllProcesses(True)
+            proxy.supervisor.shutdown()
+        except (OSError, xmlrpc.client.Error):
+            pass
+        deadline = time.monotonic() + timeout
+        while pid and _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.clean_stale()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still "exists"; read its state where /proc is there.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _is_our_supervisord(pid: int, conf: Path) -> bool:
+    """True when pid is a supervisord started with our config (guards against pid reuse after a reboot)."""
+    try:
+        import psutil
+
+        cmdline = psutil.Process(pid).cmdline()
+    except Exception:  # noqa: BLE001 - any failure means we cannot prove it is ours
+        return False
+    return any("supervisord" in part for part in cmdline) and str(conf) in cmdline

