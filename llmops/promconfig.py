@@ -43,10 +43,15 @@ def targets(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def render(settings: Settings, source: Path = SOURCE) -> dict:
-    """prometheus.yml with this run's targets, an absolute key file and absolute rule paths."""
+def render(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = frozenset()) -> dict:
+    """prometheus.yml with this run's targets, an absolute key file and absolute rule paths.
+
+    Jobs named in `skip` (a service that does not run here, e.g. node_exporter not installed) are left
+    out, so that ScrapeTargetDown speaks only of what should be up.
+    """
     data = load(source)
     jobs = targets(settings)
+    data["scrape_configs"] = [j for j in data["scrape_configs"] if j.get("job_name") not in skip]
     for job in data["scrape_configs"]:
         name = job.get("job_name")
         if name in jobs:
@@ -58,10 +63,10 @@ def render(settings: Settings, source: Path = SOURCE) -> dict:
     return data
 
 
-def write(settings: Settings, source: Path = SOURCE) -> Path:
+def write(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = frozenset()) -> Path:
     path = settings.state_dir / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(render(settings, source), sort_keys=False)
+    body = yaml.safe_dump(render(settings, source, skip), sort_keys=False)
     path.write_text("# Rendered from prometheus.yml at start; do not edit.\n" + body)
     return path
 

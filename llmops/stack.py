@@ -93,14 +93,19 @@ class Stack:
         return str(self.settings.litellm_master_key)
 
     # -- start -------------------------------------------------------------------------
-    def prepare(self, services: list[Service]) -> None:
+    def prepare(self, services: list[Service], mode: str) -> None:
         """Write the files the services read; validate configs before anything starts."""
         proxyconf.validate()
         state = self.settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
         envfile.write_secret(state / "litellm_key", self.key)
-        rendered = promconfig.write(self.settings)
+        skip = set()
+        if any(s.name == "node_exporter" and s.kind == "missing" for s in services):
+            skip.add("node")
+        if mode == "ollama" or (mode == "external" and not self._backends_export_metrics()):
+            skip.add("ollama")  # real Ollama has no /metrics; the dashboard exports its state instead
+        rendered = promconfig.write(self.settings, skip=frozenset(skip))
         if any(s.name == "prometheus" and s.kind == "supervised" for s in services):
             promconfig.check(rendered)
 
@@ -113,7 +118,7 @@ class Stack:
         names = [s.name for s in services]
         if only and only not in names and only != "ollama":
             raise ServiceError(f"unknown service {only!r}; expected one of {', '.join(names)}")
-        self.prepare(services)
+        self.prepare(services, mode)
         self.mode_file.write_text(mode + "\n")
         self.supervisor.write_config(services)
         if self.supervisor.running():
@@ -126,6 +131,13 @@ class Stack:
             if only and not (service.name == only or (only == "ollama" and service.name.startswith("ollama"))):
                 continue
             self._start_one(service, mode)
+
+    def _backends_export_metrics(self) -> bool:
+        try:
+            response = requests.get(self.settings.backend_urls[0] + "/metrics", timeout=2)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200 and "llm_backend_" in response.text
 
     def _supervisor_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -148,7 +160,7 @@ class Stack:
             self.out(f"  {service.name:<14} {where} at {service.address}: {state}; not managed by this stack")
             return
         info = self.supervisor.info(service.name)
-        if info and info.state == "RUNNING":
+        if info and info.state in ("RUNNING", "STARTING", "BACKOFF"):
             health = probe(service, self.key)
             if health.ok:
                 self.out(f"  {service.name:<14} already running (pid {info.pid}) at {service.address}")

@@ -1,0 +1,141 @@
+"""`python -m llmops start|stop|status` with the real processes, on ports of its own."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, test_environ
+
+pytestmark = pytest.mark.integration
+
+PORTS = {"OLLAMA_PORT": "22434", "LITELLM_PORT": "18100", "PROMETHEUS_PORT": "19190",
+         "DASHBOARD_PORT": "13101", "NODE_EXPORTER_PORT": "19200"}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    environ = test_environ()
+    environ.update(PORTS)
+    environ.update({
+        "LLMOPS_STATE_DIR": ".run-test/lc/state", "LLMOPS_LOG_DIR": ".run-test/lc/logs",
+        "PROMETHEUS_DATA_DIR": ".run-test/lc/prometheus-data",
+        "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "lc" / "env"), "CANARY_INTERVAL": "0",
+    })
+    Path(environ["LLMOPS_ENV_FILE"]).parent.mkdir(parents=True, exist_ok=True)
+    yield environ
+    cli(environ, "stop")
+
+
+def cli(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmops", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def status(env: dict) -> tuple[int, dict[str, dict]]:
+    result = cli(env, "status", "--json", timeout=60)
+    return result.returncode, {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_status_of_a_stopped_stack_exits_non_zero(env):
+    code, rows = status(env)
+    assert code == 1
+    assert rows["litellm"]["state"] == "STOPPED" and not rows["litellm"]["healthy"]
+
+
+def test_start_status_start_again(env):
+    first = cli(env, "start")
+    assert first.returncode == 0, first.stdout + first.stderr
+    code, rows = status(env)
+    assert code == 0, rows
+    for name in ("ollama", "litellm", "prometheus", "dashboard"):
+        assert rows[name]["healthy"] and rows[name]["pid"], rows[name]
+    assert rows["ollama"]["state"] == "RUNNING (embedded)"
+    assert "smollm2:135m" in rows["litellm"]["health"]
+    second = cli(env, "start")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count("already running") >= 4
+    _, again = status(env)
+    assert {n: r["pid"] for n, r in again.items()} == {n: r["pid"] for n, r in rows.items()}
+
+
+def test_env_file_is_created_0600(env):
+    path = Path(env["LLMOPS_ENV_FILE"])
+    assert path.exists() and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_sigkilled_service_is_restarted_by_the_supervisor(env):
+    _, rows = status(env)
+    old = rows["dashboard"]["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def restarted():
+        code, now = status(env)
+        row = now["dashboard"]
+        return row["healthy"] and row["pid"] not in (None, old) and row["state"] == "RUNNING" and row
+
+    row = wait_for(restarted, 30, "the supervisor to restart the dashboard and report it RUNNING")
+    assert row["uptime_s"] is not None and row["uptime_s"] < 30
+
+
+def test_stop_leaves_nothing_listening_and_stop_again_succeeds(env):
+    _, rows = status(env)
+    pids = [r["pid"] for r in rows.values() if r["pid"]]
+    result = cli(env, "stop")
+    assert result.returncode == 0, result.stderr
+    for port in PORTS.values():
+        assert not listening(int(port)), f"port {port} still listening after stop"
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    again = cli(env, "stop")
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_foreign_listener_gives_a_clear_error_and_survives(env):
+    port = int(env["DASHBOARD_PORT"])
+    foreign = socket.socket()
+    foreign.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    foreign.bind(("127.0.0.1", port))
+    foreign.listen()
+    try:
+        result = cli(env, "start")
+        assert result.returncode != 0
+        assert f"port {port}" in result.stderr and f"pid {os.getpid()}" in result.stderr
+        assert "Nothing was killed" in result.stderr
+        assert listening(port)  # the foreign listener is untouched
+    finally:
+        foreign.close()
+        cli(env, "stop")
+
+
+def test_stale_state_after_a_crash_is_cleaned_up(env):
+    state = ROOT / env["LLMOPS_STATE_DIR"]
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "supervisord.pid").write_text("999999\n")
+    (state / "supervisor.sock").write_text("")
+    result = cli(env, "stop")
+    assert result.returncode == 0 and "stale" in result.stdout
+    assert not (state / "supervisor.sock").exists()

@@ -1,0 +1,62 @@
+"""litellm_config.yaml: validation names file and line; rendering spreads a model over the backends."""
+import pytest
+import yaml
+
+from llmops import proxyconf, settings
+from llmops.errors import ConfigError
+
+
+def test_committed_config_is_valid_and_uses_the_expected_keys():
+    data = proxyconf.validate()
+    model = data["model_list"][0]
+    assert model["model_name"] == "smollm2:135m"
+    assert model["litellm_params"]["model"].startswith("ollama_chat/")
+    assert model["litellm_params"]["api_base"] == "os.environ/OLLAMA_API_BASE"
+    assert model["model_info"]["input_cost_per_token"] == 0.0
+    assert data["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert data["litellm_settings"]["callbacks"] == ["prometheus"]
+    assert data["litellm_settings"]["request_timeout"] == 120
+    assert data["router_settings"]["num_retries"] == 1
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama_chat/a\n", 4, "YAML does not parse"),
+    ("model_list:\n  - model_name: a\n    litellm_params:\n      model: smollm2\n      api_base: x\n", 4, "names no provider"),
+    ("model_list:\n  - model_name: a\n    litellm_params:\n      model: ollama_chat/a\n", 2, "no litellm_params.api_base"),
+    ("litellm_settings: {}\n", 1, "model_list is missing"),
+    ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama/a, api_base: x}\nrouter_setings: {}\n", 4,
+     "unknown section 'router_setings'"),
+])
+def test_bad_config_names_file_and_line(tmp_path, text, line, words):
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        proxyconf.validate(path)
+    assert f"{path}:{line}:" in str(info.value) and words in str(info.value)
+
+
+def test_cli_check_exits_non_zero_with_the_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model_list: [\n")
+    assert proxyconf.main(["check", str(path)]) == 2
+    assert f"{path}:" in capsys.readouterr().err
+
+
+def test_render_makes_one_deployment_per_backend_with_limits(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={
+        "BACKENDS": "3", "OLLAMA_PORT": "21000", "LITELLM_MAX_PARALLEL": "2", "LITELLM_RPM": "60"})
+    data = proxyconf.render(s)
+    bases = [m["litellm_params"]["api_base"] for m in data["model_list"]]
+    assert bases == ["http://127.0.0.1:21000", "http://127.0.0.1:21001", "http://127.0.0.1:21002"]
+    assert {m["model_name"] for m in data["model_list"]} == {"smollm2:135m"}
+    assert all(m["litellm_params"]["max_parallel_requests"] == 2 for m in data["model_list"])
+    assert all(m["litellm_params"]["rpm"] == 60 for m in data["model_list"])
+    assert data["router_settings"]["enable_pre_call_checks"] is True
+    yaml.safe_dump(data)  # renders to YAML
+
+
+def test_rendered_config_never_contains_the_key(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={
+        "LITELLM_MASTER_KEY": "sk-secret-test-key", "LLMOPS_STATE_DIR": str(tmp_path / "state")})
+    path = proxyconf.write_rendered(s)
+    assert "sk-secret-test-key" not in path.read_text()

@@ -1,0 +1,66 @@
+"""Settings: environment over .env over defaults; malformed input names the key, file and line."""
+import pytest
+
+from llmops import settings
+from llmops.errors import ConfigError
+
+
+def test_defaults_when_nothing_is_set(tmp_path):
+    s = settings.load(env_file=tmp_path / "missing.env", environ={})
+    assert s.litellm_port == 8000 and s.bind_host == "127.0.0.1"
+    assert s.backend_urls == ["http://127.0.0.1:11434"]
+
+
+def test_environment_wins_over_env_file(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LITELLM_PORT=8100\nDASHBOARD_PORT=3100\n")
+    s = settings.load(env_file=env, environ={"LITELLM_PORT": "8200"})
+    assert s.litellm_port == 8200 and s.dashboard_port == 3100
+
+
+def test_empty_environment_value_counts_as_unset(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"BACKENDS": ""})
+    assert s.backends == 1
+
+
+def test_unknown_key_names_file_and_line(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("# comment\nLITELLM_PORT=8000\nLITELM_PORT=8001\n")
+    with pytest.raises(ConfigError, match=r"\.env:3: unknown setting 'LITELM_PORT'"):
+        settings.load(env_file=env, environ={})
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LITELLM_PORT=8000\nthis is not a setting\n")
+    with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
+        settings.load(env_file=env, environ={})
+
+
+def test_bad_port_value_names_the_key(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("\n\nPROMETHEUS_PORT=99999\n")
+    with pytest.raises(ConfigError, match=r"\.env:3: bad value for PROMETHEUS_PORT"):
+        settings.load(env_file=env, environ={})
+
+
+def test_backends_count_gives_consecutive_ports(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"BACKENDS": "3", "OLLAMA_PORT": "21000"})
+    assert s.backend_urls == ["http://127.0.0.1:21000", "http://127.0.0.1:21001", "http://127.0.0.1:21002"]
+
+
+def test_ollama_hosts_list_is_parsed_and_checked(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"OLLAMA_HOSTS": "http://10.0.0.2:11434/, http://h:1"})
+    assert s.backend_urls == ["http://10.0.0.2:11434", "http://h:1"]
+    with pytest.raises(ConfigError, match="OLLAMA_HOSTS"):
+        settings.load(env_file=tmp_path / "x", environ={"OLLAMA_HOSTS": "ftp://nope"})
+
+
+def test_every_setting_is_in_env_example_and_readme():
+    example = (settings.ROOT / ".env.example").read_text()
+    readme = (settings.ROOT / "README.md").read_text()
+    internal = {"LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "PROMETHEUS_DATA_DIR"}
+    for setting in settings.SETTINGS:
+        assert f"`{setting.name}`" in readme, f"{setting.name} is not documented in README.md"
+        if setting.name not in internal:
+            assert f"{setting.name}=" in example, f"{setting.name} is missing from .env.example"
