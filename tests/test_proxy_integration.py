@@ -1,0 +1,168 @@
+"""The real LiteLLM proxy in front of the embedded backend, scraped by the real Prometheus."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, test_environ
+
+pytestmark = pytest.mark.integration
+UA = {"User-Agent": "llmops-test/1"}
+
+
+def auth(stack) -> dict:
+    return {"Authorization": f"Bearer {stack.key}", **UA}
+
+
+def chat(url: str, headers: dict, content: str = "Say hello", max_tokens: int = 8, timeout: float = 120):
+    return requests.post(f"{url}/v1/chat/completions", headers=headers, timeout=timeout, json={
+        "model": "smollm2:135m", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens})
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def prom_value(stack, query: str) -> float:
+    body = requests.get(f"{stack.settings.prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()
+    result = body["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_chat_completion_through_the_proxy_has_content_and_usage(ensure_stack_ready):
+    stack = ensure_stack_ready
+    response = chat(stack.settings.litellm_url, auth(stack))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"].strip()
+    assert body["usage"]["completion_tokens"] > 0 and body["usage"]["prompt_tokens"] > 0
+
+
+def test_prometheus_counts_every_request_sent_through_the_proxy(ensure_stack_ready):
+    stack = ensure_stack_ready
+    query = ('sum(litellm_proxy_total_requests_metric_total{requested_model="smollm2:135m",'
+             'user_agent="llmops-test/counting"})')
+    before = prom_value(stack, query)
+    n = 3
+    for i in range(n):
+        assert chat(stack.settings.litellm_url, {**auth(stack), "User-Agent": "llmops-test/counting"},
+                    content=f"Count {i}").status_code == 200
+    wait_for(lambda: prom_value(stack, query) >= before + n, 60, f"Prometheus to see {n} more requests")
+    tokens = 'sum(litellm_output_tokens_metric_total{requested_model="smollm2:135m"})'
+    assert prom_value(stack, tokens) >= n
+
+
+def test_every_scrape_target_is_up(ensure_stack_ready):
+    stack = ensure_stack_ready
+
+    def all_up():
+        targets = requests.get(f"{stack.settings.prometheus_url}/api/v1/targets", timeout=5).json()
+        active = targets["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in active}
+        return health if health and all(h == "up" for h in health.values()) else None
+
+    health = wait_for(all_up, 60, "every scrape target to be up")
+    assert {"litellm", "dashboard", "ollama", "prometheus"} <= set(health)
+
+
+def test_effective_settings_are_the_configured_ones(ensure_stack_ready):
+    stack = ensure_stack_ready
+    current = requests.get(f"{stack.settings.litellm_url}/router/settings", headers=auth(stack),
+                           timeout=10).json()["current_values"]
+    assert current["num_retries"] == 1
+    assert current["timeout"] == 120
+    assert current["routing_strategy"] == "simple-shuffle"
+    assert current["default_litellm_params"]["timeout"] == 120  # litellm_settings.request_timeout
+    # background_health_checks: the proxy's own health check shows up as requests nobody sent.
+    def health_check_seen():
+        text = requests.get(f"{stack.settings.litellm_url}/metrics/", headers=auth(stack), timeout=10).text
+        return 'api_key_alias="litellm-internal-health-check"' in text
+    wait_for(health_check_seen, 60, "the proxy's background health check")
+
+
+def test_metrics_need_the_key(ensure_stack_ready):
+    stack = ensure_stack_ready
+    url = f"{stack.settings.litellm_url}/metrics/"
+    assert requests.get(url, timeout=10, headers=UA).status_code in (401, 403)
+    with_key = requests.get(url, timeout=10, headers=auth(stack))
+    assert with_key.status_code == 200 and "litellm_proxy_total_requests_metric_total" in with_key.text
+
+
+def test_models_without_the_key_is_an_error_not_a_list(ensure_stack_ready):
+    stack = ensure_stack_ready
+    # LiteLLM 1.108.7 answers 500 here (its auth error path imports prisma): read it as "auth misconfigured".
+    response = requests.get(f"{stack.settings.litellm_url}/v1/models", timeout=10, headers=UA)
+    assert response.status_code in (401, 500)
+
+
+class SlowFakeOllama(BaseHTTPRequestHandler):
+    """A fake Ollama whose /api/chat takes one second: enough to fill a one-slot proxy."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        time.sleep(1.0)
+        body = json.dumps({"model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
+                           "message": {"role": "assistant", "content": "ok"}, "done": True,
+                           "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_max_parallel_limit_answers_429(tmp_path):
+    fake = ThreadingHTTPServer(("127.0.0.1", 0), SlowFakeOllama)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    port = free_port()
+    env = test_environ()
+    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": f"http://127.0.0.1:{fake.server_address[1]}",
+                "LITELLM_MAX_PARALLEL": "1", "LLMOPS_STATE_DIR": str(tmp_path / "state"),
+                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": "sk-test-429-key"})
+    log = open(tmp_path / "litellm.log", "w")
+    proxy = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": "Bearer sk-test-429-key", **UA}
+    try:
+        def ready():
+            try:
+                return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(ready, 90, "the rate-limited proxy to start")
+        with ThreadPoolExecutor(6) as pool:
+            codes = [r.status_code for r in pool.map(lambda _: chat(url, headers, timeout=60), range(6))]
+        assert 200 in codes and 429 in codes, codes
+    finally:
+        os.killpg(proxy.pid, 15)
+        proxy.wait(timeout=30)
+        fake.shutdown()
+        log.close()
