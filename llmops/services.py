@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from .settings import ROOT, Settings
+from .telemetry.host import node_exporter_argv
 
 # Order matters: each service waits for the one before it to be ready.
 ORDER = ("ollama", "litellm", "prometheus", "dashboard", "node_exporter")
@@ -118,10 +119,7 @@ def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
     node = node_exporter_binary()
     services.append(Service(
         name="node_exporter", host=host, port=int(settings.node_exporter_port),
-        command=[node or "prometheus-node-exporter", f"--web.listen-address={host}:{settings.node_exporter_port}",
-                 "--collector.disable-defaults", "--collector.cpu", "--collector.meminfo", "--collector.loadavg",
-                 "--collector.filesystem", "--collector.diskstats", "--collector.netdev", "--collector.uname",
-                 "--collector.pressure", "--collector.time"],
+        command=node_exporter_argv(node or "prometheus-node-exporter", host, int(settings.node_exporter_port)),
         checks=[ReadyCheck("/metrics")], kind="supervised" if node else "missing", optional=True, ready_timeout=15.0,
     ))
     return services
