@@ -1,7 +1,7 @@
 """The dashboard's /metrics: probe results and backend model gauges, built from the monitor on each scrape."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -29,8 +29,8 @@ class DashboardCollector:
                                labels=["component"])
         for name in COMPONENTS:
             component = components.get(name)
-            if not component or component.get("error") == "pending" or component.get("enabled") is False:
-                continue
+            if not component or component.get("error") in ("pending", "unavailable") or component.get("enabled") is False:
+                continue  # unknown (not yet probed, no metrics to judge, turned off) is not "down"
             up.add_metric([name], 1.0 if component.get("status") == "healthy" else 0.0)
         yield up
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from . import verdict
 from .probes import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
@@ -18,7 +18,7 @@ def iso(ts: float | None) -> str | None:
     """Unix seconds -> ISO 8601 UTC (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 @dataclass

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -93,7 +93,7 @@ def probe_proxy(session, base_url: str, key: str, timeout: float = PROXY_TIMEOUT
         response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=headers)
         if response.status_code == 500:
             # LiteLLM 1.108.7 answers 500 when no key is sent (its auth error path needs prisma).
-            hint = "no key configured for the dashboard" if not key else "the proxy rejected the key"
+            hint = "no key configured for the dashboard" if not key else "LiteLLM answers 500 when no key reaches it"
             return ProbeResult(UNHEALTHY, None, f"/v1/models answered HTTP 500: auth misconfigured ({hint})", "auth")
         if response.status_code in (400, 401, 403):
             # A wrong key gets 400 "No connected db" from LiteLLM 1.108.7.

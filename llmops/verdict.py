@@ -16,7 +16,7 @@ def _pending(component: dict | None) -> bool:
 def _proxy_issue(proxy: dict, backend_down: bool) -> tuple[str, str]:
     error, detail = proxy.get("error", ""), proxy.get("detail", "")
     if error == "auth":
-        reason = f"proxy auth misconfigured: {detail}; check LITELLM_MASTER_KEY"
+        reason = f"proxy {detail}; check LITELLM_MASTER_KEY in .env"
     elif error == "timeout":
         reason = f"proxy did not answer /v1/models in time ({detail}): requests will likely fail"
     elif error == "offline" or proxy.get("status") == "offline":

@@ -1,0 +1,169 @@
+"""Benchmark: /api/status latency under 50 concurrent clients against the dashboard served by waitress.
+
+Run: .venv/bin/python bench/dashboard.py [--clients 50] [--seconds 30]
+The dashboard runs in its own process (as under the supervisor) with static probe results, so the
+figure is the serving path alone. `time_to_red()` measures kill-backend -> red card on a real stack.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _static_checks():
+    """Checks that answer at once with a realistic healthy stack (one backend, one loaded model)."""
+    from llmops.monitor import Check
+    from llmops.probes import ProbeResult
+
+    model = {"name": "smollm2:135m", "size": 98362432, "modified_at": "2025-01-01T00:00:00Z"}
+    loaded = {"name": "smollm2:135m", "size": 210000000, "size_vram": 0, "expires_at": "2030-01-01T00:00:00Z"}
+    results = {
+        "proxy": ProbeResult("healthy", 4.2, "lists 1 model", "", {"models": ["smollm2:135m"]}),
+        "backend:http://127.0.0.1:11434": ProbeResult(
+            "healthy", 1.1, "1 model present, 1 loaded", "", {"version": "0.5.7", "present": [model], "loaded": [loaded]}
+        ),
+        "prometheus": ProbeResult("healthy", 0.9, "ready", "", {"version": "2.42.0"}),
+        "traffic": ProbeResult("healthy", 3.0, "99% of 120 real requests succeeded in the last 5m", "",
+                               {"window": "5m", "requests": 120, "failed": 1, "rate_limited": 0, "success_ratio": 0.99}),
+        "canary": ProbeResult("healthy", 48.0, "chat completion for smollm2:135m answered", "", {"model": "smollm2:135m"}),
+    }
+    component = {"backend:http://127.0.0.1:11434": "ollama"}
+    return [Check(name, lambda r=r: r, 5.0, component.get(name, name)) for name, r in results.items()]
+
+
+def serve(threads: int = 8) -> None:
+    """Child process: serve the dashboard with static checks on a free port and print the port."""
+    import logging
+
+    import waitress
+
+    from dashboard import create_app
+
+    # Closed-loop load keeps waitress's queue non-empty by design; its per-request warning is noise here.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    from llmops import settings as settings_mod
+
+    settings = settings_mod.load(env_file=Path("/nonexistent/.env"), environ={"LITELLM_MASTER_KEY": "sk-bench"})
+    app = create_app({"SETTINGS": settings, "CHECKS": _static_checks(), "START_MONITOR": True})
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+    print(server.effective_port, flush=True)
+    server.run()
+
+
+async def _load(url: str, clients: int, seconds: float, pace: float | None) -> tuple[list[float], int]:
+    """Closed loop (pace None: each client sends again at once) or paced (one request per pace seconds)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=clients)
+
+    async def client(session, index: int) -> None:
+        nonlocal errors
+        if pace:
+            await asyncio.sleep(pace * index / clients)  # spread the clients over one period
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            elapsed = time.perf_counter() - started
+            latencies.append(elapsed)
+            if pace:
+                await asyncio.sleep(max(0.0, pace - elapsed))
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(client(session, i) for i in range(clients)))
+    return latencies, errors
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def time_to_red(status_url: str, kill: Callable[[], object], component: str = "ollama",
+                timeout: float = 60.0, poll: float = 0.05, session=None) -> dict:
+    """Seconds from kill() returning until /api/status shows the component not healthy (kill time reported too)."""
+    import requests
+
+    session = session or requests.Session()
+    if session.get(status_url, timeout=5).json()["components"][component]["status"] != "healthy":
+        raise RuntimeError(f"{component} is not healthy before the kill; nothing to measure")
+    started = time.monotonic()
+    kill()
+    killed = time.monotonic()
+    while time.monotonic() - killed < timeout:
+        if session.get(status_url, timeout=5).json()["components"][component]["status"] != "healthy":
+            return {"seconds_to_red": round(time.monotonic() - killed, 3), "kill_seconds": round(killed - started, 3)}
+        time.sleep(poll)
+    raise TimeoutError(f"{component} still healthy {timeout:g} s after the kill")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="then clients polling once a second")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads (the dashboard's default is 8)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.threads)
+        return 0
+
+    from llmops import benchfmt
+
+    child = subprocess.Popen([sys.executable, __file__, "--serve", "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        port = int(child.stdout.readline())
+        url = f"http://127.0.0.1:{port}/api/status"
+        asyncio.run(_load(url, 5, 1.0, None))  # warm-up: imports, first connections
+        latencies, errors = asyncio.run(_load(url, args.clients, args.seconds, None))
+        paced, paced_errors = asyncio.run(_load(url, args.clients, args.paced_seconds, 1.0))
+    finally:
+        child.terminate()
+        child.wait(10)
+    ms = [x * 1000 for x in latencies]
+    paced_ms = [x * 1000 for x in paced]
+    m = benchfmt.metric
+    metrics = {
+        "status_p50_ms": m(round(statistics.median(ms), 2), "ms"),
+        "status_p95_ms": m(round(_percentile(ms, 0.95), 2), "ms", goal=10.0),
+        "status_p99_ms": m(round(_percentile(ms, 0.99), 2), "ms"),
+        "status_throughput": m(round(len(ms) / args.seconds, 1), "req/s", better="higher"),
+        "status_errors": m(errors + paced_errors, "requests", goal=0),
+        "status_paced_p95_ms": m(round(_percentile(paced_ms, 0.95), 2), "ms", goal=10.0),
+    }
+    extra = {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "requests": len(ms),
+        "mode": "closed loop: each client sends its next request as soon as the last answers; "
+                "paced: each client polls once a second (like an open page)",
+        "server": f"waitress, {args.threads} threads, separate process; client: aiohttp on the same machine",
+        "paced_requests": len(paced_ms),
+    }
+    path = benchfmt.write("dashboard", metrics, extra)
+    for name, value in metrics.items():
+        print(f"{name:24} {value['value']} {value['unit']}")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+/* The dashboard page: polls the JSON API and redraws in place (no reloads, no third-party requests). */
+"use strict";
+
+const CARDS = [
+  ["proxy", "LiteLLM proxy"],
+  ["ollama", "Backend (Ollama API)"],
+  ["canary", "Canary (end to end)"],
+  ["traffic", "Real traffic"],
+  ["prometheus", "Prometheus"],
+];
+const WORDS = { healthy: "healthy", unhealthy: "unhealthy", offline: "offline" };
+const COLORS = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];
+const STATUS_EVERY_MS = Math.max(2000, Math.min(5000, 1000 * Number(document.body.dataset.probeInterval || 5)));
+const charts = {};
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : String(c));
+  return node;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function ago(iso) {
+  if (!iso) return "";
+  let s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 129600) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+function bytes(n) {
+  if (!n) return "0 B";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  const i = Math.min(units.length - 1, Math.floor(Math.log(n) / Math.log(1024)));
+  return `${(n / 1024 ** i).toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function card(key, title, c) {
+  const state = c.enabled === false ? "off" : c.status;
+  const held = c.status === "healthy" && /last probe failed/.test(c.detail || "");
+  const word = c.enabled === false ? "off" : c.error === "pending" ? "checking" : WORDS[c.status] || c.status;
+  const rows = [];
+  const add = (k, v) => { if (v !== null && v !== undefined && v !== "") rows.push(el("dt", {}, k), el("dd", {}, v)); };
+  add("latency", c.latency_ms == null ? null : `${c.latency_ms.toFixed(1)} ms`);
+  add("version", c.version);
+  if (c.since && c.error !== "pending") add(c.status === "healthy" ? "up for" : "down for", ago(c.since));
+  if (key === "proxy") add("models", (c.models || []).join(", ") || "none");
+  if (key === "proxy" && c.health_check) add("LiteLLM /health", c.health_check.detail);
+  if (key === "traffic" && c.success_ratio != null) add("success", `${(100 * c.success_ratio).toFixed(1)} %`);
+  if (key === "canary" && c.model) add("model", c.model);
+  const node = el("article", { class: `card ${state}${held ? " held" : ""}`, "data-component": key },
+    el("h3", {}, title, el("span", { class: "badge" }, word)),
+    el("dl", {}, ...rows),
+    el("p", { class: "why" }, c.detail || ""));
+  if (key === "ollama" && (c.backends || []).length > 1) {
+    node.append(el("ul", {}, ...c.backends.map(b =>
+      el("li", {}, `${b.backend}: ${WORDS[b.status] || b.status}${b.latency_ms == null ? "" : ` (${b.latency_ms.toFixed(1)} ms)`}`))));
+  }
+  return node;
+}
+
+async function refreshStatus() {
+  const box = document.getElementById("overall");
+  try {
+    const [s, self] = await Promise.all([getJSON("/api/status"), getJSON("/healthz")]);
+    box.className = `overall state-${s.overall}`;
+    document.getElementById("overall-word").textContent = s.overall;
+    document.getElementById("overall-reason").textContent = s.reason;
+    document.getElementById("checked-at").textContent = s.checked_at ? `checked ${ago(s.checked_at)} ago` : "";
+    const cards = CARDS.map(([k, t]) => card(k, t, s.components[k] || { status: "offline", detail: "no data" }));
+    cards.push(card("dashboard", "Dashboard", {
+      status: "healthy", detail: self.monitor_running ? "serving; background probes running" : "serving; probes are off",
+      latency_ms: null, since: new Date(Date.now() - 1000 * self.uptime_s).toISOString(),
+    }));
+    document.getElementById("cards").replaceChildren(...cards);
+  } catch (err) {
+    box.className = "overall state-down";
+    document.getElementById("overall-word").textContent = "no answer";
+    document.getElementById("overall-reason").textContent = `the dashboard itself did not answer: ${err.message}`;
+  }
+}
+
+async function refreshModels() {
+  const tbody = document.querySelector("#models tbody");
+  try {
+    const m = await getJSON("/api/models");
+    if (!m.models.length) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "no models known yet")));
+      return;
+    }
+    tbody.replaceChildren(...m.models.map(r => el("tr", {},
+      el("td", {}, r.name),
+      el("td", {}, r.configured ? "yes" : "no"),
+      el("td", {}, r.present_on.length ? r.present_on.join(", ") + (r.size ? ` (${bytes(r.size)})` : "") : "nowhere"),
+      el("td", {}, r.loaded_on.length ? r.loaded_on.map(l =>
+        `${l.backend}: ${bytes(l.size)}${l.size_vram ? `, ${bytes(l.size_vram)} VRAM` : ""}` +
+        (l.expires_at ? `, until ${new Date(l.expires_at).toLocaleTimeString()}` : "")).join("; ") : "not loaded"))));
+  } catch (err) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, `models unavailable: ${err.message}`)));
+  }
+}
+
+async function refreshAlerts() {
+  const box = document.getElementById("alerts");
+  try {
+    const a = await getJSON("/api/alerts");
+    if (!a.available) { box.className = "panel unavailable"; box.textContent = a.detail; return; }
+    box.className = "panel";
+    if (!a.firing.length) {
+      box.replaceChildren(el("span", { class: "muted" }, `none firing${a.pending ? ` (${a.pending} pending)` : ""}`));
+      return;
+    }
+    box.replaceChildren(...a.firing.map(x => el("div", { class: "alert" },
+      el("span", { class: `sev-${x.severity}` }, x.severity), el("strong", {}, x.name),
+      el("span", {}, x.summary || ""), el("span", { class: "muted" }, x.since ? `for ${ago(x.since)}` : ""))));
+  } catch (err) {
+    box.className = "panel unavailable";
+    box.textContent = `alerts unavailable: ${err.message}`;
+  }
+}
+
+function timeLabel(seconds, span) {
+  const d = new Date(seconds * 1000);
+  const hm = d.toTimeString().slice(0, 5);
+  return span > 43200 ? `${d.getDate()}/${d.getMonth() + 1} ${hm}` : hm;
+}
+
+function drawChart(spec, span) {
+  let entry = charts[spec.id];
+  if (!entry) {
+    const canvas = el("canvas", { "aria-label": spec.title, role: "img" });
+    const nodata = el("div", { class: "nodata" }, "no data in this window");
+    const wrap = el("div", { class: "chart", "data-chart": spec.id },
+      el("h3", {}, `${spec.title} (${spec.unit})`), el("div", { class: "box" }, canvas, nodata));
+    document.getElementById("charts").append(wrap);
+    const state = { span };
+    const chart = new Chart(canvas, {
+      type: "line",
+      data: { datasets: [] },
+      options: {
+        animation: false, responsive: true, maintainAspectRatio: false, parsing: false, normalized: true,
+        spanGaps: false, interaction: { mode: "index", intersect: false },
+        elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
+        scales: {
+          x: { type: "linear", ticks: { maxTicksLimit: 6, callback: v => timeLabel(v, state.span) } },
+          y: { beginAtZero: true, ticks: { maxTicksLimit: 5 } },
+        },
+        plugins: { legend: { labels: { boxWidth: 12 } }, tooltip: { callbacks: { title: i => i.length ? timeLabel(i[0].parsed.x, 0) : "" } } },
+      },
+    });
+    entry = charts[spec.id] = { chart, wrap, nodata, state };
+  }
+  entry.state.span = span;
+  entry.nodata.hidden = !spec.empty;
+  entry.chart.data.datasets = spec.series.map((s, i) => ({
+    label: s.name, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
+    data: s.points.map(([x, y]) => ({ x, y })),
+  }));
+  entry.chart.update("none");
+}
+
+async function refreshCharts() {
+  const windowName = document.getElementById("window").value;
+  const note = document.getElementById("charts-unavailable");
+  const grid = document.getElementById("charts");
+  let doc;
+  try {
+    doc = await getJSON(`/api/charts?window=${encodeURIComponent(windowName)}`);
+  } catch (err) {
+    doc = { available: false, detail: `metrics unavailable: ${err.message}`, charts: [] };
+  }
+  if (!doc.available) {
+    // Say so instead of drawing empty axes.
+    note.textContent = doc.detail || "metrics unavailable";
+    note.hidden = false;
+    grid.hidden = true;
+    return;
+  }
+  note.hidden = true;
+  grid.hidden = false;
+  for (const spec of doc.charts) drawChart(spec, doc.end - doc.start);
+}
+
+function every(ms, fn) {
+  fn();
+  setInterval(() => { if (!document.hidden) fn(); }, ms);
+}
+
+document.getElementById("window").addEventListener("change", refreshCharts);
+every(STATUS_EVERY_MS, refreshStatus);
+every(5000, refreshModels);
+every(10000, refreshAlerts);
+every(15000, refreshCharts);

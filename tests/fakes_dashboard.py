@@ -1,0 +1,149 @@
+"""Fakes for the dashboard's tests: an HTTP session answering like the stack, and settings without .env."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from llmops import settings as settings_mod
+
+KEY = "sk-test-secret-4f9c2e"
+PROXY, BACKEND, BACKEND2, PROM = "http://127.0.0.1:18000", "http://127.0.0.1:18434", "http://127.0.0.1:18435", "http://127.0.0.1:19090"
+
+
+FIRING_ALERTS = [
+    {"labels": {"alertname": "BackendDown", "severity": "critical", "backend": "127.0.0.1:18434"},
+     "annotations": {"summary": "backend down"}, "state": "firing", "activeAt": "2023-11-14T22:00:00Z"},
+    {"labels": {"alertname": "Slow", "severity": "warning"}, "annotations": {}, "state": "pending"},
+]
+
+
+class FakeResponse:
+    """Just enough of requests.Response."""
+
+    def __init__(self, status_code: int = 200, body=None, text: str | None = None):
+        self.status_code = status_code
+        self._body = body
+        self.text = text if text is not None else json.dumps(body)
+
+    def json(self):
+        if self._body is None:
+            raise ValueError("no JSON")
+        return self._body
+
+
+class FakeHTTP:
+    """A requests.Session stand-in: routes map 'METHOD url' (no query) to a response, exception or callable."""
+
+    def __init__(self, routes: dict | None = None):
+        self.routes = dict(routes or {})
+        self.calls: list[dict] = []
+
+    def request(self, method, url, timeout=None, **kwargs):
+        self.calls.append({"method": method, "url": url, "timeout": timeout, **kwargs})
+        parts = urlsplit(url)
+        key = f"{method} {parts.scheme}://{parts.netloc}{parts.path}"
+        answer = self.routes.get(key)
+        if answer is None:
+            raise requests.ConnectionError(f"connection refused: {url}")
+        if callable(answer) and not isinstance(answer, FakeResponse):
+            answer = answer(method, url, kwargs)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def get(self, url, params=None, timeout=None, **kwargs):
+        return self.request("GET", url, timeout=timeout, params=params, **kwargs)
+
+    def post(self, url, timeout=None, **kwargs):
+        return self.request("POST", url, timeout=timeout, **kwargs)
+
+
+def make_settings(**overrides) -> settings_mod.Settings:
+    """Settings from defaults plus overrides, ignoring the real .env and environment."""
+    environ = {
+        "LITELLM_MASTER_KEY": KEY,
+        "LITELLM_PORT": "18000",
+        "OLLAMA_PORT": "18434",
+        "PROMETHEUS_PORT": "19090",
+        "CANARY_INTERVAL": "60",
+        **{k: str(v) for k, v in overrides.items()},
+    }
+    return settings_mod.load(env_file=Path("/nonexistent/.env"), environ=environ)
+
+
+def proxy_routes(models=("smollm2:135m",), status=200) -> dict:
+    def models_answer(method, url, kwargs):
+        if kwargs.get("headers", {}).get("Authorization") != f"Bearer {KEY}":
+            return FakeResponse(500, {"error": {"message": "No module named 'prisma'"}})
+        return FakeResponse(status, {"data": [{"id": m, "object": "model"} for m in models], "object": "list"})
+
+    return {
+        f"GET {PROXY}/v1/models": models_answer,
+        f"POST {PROXY}/v1/chat/completions": FakeResponse(200, {"choices": [{"message": {"content": "p"}}]}),
+        f"GET {PROXY}/health/readiness": FakeResponse(200, {"status": "healthy", "litellm_version": "1.108.7"}),
+        f"GET {PROXY}/health": FakeResponse(200, {"healthy_count": 1, "unhealthy_count": 0}),
+    }
+
+
+def backend_routes(base=BACKEND, models=("smollm2:135m",), loaded=True) -> dict:
+    tags = [{"name": m, "model": m, "size": 98362432, "modified_at": "2025-01-01T00:00:00Z"} for m in models]
+    ps = [{"name": m, "model": m, "size": 210000000, "size_vram": 0, "expires_at": "2030-01-01T00:05:00Z"}
+          for m in (models if loaded else ())]
+    return {
+        f"GET {base}/api/version": FakeResponse(200, {"version": "0.5.7-embedded"}),
+        f"GET {base}/api/tags": FakeResponse(200, {"models": tags}),
+        f"GET {base}/api/ps": FakeResponse(200, {"models": ps}),
+    }
+
+
+def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90, 2)):
+    """A callable answering Prometheus's API: a sine wave for range queries, traffic totals for instant ones."""
+
+    def answer(method, url, kwargs):
+        path = urlsplit(url).path
+        params = kwargs.get("params") or {}
+        if path == "/api/v1/query_range":
+            start, end, step = float(params["start"]), float(params["end"]), float(params["step"])
+            count = int((end - start) // step) + 1
+            shift = sum(map(ord, params["query"])) % 7  # distinct curves per query
+            values = [[start + i * step, str(1.5 + math.sin(i / 6.0 + shift))] for i in range(count)]
+            return FakeResponse(200, {"status": "success", "data": {"resultType": "matrix",
+                                                                     "result": [{"metric": {}, "values": values}]}})
+        if path == "/api/v1/query":
+            expr = params["query"]
+            total, ok, limited = traffic
+            value = limited if 'status_code="429"' in expr else ok if 'status_code=~"2.."' in expr else total
+            if "litellm_proxy_total_requests_metric_total" not in expr:
+                value = 0.25
+            return FakeResponse(200, {"status": "success", "data": {"resultType": "vector",
+                                                                     "result": [{"metric": {}, "value": [now, str(value)]}]}})
+        if path == "/api/v1/alerts":
+            return FakeResponse(200, {"status": "success", "data": {"alerts": list(alerts or [])}})
+        return FakeResponse(404, {"status": "error", "error": "not found"})
+
+    return answer
+
+
+def prometheus_routes(**kwargs) -> dict:
+    answer = prometheus_answer(**kwargs)
+    return {
+        f"GET {PROM}/-/ready": FakeResponse(200, text="Prometheus Server is Ready."),
+        f"GET {PROM}/api/v1/status/buildinfo": FakeResponse(200, {"status": "success", "data": {"version": "2.42.0"}}),
+        f"GET {PROM}/api/v1/query": answer,
+        f"GET {PROM}/api/v1/query_range": answer,
+        f"GET {PROM}/api/v1/alerts": answer,
+    }
+
+
+def healthy_stack(**prom_kwargs) -> dict:
+    """Routes of a whole healthy stack: proxy, one backend, Prometheus."""
+    return {**proxy_routes(), **backend_routes(), **prometheus_routes(**prom_kwargs)}
+
+
+def without(routes: dict, base: str) -> dict:
+    """The routes with every endpoint of one service removed (it then refuses connections)."""
+    return {k: v for k, v in routes.items() if base not in k}
