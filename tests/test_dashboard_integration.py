@@ -1,0 +1,64 @@
+"""The dashboard against the real stack: it sees the backend go and come back."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.integration
+
+
+def status(stack) -> dict:
+    response = requests.get(f"{stack.settings.dashboard_url}/api/status", timeout=5)
+    assert response.status_code == 200
+    return response.json()
+
+
+def wait_status(stack, predicate, timeout: float, what: str) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = status(stack)
+        if predicate(last):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last status: {last}")
+
+
+def test_real_stack_is_healthy(ensure_stack_ready):
+    stack = ensure_stack_ready
+    doc = wait_status(stack, lambda d: d["components"]["proxy"]["status"] == "healthy"
+                      and d["components"]["ollama"]["status"] == "healthy", 30, "proxy and ollama healthy")
+    assert "smollm2:135m" in doc["components"]["proxy"]["models"]
+    assert set(doc) >= {"overall", "reason", "checked_at", "components"}
+
+
+def test_backend_stopped_shows_within_two_probe_intervals_then_recovers(ensure_stack_ready):
+    stack = ensure_stack_ready
+    interval = float(stack.settings.probe_interval)
+    wait_status(stack, lambda d: d["components"]["ollama"]["status"] == "healthy", 30, "ollama healthy")
+    stack.stop("ollama")
+    stopped = time.monotonic()
+    # Two failed probes turn it red (hysteresis); allow one interval of slack for the probe in flight.
+    doc = wait_status(stack, lambda d: d["components"]["ollama"]["status"] != "healthy", 3 * interval + 5,
+                      "the dashboard to see the backend down")
+    elapsed = time.monotonic() - stopped
+    assert doc["overall"] in ("degraded", "down")
+    assert "backend" in doc["reason"] or "ollama" in doc["reason"]
+    # The proxy still lists its configured model while the backend is down: the disagreement is the reason.
+    assert doc["components"]["proxy"]["status"] == "healthy"
+    print(f"backend down seen after {elapsed:.1f} s (probe interval {interval} s)")
+    stack.start("ollama")
+    wait_status(stack, lambda d: d["components"]["ollama"]["status"] == "healthy", 3 * interval + 10,
+                "the dashboard to see the backend back")
+
+
+def test_no_page_or_api_response_contains_the_key(ensure_stack_ready):
+    stack = ensure_stack_ready
+    base = stack.settings.dashboard_url
+    for path in ("/", "/api/status", "/api/models", "/api/metrics/summary", "/api/charts?window=15m",
+                 "/api/alerts", "/healthz", "/metrics", "/static/app.js"):
+        response = requests.get(base + path, timeout=30)
+        assert response.status_code < 500, path
+        assert stack.key not in response.text, f"the key leaked in {path}"
