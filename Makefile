@@ -56,11 +56,11 @@ clean: ## Remove .venv, runtime state and logs (keeps .env and Prometheus histor
 traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy and print the summary
 	@$(PY) scripts/traffic_generator.py --max 5 --concurrency 1 --max-tokens 32
 
-traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s) through the proxy
-	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --concurrency 4 --max-tokens 64
+traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through the proxy; results in logs/
+	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --arrivals poisson --concurrency 4 --max-tokens 64 --output logs/traffic.jsonl --summary-json logs/traffic-summary.json
 
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16 and report where throughput stops growing
-	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --max-tokens 32
+	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json
 
 gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and the /metrics text
 	@$(PY) scripts/gpu_probe.py --metrics

@@ -2,8 +2,8 @@
 
 A schedule is an iterator of non-decreasing times. Rates follow a profile (constant, or a
 linear ramp up to the target); constant arrivals are evenly spaced, Poisson arrivals use
-exponential gaps. Both come from one idea: the k-th arrival is at the time where the
-cumulative rate reaches k (or a running sum of unit exponentials), which also makes a ramped
+exponential gaps (rescaled per block of 100 so the offered rate is exact). Both come from one idea: the k-th arrival is at the time where the
+cumulative rate reaches k (or a running sum of unit exponential gaps), which also makes a ramped
 Poisson process exact (time rescaling) rather than approximate.
 """
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import heapq
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 ARRIVALS = ("constant", "poisson")
+POISSON_BLOCK = 100  # arrivals per block whose total span is fixed (see rate_schedule)
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,19 @@ def rate_schedule(profile: RateProfile, arrivals: str = "constant", seed: int | 
             yield profile.inverse(k)
             k += 1
     rng = random.Random(seed)
-    total = 0.0
+    done = 0
     while True:
-        total += rng.expovariate(1.0)
-        yield profile.inverse(total)
+        # Exponential gaps, scaled so each block of POISSON_BLOCK arrivals spans exactly its share
+        # of the profile: a Poisson process conditioned on its count per block. Within a block the
+        # gaps are those of a Poisson process; over the run the offered rate is the one asked for,
+        # whatever the seed, instead of drifting by ~1/sqrt(n) (3% over 1,000 arrivals).
+        gaps = [rng.expovariate(1.0) for _ in range(POISSON_BLOCK)]
+        scale = POISSON_BLOCK / sum(gaps)
+        position = 0.0
+        for gap in gaps:
+            position += gap * scale
+            yield profile.inverse(done + min(position, POISSON_BLOCK))
+        done += POISSON_BLOCK
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ class Burst:
             raise ValueError(f"burst period must be > 0, not {self.every}")
 
     @classmethod
-    def parse(cls, text: str) -> "Burst":
+    def parse(cls, text: str) -> Burst:
         """Read SIZE@SECONDS, e.g. `8@10` is 8 requests at once every 10 s."""
         size, sep, every = text.partition("@")
         if not sep:

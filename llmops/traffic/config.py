@@ -12,6 +12,7 @@ USER_AGENT = "llmops-traffic/0.1"
 DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_ERROR_RATIO = 0.05
+SWEEP_LEVEL_DURATION = 20.0  # seconds per --sweep level when neither --duration nor --max is given
 SWEEP_GROWTH = 0.10  # a step that adds less than 10% throughput is where it stops growing
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
@@ -65,7 +66,7 @@ class TrafficConfig:
         """Requests arrive on a schedule (rate or bursts) rather than as workers free up."""
         return self.rate is not None or self.burst is not None
 
-    def validate(self) -> "TrafficConfig":
+    def validate(self) -> TrafficConfig:
         """Raise ConfigError naming the first bad option; return self."""
         def bad(flag: str, why: str) -> None:
             raise ConfigError(f"{flag}: {why}")
@@ -103,8 +104,6 @@ class TrafficConfig:
                 bad("--sweep", "sets the concurrency levels itself; drop --concurrency")
             if any(c < 1 for c in self.sweep) or list(self.sweep) != sorted(set(self.sweep)):
                 bad("--sweep", f"needs rising levels >= 1 like 1,2,4,8,16, not {','.join(map(str, self.sweep))}")
-            if self.max_requests is None and self.duration is None:
-                bad("--sweep", "needs --duration or --max per level")
         return self
 
     def public(self) -> dict:

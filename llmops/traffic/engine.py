@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import aiohttp
 

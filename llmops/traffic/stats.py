@@ -90,8 +90,9 @@ class Recorder:
             end = r.start_s + r.latency_s
             if self.last_end is None or end > self.last_end:
                 self.last_end = end
+        has_slo = self.slo_ttft is not None or self.slo_latency is not None
         if r.status != client.OK:
-            r.slo_ok = False if r.status != client.CANCELLED else None
+            r.slo_ok = False if has_slo and r.status != client.CANCELLED else None
             return
         self.latency.append(r.latency_s)
         self._recent_latency.append(r.latency_s)
@@ -104,8 +105,9 @@ class Recorder:
         self.prompt_tokens += r.prompt_tokens or 0
         self.completion_tokens += r.completion_tokens or 0
         self.token_sources[r.tokens_source or "none"] += 1
-        r.slo_ok = self.meets_slo(r)
-        self.slo_met += r.slo_ok
+        if has_slo:
+            r.slo_ok = self.meets_slo(r)
+            self.slo_met += r.slo_ok
 
     def meets_slo(self, r: client.RequestResult) -> bool:
         """Ok and within every SLO set; without a TTFT (not streamed) the whole latency stands in."""

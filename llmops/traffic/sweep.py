@@ -8,7 +8,7 @@ def knee(levels: list[tuple[int, float | None]], growth: float = SWEEP_GROWTH) -
     """From (concurrency, requests/s) pairs in rising order, the level after which a step adds < `growth`."""
     if not levels:
         raise ValueError("no sweep levels")
-    for (prev_c, prev_t), (c, t) in zip(levels, levels[1:]):
+    for (prev_c, prev_t), (c, t) in zip(levels, levels[1:], strict=False):
         if not prev_t:
             continue
         gain = ((t or 0.0) - prev_t) / prev_t

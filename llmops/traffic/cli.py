@@ -1,0 +1,176 @@
+"""Command line of the traffic generator: load through the LiteLLM proxy, measured like LLM serving is.
+
+Closed loop by default: --concurrency workers (1 unless given) each send the next request when
+the last one ends (plus --delay). With --rate and/or --burst it is open loop: requests arrive on a
+schedule whether or not earlier ones have finished, and --concurrency then caps requests in flight.
+It stops after --max requests, after --duration, or on Ctrl-C (without --max or --duration it runs
+until Ctrl-C). Durations take 30, 30s, 200ms or 2m.
+
+Exit codes:
+  0    the run finished and the error ratio stayed within --max-error-ratio
+  1    the error ratio passed --max-error-ratio (default 0.05), or no request succeeded
+  2    bad usage: a flag, prompt file or .env value is malformed
+  3    the proxy is unreachable, refuses the key, or does not serve the model
+  130  interrupted with Ctrl-C (the summary covers what finished)
+
+The error ratio is failures other than 429s over finished requests: a 429 is the proxy's rate
+limit doing its job ("rate_limited"), shown on its own, and requests cancelled by Ctrl-C are
+left out.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from ..errors import ConfigError
+from . import prompts as bank
+from .arrivals import ARRIVALS, Burst
+from .config import (
+    DEFAULT_MAX_ERROR_RATIO,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TIMEOUT,
+    SWEEP_LEVEL_DURATION,
+    TrafficConfig,
+    parse_duration,
+)
+from .preflight import PreflightError
+from .report import LiveProgress, summary_tables, sweep_table
+from .runner import EXIT_INTERRUPTED, EXIT_PREFLIGHT, EXIT_USAGE, run
+
+PROG = "traffic_generator"
+_EPILOG = __doc__[__doc__.index("Exit codes:"):]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _typed(convert, what: str):
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}" if "invalid" in str(exc) or
+                                             "could not" in str(exc) else str(exc)) from None
+    parse.__name__ = what
+    return parse
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a list of concurrency levels like 1,2,4,8,16") from None
+
+
+_int = _typed(int, "an integer")
+_float = _typed(float, "a number")
+_duration = _typed(parse_duration, "a duration")
+_burst = _typed(Burst.parse, "SIZE@SECONDS")
+_sweep = _typed(_levels, "a list of levels")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag, grouped as --help shows them."""
+    p = _Parser(prog=PROG, description=__doc__[:__doc__.index("Exit codes:")].strip(), epilog=_EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = p.add_argument_group("where")
+    where.add_argument("--url", help="proxy base URL (default: LITELLM_PORT from .env, http://localhost:8000)")
+    where.add_argument("--api-key", help="proxy key (default: LITELLM_MASTER_KEY from the environment or .env)")
+    where.add_argument("--model", help="model name (default: the first one /v1/models lists)")
+    how = p.add_argument_group("how much and how fast")
+    how.add_argument("--max", type=_int, dest="max_requests", metavar="N", help="stop after N requests")
+    how.add_argument("--duration", type=_duration, metavar="DUR", help="stop sending after DUR")
+    how.add_argument("--concurrency", type=_int, metavar="N",
+                     help="closed loop: N workers (default 1); open loop: at most N in flight (default no cap)")
+    how.add_argument("--delay", type=_duration, default=0.0, metavar="DUR",
+                     help="closed loop: pause of each worker between requests (default 0)")
+    how.add_argument("--rate", type=_float, metavar="R", help="open loop: R requests/s")
+    how.add_argument("--arrivals", choices=ARRIVALS, default="constant",
+                     help="spacing of --rate arrivals: evenly, or Poisson (exponential gaps)")
+    how.add_argument("--ramp", type=_duration, default=0.0, metavar="DUR",
+                     help="rise linearly over DUR: the rate from 0, or the workers from 1")
+    how.add_argument("--burst", type=_burst, metavar="SIZE@SEC",
+                     help="open loop: SIZE requests at once every SEC seconds (with --rate: on top of it)")
+    how.add_argument("--sweep", type=_sweep, default=(), metavar="LEVELS",
+                     help="closed loop at each concurrency (e.g. 1,2,4,8,16) for --duration or --max each "
+                          f"(default {SWEEP_LEVEL_DURATION:g}s each); reports where throughput stops growing")
+    how.add_argument("--warmup", type=_int, default=0, metavar="N", help="N requests first, not counted")
+    what = p.add_argument_group("what to send")
+    what.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                      help="stream (SSE) to measure time to first token and inter-token latency (default on)")
+    what.add_argument("--max-tokens", type=_int, metavar="N",
+                      help=f"max_tokens (default: the prompt's own, else {DEFAULT_MAX_TOKENS})")
+    what.add_argument("--temperature", type=_float, metavar="T", help="temperature (default: the server's)")
+    what.add_argument("--priority", type=_int, metavar="N",
+                      help="LiteLLM request priority; sent only when >= 1 (0 means no priority)")
+    what.add_argument("--prompts", type=Path, metavar="FILE",
+                      help="prompt bank file or folder (default data/prompts/; .txt is one prompt a line)")
+    what.add_argument("--category", action="append", default=[], metavar="CAT",
+                      help="only these categories (repeat or comma-separate)")
+    what.add_argument("--list-categories", action="store_true", help="print the bank's categories and exit")
+    what.add_argument("--seed", type=_int, metavar="N",
+                      help="seed of prompt order and Poisson gaps (default random; the summary shows it)")
+    judge = p.add_argument_group("judging and results")
+    judge.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="DUR",
+                       help=f"per request, whole answer (default {DEFAULT_TIMEOUT:g}s)")
+    judge.add_argument("--slo-ttft", type=_duration, metavar="DUR", help="TTFT objective for goodput")
+    judge.add_argument("--slo-latency", type=_duration, metavar="DUR", help="end-to-end objective for goodput")
+    judge.add_argument("--max-error-ratio", type=_float, default=DEFAULT_MAX_ERROR_RATIO, metavar="R",
+                       help=f"exit 1 above this error ratio (default {DEFAULT_MAX_ERROR_RATIO:g})")
+    judge.add_argument("--output", type=Path, metavar="FILE.jsonl", help="one JSON line per request, as it ends")
+    judge.add_argument("--summary-json", type=Path, metavar="FILE", help="the summary as JSON")
+    judge.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="live progress line on stderr (default: when stderr is a terminal)")
+    return p
+
+
+def to_config(args: argparse.Namespace) -> TrafficConfig:
+    """The parsed flags as a checked TrafficConfig (ConfigError names the flag)."""
+    categories = tuple(c.strip() for arg in args.category for c in arg.split(",") if c.strip())
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    return TrafficConfig(
+        url=args.url, api_key=args.api_key, model=args.model, max_requests=args.max_requests,
+        duration=args.duration, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
+        ramp=args.ramp, burst=args.burst, delay=args.delay, sweep=args.sweep, stream=args.stream,
+        max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
+        prompts=args.prompts, categories=categories, seed=args.seed, warmup=args.warmup,
+        timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
+        summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
+    ).validate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run from the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+
+    def fail(code: int, message: str) -> int:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return code
+
+    try:
+        if args.list_categories:
+            for name, count in bank.categories(bank.load(args.prompts or bank.BANK_DIR)).items():
+                print(f"{name}\t{count}")
+            return 0
+        config = to_config(args)
+        result = run(config, LiveProgress(enabled=config.progress))
+    except ConfigError as exc:
+        return fail(EXIT_USAGE, str(exc))
+    except PreflightError as exc:
+        return fail(EXIT_PREFLIGHT, str(exc))
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted before the run started")
+    console = Console()
+    console.print(summary_tables(result.summary))
+    if "sweep" in result.summary:
+        console.print(sweep_table(result.summary["sweep"], result.summary["knee"]))
+    print(f"{PROG}: {result.verdict}", file=sys.stderr)
+    return result.exit_code

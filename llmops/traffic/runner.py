@@ -1,0 +1,203 @@
+"""A whole run: resolve settings, check the proxy, warm up, send, summarise, decide the exit code."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+
+from .. import settings as stack_settings
+from . import prompts as bank
+from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
+from .config import SWEEP_LEVEL_DURATION, TrafficConfig
+from .engine import Engine
+from .output import JsonlWriter, write_summary
+from .preflight import check
+from .report import LiveProgress
+from .stats import Recorder
+from .sweep import knee
+
+EXIT_OK = 0  # the run finished within --max-error-ratio
+EXIT_ERRORS = 1  # the error ratio passed --max-error-ratio, or no request succeeded
+EXIT_USAGE = 2  # a bad flag, prompt file or .env
+EXIT_PREFLIGHT = 3  # the proxy is unreachable, refuses the key, or does not serve the model
+EXIT_INTERRUPTED = 130  # Ctrl-C: the summary covers what finished
+
+
+@dataclass
+class RunResult:
+    """The summary document, the exit code and the one-line verdict behind it."""
+
+    summary: dict
+    exit_code: int
+    verdict: str
+
+
+def resolve(config: TrafficConfig) -> TrafficConfig:
+    """Fill url and key from the stack's settings (environment, then .env) where not given."""
+    if config.url is None or config.api_key is None:
+        loaded = stack_settings.load()
+        if config.url is None:
+            config.url = loaded.litellm_url
+        if config.api_key is None:
+            config.api_key = str(loaded.litellm_master_key)
+    config.url = config.url.rstrip("/")
+    return config
+
+
+def run(config: TrafficConfig, progress: LiveProgress | None = None) -> RunResult:
+    """Run synchronously (uvloop when installed); raises ConfigError or PreflightError before sending."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop comes with litellm
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_async(config, progress))
+
+
+async def run_async(config: TrafficConfig, progress: LiveProgress | None = None) -> RunResult:
+    """The run itself; Ctrl-C (in the main thread) stops it and still returns the summary."""
+    config = resolve(config.validate())
+    prompts = bank.select(bank.load(config.prompts or bank.BANK_DIR), list(config.categories))
+    seed = config.seed if config.seed is not None else random.randrange(2**31)
+    progress = progress or LiveProgress(enabled=config.progress)
+    headers = {"User-Agent": config.user_agent, "Content-Type": "application/json"}
+    if config.api_key:
+        headers["Authorization"] = f"Bearer {config.api_key}"
+    # limit=0: the engine bounds concurrency itself; a connector limit would queue silently.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    async with aiohttp.ClientSession(headers=headers, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+        model = await check(session, config.url, config.api_key or "", config.model)
+        run = _Run(session, config, model, prompts, seed, progress)
+        writer = JsonlWriter(config.output) if config.output else None
+        try:
+            with _CtrlC(run.interrupt):
+                await run.go(writer)
+        finally:
+            progress.stop()
+            if writer is not None:
+                writer.close()
+    result = run.result(started_at)
+    if config.summary_json:
+        write_summary(config.summary_json, result.summary)
+    return result
+
+
+class _Run:
+    """The phases of one run and the recorders they feed."""
+
+    def __init__(self, session, config: TrafficConfig, model: str, prompts, seed: int,
+                 progress: LiveProgress) -> None:
+        self.session, self.config, self.model, self.seed, self.progress = session, config, model, seed, progress
+        self.endpoint = f"{config.url}/v1/chat/completions"
+        self.order = bank.PromptOrder(prompts, seed)
+        self.warmup_order = bank.PromptOrder(prompts, seed + 1)
+        self.total = Recorder(config.slo_ttft, config.slo_latency, seed)
+        self.warmup = Recorder(seed=seed)
+        self.levels: list[tuple[int, Recorder]] = []
+        self.ids = itertools.count(1)
+        self.t0 = time.perf_counter()
+        self.interrupted = False
+        self._engine: Engine | None = None
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self._engine is not None:
+            self._engine.interrupt()
+
+    def _engine_for(self, order, recorders, sink, phase="measure", level=None) -> Engine:
+        self._engine = Engine(self.session, self.endpoint, self.config, self.model, order, recorders,
+                              self.t0, self.ids, sink, phase, level)
+        return self._engine
+
+    async def go(self, sink) -> None:
+        c = self.config
+        if c.warmup and not self.interrupted:
+            engine = self._engine_for(self.warmup_order, [self.warmup], sink, phase="warmup")
+            self.progress.watch(self.warmup, "warmup")
+            await engine.closed_loop(min(c.concurrency or 1, c.warmup), max_requests=c.warmup)
+        if c.sweep:
+            for level in c.sweep:
+                if self.interrupted:
+                    break
+                rec = Recorder(c.slo_ttft, c.slo_latency, self.seed)
+                self.levels.append((level, rec))
+                engine = self._engine_for(self.order, [self.total, rec], sink, level=level)
+                self.progress.watch(rec, f"concurrency {level}")
+                duration = c.duration or (None if c.max_requests else SWEEP_LEVEL_DURATION)
+                await engine.closed_loop(level, c.max_requests, duration, c.delay, c.ramp)
+            return
+        if self.interrupted:
+            return
+        engine = self._engine_for(self.order, [self.total], sink)
+        self.progress.watch(self.total, "traffic")
+        if c.open_loop:
+            schedules = []
+            if c.rate is not None:
+                schedules.append(rate_schedule(RateProfile(c.rate, c.ramp), c.arrivals, self.seed))
+            if c.burst is not None:
+                schedules.append(burst_schedule(c.burst))
+            await engine.open_loop(merge(*schedules), c.max_requests, c.duration, c.concurrency)
+        else:
+            await engine.closed_loop(c.concurrency or 1, c.max_requests, c.duration, c.delay, c.ramp)
+
+    def result(self, started_at: str) -> RunResult:
+        summary = self.total.summary()
+        summary = {
+            "tool": self.config.user_agent, "started_at": started_at, "url": self.config.url,
+            "model": self.model, "seed": self.seed, "interrupted": self.interrupted,
+            "warmup": {"requests": self.warmup.total, "ok": self.warmup.ok},
+            **summary, "config": self.config.public(),
+        }
+        if self.levels:
+            levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in self.levels]
+            summary["sweep"] = levels
+            summary["knee"] = knee([(x["concurrency"], x["throughput"]["requests_per_s"]) for x in levels])
+        code, verdict = self._verdict(summary)
+        summary["exit_code"], summary["verdict"] = code, verdict
+        return RunResult(summary, code, verdict)
+
+    def _verdict(self, summary: dict) -> tuple[int, str]:
+        req, ratio, limit = summary["requests"], summary["error_ratio"], self.config.max_error_ratio
+        if self.interrupted:
+            return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests accounted for"
+        if req["total"] and not req["ok"]:
+            return EXIT_ERRORS, f"no request succeeded out of {req['total']}"
+        if ratio > limit:
+            return EXIT_ERRORS, f"error ratio {ratio:.1%} is above --max-error-ratio {limit:.1%}"
+        return EXIT_OK, f"ok: {req['ok']}/{req['total']} requests succeeded (error ratio {ratio:.1%})"
+
+
+class _CtrlC:
+    """Ctrl-C calls `stop` once; a second Ctrl-C raises KeyboardInterrupt as usual."""
+
+    def __init__(self, stop) -> None:
+        self.stop = stop
+        self.installed = False
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.loop = asyncio.get_running_loop()
+            self.loop.add_signal_handler(signal.SIGINT, self._first)
+            self.installed = True
+        return self
+
+    def _first(self) -> None:
+        self.loop.remove_signal_handler(signal.SIGINT)
+        self.installed = False
+        self.stop()
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:
+            self.loop.remove_signal_handler(signal.SIGINT)
+

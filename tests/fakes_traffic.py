@@ -1,0 +1,203 @@
+"""A fake OpenAI-compatible server the traffic tests control: delays, errors, broken streams, hangs.
+
+Each request takes the next behaviour from `plan` (cycled in arrival order) or from a callable.
+Behaviour keys (all optional): status (200), ttft (s before the first token), token_delay (s between
+tokens), tokens (4), usage (True: a usage chunk when asked with stream_options), truncate_after
+(close the connection after that many content chunks), hang (never answer), reset (close without
+answering), bad_json (a 200 that is not a chat completion), stream_error (an error event after the
+first token).
+
+Runs in a thread (`with FakeOpenAI(...) as fake:`) or as a process for benchmarks:
+`python tests/fakes_traffic.py [--port 0]` prints `PORT <n>` once it listens.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+from collections.abc import Callable
+
+from aiohttp import web
+
+KEY = "sk-fake-test-key"
+MODEL = "fake-model"
+
+
+def _chunk(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _delta(i: int, content: str | None, finish: str | None = None) -> bytes:
+    return _chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
+                   "choices": [{"index": 0, "delta": {"content": content} if content else {},
+                                "finish_reason": finish}]})
+
+
+class FakeOpenAI:
+    """The fake; `requests` keeps (headers, body) of every chat completion it received."""
+
+    def __init__(self, plan: list[dict] | Callable[[int, dict], dict] | None = None,
+                 models: list[str] | None = None, key: str | None = KEY) -> None:
+        self.plan = plan or [{}]
+        self.models = [MODEL] if models is None else models
+        self.key = key
+        self.requests: list[tuple[dict, dict]] = []
+        self.port = 0
+        self._count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+        self._release: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        return app
+
+    def _auth(self, request: web.Request) -> web.Response | None:
+        # LiteLLM 1.108.7's answers: no key 500, a wrong key 400 "No connected db".
+        if self.key is None:
+            return None
+        got = request.headers.get("Authorization", "")
+        if not got:
+            return web.json_response({"error": {"message": "Internal Server Error"}}, status=500)
+        if got != f"Bearer {self.key}":
+            return web.json_response({"error": {"message": "No connected db."}}, status=400)
+        return None
+
+    async def _models(self, request: web.Request) -> web.Response:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        return web.json_response({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+
+    def _behaviour(self, body: dict) -> dict:
+        n = self._count
+        self._count += 1
+        if callable(self.plan):
+            return self.plan(n, body)
+        return self.plan[n % len(self.plan)]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        body = await request.json()
+        self.requests.append((dict(request.headers), body))
+        b = self._behaviour(body)
+        if b.get("reset"):
+            request.transport.close()
+            return web.Response()
+        if b.get("hang"):
+            await self._release.wait()  # until the fake shuts down; the client gives up long before
+            return web.Response(status=503)
+        status = b.get("status", 200)
+        if status != 200:
+            return web.json_response({"error": {"message": f"fake {status}", "code": status}}, status=status)
+        tokens, ttft, gap = b.get("tokens", 4), b.get("ttft", 0.0), b.get("token_delay", 0.0)
+        if not body.get("stream"):
+            if ttft or gap:
+                await asyncio.sleep(ttft + gap * max(tokens - 1, 0))
+            if b.get("bad_json"):
+                return web.Response(text="<html>not json</html>", content_type="application/json")
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "model": MODEL,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * tokens},
+                             "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}})
+        usage = b.get("usage", True) and (body.get("stream_options") or {}).get("include_usage")
+        tail = _delta(tokens, None, "length")
+        if usage:
+            tail += _chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": MODEL, "choices": [],
+                            "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}})
+        tail += b"data: [DONE]\n\n"
+        plain = not (ttft or gap or b.get("truncate_after") is not None or b.get("stream_error")
+                     or b.get("bad_json"))
+        if plain:  # zero latency: the whole stream in one write, as cheap as the fake can be
+            payload = b"".join(_delta(i, "tok ") for i in range(tokens)) + tail
+            return web.Response(body=payload, content_type="text/event-stream")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        if ttft:
+            await asyncio.sleep(ttft)
+        for i in range(tokens):
+            if i == b.get("truncate_after"):
+                request.transport.close()  # mid-stream: no terminating chunk, no [DONE]
+                return resp
+            if b.get("bad_json") and i == 1:
+                await resp.write(b"data: {not json\n\n")
+            await resp.write(_delta(i, "tok "))
+            if b.get("stream_error"):
+                await resp.write(_chunk({"error": {"message": "fake backend died", "code": 500}}))
+                await resp.write_eof()
+                return resp
+            if gap and i < tokens - 1:
+                await asyncio.sleep(gap)
+        await resp.write(tail)
+        await resp.write_eof()
+        return resp
+
+    async def _start(self, port: int = 0) -> None:
+        self._release = asyncio.Event()
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def __enter__(self) -> FakeOpenAI:
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self._start())
+            self._ready.set()
+            self._loop.run_forever()
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake OpenAI server did not start within 10 s")
+        return self
+
+    async def _shutdown(self) -> None:
+        self._release.set()
+        await self._runner.cleanup()
+
+    def __exit__(self, *exc) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def _serve_forever(port: int, tokens: int) -> None:
+    """Process mode: zero-latency answers until killed."""
+    fake = FakeOpenAI(plan=[{"tokens": tokens}])
+
+    async def main() -> None:
+        await fake._start(port)
+        print(f"PORT {fake.port}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tokens", type=int, default=4)
+    args = parser.parse_args()
+    sys.exit(_serve_forever(args.port, args.tokens))
