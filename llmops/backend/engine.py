@@ -6,9 +6,10 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from .model import ModelInfo
 from .options import GenOptions, context_window, fit_prompt, output_limit
@@ -146,7 +147,15 @@ class LlamaEngine:
         tokens = fit_prompt(tokens, n_ctx, opts.num_predict)
         limit = output_limit(opts, len(tokens), n_ctx)
         stats.prompt_eval_count = len(tokens)
-        self._llama.set_seed(opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1))
+        if not tokens:
+            return
+        if opts.seed >= 0:
+            self._llama.set_seed(opts.seed)
+            # Re-using the cached prompt prefix re-evaluates its last token alone, which rounds
+            # differently from a full batch: a seeded request must get the same answer every time.
+            self._llama.reset()
+        else:
+            self._llama.set_seed(random.randint(0, 2**31 - 1))
         stops = StopMatcher(opts.stop)
         # A token can end inside a multi-byte character; the incremental decoder holds those bytes.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

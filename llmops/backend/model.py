@@ -6,7 +6,7 @@ import importlib.util
 import re
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -41,11 +41,11 @@ def resolve_model_path(path: str | Path | None) -> Path:
 
 def rfc3339(moment: datetime) -> str:
     """Go-style RFC 3339 timestamp, as Ollama writes created_at."""
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def now_rfc3339() -> str:
-    return rfc3339(datetime.now(timezone.utc))
+    return rfc3339(datetime.now(UTC))
 
 
 _QUANT = {
@@ -82,10 +82,14 @@ class ModelInfo:
     def __post_init__(self) -> None:
         stat = self.path.stat()
         self.size = stat.st_size
-        self.modified_at = rfc3339(datetime.fromtimestamp(stat.st_mtime, timezone.utc))
-        # Hashing ~100 MB takes a few hundred ms: do it off the start-up path.
-        self._digest_thread = threading.Thread(target=self._hash, name="model-digest", daemon=True)
-        self._digest_thread.start()
+        self.modified_at = rfc3339(datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def start_digest(self) -> None:
+        """Hash the file in the background; the server calls this once it is listening."""
+        # Hashing ~100 MB takes a few hundred ms of CPU: keep it off the start-up path.
+        if self._digest_thread is None:
+            self._digest_thread = threading.Thread(target=self._hash, name="model-digest", daemon=True)
+            self._digest_thread.start()
 
     def _hash(self) -> None:
         sha = hashlib.sha256()
@@ -97,7 +101,8 @@ class ModelInfo:
     @property
     def digest(self) -> str:
         """sha256 of the file, as Ollama names blobs."""
-        if self._digest is None and self._digest_thread is not None:
+        if self._digest is None:
+            self.start_digest()
             self._digest_thread.join()
         return self._digest or ""
 

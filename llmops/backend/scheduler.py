@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import AsyncIterator, Callable
 
 from .metrics import BackendMetrics
 
@@ -69,6 +69,8 @@ class Scheduler:
 
     async def start(self, job: Callable[[Generation], object]) -> tuple[Generation, float]:
         """Wait for the engine, then run job(generation) on it; returns it and the seconds waited."""
+        if self._closing:
+            raise ServerBusy("server shutting down")
         if self._lock.locked() and self._waiting >= self.max_queue:
             self.metrics.rejected.inc()
             raise ServerBusy(BUSY_MESSAGE)

@@ -6,14 +6,14 @@ import logging
 import signal
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
 from .engine import Engine, Stats
 from .metrics import BackendMetrics
 from .options import BadRequest, GenOptions
-from .protocol import ModelNotFound, dumps, json_response
+from .protocol import ModelNotFound, json_response
 from .scheduler import Generation, Scheduler, ServerBusy
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,13 @@ class Backend:
         self.metrics = metrics or BackendMetrics()
         self.scheduler = Scheduler(max_queue, self.metrics)
         self.started_at = time.time()
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """The prompt for a conversation; a template that rejects it makes a 400."""
+        try:
+            return self.engine.render_chat(messages)
+        except Exception as exc:  # noqa: BLE001 - jinja raises many kinds; all mean a bad conversation
+            raise BadRequest(f"chat template failed: {exc}") from exc
 
     async def generate(self, prompt: str, opts: GenOptions, arrived: float, prefix: list[int] | None = None) -> tuple[Generation, float]:
         """Queue a generation; returns it once it holds the engine, with the seconds it waited."""
@@ -199,6 +206,7 @@ async def start(app: web.Application, host: str, port: int, access_log: bool = F
     await runner.setup()
     sock = listen_socket(host, port)
     await web.SockSite(runner, sock).start()
+    app[BACKEND_KEY].engine.info.start_digest()
     return runner, sock.getsockname()[1]
 
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Run the embedded Ollama-compatible backend (llama.cpp) until SIGTERM."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from llmops import settings  # noqa: E402
+from llmops.errors import StackError  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    cfg = settings.load()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default=cfg.bind_host, help="address to bind (BIND_HOST)")
+    parser.add_argument("--port", type=int, default=cfg.ollama_port, help="port to bind (OLLAMA_PORT)")
+    parser.add_argument("--model-path", default=cfg.model_path, help="GGUF file (MODEL_PATH; empty: SmolLM2-135M)")
+    parser.add_argument("--tag", default=cfg.model_tag, help="model name to serve (MODEL_TAG)")
+    parser.add_argument("--max-queue", type=int, default=cfg.backend_max_queue, help="waiting requests before 503 (BACKEND_MAX_QUEUE)")
+    parser.add_argument("--num-ctx", type=int, default=cfg.backend_num_ctx, help="context length (BACKEND_NUM_CTX)")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: llama.cpp's choice)")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args = parse_args(argv)
+        from llmops.backend import LlamaEngine, create_app, resolve_model_path, serve_forever
+
+        engine = LlamaEngine(resolve_model_path(args.model_path), args.tag, n_ctx=args.num_ctx, n_threads=args.threads)
+        app = create_app(engine, max_queue=args.max_queue)
+        asyncio.run(serve_forever(app, args.host, args.port, access_log=not args.no_access_log))
+    except StackError as exc:
+        logging.getLogger("embedded_backend").error("%s", exc)
+        return 2
+    except OSError as exc:
+        logging.getLogger("embedded_backend").error("cannot serve on %s:%s: %s", args.host, args.port, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

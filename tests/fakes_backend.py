@@ -1,0 +1,147 @@
+"""Test helpers for the embedded backend: FakeEngine (a deterministic stand-in for llama.cpp) and a server thread."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+from llmops.backend.engine import Stats, StopMatcher
+from llmops.backend.model import ModelInfo
+from llmops.backend.options import GenOptions, context_window, fit_prompt, output_limit
+from llmops.backend.server import start
+
+FAKE_TAG = "fake:1m"
+
+
+class FakeEngine:
+    """Stand-in engine: token i of any answer is the word f"w{i}"; no model, no randomness.
+
+    `gate` (when given) must be set for tokens to flow, so tests can hold a generation open;
+    `started` and `finished` let tests wait on a generation instead of sleeping.
+    """
+
+    def __init__(self, model_file: Path, tag: str = FAKE_TAG, n_ctx: int = 4096, token_delay: float = 0.0,
+                 gate: threading.Event | None = None):
+        model_file.write_bytes(b"GGUF fake model file")
+        self.info = ModelInfo(
+            tag=tag, path=model_file, template="{{ messages }}", context_length=n_ctx,
+            metadata={"general.architecture": "fake", "general.file_type": "3", "general.size_label": "1M",
+                      "llama.context_length": "4096"},
+        )
+        self.n_ctx = n_ctx
+        self.token_delay = token_delay
+        self.gate = gate
+        self.started = threading.Event()
+        self.finished = threading.Event()
+        self.last_stats: Stats | None = None
+        self.calls = 0
+        self.prompts: list[str] = []  # in the order the engine thread took them
+
+    def render_chat(self, messages: list[dict]) -> str:
+        if any(m["role"] == "bad" for m in messages):
+            raise ValueError("Conversation roles must alternate")  # what a jinja template raises
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    def tokenize(self, text: str) -> list[int]:
+        self.prompts.append(text)
+        return [len(word) for word in text.split()] or [0]
+
+    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats):
+        self.calls += 1
+        self.finished.clear()
+        self.last_stats = stats
+        n_ctx = context_window(opts, self.n_ctx)
+        tokens = fit_prompt(tokens, n_ctx, opts.num_predict)
+        limit = output_limit(opts, len(tokens), n_ctx)
+        stats.prompt_eval_count = len(tokens)
+        stats.prompt_eval_ns = 1000 * len(tokens)
+        stops = StopMatcher(opts.stop)
+        stats.done_reason = "length"
+        self.started.set()
+        began = time.perf_counter()
+        try:
+            for i in range(limit):
+                if self.gate is not None:
+                    while not self.gate.wait(0.01):
+                        if cancel.is_set():
+                            break
+                if cancel.is_set():
+                    stats.done_reason = "cancel"
+                    return
+                if self.token_delay:
+                    time.sleep(self.token_delay)
+                if i == 0:
+                    stats.first_token_at = time.perf_counter()
+                stats.eval_count += 1
+                stats.output_tokens.append(i)
+                text, hit = stops.feed(f"w{i}" if i == 0 else f" w{i}")
+                if text:
+                    yield text
+                if hit:
+                    stats.done_reason = "stop"
+                    return
+            tail = stops.flush()
+            if tail:
+                yield tail
+        finally:
+            stats.eval_ns = int((time.perf_counter() - began) * 1e9)
+            self.finished.set()
+
+    def close(self) -> None:
+        pass
+
+
+def expected_text(n: int) -> str:
+    """What FakeEngine answers with num_predict=n."""
+    return " ".join(f"w{i}" for i in range(n))
+
+
+class ServerThread:
+    """Serves an aiohttp app on 127.0.0.1:<free port> from a background event loop."""
+
+    def __init__(self, app):
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="test-backend", daemon=True)
+        self._ready = threading.Event()
+        self.url = ""
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.runner, port = self.loop.run_until_complete(start(self.app, "127.0.0.1", 0))
+            self.url = f"http://127.0.0.1:{port}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
+            self.error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.runner.cleanup())
+        self.loop.close()
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        if not self._ready.wait(10):
+            raise TimeoutError("test server did not start in 10 s")
+        if self.error:
+            raise self.error
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(15)
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.005, what: str = "condition"):
+    """Poll predicate until it returns a truthy value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

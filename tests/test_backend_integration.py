@@ -1,0 +1,170 @@
+"""The embedded backend with the real SmolLM2-135M model, driven by the official `ollama` client."""
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import ollama
+import pytest
+import requests
+
+from tests.fakes_backend import wait_for
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+TAG = "smollm2:135m"
+SHORT = {"num_predict": 24, "temperature": 0.7, "seed": 7}
+
+
+class BackendProcess:
+    """scripts/embedded_backend.py on a free port; its log lines are kept for assertions."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "embedded_backend.py"), "--host", "127.0.0.1", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.url = self._wait_for_url(timeout=30)
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.log.append(line)
+            self.lines.put(line)
+
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            found = re.search(r"listening on (http://\S+)", line)
+            if found:
+                return found.group(1)
+        self.stop()
+        raise AssertionError("embedded backend did not start:\n" + "".join(self.log))
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def backend():
+    proc = BackendProcess("--num-ctx", "1024")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(backend):
+    return ollama.Client(host=backend.url, timeout=60)
+
+
+def test_list_shows_smollm2(client):
+    models = client.list().models
+    assert [m.model for m in models] == [TAG]
+    assert models[0].size == 98_362_432
+    assert models[0].details.quantization_level == "Q4_1"
+
+
+def test_ps_shows_it_loaded_on_cpu(client):
+    (model,) = client.ps().models
+    assert model.model == TAG and model.size_vram == 0 and model.size > 98_362_432
+
+
+def test_show_gives_the_models_own_template(client):
+    shown = client.show(TAG)
+    assert "<|im_start|>" in shown.template
+    assert shown.modelinfo["general.architecture"] == "llama"
+    assert shown.details.family == "llama"
+
+
+def test_chat_answers_with_text_and_counts(client):
+    response = client.chat(model=TAG, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                           options=SHORT)
+    assert response.message.role == "assistant"
+    assert response.message.content.strip()
+    assert response.done and response.done_reason in ("stop", "length")
+    assert 0 < response.eval_count <= 24
+    assert response.prompt_eval_count > 10  # the template's system prompt is in there
+    assert response.eval_duration > 0 and response.total_duration >= response.eval_duration
+
+
+def test_chat_streams_pieces(client):
+    parts = list(client.chat(model=TAG, messages=[{"role": "user", "content": "Count to five."}],
+                             options=SHORT, stream=True))
+    assert len(parts) > 2
+    assert all(not p.done for p in parts[:-1]) and parts[-1].done
+    assert "".join(p.message.content for p in parts).strip()
+
+
+def test_generate_answers_and_streams(client):
+    whole = client.generate(model=TAG, prompt="Write one sentence about the sea.", options=SHORT)
+    assert whole.response.strip() and whole.done and whole.context
+    streamed = list(client.generate(model=TAG, prompt="Write one sentence about the sea.", options=SHORT, stream=True))
+    assert "".join(p.response for p in streamed) == whole.response  # same seed, same answer
+
+
+def test_seed_and_temperature_make_answers_repeatable(client):
+    ask = dict(model=TAG, prompt="Tell me a story.", options={"num_predict": 20, "temperature": 1.0, "seed": 3})
+    assert client.generate(**ask).response == client.generate(**ask).response
+    greedy = dict(model=TAG, prompt="Tell me a story.", options={"num_predict": 20, "temperature": 0})
+    assert client.generate(**greedy).response == client.generate(**greedy).response
+
+
+def test_num_predict_and_stop_are_honoured(client):
+    capped = client.generate(model=TAG, prompt="List ten fruits.", options={"num_predict": 5, "temperature": 0})
+    assert capped.eval_count == 5 and capped.done_reason == "length"
+    full = client.generate(model=TAG, prompt="List ten fruits.", options={"num_predict": 40, "temperature": 0})
+    stop = full.response[10:14]
+    cut = client.generate(model=TAG, prompt="List ten fruits.", options={"num_predict": 40, "temperature": 0, "stop": [stop]})
+    assert cut.done_reason == "stop" and stop not in cut.response
+    assert full.response.startswith(cut.response)
+
+
+def test_unknown_model_raises_response_error_404(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(model="nope:1b", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 404
+    assert 'model "nope:1b" not found' in info.value.error
+
+
+def test_disconnect_stops_a_real_generation(backend):
+    def output_tokens() -> float:
+        text = requests.get(backend.url + "/metrics", timeout=5).text
+        found = re.search(r'^llm_backend_output_tokens_total\{model="smollm2:135m"\} (\S+)$', text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    before = output_tokens()
+    body = {"model": TAG, "prompt": "Write a very long essay about rivers.", "options": {"num_predict": 900, "temperature": 1.0}}
+    with requests.post(backend.url + "/api/generate", json=body, stream=True, timeout=30) as response:
+        next(response.iter_lines())
+    wait_for(lambda: "llm_backend_in_flight 0.0" in requests.get(backend.url + "/metrics", timeout=5).text,
+             timeout=10, what="the generation to stop")
+    assert output_tokens() - before < 900
+
+
+def test_sigterm_exits_cleanly():
+    proc = BackendProcess("--no-access-log")
+    assert requests.get(proc.url + "/api/version", timeout=5).ok
+    assert proc.stop() == 0
+    assert any("shutting down" in line for line in proc.log)

@@ -1,0 +1,175 @@
+"""Queueing, the 503 bound, client disconnects and metrics, against FakeEngine (a stand-in for llama.cpp)."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmops.backend import BUSY_MESSAGE, create_app
+from tests.fakes_backend import FAKE_TAG, FakeEngine, ServerThread, expected_text, wait_for
+
+CHAT = {"model": FAKE_TAG, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def metrics(server) -> dict[tuple, float]:
+    """{(sample name, sorted label items): value} from the server's /metrics."""
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def gauge(server, name: str) -> float:
+    return metrics(server)[(name, ())]
+
+
+def serve(tmp_path, max_queue=4, **kw):
+    engine = FakeEngine(tmp_path / "fake.gguf", **kw)
+    srv = ServerThread(create_app(engine, max_queue=max_queue))
+    srv.engine = engine
+    return srv
+
+
+def raw_request(url: str, path: str, body: dict) -> socket.socket:
+    """Send a POST on a raw socket (so the test decides when the client disconnects)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    data = json.dumps(body).encode()
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n".encode() + data
+    )
+    return sock
+
+
+def test_past_the_queue_bound_requests_get_503_with_ollamas_message(tmp_path):
+    gate = threading.Event()
+    with serve(tmp_path, max_queue=1, gate=gate) as srv, ThreadPoolExecutor(2) as pool:
+        def chat():
+            return requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 2}}, timeout=20)
+
+        first = pool.submit(chat)
+        wait_for(srv.engine.started.is_set, what="first generation to start")
+        second = pool.submit(chat)
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 1, what="second request to queue")
+        assert gauge(srv, "llm_backend_in_flight") == 1
+
+        third = requests.post(srv.url + "/api/chat", json=CHAT, timeout=5)
+        assert third.status_code == 503
+        assert third.json() == {"error": BUSY_MESSAGE}
+        assert BUSY_MESSAGE == "server busy, please try again.  maximum pending requests exceeded"
+
+        gate.set()
+        for done in (first.result(10), second.result(10)):
+            assert done.status_code == 200 and done.json()["message"]["content"] == expected_text(2)
+        seen = metrics(srv)
+        assert seen[("llm_backend_rejected_total", ())] == 1
+        assert seen[("llm_backend_requests_total", (("endpoint", "/api/chat"), ("status", "503")))] == 1
+        assert seen[("llm_backend_requests_total", (("endpoint", "/api/chat"), ("status", "200")))] == 2
+        assert seen[("llm_backend_queue_depth", ())] == 0
+
+
+def test_requests_run_one_at_a_time_in_arrival_order(tmp_path):
+    gate = threading.Event()
+    with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(4) as pool:
+        def chat(name):
+            body = {**CHAT, "stream": False, "messages": [{"role": "user", "content": name}], "options": {"num_predict": 1}}
+            return requests.post(srv.url + "/api/chat", json=body, timeout=20)
+
+        futures = [pool.submit(chat, "a")]
+        wait_for(srv.engine.started.is_set, what="first generation")
+        for i, name in enumerate(["b", "c", "d"], start=1):
+            futures.append(pool.submit(chat, name))
+            wait_for(lambda i=i: gauge(srv, "llm_backend_queue_depth") == i, what=f"{name} to queue")
+        gate.set()
+        assert all(f.result(10).status_code == 200 for f in futures)
+    assert srv.engine.prompts == [f"<user>{name}<assistant>" for name in "abcd"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/chat", CHAT),
+    ("/api/generate", {"model": FAKE_TAG, "prompt": "hi"}),
+    ("/v1/chat/completions", {**CHAT, "stream": True}),
+])
+def test_client_disconnect_mid_stream_stops_the_generation_and_frees_the_slot(tmp_path, path, body):
+    # 100 000 tokens at 5 ms each would hold the engine for minutes if nobody stopped it.
+    with serve(tmp_path, token_delay=0.005) as srv:
+        sock = raw_request(srv.url, path, {**body, "options": {"num_predict": 100_000}, "max_tokens": 100_000})
+        received = b""
+        while received.count(b"w1") < 1:
+            received += sock.recv(4096)
+        assert b"200 OK" in received
+        sock.close()
+        wait_for(srv.engine.finished.is_set, timeout=5, what="the generation to stop after the disconnect")
+        assert srv.engine.last_stats.eval_count < 1000
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the slot to free")
+
+        after = requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 2}}, timeout=10)
+        assert after.status_code == 200
+        status = wait_for(
+            lambda: metrics(srv).get(("llm_backend_requests_total", (("endpoint", path), ("status", "499")))),
+            what="the disconnect to be counted as 499",
+        )
+        assert status == 1
+
+
+def test_client_disconnect_of_a_non_streamed_request_stops_the_generation(tmp_path):
+    with serve(tmp_path, token_delay=0.005) as srv:
+        sock = raw_request(srv.url, "/api/chat", {**CHAT, "stream": False, "options": {"num_predict": 100_000}})
+        wait_for(srv.engine.started.is_set, what="the generation to start")
+        sock.close()
+        wait_for(srv.engine.finished.is_set, timeout=5, what="the generation to stop after the disconnect")
+        assert srv.engine.last_stats.done_reason == "cancel"
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the slot to free")
+
+
+def test_client_that_leaves_the_queue_is_not_run(tmp_path):
+    gate = threading.Event()
+    with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(requests.post, srv.url + "/api/chat",
+                            json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="first generation")
+        queued = raw_request(srv.url, "/api/chat", {**CHAT, "stream": False})
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 1, what="second request to queue")
+        queued.close()
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 0, what="the queued request to leave")
+        gate.set()
+        assert first.result(10).status_code == 200
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the engine to go idle")
+        assert srv.engine.calls == 1
+
+
+def test_metrics_use_the_agreed_names_and_count_tokens(tmp_path):
+    with serve(tmp_path) as srv:
+        requests.post(srv.url + "/api/generate", json={"model": FAKE_TAG, "prompt": "a b c", "raw": True,
+                                                       "stream": False, "options": {"num_predict": 7}}, timeout=10)
+        seen = metrics(srv)
+    model = (("model", FAKE_TAG),)
+    assert seen[("llm_backend_prompt_tokens_total", model)] == 3
+    assert seen[("llm_backend_output_tokens_total", model)] == 7
+    assert seen[("llm_backend_time_to_first_token_seconds_count", model)] == 1
+    assert seen[("llm_backend_generation_seconds_count", model)] == 1
+    assert seen[("llm_backend_requests_total", (("endpoint", "/api/generate"), ("status", "200")))] == 1
+    for name in ("llm_backend_queue_depth", "llm_backend_in_flight", "llm_backend_rejected_total"):
+        assert (name, ()) in seen
+    assert ("process_resident_memory_bytes", ()) in seen
+
+
+def test_shutdown_stops_a_running_generation(tmp_path):
+    srv = serve(tmp_path, token_delay=0.005)
+    with ThreadPoolExecutor(1) as pool, srv:  # the server shuts down first, while the request runs
+        pending = pool.submit(requests.post, srv.url + "/api/chat",
+                              json={**CHAT, "options": {"num_predict": 100_000}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="the generation to start")
+    # Leaving the block shut the server down; the generation must not run on for nobody.
+    assert srv.engine.finished.wait(5)
+    assert srv.engine.last_stats.eval_count < 10_000
+    lines = pending.result(10).text.splitlines()
+    assert "error" in json.loads(lines[-1])
