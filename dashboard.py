@@ -17,6 +17,9 @@ DEFAULTS = {
     "CHECKS": None,  # a list of llmops.monitor.Check replacing the default probes
     "PROMETHEUS": None,  # an llmops.promapi.PromAPI (or fake) for charts and traffic
     "CLOCK": None,  # unix-seconds clock for timestamps and chart windows
+    "SERVICE_PIDS": None,  # callable -> {service: pid or None}; default: the stack's supervisord
+    "GPU_READER": None,  # an llmops.telemetry.gpu.GpuReader (tests pass a fake NVML); default: the process-wide one
+    "HOST_CACHE_SECONDS": 2.0,  # /api/host is reused this long (short: CPU% needs fresh samples)
 }
 
 
@@ -83,8 +86,11 @@ def create_app(config: dict | None = None) -> Flask:
 
     from llmops import charts, exporter
     from llmops.errors import StackError
+    from llmops.hostview import HostView, safe_pids, supervisor_pids
     from llmops.monitor import Monitor, default_checks
     from llmops.promapi import PromAPI
+    from llmops.telemetry.gpu import GpuCollector, default_reader
+    from llmops.telemetry.host import ProcessCollector
 
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -96,10 +102,16 @@ def create_app(config: dict | None = None) -> Flask:
     prom = cfg["PROMETHEUS"] or PromAPI(settings.prometheus_url, session, cfg["PROMETHEUS_TIMEOUT"])
     checks = cfg["CHECKS"] or default_checks(settings, session, prom, cfg["PROBE_TIMEOUT"], cfg["DETAIL_INTERVAL"])
     monitor = Monitor(checks, clock=clock)
+    pids = safe_pids(cfg["SERVICE_PIDS"] or supervisor_pids(settings))
+    gpu_reader = cfg["GPU_READER"] or default_reader()  # one reader for the app's life: NVML initialised once
     registry = exporter.make_registry(
-        exporter.DashboardCollector(monitor.status, monitor.failure_counts, monitor.raw_latency)
+        exporter.DashboardCollector(monitor.status, monitor.failure_counts, monitor.raw_latency),
+        exporter.Guarded(GpuCollector(gpu_reader), "gpu"),
+        exporter.Guarded(ProcessCollector(pids), "processes"),
     )
+    host_view = HostView(pids, monitor.status, prom, gpu_reader)
     cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
+    host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
     secret = str(settings.litellm_master_key or "")
     app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom}
     started = clock()
@@ -129,6 +141,10 @@ def create_app(config: dict | None = None) -> Flask:
     @app.get("/api/alerts")
     def api_alerts():
         return jsonify(cache.get("alerts", lambda: charts.firing_alerts(prom)))
+
+    @app.get("/api/host")
+    def api_host():
+        return jsonify(host_cache.get("host", host_view.document))
 
     @app.get("/healthz")
     def healthz():

@@ -1,10 +1,13 @@
 """The dashboard's /metrics: probe results and backend model gauges, built from the monitor on each scrape."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger(__name__)
 
 OVERALL_CODE = {"healthy": 0, "degraded": 1, "down": 2}
 # Components the alert rules watch; the canary is left out while it is turned off.
@@ -78,10 +81,27 @@ class DashboardCollector:
         yield from (up, models, loaded, size, vram)
 
 
-def make_registry(collector: DashboardCollector) -> CollectorRegistry:
-    """A registry holding only the dashboard's collector (no process/GC metrics of the test process)."""
+class Guarded:
+    """Wraps a collector so that one failing (NVML, psutil, supervisor) leaves the rest of /metrics intact."""
+
+    def __init__(self, collector, name: str):
+        self.collector, self.name, self.errors = collector, name, 0
+
+    def collect(self):
+        try:
+            families = list(self.collector.collect())  # all or nothing: no half-written family
+        except Exception:
+            self.errors += 1
+            log.exception("collector %s failed", self.name)
+            families = []
+        yield from families
+
+
+def make_registry(*collectors) -> CollectorRegistry:
+    """A registry holding only the dashboard's collectors (no process/GC metrics of the test process)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 

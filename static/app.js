@@ -41,7 +41,7 @@ function ago(iso) {
 function bytes(n) {
   if (!n) return "0 B";
   const units = ["B", "KB", "MB", "GB", "TB"];
-  const i = Math.min(units.length - 1, Math.floor(Math.log(n) / Math.log(1024)));
+  const i = Math.max(0, Math.min(units.length - 1, Math.floor(Math.log(n) / Math.log(1024))));
   return `${(n / 1024 ** i).toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
@@ -129,6 +129,111 @@ async function refreshAlerts() {
   }
 }
 
+const NA = "n/a";
+const pct = r => (r == null ? NA : `${(100 * r).toFixed(0)} %`);
+const size = n => (n == null ? NA : bytes(n));
+const num = (n, digits) => (n == null ? NA : n.toFixed(digits));
+
+function meter(ratio, label) {
+  const r = ratio == null ? 0 : Math.max(0, Math.min(1, ratio));
+  const level = r >= 0.9 ? "bad" : r >= 0.75 ? "warn" : "ok";
+  const fill = el("span", { class: `fill ${level}` });
+  fill.style.width = `${(100 * r).toFixed(1)}%`;
+  return el("div", { class: "meter", role: "meter", "aria-label": label, "aria-valuemin": 0, "aria-valuemax": 100,
+    "aria-valuenow": Math.round(100 * r) }, fill);
+}
+
+function facts(pairs) {
+  const rows = [];
+  for (const [k, v, bar] of pairs) rows.push(el("dt", {}, k), el("dd", {}, v, bar || null));
+  return el("dl", { class: "facts" }, ...rows);
+}
+
+function hostSummary(h, error) {
+  if (error) return [el("span", { class: "unavailable" }, `host figures unavailable: ${error}`)];
+  const used = h.memory_total_bytes == null || h.memory_available_bytes == null ? null
+    : h.memory_total_bytes - h.memory_available_bytes;
+  const diskUsed = h.disk_total_bytes == null || h.disk_free_bytes == null ? null : h.disk_total_bytes - h.disk_free_bytes;
+  const diskRatio = diskUsed == null || !h.disk_total_bytes ? null : diskUsed / h.disk_total_bytes;
+  const cores = h.cpu_count ? ` of ${h.cpu_count} cores` : "";
+  return [
+    facts([
+      ["CPU", `${pct(h.cpu_utilization_ratio)}${cores}`, meter(h.cpu_utilization_ratio, "host CPU")],
+      ["memory", `${size(used)} of ${size(h.memory_total_bytes)} (${pct(h.memory_used_ratio)})`,
+        meter(h.memory_used_ratio, "host memory")],
+      ["load", `${num(h.load1, 2)} / ${num(h.load5, 2)} / ${num(h.load15, 2)} (1/5/15 min)`],
+      ["disk /", `${size(diskUsed)} of ${size(h.disk_total_bytes)} (${pct(diskRatio)})`, meter(diskRatio, "disk")],
+    ]),
+    el("p", { class: "muted source" }, `from ${h.source}${h.detail ? `: ${h.detail}` : ""}`),
+  ];
+}
+
+function processRows(processes) {
+  const names = Object.keys(processes).sort();
+  if (!names.length) return [el("tr", {}, el("td", { colspan: 4, class: "muted" }, "no stack processes known (supervisor not running)"))];
+  return names.map(name => {
+    const p = processes[name];
+    if (p.status !== "running") {
+      return el("tr", { "data-service": name }, el("td", {}, name), el("td", {}, p.pid || ""),
+        el("td", { colspan: 2, class: "muted" }, p.status));
+    }
+    const extra = p.processes > 1 ? ` (${p.processes} processes)` : "";
+    return el("tr", { "data-service": name }, el("td", {}, name), el("td", {}, p.pid),
+      el("td", {}, size(p.rss_bytes) + extra), el("td", {}, p.cpu_percent == null ? "measuring" : `${p.cpu_percent.toFixed(1)} %`));
+  });
+}
+
+function gpuCard(g) {
+  const power = g.power_watts == null ? NA : `${g.power_watts.toFixed(0)} W` +
+    (g.power_limit_watts == null ? "" : ` of ${g.power_limit_watts.toFixed(0)} W`);
+  const procs = g.processes == null ? el("p", { class: "muted" }, "processes: not reported")
+    : !g.processes.length ? el("p", { class: "muted" }, "no process holds memory")
+      : el("ul", {}, ...g.processes.map(p => el("li", {},
+        `${p.name} (pid ${p.pid}${p.service ? `, ${p.service}` : ""}): ${size(p.memory_bytes)}`)));
+  return el("article", { class: "panel gpu", "data-gpu": g.index },
+    el("h3", {}, `GPU ${g.index}: ${g.name || "unknown"}`),
+    facts([
+      ["memory", `${size(g.memory_used_bytes)} of ${size(g.memory_total_bytes)} (${pct(g.memory_used_ratio)})`,
+        meter(g.memory_used_ratio, `GPU ${g.index} memory`)],
+      ["utilisation", pct(g.utilization_ratio), meter(g.utilization_ratio, `GPU ${g.index} utilisation`)],
+      ["power", power],
+      ["temperature", g.temperature_celsius == null ? NA : `${g.temperature_celsius.toFixed(0)} °C`],
+    ]),
+    procs);
+}
+
+function gpuPanels(gpu) {
+  if (gpu.status === "ok") return gpu.gpus.map(gpuCard);
+  if (gpu.status === "no GPU found") {
+    return [el("div", { class: "panel nogpu" }, el("strong", {}, "no GPU found"), el("span", { class: "muted" }, gpu.detail))];
+  }
+  return [el("div", { class: "panel unavailable" }, `GPU telemetry error: ${gpu.detail}`)];
+}
+
+function vramPanel(models) {
+  const head = el("h3", {}, "Loaded models (VRAM)");
+  if (!models.length) return [head, el("p", { class: "muted" }, "no model loaded")];
+  return [head, el("ul", {}, ...models.map(m => el("li", { "data-model": m.name },
+    el("strong", {}, m.name), ` on ${m.backend}: ${bytes(m.size_vram)} VRAM of ${bytes(m.size)}`,
+    m.vram_ratio === 0 ? el("span", { class: "muted" }, " (on the CPU)") : null)))];
+}
+
+async function refreshHost() {
+  const summary = document.getElementById("host-summary");
+  try {
+    const d = await getJSON("/api/host");
+    const errors = d.errors || {};
+    summary.className = "panel";
+    summary.replaceChildren(...hostSummary(d.host, errors.host));
+    document.querySelector("#processes tbody").replaceChildren(...processRows(d.processes));
+    document.getElementById("gpus").replaceChildren(...gpuPanels(d.gpu));
+    document.getElementById("vram").replaceChildren(...vramPanel(d.gpu.models || []));
+  } catch (err) {
+    summary.className = "panel unavailable";
+    summary.textContent = `host figures unavailable: ${err.message}`;
+  }
+}
+
 function timeLabel(seconds, span) {
   const d = new Date(seconds * 1000);
   const hm = d.toTimeString().slice(0, 5);
@@ -199,5 +304,6 @@ function every(ms, fn) {
 document.getElementById("window").addEventListener("change", refreshCharts);
 every(STATUS_EVERY_MS, refreshStatus);
 every(5000, refreshModels);
+every(5000, refreshHost);
 every(10000, refreshAlerts);
 every(15000, refreshCharts);

@@ -100,6 +100,20 @@ def backend_routes(base=BACKEND, models=("smollm2:135m",), loaded=True) -> dict:
     }
 
 
+# node_exporter's figures as the fake Prometheus answers them (an 8-core, 16 GiB host).
+NODE_FIGURES = {
+    "1 - avg(rate(node_cpu_seconds_total": 0.42,
+    "count(node_cpu_seconds_total": 8,
+    "node_memory_MemTotal_bytes": 16 * 2**30,
+    "node_memory_MemAvailable_bytes": 6 * 2**30,
+    "node_load15": 0.75,  # before node_load1, which is its prefix
+    "node_load1": 1.5,
+    "node_load5": 1.25,
+    "node_filesystem_size_bytes": 100 * 2**30,
+    "node_filesystem_avail_bytes": 40 * 2**30,
+}
+
+
 def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90, 2)):
     """A callable answering Prometheus's API: a sine wave for range queries, traffic totals for instant ones."""
 
@@ -118,7 +132,7 @@ def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90
             total, ok, limited = traffic
             value = limited if 'status_code="429"' in expr else ok if 'status_code=~"2.."' in expr else total
             if "litellm_proxy_total_requests_metric_total" not in expr:
-                value = 0.25
+                value = next((v for k, v in NODE_FIGURES.items() if expr.startswith(k)), 0.25)
             return FakeResponse(200, {"status": "success", "data": {"resultType": "vector",
                                                                      "result": [{"metric": {}, "value": [now, str(value)]}]}})
         if path == "/api/v1/alerts":

@@ -1,11 +1,13 @@
 """The Flask app built from the factory with a fake stack: the /api/status contract, no key leaks, no 5xx."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from dashboard import create_app
+from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import (
     BACKEND,
     FIRING_ALERTS,
@@ -17,10 +19,11 @@ from tests.fakes_dashboard import (
     make_settings,
     without,
 )
+from tests.fakes_gpu import FakeNVML, gpu
 
 NOW = 1_700_000_000.0
 ROUTES = ["/", "/api/status", "/api/models", "/api/metrics/summary", "/api/charts?window=15m",
-          "/api/charts?window=24h", "/api/alerts", "/healthz", "/metrics", "/favicon.ico",
+          "/api/charts?window=24h", "/api/alerts", "/api/host", "/healthz", "/metrics", "/favicon.ico",
           "/static/app.js", "/static/style.css"]
 FIRING = FIRING_ALERTS
 
@@ -29,7 +32,8 @@ def build(routes: dict, rounds: int = 2, **config):
     """An app over a fake stack with the monitor off; the checks run `rounds` times by hand."""
     http = FakeHTTP(routes)
     app = create_app({"SETTINGS": make_settings(), "HTTP_SESSION": http, "START_MONITOR": False,
-                      "CLOCK": lambda: NOW, "CACHE_SECONDS": 0, **config})
+                      "CLOCK": lambda: NOW, "CACHE_SECONDS": 0, "GPU_READER": GpuReader(FakeNVML()),
+                      "SERVICE_PIDS": lambda: {"dashboard": os.getpid(), "litellm": None}, **config})
     for _ in range(rounds):
         app.extensions["llmops"]["monitor"].run_once()
     return app, http
@@ -108,6 +112,20 @@ def test_metrics_exports_the_names_the_alert_rules_use(client):
     ]:
         assert line in text, line
     assert re.search(r'llmops_probe_latency_seconds\{component="ollama"\} \d', text)
+
+
+def test_metrics_hold_gpu_and_service_families():
+    app, _ = build(healthy_stack(), GPU_READER=GpuReader(FakeNVML(gpus=[gpu()])))
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "llmops_gpu_count 1.0" in text
+    assert 'llmops_gpu_memory_used_bytes{gpu="0",name="NVIDIA GeForce RTX 4090"}' in text
+    assert re.search(r'llmops_service_resident_memory_bytes\{service="dashboard"\} \d', text)
+
+
+def test_host_view_is_on_the_page_and_in_the_api(client):
+    assert 'id="host-summary"' in client.get("/").get_data(as_text=True)
+    body = client.get("/api/host").get_json()
+    assert body["gpu"]["status"] == "no GPU found" and body["processes"]["litellm"]["status"] == "stopped"
 
 
 def test_metrics_after_backend_goes_down():

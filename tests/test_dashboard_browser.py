@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
 import pytest
 
 from dashboard import create_app
+from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import FIRING_ALERTS, PROM, FakeHTTP, healthy_stack, make_settings, without
+from tests.fakes_gpu import FakeNVML, gpu
 
 pytestmark = pytest.mark.browser
 
@@ -27,11 +30,13 @@ CANVAS_INK = """sel => {
 }"""
 
 
-def serve(routes: dict):
-    """Serve an app over a fake stack with waitress on a free port; return (base_url, server)."""
+def serve(routes: dict, gpus=()):
+    """Serve an app over a fake stack and fake GPUs with waitress on a free port; return (base_url, server)."""
     import waitress
 
-    app = create_app({"SETTINGS": make_settings(), "HTTP_SESSION": FakeHTTP(routes), "START_MONITOR": False})
+    app = create_app({"SETTINGS": make_settings(), "HTTP_SESSION": FakeHTTP(routes), "START_MONITOR": False,
+                      "GPU_READER": GpuReader(FakeNVML(gpus=gpus)),
+                      "SERVICE_PIDS": lambda: {"dashboard": os.getpid(), "litellm": None}})
     for _ in range(2):
         app.extensions["llmops"]["monitor"].run_once()
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
@@ -106,11 +111,47 @@ def test_prometheus_down_says_metrics_unavailable_instead_of_empty_charts(browse
         server.close()
 
 
-def test_phone_width_has_no_horizontal_scroll(browser):
+def test_host_section_says_no_gpu_found_and_lists_stack_processes(browser):
     base, server = serve(healthy_stack())
+    try:
+        page, errors = open_page(browser, base)
+        page.wait_for_selector("#gpus .nogpu", timeout=10_000)
+        assert "no GPU found" in page.locator("#gpus").inner_text()
+        assert re.search(r"\t\d+\.\d [MG]B", page.locator('#processes tr[data-service="dashboard"]').inner_text())
+        assert "stopped" in page.locator('#processes tr[data-service="litellm"]').inner_text()
+        assert "smollm2:135m" in page.locator("#vram").inner_text()
+        summary = page.locator("#host-summary").inner_text()
+        assert "42 % of 8 cores" in summary and "10.0 GB of 16.0 GB (63 %)" in summary
+        assert "1.50 / 1.25 / 0.75" in summary and "60.0 GB of 100.0 GB" in summary
+        assert errors == []
+    finally:
+        server.close()
+
+
+def test_host_section_draws_each_gpu_with_a_memory_bar(browser):
+    base, server = serve(healthy_stack(), gpus=[gpu(), gpu(name="NVIDIA L4", used=21 * 2**30, total=24 * 2**30)])
+    try:
+        page, errors = open_page(browser, base)
+        page.wait_for_selector('#gpus [data-gpu="1"]', timeout=10_000)
+        first = page.locator('#gpus [data-gpu="0"]').inner_text()
+        assert "NVIDIA GeForce RTX 4090" in first and "2.0 GB of 24.0 GB" in first and "61 °C" in first
+        assert "123 W of 450 W" in first and "37 %" in first
+        bar = page.locator('#gpus [data-gpu="1"] .meter .fill').first
+        assert bar.get_attribute("class") == "fill warn"  # 87.5 % used
+        width = page.evaluate("""() => { const f = document.querySelector('[data-gpu="1"] .meter .fill');
+                                         return f.getBoundingClientRect().width / f.parentElement.getBoundingClientRect().width; }""")
+        assert abs(width - 0.875) < 0.02
+        assert errors == []
+    finally:
+        server.close()
+
+
+def test_phone_width_has_no_horizontal_scroll(browser):
+    base, server = serve(healthy_stack(), gpus=[gpu()])
     try:
         page, errors = open_page(browser, base, width=390, height=844)
         page.wait_for_function(f"() => ({CANVAS_INK})('[data-chart=\"requests\"] canvas') > 200", timeout=10_000)
+        page.wait_for_selector('#gpus [data-gpu="0"]', timeout=10_000)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
