@@ -30,6 +30,9 @@ class Check:
     interval: float
     component: str
     fail_after: int | None = 2
+    # A probe still waiting after this many seconds turns the component red at once (a SIGSTOPped
+    # process accepts connections but never answers: waiting out a 10 s timeout twice is too slow).
+    overdue_after: float | None = None
 
 
 class Hysteresis:
@@ -43,6 +46,11 @@ class Hysteresis:
         self.failures_total = 0
         self.since: float | None = None
         self.checked_at: float | None = None
+
+    def observe_silence(self, result: ProbeResult, now: float) -> ProbeResult:
+        """A probe got no answer at all (timed out, or overdue): red at once, no second chance."""
+        self.failures_in_row = max(self.failures_in_row, self.fail_after - 1)
+        return self.observe(result, now)
 
     def observe(self, result: ProbeResult, now: float) -> ProbeResult:
         """Feed one raw result; return the effective (debounced) one."""
@@ -136,6 +144,8 @@ class Monitor:
         self.updates = 0
         self._status: dict = {}
         self._status_json = b""
+        self._inflight: dict[str, float] = {}
+        self._overdue: set[str] = set()
         with self._lock:
             self._rebuild()
 
@@ -143,12 +153,20 @@ class Monitor:
     def run_check(self, name: str) -> ProbeResult:
         """Run one check now (blocking) and publish the new snapshot."""
         check = self.checks[name]
+        with self._lock:
+            self._inflight[name] = time.monotonic()
         try:
             result = check.fn()
         except Exception as exc:  # a probe bug must show as a status, not kill the thread
             result = ProbeResult(UNHEALTHY, None, f"probe error: {type(exc).__name__}: {exc}", "http")
         with self._changed:
-            self.states[name].observe(result, self.clock())
+            self._inflight.pop(name, None)
+            self._overdue.discard(name)
+            state = self.states[name]
+            if result.error == "timeout" and check.fail_after:
+                state.observe_silence(result, self.clock())
+            else:
+                state.observe(result, self.clock())
             self._rebuild()
             self.updates += 1
             self._changed.notify_all()
@@ -166,13 +184,41 @@ class Monitor:
             self.run_check(check.name)
             self._stop.wait(max(0.05, check.interval - (time.monotonic() - started)))
 
+    def check_overdue(self) -> list[str]:
+        """Turn red every check whose probe has waited past its overdue_after; return their names."""
+        flagged = []
+        now = time.monotonic()
+        with self._changed:
+            for name, started in list(self._inflight.items()):
+                check = self.checks[name]
+                waited = now - started
+                if check.overdue_after is None or waited < check.overdue_after or name in self._overdue:
+                    continue
+                self._overdue.add(name)
+                result = ProbeResult(UNHEALTHY, None, f"no answer for {waited:.0f} s (probe still waiting)", "timeout")
+                self.states[name].observe_silence(result, self.clock())
+                flagged.append(name)
+            if flagged:
+                self._rebuild()
+                self.updates += 1
+                self._changed.notify_all()
+        return flagged
+
+    def _watchdog(self) -> None:
+        while not self._stop.wait(0.25):
+            self.check_overdue()
+
     def start(self) -> None:
-        """Start one daemon thread per check."""
+        """Start one daemon thread per check, and the watchdog for overdue probes."""
         if self._threads:
             return
         self._stop.clear()
         for check in self.checks.values():
             thread = threading.Thread(target=self._loop, args=(check,), name=f"probe-{check.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if any(c.overdue_after for c in self.checks.values()):
+            thread = threading.Thread(target=self._watchdog, name="probe-watchdog", daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -293,7 +339,7 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
         tag = str(settings.model_tag)
         return tag if tag in models or not models else models[0]
 
-    checks = [Check("proxy", proxy, interval, "proxy")]
+    checks = [Check("proxy", proxy, interval, "proxy", overdue_after=min(5.0, probes.PROXY_TIMEOUT))]
     for url in settings.backend_urls:
         checks.append(
             Check(f"backend:{url}", lambda url=url: probes.probe_backend(session, url, probe_timeout), interval, "ollama")
