@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop(args.service)
             return 0
         if args.command == "restart":
-            stack.stop(args.service)
-            stack.start(args.service)
+            stack.restart(args.service)
             return 0
         if args.command == "status":
             return cmd_status(stack, args)

@@ -43,12 +43,13 @@ def targets(settings: Settings) -> dict[str, list[str]]:
     }
 
 
-def render(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = frozenset()) -> dict:
+def render(settings: Settings, source: Path | None = None, skip: frozenset[str] = frozenset()) -> dict:
     """prometheus.yml with this run's targets, an absolute key file and absolute rule paths.
 
     Jobs named in `skip` (a service that does not run here, e.g. node_exporter not installed) are left
     out, so that ScrapeTargetDown speaks only of what should be up.
     """
+    source = source or settings.prometheus_config_path
     data = load(source)
     jobs = targets(settings)
     data["scrape_configs"] = [j for j in data["scrape_configs"] if j.get("job_name") not in skip]
@@ -63,7 +64,7 @@ def render(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = fro
     return data
 
 
-def write(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = frozenset()) -> Path:
+def write(settings: Settings, source: Path | None = None, skip: frozenset[str] = frozenset()) -> Path:
     path = settings.state_dir / "prometheus.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(render(settings, source, skip), sort_keys=False)
@@ -73,6 +74,30 @@ def write(settings: Settings, source: Path = SOURCE, skip: frozenset[str] = froz
 
 def promtool() -> str | None:
     return shutil.which("promtool")
+
+
+def rule_files(settings: Settings) -> list[Path]:
+    """The rule files prometheus.yml names (globs expanded), relative to that file."""
+    source = settings.prometheus_config_path
+    found: list[Path] = []
+    for pattern in load(source).get("rule_files", []) or []:
+        found += sorted(source.parent.glob(pattern)) if any(c in pattern for c in "*?[") else [source.parent / pattern]
+    return found
+
+
+def check_rules(settings: Settings) -> None:
+    """`promtool check rules` on each rule file; its message names the file and the line."""
+    tool = promtool()
+    if tool is None:
+        return
+    for path in rule_files(settings):
+        if not path.exists():
+            raise ConfigError(f"{settings.prometheus_config_path}: rule file {path} not found")
+        result = subprocess.run([tool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+        if result.returncode != 0:
+            words = " | ".join(ln.strip() for ln in (result.stderr + result.stdout).splitlines()
+                               if ln.strip() and "Checking" not in ln)
+            raise ConfigError(f"{path}: promtool check rules failed: {words}")
 
 
 def check(path: Path) -> None:

@@ -67,9 +67,9 @@ def validate(path: Path = CONFIG) -> dict:
     return data
 
 
-def render(settings: Settings, source: Path = CONFIG) -> dict:
+def render(settings: Settings, source: Path | None = None) -> dict:
     """The config the proxy runs with: one deployment per backend, limits from the settings."""
-    data = validate(source)
+    data = validate(source or settings.litellm_config_path)
     backends = settings.backend_urls
     deployments = []
     for entry in data["model_list"]:

@@ -101,6 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _positive_float),
     Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _positive_float),
+    Setting("LITELLM_CONFIG", "litellm_config.yaml", "The proxy's config file, relative to the project."),
+    Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its rule_files are relative to it)."),
     Setting("LLMOPS_STATE_DIR", ".run", "Runtime state (supervisor socket, pids, key file), relative to the project."),
     Setting("LLMOPS_LOG_DIR", "logs", "Service logs, relative to the project."),
     Setting("PROMETHEUS_DATA_DIR", "data/prometheus", "Prometheus's history, relative to the project; `make clean` keeps it."),
@@ -149,6 +151,14 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return (self.root / str(self.values["LLMOPS_LOG_DIR"])).resolve()
+
+    @property
+    def litellm_config_path(self) -> Path:
+        return (self.root / str(self.values["LITELLM_CONFIG"])).resolve()
+
+    @property
+    def prometheus_config_path(self) -> Path:
+        return (self.root / str(self.values["PROMETHEUS_CONFIG"])).resolve()
 
     @property
     def prometheus_data_dir(self) -> Path:

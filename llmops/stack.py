@@ -93,9 +93,15 @@ class Stack:
         return str(self.settings.litellm_master_key)
 
     # -- start -------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check every config file before anything is started or stopped; errors name file and line."""
+        proxyconf.validate(self.settings.litellm_config_path)
+        promconfig.load(self.settings.prometheus_config_path)
+        promconfig.check_rules(self.settings)
+
     def prepare(self, services: list[Service], mode: str) -> None:
         """Write the files the services read; validate configs before anything starts."""
-        proxyconf.validate()
+        self.validate()
         state = self.settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
@@ -199,6 +205,12 @@ class Stack:
         return health
 
     # -- stop --------------------------------------------------------------------------
+    def restart(self, only: str | None = None) -> None:
+        """Validate first, so a broken config leaves the running services untouched; then stop and start."""
+        self.validate()
+        self.stop(only)
+        self.start(only)
+
     def stop(self, only: str | None = None) -> None:
         """Stop one service, or every service and the supervisor. Stopped already is fine."""
         if not self.supervisor.running():
