@@ -220,3 +220,103 @@ def leftovers(pids: list[int], ports: list[int]) -> list[str]:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 problems.append(f"port {port} still listening")
     return problems
+
+
+@dataclass
+class LoadOutcome:
+    """Traffic through the proxy while many clients poll the dashboard."""
+
+    requests_sent: int
+    requests_accounted: int
+    requests_ok: int
+    requests_failed: int
+    failures_by_type: dict
+    dashboard_polls: int
+    dashboard_errors: int
+    dashboard_p95_ms: float | None
+    rss_before: dict
+    rss_after: dict
+    growth: dict
+    problems: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def service_rss(stack: Stack) -> dict[str, int]:
+    """RSS of each supervised service, children included."""
+    rss = {}
+    for name, info in stack.supervisor.all_info().items():
+        try:
+            root = psutil.Process(info.pid)
+            rss[name] = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except (psutil.NoSuchProcess, ValueError):
+            continue
+    return rss
+
+
+def run_load(stack: Stack, output, seconds: float = 60.0, concurrency: int = 16, pollers: int = 50,
+             growth_bound_mb: float = 150.0, poll_interval: float = 1.0) -> LoadOutcome:
+    """Generator traffic at `concurrency` for `seconds` while `pollers` threads poll /api/status."""
+    import json
+    import threading
+
+    from .traffic import TrafficConfig, run
+
+    stop = threading.Event()
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    url = f"{stack.settings.dashboard_url}/api/status"
+
+    def poll() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                ok = session.get(url, timeout=5).status_code == 200
+            except requests.RequestException:
+                ok = False
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors[0] += 0 if ok else 1
+            stop.wait(poll_interval)
+
+    before = service_rss(stack)
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(pollers)]
+    for thread in threads:
+        thread.start()
+    try:
+        result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, duration=seconds,
+                                   concurrency=concurrency, max_tokens=16, seed=1, output=output,
+                                   timeout=60.0, max_error_ratio=1.0))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    after = service_rss(stack)
+    lines = [json.loads(line) for line in open(output)]
+    summary = result.summary["requests"]
+    sent = int(summary.get("sent", summary.get("total", len(lines))))
+    failed = [ln for ln in lines if ln["status"] != "ok"]
+    by_type: dict[str, int] = {}
+    for line in failed:
+        by_type[line["status"]] = by_type.get(line["status"], 0) + 1
+    growth = {n: round((after.get(n, 0) - before.get(n, 0)) / 2**20, 1) for n in before}
+    problems = []
+    ids = sorted(ln["id"] for ln in lines)
+    if ids != list(range(1, len(ids) + 1)) or len(ids) != sent:
+        problems.append(f"{sent} requests sent but {len(ids)} lines with ids {ids[:3]}..{ids[-3:]}")
+    if errors[0]:
+        problems.append(f"{errors[0]} dashboard errors")
+    for name, mb in growth.items():
+        if mb > growth_bound_mb:
+            problems.append(f"{name} grew {mb} MB (bound {growth_bound_mb} MB)")
+    ordered = sorted(latencies)
+    return LoadOutcome(
+        requests_sent=sent, requests_accounted=len(lines), requests_ok=len(lines) - len(failed),
+        requests_failed=len(failed), failures_by_type=by_type, dashboard_polls=len(latencies),
+        dashboard_errors=errors[0], dashboard_p95_ms=round(ordered[int(len(ordered) * 0.95)], 2) if ordered else None,
+        rss_before={n: round(v / 2**20, 1) for n, v in before.items()},
+        rss_after={n: round(v / 2**20, 1) for n, v in after.items()}, growth=growth, problems=problems,
+    )

@@ -1,6 +1,7 @@
 """One health probe per component; each takes its URL, timeout and HTTP session and returns a ProbeResult."""
 from __future__ import annotations
 
+import http.client
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,14 +52,43 @@ def host_port(url: str) -> str:
     return urlsplit(url).netloc or url
 
 
+def _causes(exc: BaseException):
+    """exc, then what it wraps: requests and urllib3 nest the OSError in args and __context__."""
+    seen, todo = set(), [exc]
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo += [a for a in getattr(item, "args", ()) if isinstance(a, BaseException)]
+        todo += [c for c in (item.__cause__, item.__context__) if c is not None]
+        reason = getattr(item, "reason", None)  # urllib3's MaxRetryError keeps the cause here
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+
+
+def _connection_failure(exc: BaseException, url: str) -> str:
+    """Say which connection failure it was: a refused connect, a reset, or a close without an answer."""
+    where = host_port(url)
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return f"{where} unreachable (connection refused)"
+        if isinstance(cause, ConnectionResetError):
+            return f"{where} reset the connection (connection reset by peer, no answer)"
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return f"{where} closed the connection without an answer"
+    return f"{where} unreachable (connection refused or reset)"
+
+
 def _call(session, method: str, url: str, timeout: float, **kwargs):
     """Send one request; map requests' errors to _Failed at this boundary."""
     try:
         return session.request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout as exc:
-        raise _Failed("timeout", f"no answer from {host_port(url)} within {timeout:g} s") from exc
+        raise _Failed("timeout", f"timeout: no answer from {host_port(url)} within {timeout:g} s") from exc
     except requests.ConnectionError as exc:
-        raise _Failed("offline", f"{host_port(url)} unreachable (connection refused or reset)") from exc
+        raise _Failed("offline", _connection_failure(exc, url)) from exc
     except requests.RequestException as exc:
         raise _Failed("http", f"request to {host_port(url)} failed: {type(exc).__name__}") from exc
 
@@ -67,7 +97,8 @@ def _json(response, what: str) -> dict:
     try:
         body = response.json()
     except ValueError as exc:
-        raise _Failed("http", f"{what} answered HTTP {response.status_code} without JSON") from exc
+        # Say what was wrong with the body (cut short, not JSON at all) so a broken backend is told from a down one.
+        raise _Failed("http", f"{what} answered HTTP {response.status_code} without JSON (malformed body: {exc})") from exc
     if not isinstance(body, dict):
         raise _Failed("http", f"{what} answered unexpected JSON")
     return body

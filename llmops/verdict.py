@@ -41,7 +41,16 @@ def _backend_issue(proxy: dict, ollama: dict) -> tuple[str, str, bool] | None:
         if all(b.get("error") == "empty" for b in down):
             return DEGRADED, "the backend answers but has no models: requests will fail", True
         what = "the backend is" if len(backends) == 1 else f"all {len(backends)} backends are"
-        return DEGRADED, f"proxy lists {_plural(models, 'model')} but {what} unreachable: requests will fail", True
+        kinds = {b.get("error") for b in down}
+        if kinds <= {"offline", "", None}:
+            how = "unreachable"
+        elif kinds == {"timeout"}:
+            how = "not answering"
+        else:
+            how = "failing"
+        if how != "unreachable" and len(down) == 1:
+            how += f" ({down[0].get('detail', '')})"
+        return DEGRADED, f"proxy lists {_plural(models, 'model')} but {what} {how}: requests will fail", True
     names = ", ".join(b.get("backend", "?") for b in down)
     return DEGRADED, f"{len(down)} of {len(backends)} backends down ({names}): less capacity, some requests may fail", False
 

@@ -76,7 +76,7 @@ def test_backend_timeout_is_reported_as_backend_down():
     routes[f"GET {BACKEND}/api/version"] = requests.ConnectTimeout("slow")
     status = run_stack(routes, canary=False)
     assert status["overall"] == "degraded"
-    assert "backend is unreachable" in status["reason"]
+    assert "backend is not answering" in status["reason"] and "timeout" in status["reason"]
     assert status["components"]["ollama"]["error"] == "timeout"
 
 
@@ -190,3 +190,20 @@ def test_a_probe_that_raises_becomes_a_status():
     monitor.run_once()
     proxy = monitor.status()["components"]["proxy"]
     assert proxy["status"] == "unhealthy" and "RuntimeError" in proxy["detail"]
+
+
+def test_a_failing_backend_is_named_as_failing_with_its_detail():
+    from llmops.verdict import decide
+
+    components = {
+        "proxy": {"status": "healthy", "models": ["smollm2:135m"], "error": ""},
+        "ollama": {"status": "unhealthy", "error": "http", "detail": "/api/version answered HTTP 500",
+                   "backends": [{"backend": "127.0.0.1:11434", "status": "unhealthy", "error": "http",
+                                 "detail": "/api/version answered HTTP 500"}]},
+        "prometheus": {"status": "healthy", "error": ""}, "traffic": {"status": "healthy", "error": ""},
+        "canary": {"status": "healthy", "error": "", "enabled": True},
+    }
+    overall, reason = decide(components)
+    assert overall == "degraded"
+    assert reason == ("proxy lists 1 model but the backend is failing (/api/version answered HTTP 500): "
+                      "requests will fail")

@@ -1,0 +1,216 @@
+"""A FAKE Ollama with switchable faults (slow, 500, malformed JSON, truncated stream, 10 MB, reset) that counts requests."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+MODEL = "smollm2:135m"
+HUGE_BYTES = 10 * 1024 * 1024
+# Every fault the fake can play; "ok" answers like a healthy Ollama.
+MODES = ("ok", "slow", "http500", "malformed", "truncated", "nodone", "huge", "reset")
+
+
+@dataclass
+class Fault:
+    """What the fake does to one request: a mode and, for "slow", the seconds it waits first."""
+
+    mode: str = "ok"
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    """One request the fake received (the body is kept so a test can pick out its own attempts)."""
+
+    method: str
+    path: str
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+
+def _stamp() -> str:
+    return "2026-01-01T00:00:00Z"
+
+
+def _chat_line(content: str, done: bool) -> dict:
+    line = {"model": MODEL, "created_at": _stamp(), "message": {"role": "assistant", "content": content}, "done": done}
+    if done:
+        line.update(done_reason="stop", total_duration=1000, prompt_eval_count=3, eval_count=2)
+    return line
+
+
+def _ndjson(objs: list[dict]) -> bytes:
+    return b"".join(json.dumps(o).encode() + b"\n" for o in objs)
+
+
+class FakeOllama:
+    """aiohttp server on 127.0.0.1:<ephemeral> in its own thread; set faults per path while it runs."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._faults: dict[str, Fault] = {}
+        self.default = Fault()
+        self.seen: list[Seen] = []
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ollama", daemon=True)
+        self.port = 0
+
+    # -- control ---------------------------------------------------------------
+    def set_fault(self, mode: str, delay: float = 0.0, path: str | None = None) -> None:
+        """Play `mode` on `path` (e.g. "/api/chat"), or on every path when path is None."""
+        if mode not in MODES:
+            raise ValueError(f"unknown fault {mode!r} (expected one of {', '.join(MODES)})")
+        with self._lock:
+            if path is None:
+                self.default, self._faults = Fault(mode, delay), {}
+            else:
+                self._faults[path] = Fault(mode, delay)
+
+    def reset(self) -> None:
+        """Back to healthy answers everywhere and forget what was seen."""
+        with self._lock:
+            self.default, self._faults = Fault(), {}
+            self.seen.clear()
+
+    def counts(self) -> Counter:
+        """Requests received per path, e.g. {"/api/chat": 2}."""
+        with self._lock:
+            return Counter(s.path for s in self.seen)
+
+    def attempts(self, marker: str, path: str = "/api/chat") -> int:
+        """Requests to `path` whose body holds `marker` (a nonce the test put in its prompt)."""
+        needle = marker.encode()
+        with self._lock:
+            return sum(1 for s in self.seen if s.path == path and needle in s.body)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> FakeOllama:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Go servers (real Ollama) set TCP_NODELAY; without it every small answer waits ~40 ms (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    # -- serving ---------------------------------------------------------------
+    def _fault_for(self, path: str) -> Fault:
+        with self._lock:
+            return self._faults.get(path, self.default)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        transport = request.transport
+        if transport is not None and (sock := transport.get_extra_info("socket")) is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self.seen.append(Seen(request.method, request.path, body))
+        fault = self._fault_for(request.path)
+        if fault.mode == "slow":
+            await asyncio.sleep(fault.delay)
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError()  # the client gave up (its timeout): nobody to answer
+        if fault.mode == "reset":
+            return self._reset(request)
+        if fault.mode == "http500":
+            return web.json_response({"error": "fake ollama: injected internal server error"}, status=500)
+        if fault.mode == "malformed":
+            return web.Response(body=b'{"model": "smollm2:135m", "message": {"role": "assist', status=200,
+                                content_type="application/json")
+        if request.path == "/api/chat":
+            try:
+                return await self._chat(request, body, fault.mode)
+            except ConnectionResetError:
+                raise asyncio.CancelledError() from None  # the client hung up mid-stream
+        if request.path == "/api/generate":
+            return web.json_response({"model": MODEL, "created_at": _stamp(), "response": "ok", "done": True})
+        return self._info(request.path)
+
+    def _reset(self, request: web.Request) -> web.StreamResponse:
+        """Close the socket with SO_LINGER 0: the peer gets an RST and no response at all."""
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if transport is not None:
+            transport.abort()
+        # aiohttp must not write anything after the abort; raising ends the handler quietly.
+        raise asyncio.CancelledError()
+
+    def _info(self, path: str) -> web.Response:
+        if path == "/api/version":
+            return web.json_response({"version": "0.0.0-fake-faults"})
+        if path == "/api/tags":
+            return web.json_response({"models": [{"name": MODEL, "model": MODEL, "size": 1000,
+                                                  "modified_at": _stamp()}]})
+        if path == "/api/ps":
+            return web.json_response({"models": []})
+        if path == "/api/show":
+            return web.json_response({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+                                      "details": {"family": "llama"}, "model_info": {}})
+        return web.json_response({"error": f"fake ollama: no route {path}"}, status=404)
+
+    async def _chat(self, request: web.Request, body: bytes, mode: str) -> web.StreamResponse:
+        try:
+            stream = json.loads(body or b"{}").get("stream", True)
+        except ValueError:
+            return web.json_response({"error": "fake ollama: request body is not JSON"}, status=400)
+        content = "x" * HUGE_BYTES if mode == "huge" else "ok"
+        if not stream:
+            if mode in ("truncated", "nodone"):
+                # A non-streamed answer cut mid-object: the same bytes a dropped stream leaves.
+                text = json.dumps(_chat_line(content, True))
+                return web.Response(body=text[: len(text) // 2].encode(), content_type="application/json")
+            return web.json_response(_chat_line(content, True))
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        if mode == "huge":
+            piece = 256 * 1024
+            for start in range(0, HUGE_BYTES, piece):
+                await response.write(_ndjson([_chat_line(content[start:start + piece], False)]))
+            await response.write(_ndjson([_chat_line("", True)]))
+        elif mode == "truncated":
+            # Two good lines, then half an object, then a clean end of the chunked body.
+            await response.write(_ndjson([_chat_line("Hel", False), _chat_line("lo", False)]))
+            await response.write(json.dumps(_chat_line(" world", False)).encode()[:20])
+        elif mode == "nodone":
+            # Well-formed lines that never say done:true (a backend that stopped early).
+            await response.write(_ndjson([_chat_line("Hel", False), _chat_line("lo", False)]))
+        else:
+            await response.write(_ndjson([_chat_line("o", False), _chat_line("k", False), _chat_line("", True)]))
+        await response.write_eof()
+        return response
