@@ -8,7 +8,7 @@ SERVICES := ollama litellm prometheus dashboard
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test gpu-probe \
+	traffic-quick traffic load-test gpu-probe screenshot \
 	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
 
 help: ## Show this help
@@ -61,6 +61,9 @@ traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through
 
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16 and report where throughput stops growing
 	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json
+
+screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
+	@$(PY) scripts/screenshot.py
 
 gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and the /metrics text
 	@$(PY) scripts/gpu_probe.py --metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
@@ -31,7 +31,7 @@ def write(name: str, metrics: dict[str, dict], extra: dict | None = None, result
     """Write bench/results/<name>.json and return its path."""
     doc = {
         "benchmark": name,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "metrics": metrics,
     }

@@ -5,8 +5,8 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import envfile
 from .settings import ROOT, Settings

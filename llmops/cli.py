@@ -8,7 +8,8 @@ import time
 
 import requests
 
-from . import bootstrap, settings as settings_module
+from . import bootstrap
+from . import settings as settings_module
 from .errors import StackError
 from .stack import Stack, redact
 

@@ -1,6 +1,7 @@
 """The stack's services: what runs in each slot, where it listens and how to tell it is ready."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -66,9 +67,21 @@ def node_exporter_binary() -> str | None:
     return None
 
 
+def embedded_threads(count: int, cpus: int | None = None) -> int | None:
+    """llama.cpp threads per embedded backend when `count` share the machine; None keeps llama.cpp's default.
+
+    llama.cpp defaults to cpu_count // 2 threads per process, so N backends would start N x cores/2
+    threads; its threads spin at every layer's barrier, and an oversubscribed core stalls them all.
+    """
+    if count <= 1:
+        return None
+    return max(1, (cpus or os.cpu_count() or 1) // count)
+
+
 def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
     """The Ollama slot(s): one service per local backend; remote hosts are watched only."""
     services = []
+    threads = embedded_threads(len(settings.backend_urls))
     for index, url in enumerate(settings.backend_urls):
         parsed = urlparse(url)
         name = "ollama" if index == 0 else f"ollama-{index + 1}"
@@ -80,6 +93,8 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
         else:
             command = [python(), str(ROOT / "scripts" / "embedded_backend.py"),
                        "--host", str(settings.bind_host), "--port", str(parsed.port)]
+            if threads:
+                command += ["--threads", str(threads)]
             env = {}
         services.append(Service(
             name=name, host=parsed.hostname or "127.0.0.1", port=parsed.port or 11434, command=command,

