@@ -47,6 +47,9 @@ def serve(routes: dict, gpus=()):
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
+        # `make test` installs Chromium; in CI a missing browser is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed: `make test` should have installed it")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
