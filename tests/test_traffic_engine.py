@@ -248,7 +248,8 @@ def test_delay_spaces_a_workers_requests(tmp_path):
     with FakeOpenAI() as fake:
         run(config(fake, max_requests=3, delay=0.1, output=out))
     starts = sorted(r["start_s"] for r in lines(out))
-    assert all(b - a >= 0.1 for a, b in zip(starts, starts[1:], strict=False))
+    # asyncio may wake a timer up to its clock resolution early: allow 5 ms.
+    assert all(b - a >= 0.095 for a, b in zip(starts, starts[1:], strict=False))
 
 
 def test_concurrency_ramp_starts_workers_one_by_one(tmp_path):
