@@ -16,6 +16,9 @@ CONFIG = ROOT / "litellm_config.yaml"
 BACKEND_ENV = "os.environ/OLLAMA_API_BASE"
 # Providers that talk to an Ollama-style server and so need an api_base.
 NEEDS_BASE = ("ollama", "ollama_chat", "openai", "hosted_vllm", "llamafile")
+# LiteLLM 1.108.7 never cools a deployment down for a connection error; with several backends a dead one
+# is left out only when a background health check marks it, so check often enough to matter.
+MULTI_BACKEND_HEALTH_CHECK_INTERVAL = 10
 SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables")
 
 
@@ -94,6 +97,11 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     if settings.litellm_num_retries is not None:
         data.setdefault("litellm_settings", {})["num_retries"] = int(settings.litellm_num_retries)
         data.setdefault("router_settings", {})["num_retries"] = int(settings.litellm_num_retries)
+    interval = settings.litellm_health_check_interval
+    if interval is None and len(backends) > 1:
+        interval = MULTI_BACKEND_HEALTH_CHECK_INTERVAL
+    if interval is not None:
+        data.setdefault("general_settings", {})["health_check_interval"] = int(interval)
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True

@@ -88,6 +88,9 @@ SETTINGS: tuple[Setting, ...] = (
             _optional_float),
     Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",
             _optional_int),
+    Setting("LITELLM_HEALTH_CHECK_INTERVAL", "",
+            "Seconds between the proxy's background health checks; empty means 300 with one backend, 10 with several.",
+            _optional_int),
     Setting("LITELLM_WORKERS", "1", "Proxy worker processes.", _positive_int),
     Setting(
         "LITELLM_MAX_PARALLEL",

@@ -17,6 +17,7 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
     assert data["litellm_settings"]["callbacks"] == ["prometheus"]
     assert data["litellm_settings"]["request_timeout"] == 120
     assert data["router_settings"]["num_retries"] == 1
+    assert data["router_settings"]["routing_strategy"] == "simple-shuffle"
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -69,3 +70,14 @@ def test_timeout_and_retries_overrides_go_where_litellm_reads_them(tmp_path):
     assert data["litellm_settings"]["num_retries"] == 2 and data["router_settings"]["num_retries"] == 2
     default = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}))
     assert default["router_settings"]["timeout"] == 120 and default["router_settings"]["num_retries"] == 1
+
+
+def test_health_checks_run_often_only_when_there_are_several_backends(tmp_path):
+    one = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}))
+    assert one["general_settings"]["health_check_interval"] == 300
+    assert one["router_settings"]["enable_health_check_routing"] is True
+    three = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={"BACKENDS": "3"}))
+    assert three["general_settings"]["health_check_interval"] == proxyconf.MULTI_BACKEND_HEALTH_CHECK_INTERVAL
+    chosen = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={
+        "BACKENDS": "3", "LITELLM_HEALTH_CHECK_INTERVAL": "60"}))
+    assert chosen["general_settings"]["health_check_interval"] == 60
