@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.requirements.sha256
 SERVICES := ollama litellm prometheus dashboard
+# Targets that need the venv say so plainly when it is missing.
+NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make start' (or 'make setup') first"; exit 1; }
 # `make start BACKENDS=3` runs three embedded backends on consecutive ports.
 export BACKENDS ONLY
 
@@ -30,12 +32,15 @@ restart: $(STAMP) ## Stop, then start the whole stack
 	@$(PY) -m llmops restart
 
 status: ## One row per service: state, pid, address, uptime, health and latency (exit 0 only if all healthy)
+	$(NEED_VENV)
 	@$(PY) -m llmops status
 
 logs: ## Show the last lines of every service's log
+	$(NEED_VENV)
 	@$(PY) -m llmops logs
 
 show-key: ## Print the proxy key (LITELLM_MASTER_KEY from .env); the only target that does
+	$(NEED_VENV)
 	@$(PY) -m llmops show-key
 
 test: ## Install what the tests need and run them all (unit, integration with real services, browser, promtool)
@@ -71,43 +76,59 @@ gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and t
 start-ollama: $(STAMP) ## Start the Ollama slot (external Ollama, `ollama serve`, or the embedded backend)
 	@$(PY) -m llmops start ollama
 stop-ollama: ## Stop the Ollama slot if this stack started it
+	$(NEED_VENV)
 	@$(PY) -m llmops stop ollama
 restart-ollama: ## Restart the Ollama slot
+	$(NEED_VENV)
 	@$(PY) -m llmops restart ollama
 health-ollama: ## Probe the backend's /api/version
+	$(NEED_VENV)
 	@$(PY) -m llmops health ollama
 logs-ollama: ## Show the backend's log
+	$(NEED_VENV)
 	@$(PY) -m llmops logs ollama
 
 start-litellm: $(STAMP) ## Start the LiteLLM proxy (scripts/start_litellm_proxy.sh under the supervisor)
 	@$(PY) -m llmops start litellm
 stop-litellm: ## Stop the LiteLLM proxy
+	$(NEED_VENV)
 	@$(PY) -m llmops stop litellm
 restart-litellm: ## Restart the LiteLLM proxy
+	$(NEED_VENV)
 	@$(PY) -m llmops restart litellm
 health-litellm: ## Model ids from /v1/models and a summary of LiteLLM's own /health
+	$(NEED_VENV)
 	@$(PY) -m llmops health litellm
 logs-litellm: ## Show the proxy's log
+	$(NEED_VENV)
 	@$(PY) -m llmops logs litellm
 
 start-prometheus: $(STAMP) ## Start Prometheus
 	@$(PY) -m llmops start prometheus
 stop-prometheus: ## Stop Prometheus
+	$(NEED_VENV)
 	@$(PY) -m llmops stop prometheus
 restart-prometheus: ## Restart Prometheus
+	$(NEED_VENV)
 	@$(PY) -m llmops restart prometheus
 health-prometheus: ## Probe Prometheus's /-/ready
+	$(NEED_VENV)
 	@$(PY) -m llmops health prometheus
 logs-prometheus: ## Show Prometheus's log
+	$(NEED_VENV)
 	@$(PY) -m llmops logs prometheus
 
 start-dashboard: $(STAMP) ## Start the dashboard on :3001
 	@$(PY) -m llmops start dashboard
 stop-dashboard: ## Stop the dashboard
+	$(NEED_VENV)
 	@$(PY) -m llmops stop dashboard
 restart-dashboard: ## Restart the dashboard
+	$(NEED_VENV)
 	@$(PY) -m llmops restart dashboard
 health-dashboard: ## Probe the dashboard's /healthz
+	$(NEED_VENV)
 	@$(PY) -m llmops health dashboard
 logs-dashboard: ## Show the dashboard's log
+	$(NEED_VENV)
 	@$(PY) -m llmops logs dashboard

@@ -114,6 +114,45 @@ def time_to_red(status_url: str, kill: Callable[[], object], component: str = "o
     raise TimeoutError(f"{component} still healthy {timeout:g} s after the kill")
 
 
+def kill_to_red(runs: int = 3) -> list[float]:
+    """Seconds from stopping the real embedded backend to a non-healthy card in the real dashboard.
+
+    A real stack on bench ports with the default probe interval (5 s); the backend is stopped through
+    the supervisor, then started again and awaited before the next run.
+    """
+    import os
+
+    from llmops import envfile, settings
+    from llmops.stack import Stack
+
+    env = {"LLMOPS_STATE_DIR": ".run-bench/dash/state", "LLMOPS_LOG_DIR": ".run-bench/dash/logs",
+           "PROMETHEUS_DATA_DIR": ".run-bench/dash/prometheus-data",
+           "LLMOPS_ENV_FILE": str(ROOT / ".run-bench/dash/env"), "OLLAMA_PORT": "26434", "LITELLM_PORT": "18500",
+           "PROMETHEUS_PORT": "19590", "DASHBOARD_PORT": "13501", "NODE_EXPORTER_PORT": "19600",
+           "PROBE_INTERVAL": "5", "CANARY_INTERVAL": "0"}
+    os.environ.update(env)
+    (ROOT / ".run-bench/dash").mkdir(parents=True, exist_ok=True)
+    envfile.ensure(Path(env["LLMOPS_ENV_FILE"]))
+    stack = Stack(settings.load(env_file=Path(env["LLMOPS_ENV_FILE"])), out=lambda line: None)
+    stack.start()
+    url = f"{stack.settings.dashboard_url}/api/status"
+    seconds = []
+    try:
+        import requests
+
+        for _ in range(runs):
+            deadline = time.monotonic() + 60
+            while requests.get(url, timeout=5).json()["components"]["ollama"]["status"] != "healthy":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("backend not healthy in the dashboard")
+                time.sleep(0.2)
+            seconds.append(time_to_red(url, lambda: stack.stop("ollama"))["seconds_to_red"])
+            stack.start("ollama")
+    finally:
+        stack.stop()
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -140,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         child.wait(10)
     ms = [x * 1000 for x in latencies]
     paced_ms = [x * 1000 for x in paced]
+    red = kill_to_red()
     m = benchfmt.metric
     metrics = {
         "status_p50_ms": m(round(statistics.median(ms), 2), "ms"),
@@ -148,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "status_throughput": m(round(len(ms) / args.seconds, 1), "req/s", better="higher"),
         "status_errors": m(errors + paced_errors, "requests", goal=0),
         "status_paced_p95_ms": m(round(_percentile(paced_ms, 0.95), 2), "ms", goal=10.0),
+        "kill_backend_to_red_s": m(max(red), "s", goal=10.0, baseline="worst of 3, default 5 s probe interval"),
     }
     extra = {
         "clients": args.clients,
@@ -157,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 "paced: each client polls once a second (like an open page)",
         "server": f"waitress, {args.threads} threads, separate process; client: aiohttp on the same machine",
         "paced_requests": len(paced_ms),
+        "kill_backend_to_red_s": red,
     }
     path = benchfmt.write("dashboard", metrics, extra)
     for name, value in metrics.items():
