@@ -135,7 +135,7 @@ def profile(pid: int, seconds: int, url: str, headers: dict, tmp: Path) -> list[
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     fake_port = free_port()
-    fake = subprocess.Popen([sys.executable, str(ROOT / "bench" / "fake_ollama.py"), "--port", str(fake_port)],
+    fake = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_fake_ollama.py"), "--port", str(fake_port)],
                             start_new_session=True)
     procs = [fake]
     try:

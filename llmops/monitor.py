@@ -12,6 +12,9 @@ from . import verdict
 from .probes import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
 
 COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
+# Failures that leave no doubt (nothing listens, or nothing answers within the timeout) turn a component
+# red at once; the others (an HTTP error, a bad body) need two in a row, against flapping.
+SILENT = ("timeout", "offline")
 
 
 def iso(ts: float | None) -> str | None:
@@ -163,7 +166,7 @@ class Monitor:
             self._inflight.pop(name, None)
             self._overdue.discard(name)
             state = self.states[name]
-            if result.error == "timeout" and check.fail_after:
+            if result.error in SILENT and check.fail_after:
                 state.observe_silence(result, self.clock())
             else:
                 state.observe(result, self.clock())

@@ -49,3 +49,13 @@ def test_an_overdue_probe_turns_red_while_it_waits_and_green_when_answered():
     release.set()
     waiting.join(5)
     assert proxy_status(monitor) == HEALTHY
+
+
+def test_a_refused_connection_turns_red_at_once_and_one_success_turns_green():
+    results = iter([OK, ProbeResult("offline", None, "unreachable (connection refused)", "offline"), OK])
+    monitor = Monitor([Check("proxy", lambda: next(results), 1.0, "proxy")])
+    monitor.run_check("proxy")
+    monitor.run_check("proxy")
+    assert proxy_status(monitor) == "offline"
+    monitor.run_check("proxy")
+    assert proxy_status(monitor) == HEALTHY
