@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,36 @@ def test_stale_state_after_a_crash_is_cleaned_up(env):
     result = cli(env, "stop")
     assert result.returncode == 0 and "stale" in result.stdout
     assert not (state / "supervisor.sock").exists()
+
+
+class FakeExternalOllama(BaseHTTPRequestHandler):
+    """A FAKE Ollama already running on the port before `start`: it answers /api/version and /api/tags."""
+
+    def do_GET(self):  # noqa: N802
+        body = {"/api/version": b'{"version": "0.0.0-fake"}', "/api/tags": b'{"models": []}'}.get(self.path, b"{}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_ollama_already_running_is_used_and_never_stopped(env):
+    server = ThreadingHTTPServer(("127.0.0.1", int(env["OLLAMA_PORT"])), FakeExternalOllama)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = cli(env, "start")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "external Ollama" in result.stdout and "not managed by this stack" in result.stdout
+        _, rows = status(env)
+        assert rows["ollama"]["state"] == "external" and rows["ollama"]["pid"] is None
+        assert rows["ollama"]["healthy"] and "0.0.0-fake" in rows["ollama"]["health"]
+        assert cli(env, "stop").returncode == 0
+        assert listening(int(env["OLLAMA_PORT"]))  # ours stopped, the external one untouched
+        assert not listening(int(env["LITELLM_PORT"]))
+    finally:
+        server.shutdown()
+        server.server_close()
