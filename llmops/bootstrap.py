@@ -23,14 +23,20 @@ class SystemProgram:
     debian: tuple[str, ...]
     brew: str | None
     needed_for: str
+    recommends: bool = False
+    # systemd units the distribution's package starts on install; they would hold the stack's ports.
+    units: tuple[str, ...] = ()
 
 
-PROMETHEUS = SystemProgram("Prometheus", ("prometheus", "promtool"), ("prometheus",), "prometheus", "metrics history")
+PROMETHEUS = SystemProgram("Prometheus", ("prometheus", "promtool"), ("prometheus",), "prometheus", "metrics history",
+                           units=("prometheus",))
 NODE_EXPORTER = SystemProgram(
     "node_exporter", ("prometheus-node-exporter|node_exporter",), ("prometheus-node-exporter",), "node_exporter",
-    "host metrics (optional)",
+    "host metrics (optional)", units=("prometheus-node-exporter",),
 )
-CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test")
+# With its recommended packages (fonts among them), as a page needs to render.
+CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test",
+                         recommends=True)
 
 
 def _found(binaries: tuple[str, ...]) -> bool:
@@ -61,7 +67,8 @@ def ensure_program(program: SystemProgram, out: Printer = print) -> bool:
         command_sets = [["brew", "install", program.brew]]
     elif shutil.which("apt-get") and prefix is not None:
         env_prefix = prefix + ["env", "DEBIAN_FRONTEND=noninteractive"]
-        install = env_prefix + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *program.debian]
+        extra = [] if program.recommends else ["--no-install-recommends"]
+        install = env_prefix + ["apt-get", "install", "-y", "-q", *extra, *program.debian]
         command_sets = [install, env_prefix + ["apt-get", "update", "-q"], install]
     else:
         out(f"{program.label} is missing ({program.needed_for}); install it with: {manual_command(program)}")
@@ -71,11 +78,27 @@ def ensure_program(program: SystemProgram, out: Printer = print) -> bool:
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode == 0 and _found(program.binaries):
             out(f"{program.label} installed")
+            _disable_units(program, prefix or [], out)
             return True
         if index == len(command_sets) - 1 and result.returncode != 0:
             out(result.stderr.strip()[-800:])
     out(f"{program.label} could not be installed; install it with: {manual_command(program)}")
     return False
+
+
+def _disable_units(program: SystemProgram, prefix: list[str], out: Printer) -> None:
+    """Stop the service the package we just installed started (on systemd hosts): the stack runs its own.
+
+    Only units of a package this call installed are touched, so nothing the user ran before is stopped.
+    """
+    if not program.units or not shutil.which("systemctl") or not os.path.isdir("/run/systemd/system"):
+        return
+    for unit in program.units:
+        active = subprocess.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
+        if active:
+            subprocess.run(prefix + ["systemctl", "disable", "--now", unit], capture_output=True)
+            out(f"stopped and disabled the {unit} service the package started: it would hold the port "
+                "the stack's own copy uses (re-enable it with: systemctl enable --now " + unit + ")")
 
 
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
