@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from .settings import ROOT, Settings
-from .telemetry.host import node_exporter_argv
+from .telemetry.host import find_node_exporter, node_exporter_argv
 
 # Order matters: each service waits for the one before it to be ready.
 ORDER = ("ollama", "litellm", "prometheus", "dashboard", "node_exporter")
 OPTIONAL = ("node_exporter",)
-NODE_EXPORTER_BINARIES = ("prometheus-node-exporter", "node_exporter")
 
 
 @dataclass
@@ -60,11 +59,7 @@ def prometheus_binary() -> str | None:
 
 
 def node_exporter_binary() -> str | None:
-    for name in NODE_EXPORTER_BINARIES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    return find_node_exporter()
 
 
 def embedded_threads(count: int, cpus: int | None = None) -> int | None:

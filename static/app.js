@@ -1,5 +1,16 @@
 /* The dashboard page: polls the JSON API and redraws in place (no reloads, no third-party requests). */
+
 "use strict";
+
+// Ollama says "kept loaded" with an expiry centuries away; a time of day alone would mislead.
+function expiry(iso) {
+  if (!iso) return "";
+  const when = new Date(iso);
+  if (isNaN(when)) return "";
+  if (when - Date.now() > 365 * 24 * 3600 * 1000) return ", kept loaded";
+  const sameDay = when.toDateString() === new Date().toDateString();
+  return `, until ${sameDay ? when.toLocaleTimeString() : when.toLocaleString()}`;
+}
 
 const CARDS = [
   ["proxy", "LiteLLM proxy"],
@@ -104,7 +115,7 @@ async function refreshModels() {
       el("td", {}, r.present_on.length ? r.present_on.join(", ") + (r.size ? ` (${bytes(r.size)})` : "") : "nowhere"),
       el("td", {}, r.loaded_on.length ? r.loaded_on.map(l =>
         `${l.backend}: ${bytes(l.size)}${l.size_vram ? `, ${bytes(l.size_vram)} VRAM` : ""}` +
-        (l.expires_at ? `, until ${new Date(l.expires_at).toLocaleTimeString()}` : "")).join("; ") : "not loaded"))));
+        expiry(l.expires_at)).join("; ") : "not loaded"))));
   } catch (err) {
     tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted" }, `models unavailable: ${err.message}`)));
   }

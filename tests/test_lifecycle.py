@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, test_environ
+from tests.helpers import send_json, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +51,6 @@ def listening(port: int) -> bool:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_status_of_a_stopped_stack_exits_non_zero(env):
@@ -147,12 +138,7 @@ class FakeExternalOllama(BaseHTTPRequestHandler):
     """A FAKE Ollama already running on the port before `start`: it answers /api/version and /api/tags."""
 
     def do_GET(self):  # noqa: N802
-        body = {"/api/version": b'{"version": "0.0.0-fake"}', "/api/tags": b'{"models": []}'}.get(self.path, b"{}")
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, {"/api/version": {"version": "0.0.0-fake"}, "/api/tags": {"models": []}}.get(self.path, {}))
 
     def log_message(self, *args):
         pass

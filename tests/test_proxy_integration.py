@@ -1,9 +1,7 @@
 """The real LiteLLM proxy in front of the embedded backend, scraped by the real Prometheus."""
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -14,6 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, test_environ
+from tests.helpers import free_port, send_json, wait_for
 
 pytestmark = pytest.mark.integration
 UA = {"User-Agent": "llmops-test/1"}
@@ -27,16 +26,6 @@ def chat(url: str, headers: dict, content: str = "Say hello", max_tokens: int = 
     return requests.post(f"{url}/v1/chat/completions", headers=headers, timeout=timeout, json={
         "model": "smollm2:135m", "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens})
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 
 def prom_value(stack, query: str) -> float:
@@ -119,23 +108,13 @@ class SlowFakeOllama(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         time.sleep(1.0)
-        body = json.dumps({"model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
-                           "message": {"role": "assistant", "content": "ok"}, "done": True,
-                           "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, {"model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
+                         "message": {"role": "assistant", "content": "ok"}, "done": True,
+                         "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1})
 
     def log_message(self, *args):
         pass
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_max_parallel_limit_answers_429(tmp_path):

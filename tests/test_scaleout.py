@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from tests.conftest import ROOT, test_environ
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,15 +109,6 @@ def get_ok(target: str) -> bool:
     except requests.RequestException:
         return False
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def cli(env: dict, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
