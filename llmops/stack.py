@@ -243,7 +243,7 @@ class Stack:
                 state, pid, uptime = "STOPPED", None, None
             else:
                 state, pid = info.state, info.pid or None
-                uptime = time.time() - info.start if info.state == "RUNNING" and info.start else None
+                uptime = time.time() - info.start if info.state in ("RUNNING", "STARTING") and info.start else None
             health = probe(service, self.key, timeout=3.0) if state not in ("not installed",) else Health(False, "-")
             if service.name.startswith("ollama") and service.kind == "supervised":
                 state_label = f"{state} ({mode})"
