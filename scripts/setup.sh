@@ -21,10 +21,15 @@ else
   if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
     echo "building llama-cpp-python (compiles llama.cpp from source: about 3-4 minutes on 2 cores the"
     echo "first time; pip keeps the wheel in its cache, so later installs take seconds) ..."
+    mkdir -p logs
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" \
-      "$VENV/bin/pip" install --disable-pip-version-check -r requirements-backend.txt 2>&1 \
-      | grep -E "^(Successfully|ERROR|error)" || true
-    "$VENV/bin/python" -c 'import llama_cpp' || { echo "error: llama-cpp-python did not install" >&2; exit 1; }
+      "$VENV/bin/pip" install --disable-pip-version-check -r requirements-backend.txt > logs/llama-build.log 2>&1 || true
+    if ! "$VENV/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+      tail -n 30 logs/llama-build.log >&2
+      echo "error: llama-cpp-python did not build (full log: logs/llama-build.log)" >&2
+      exit 1
+    fi
+    echo "llama-cpp-python installed"
   fi
   echo "$want" > "$STAMP"
 fi
