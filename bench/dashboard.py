@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="then clients polling once a second")
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads (the dashboard's default is 8)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress threads (the dashboard default is 4)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
