@@ -58,6 +58,17 @@ def window_params(window: str, now: float) -> tuple[float, float, float, str]:
     return now - seconds, now, step, rate
 
 
+def with_gaps(points: list, step: float) -> list:
+    """[[t, v], ...] with a [t, None] wherever samples are missing, so a line breaks instead of bridging
+    the time the stack was stopped."""
+    out: list = []
+    for t, v in points:
+        if out and t - out[-1][0] > 1.5 * step:
+            out.append([round(out[-1][0] + step, 3), None])
+        out.append([round(t, 3), v])
+    return out
+
+
 def charts(prom: PromAPI, window: str, now: float) -> dict:
     """Every chart's series over the window; available=False with the reason when Prometheus is down."""
     start, end, step, rate = window_params(window, now)
@@ -68,7 +79,7 @@ def charts(prom: PromAPI, window: str, now: float) -> dict:
             for name, expr in spec["series"]:
                 found = prom.query_range(expr, start, end, step)
                 points = found[0].points if found else []
-                chart["series"].append({"name": name, "points": [[round(t, 3), v] for t, v in points]})
+                chart["series"].append({"name": name, "points": with_gaps(points, step)})
             chart["empty"] = not any(any(v is not None for _, v in s["points"]) for s in chart["series"])
             doc["charts"].append(chart)
     except MetricsUnavailable as exc:

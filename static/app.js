@@ -266,7 +266,7 @@ function drawChart(spec, span) {
       options: {
         animation: false, responsive: true, maintainAspectRatio: false, parsing: false, normalized: true,
         spanGaps: false, interaction: { mode: "index", intersect: false },
-        elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0.2 } },
+        elements: { point: { radius: 0 }, line: { borderWidth: 2, tension: 0 } },
         scales: {
           x: { type: "linear", ticks: { maxTicksLimit: 6, callback: v => timeLabel(v, state.span) } },
           y: { beginAtZero: true, ticks: { maxTicksLimit: 5 } },

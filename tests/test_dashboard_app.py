@@ -233,3 +233,11 @@ def test_metrics_leave_out_what_cannot_be_judged():
     assert 'llmops_component_up{component="prometheus"} 0.0' in text
     assert 'component_up{component="traffic"}' not in text  # no metrics to judge traffic by
     assert 'component_up{component="canary"}' not in text  # turned off
+
+
+def test_chart_lines_break_where_samples_are_missing():
+    from llmops.charts import with_gaps
+
+    points = [(0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (300.0, 4.0), (315.0, 5.0)]
+    assert with_gaps(points, 15.0) == [[0.0, 1.0], [15.0, 2.0], [30.0, 3.0], [45.0, None], [300.0, 4.0], [315.0, 5.0]]
+    assert with_gaps([], 15.0) == []
