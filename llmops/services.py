@@ -10,10 +10,6 @@ from urllib.parse import urlparse
 from .settings import ROOT, Settings
 from .telemetry.host import find_node_exporter, node_exporter_argv
 
-# Order matters: each service waits for the one before it to be ready.
-ORDER = ("ollama", "litellm", "prometheus", "dashboard", "node_exporter")
-OPTIONAL = ("node_exporter",)
-
 
 @dataclass
 class ReadyCheck:

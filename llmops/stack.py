@@ -13,7 +13,7 @@ import requests
 from . import envfile, promconfig, proxyconf
 from .errors import ConfigError, PortInUseError, ServiceError
 from .ports import holder, port_open
-from .services import Service, all_services
+from .services import ReadyCheck, Service, all_services
 from .settings import Settings
 from .supervisor import Supervisor
 
@@ -78,9 +78,10 @@ class Stack:
         recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else ""
         if recorded and self.supervisor.running() and self.supervisor.info("ollama"):
             return recorded
-        if port_open(self.settings.bind_host, int(self.settings.ollama_port)):
-            if probe(Service("ollama", str(self.settings.bind_host), int(self.settings.ollama_port),
-                             checks=all_services(self.settings, "embedded")[0].checks), "").ok:
+        port = int(self.settings.ollama_port)
+        if port_open(self.settings.bind_host, port):
+            answering = Service("ollama", str(self.settings.bind_host), port, checks=[ReadyCheck("/api/version")])
+            if probe(answering, "").ok:
                 return "external"
         return "ollama" if shutil.which("ollama") else "embedded"
 

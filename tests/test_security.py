@@ -50,7 +50,8 @@ def test_no_broad_process_kill_anywhere_in_the_code():
 
 
 def test_broad_kill_pattern_catches_what_it_should():
-    for line in ("pkill -f litellm", "killall prometheus", "kill -9 -1", "os.kill(-1, 9)", "os.killpg(0, 15)"):
+    # Built from pieces, so that this file itself does not read as a broad kill to other checks.
+    for line in ("p" + "kill -f litellm", "kill" + "all prometheus", "kill -9 -1", "os.kill(-1, 9)", "os.killpg(0, 15)"):
         assert BROAD_KILL.search(line), line
     for line in ("os.kill(pid, signal.SIGKILL)", "os.killpg(proc.pid, 15)", "skill level"):
         assert not BROAD_KILL.search(line), line
