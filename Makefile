@@ -56,7 +56,7 @@ soak: $(STAMP) ## The long reliability runs (load, faults) against a test stack
 	@scripts/test.sh --soak
 
 clean: ## Remove .venv, runtime state and logs (keeps .env and Prometheus history)
-	@if [ -x $(PY) ]; then $(PY) -m llmops stop; fi; rm -rf .venv .run .run-test logs .pytest_cache test-artifacts
+	@scripts/clean.sh
 
 traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy and print the summary
 	@$(PY) scripts/traffic_generator.py --max 5 --concurrency 1 --max-tokens 32

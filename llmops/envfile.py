@@ -8,7 +8,13 @@ from pathlib import Path
 
 from .settings import ROOT
 
-KEY_LINE = re.compile(r"^LITELLM_MASTER_KEY=.*$", re.MULTILINE)
+KEY_LINE = re.compile(r"^\s*(?:export\s+)?LITELLM_MASTER_KEY\s*=.*$", re.MULTILINE)
+
+
+def _empty(line: str) -> bool:
+    """True when the key line sets nothing: `KEY=`, `KEY=""`, `KEY=''`, spaces around `=`."""
+    value = line.split("=", 1)[1].strip()
+    return value in ("", '""', "''")
 
 
 def new_key() -> str:
@@ -31,7 +37,7 @@ def ensure(env_file: Path, example: Path = ROOT / ".env.example") -> bool:
     if match is None:
         text = text.rstrip("\n") + f"\nLITELLM_MASTER_KEY={new_key()}\n"
         written = True
-    elif match.group(0).strip() == "LITELLM_MASTER_KEY=":
+    elif _empty(match.group(0)):
         text = KEY_LINE.sub(f"LITELLM_MASTER_KEY={new_key()}", text, count=1)
         written = True
     if written:

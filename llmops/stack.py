@@ -1,10 +1,12 @@
 """The stack's lifecycle: start in order and wait for readiness, stop, and report status."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,18 @@ def probe(service: Service, key: str, timeout: float = 5.0) -> Health:
             except ValueError:
                 detail = "answers, but not JSON"
     return Health(True, detail, (time.perf_counter() - started) * 1000)
+
+
+@contextmanager
+def state_lock(state_dir: Path):
+    """One start/stop/restart at a time per stack: two racing starts could orphan a supervisord."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / "lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Stack:
@@ -117,6 +131,10 @@ class Stack:
 
     def start(self, only: str | None = None) -> None:
         """Start every service (or one) in order, waiting for each to be ready."""
+        with state_lock(self.settings.state_dir):
+            self._start(only)
+
+    def _start(self, only: str | None = None) -> None:
         if not self.key:
             raise ConfigError(f"{self.settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup`")
         mode = self.ollama_mode()
@@ -208,12 +226,22 @@ class Stack:
     def restart(self, only: str | None = None) -> None:
         """Validate first, so a broken config leaves the running services untouched; then stop and start."""
         self.validate()
-        self.stop(only)
-        self.start(only)
+        with state_lock(self.settings.state_dir):
+            self._stop(only)
+            self._start(only)
 
     def stop(self, only: str | None = None) -> None:
         """Stop one service, or every service and the supervisor. Stopped already is fine."""
+        with state_lock(self.settings.state_dir):
+            self._stop(only)
+
+    def _stop(self, only: str | None = None) -> None:
         if not self.supervisor.running():
+            hung = self.supervisor.unresponsive_pid()
+            if hung:
+                self.out(f"supervisor (pid {hung}) does not answer on its socket; stopping it and its programs")
+                self.supervisor.terminate(hung)
+                return
             stale = self.supervisor.clean_stale()
             self.out("stack is not running" + (" (cleaned up stale state)" if stale else ""))
             return

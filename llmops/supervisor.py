@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import time
 import xmlrpc.client
@@ -16,6 +17,7 @@ from .services import Service, python
 from .settings import Settings
 
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
+SOCKET_PATH_MAX = 107  # AF_UNIX sun_path, less the terminating NUL
 
 
 @dataclass
@@ -34,19 +36,25 @@ def _quote(word: str) -> str:
     return shlex.quote(word).replace("%", "%%")
 
 
+def _path(path: Path) -> str:
+    # supervisor expands %(...)s in every value: a literal % in a path must be doubled.
+    return str(path).replace("%", "%%")
+
+
 def render_config(settings: Settings, services: list[Service]) -> str:
     """supervisord.conf for these services; programs do not autostart: `start` brings them up in order."""
     state, logs = settings.state_dir, settings.log_dir
     lines = [
         "; Written by llmops at each start; do not edit.",
         "[unix_http_server]",
-        f"file={state / 'supervisor.sock'}",
+        f"file={_path(state / 'supervisor.sock')}",
         "chmod=0700",
         "",
         "[supervisord]",
-        f"logfile={logs / 'supervisord.log'}",
-        f"pidfile={state / 'supervisord.pid'}",
-        f"directory={settings.root}",
+        f"logfile={_path(logs / 'supervisord.log')}",
+        f"pidfile={_path(state / 'supervisord.pid')}",
+        f"directory={_path(settings.root)}",
+        "umask=077",  # logs and files of the services readable by their owner only
         "logfile_maxbytes=5MB",
         "logfile_backups=2",
         "loglevel=info",
@@ -55,7 +63,7 @@ def render_config(settings: Settings, services: list[Service]) -> str:
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "",
         "[supervisorctl]",
-        f"serverurl=unix://{state / 'supervisor.sock'}",
+        f"serverurl=unix://{_path(state / 'supervisor.sock')}",
         "",
     ]
     for service in services:
@@ -65,7 +73,7 @@ def render_config(settings: Settings, services: list[Service]) -> str:
         lines += [
             f"[program:{service.name}]",
             "command=" + " ".join(_quote(w) for w in service.command),
-            f"directory={settings.root}",
+            f"directory={_path(settings.root)}",
             "autostart=false",
             "autorestart=true",
             "startsecs=2",
@@ -74,7 +82,7 @@ def render_config(settings: Settings, services: list[Service]) -> str:
             "killasgroup=true",
             "stopwaitsecs=10",
             "redirect_stderr=true",
-            f"stdout_logfile={logs / (service.name + '.log')}",
+            f"stdout_logfile={_path(logs / (service.name + '.log'))}",
             "stdout_logfile_maxbytes=10MB",
             "stdout_logfile_backups=2",
         ]
@@ -133,6 +141,9 @@ class Supervisor:
 
     def launch(self, env: dict[str, str], timeout: float = 15.0) -> None:
         """Start supervisord (it daemonizes itself) and wait until it answers."""
+        if len(str(self.sock).encode()) > SOCKET_PATH_MAX:
+            raise ServiceError(f"{self.sock}: path too long for a unix socket ({len(str(self.sock))} > "
+                               f"{SOCKET_PATH_MAX} bytes); set LLMOPS_STATE_DIR to a shorter folder")
         self.clean_stale()
         supervisord = str(Path(python()).parent / "supervisord")
         result = subprocess.run([supervisord, "-c", str(self.conf)], env=env, capture_output=True, text=True)
@@ -185,6 +196,23 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
                 raise ServiceError(f"supervisor could not stop {name}: {fault.faultString}") from fault
+
+    def unresponsive_pid(self) -> int | None:
+        """The pid of our supervisord when it is alive but does not answer on its socket (hung, or socket gone)."""
+        pid = self.pid()
+        if self.running() or not pid or not _alive(pid) or not _is_our_supervisord(pid, self.conf):
+            return None
+        return pid
+
+    def terminate(self, pid: int, timeout: float = 30.0) -> None:
+        """SIGTERM our own supervisord (it stops its programs as process groups and exits); SIGKILL past timeout."""
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.clean_stale()
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop every program (as process groups) and supervisord itself; wait for its pid to exit."""

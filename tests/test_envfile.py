@@ -39,3 +39,11 @@ def test_env_is_ignored_by_git():
     from llmops.settings import ROOT
 
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_a_quoted_empty_key_is_filled(tmp_path):
+    for line in ('LITELLM_MASTER_KEY=""', "LITELLM_MASTER_KEY=''", "LITELLM_MASTER_KEY = "):
+        env = tmp_path / ".env"
+        env.write_text(f"BIND_HOST=127.0.0.1\n{line}\n")
+        assert envfile.ensure(env)
+        assert "LITELLM_MASTER_KEY=sk-" in env.read_text()

@@ -160,3 +160,16 @@ def test_an_ollama_already_running_is_used_and_never_stopped(env):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_stop_reaches_a_supervisor_that_lost_its_socket(env):
+    assert cli(env, "start").returncode == 0
+    _, rows = status(env)
+    pids = [r["pid"] for r in rows.values() if r["pid"]]
+    (ROOT / env["LLMOPS_STATE_DIR"] / "supervisor.sock").unlink()
+    result = cli(env, "stop")
+    assert result.returncode == 0 and "does not answer" in result.stdout
+    for port in PORTS.values():
+        assert not listening(int(port)), f"port {port} still listening"
+    assert all(not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+               for pid in pids)

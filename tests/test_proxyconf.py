@@ -81,3 +81,13 @@ def test_health_checks_run_often_only_when_there_are_several_backends(tmp_path):
     chosen = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={
         "BACKENDS": "3", "LITELLM_HEALTH_CHECK_INTERVAL": "60"}))
     assert chosen["general_settings"]["health_check_interval"] == 60
+
+
+def test_supervisor_config_escapes_percent_in_paths_and_keeps_files_private(tmp_path):
+    from llmops.services import Service
+    from llmops.supervisor import render_config
+
+    s = settings.load(env_file=tmp_path / "x", environ={"LLMOPS_STATE_DIR": str(tmp_path / "a%b"),
+                                                         "LLMOPS_LOG_DIR": str(tmp_path / "logs")})
+    text = render_config(s, [Service("dashboard", "127.0.0.1", 1, command=["python", "x%y.py"])])
+    assert "a%%b/supervisor.sock" in text and "x%%y.py" in text and "umask=077" in text
