@@ -23,12 +23,13 @@ from llmops.telemetry.host import (
     psutil_host_summary,
 )
 
-# The parent starts a child that burns 0.3 s of CPU, then both wait on stdin (closed by the test).
+# The parent starts a child that burns 0.35 s of CPU, then both wait on stdin (closed by the test). The test
+# waits for 0.3 s: /proc counts CPU in clock ticks, which can trail the child's own precise clock.
 TREE = r"""
 import subprocess, sys
 child = subprocess.Popen([sys.executable, "-c", '''
 import sys, time
-while time.process_time() < 0.3:
+while time.process_time() < 0.35:
     pass
 sys.stdin.read()
 '''], stdin=subprocess.PIPE)
