@@ -20,6 +20,11 @@ NEEDS_BASE = ("ollama", "ollama_chat", "openai", "hosted_vllm", "llamafile")
 # is left out only when a background health check marks it, so check often enough to matter.
 MULTI_BACKEND_HEALTH_CHECK_INTERVAL = 10
 SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settings", "environment_variables")
+# Cost-map facts for a model served by Ollama (or the embedded backend): free, a chat model, and the provider
+# LiteLLM resolves it under. With them LiteLLM 1.108.7 answers its per-request model-info lookups from its
+# cache; without them each request rescans the 4,255-entry cost map several times (bench/proxy_overhead.py).
+LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat"}
+LOCAL_PROVIDERS = ("ollama", "ollama_chat")
 
 
 def _line(node: yaml.Node) -> int:
@@ -77,6 +82,10 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     deployments = []
     for entry in data["model_list"]:
         params = entry["litellm_params"]
+        provider = str(params["model"]).split("/", 1)[0]
+        if provider in LOCAL_PROVIDERS:
+            info = entry.get("model_info") or {}
+            entry["model_info"] = {**LOCAL_MODEL_INFO, "litellm_provider": provider, **info}
         targets = backends if params.get("api_base") == BACKEND_ENV else [None]
         for url in targets:
             deployment = copy.deepcopy(entry)

@@ -91,3 +91,52 @@ def test_supervisor_config_escapes_percent_in_paths_and_keeps_files_private(tmp_
                                                          "LLMOPS_LOG_DIR": str(tmp_path / "logs")})
     text = render_config(s, [Service("dashboard", "127.0.0.1", 1, command=["python", "x%y.py"])])
     assert "a%%b/supervisor.sock" in text and "x%%y.py" in text and "umask=077" in text
+
+
+def test_local_models_get_cost_map_facts_and_explicit_ones_are_kept(tmp_path):
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: a\n    litellm_params: {model: ollama/a, api_base: os.environ/OLLAMA_API_BASE}\n"
+        "  - model_name: b\n    litellm_params: {model: ollama_chat/b, api_base: http://127.0.0.1:1}\n"
+        "    model_info: {input_cost_per_token: 0.5, mode: embedding}\n"
+        "  - model_name: c\n    litellm_params: {model: openai/c, api_base: http://127.0.0.1:2}\n")
+    data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}), source=path)
+    info = {m["model_name"]: m.get("model_info") for m in data["model_list"]}
+    assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat",
+                         "litellm_provider": "ollama"}
+    assert info["b"]["input_cost_per_token"] == 0.5 and info["b"]["mode"] == "embedding"
+    assert info["b"]["litellm_provider"] == "ollama_chat" and info["b"]["output_cost_per_token"] == 0.0
+    assert info["c"] is None  # a model priced by LiteLLM's own cost map is left alone
+
+
+# Run in a child so the test process does not import LiteLLM (seconds, and global state).
+ROUTER_LOOKUP = r"""
+import json, sys
+import litellm
+data = json.load(sys.stdin)
+router = litellm.Router(model_list=data["model_list"])
+for deployment in router.model_list:
+    info = router.get_router_model_info(deployment=deployment, received_model_name=deployment["model_name"])
+    assert info["input_cost_per_token"] == 0.0 and info["litellm_provider"] == "ollama_chat", info
+    router.get_router_model_info(deployment=deployment, received_model_name=deployment["model_name"])
+cache = litellm.get_model_info.cache_info()
+print(json.dumps({"hits": cache.hits, "deployments": len(router.model_list)}))
+"""
+
+
+def test_the_real_router_answers_model_info_for_the_committed_model_from_its_cache(tmp_path):
+    """LiteLLM looks each request's deployment up in its cost map twice; that lookup must succeed (a miss
+    raises, is never cached, and rescans the 4,255-entry map every request: bench/proxy_overhead.py)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={"BACKENDS": "2"}))
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR")
+    out = subprocess.run([sys.executable, "-c", ROUTER_LOOKUP], input=json.dumps(data), capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["deployments"] == 2 and result["hits"] >= 2
