@@ -55,6 +55,15 @@ def _optional_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+def _bind_host(value: str) -> str:
+    host = value.strip()
+    if ":" in host:  # host:port strings, URLs and Prometheus targets are written for IPv4 and names only
+        raise ValueError(f"{host!r}: IPv6 addresses are not supported; use an IPv4 address such as 127.0.0.1")
+    if not re.match(r"^[A-Za-z0-9.-]+$", host):
+        raise ValueError(f"{host!r} is not an IPv4 address or host name")
+    return host
+
+
 def _url_list(value: str) -> list[str]:
     urls = [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
     for url in urls:
@@ -65,7 +74,7 @@ def _url_list(value: str) -> list[str]:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("LITELLM_MASTER_KEY", "", "The proxy's key (sk-...). Generated into .env by `make setup`."),
-    Setting("BIND_HOST", "127.0.0.1", "Address every service binds to."),
+    Setting("BIND_HOST", "127.0.0.1", "Address every service binds to (IPv4 or a host name).", _bind_host),
     Setting("OLLAMA_PORT", "11434", "Port of the Ollama slot (real Ollama or the embedded backend).", _port),
     Setting("LITELLM_PORT", "8000", "Port of the LiteLLM proxy.", _port),
     Setting("PROMETHEUS_PORT", "9090", "Port of Prometheus.", _port),
@@ -172,7 +181,7 @@ class Settings:
     def url(self, port_setting: str) -> str:
         """Base URL a client on this machine uses to reach a service."""
         host = str(self.values["BIND_HOST"])
-        if host in ("0.0.0.0", "::", ""):
+        if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.values[port_setting]}"
 

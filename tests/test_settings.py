@@ -64,3 +64,12 @@ def test_every_setting_is_in_env_example_and_readme():
         assert f"`{setting.name}`" in readme, f"{setting.name} is not documented in README.md"
         if setting.name not in internal:
             assert f"{setting.name}=" in example, f"{setting.name} is missing from .env.example"
+
+
+def test_ipv6_bind_host_is_refused_with_a_clear_message(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("BIND_HOST=::1\n")
+    with pytest.raises(ConfigError, match=r"\.env:1: bad value for BIND_HOST.*IPv6 addresses are not supported"):
+        settings.load(env_file=env, environ={})
+    assert settings.load(env_file=tmp_path / "x", environ={"BIND_HOST": "0.0.0.0"}).litellm_url == \
+        "http://127.0.0.1:8000"
