@@ -35,6 +35,10 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
             health = "ok" if r["healthy"] else ("skipped" if r["optional"] and not r["healthy"] else "FAIL")
             print(f"{r['name']:<15}{r['state']:<21}{r['pid'] or '-':>8}  {r['address']:<22}"
                   f"{_uptime(r['uptime_s']):>8}  {health:<8}{latency:>9}  {r['health']}")
+        changed = stack.changed_settings() if stack.supervisor.running() else []
+        if changed:
+            print(f"note: the running stack was started with other settings ({'; '.join(changed)}); "
+                  "`make start` or `make restart` applies these")
     return 0 if all(r["healthy"] for r in rows if not r["optional"]) else 1
 
 

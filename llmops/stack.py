@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -106,6 +108,35 @@ class Stack:
     def key(self) -> str:
         return str(self.settings.litellm_master_key)
 
+    @property
+    def settings_file(self) -> Path:
+        return self.settings.state_dir / "settings.json"
+
+    def settings_snapshot(self) -> dict[str, str]:
+        """The resolved settings the services run with; the key only as a short hash."""
+        snapshot = {name: "" if value is None else str(value) for name, value in self.settings.values.items()}
+        key = snapshot.pop("LITELLM_MASTER_KEY", "")
+        snapshot["LITELLM_MASTER_KEY"] = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
+        return snapshot
+
+    def changed_settings(self) -> list[str]:
+        """Settings that differ from those the running supervisor (and so its services) started with.
+
+        Services read their settings from the environment supervisord was started with and from .env when
+        they start, so a value changed since then reaches none of them until the stack restarts."""
+        try:
+            started = json.loads(self.settings_file.read_text())
+        except (OSError, ValueError):
+            return []
+        now = self.settings_snapshot()
+        changed = []
+        for name in sorted(now.keys() | started.keys()):
+            if now.get(name) != started.get(name):
+                secret = name == "LITELLM_MASTER_KEY"
+                changed.append(name if secret else
+                               f"{name} {started.get(name) or '(unset)'} -> {now.get(name) or '(unset)'}")
+        return changed
+
     # -- start -------------------------------------------------------------------------
     def validate(self) -> None:
         """Check every config file before anything is started or stopped; errors name file and line."""
@@ -143,6 +174,13 @@ class Stack:
         if only and only not in names and only != "ollama":
             raise ServiceError(f"unknown service {only!r}; expected one of {', '.join(names)}")
         self.prepare(services, mode)
+        changed = self.changed_settings() if self.supervisor.running() else []
+        if changed and not only:
+            self.out(f"settings changed since the stack started ({'; '.join(changed)}): restarting it to apply them")
+            self.supervisor.shutdown()
+        elif changed:
+            self.out(f"note: settings changed since the stack started ({'; '.join(changed)}); "
+                     "`make restart` applies them to every service")
         self.mode_file.write_text(mode + "\n")
         self.supervisor.write_config(services)
         if self.supervisor.running():
@@ -151,6 +189,7 @@ class Stack:
             if self.supervisor.clean_stale():
                 self.out("cleaned up stale supervisor state from an earlier run")
             self.supervisor.launch(self._supervisor_env())
+            envfile.write_secret(self.settings_file, json.dumps(self.settings_snapshot(), indent=1) + "\n")
         for service in services:
             if only and not (service.name == only or (only == "ollama" and service.name.startswith("ollama"))):
                 continue

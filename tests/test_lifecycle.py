@@ -94,6 +94,31 @@ def test_sigkilled_service_is_restarted_by_the_supervisor(env):
     assert row["uptime_s"] is not None and row["uptime_s"] < 30
 
 
+def test_a_changed_setting_restarts_the_stack_on_the_next_start(env):
+    """Services read settings when they start; `start` with a changed one restarts them, or they keep the old."""
+    import yaml
+
+    _, before = status(env)
+    changed = dict(env, LITELLM_TIMEOUT="60")
+    result = cli(changed, "start")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "settings changed since the stack started (LITELLM_TIMEOUT (unset) -> 60" in result.stdout
+    code, after = status(changed)
+    assert code == 0, after
+    assert after["litellm"]["pid"] != before["litellm"]["pid"]
+    rendered = yaml.safe_load((ROOT / env["LLMOPS_STATE_DIR"] / "litellm_config.yaml").read_text())
+    assert rendered["litellm_settings"]["request_timeout"] == 60
+    snapshot = (ROOT / env["LLMOPS_STATE_DIR"] / "settings.json")
+    assert (snapshot.stat().st_mode & 0o777) == 0o600
+    key = next(line.split("=", 1)[1] for line in Path(env["LLMOPS_ENV_FILE"]).read_text().splitlines()
+               if line.startswith("LITELLM_MASTER_KEY="))
+    assert key.strip('"') not in snapshot.read_text()
+    back = cli(env, "start")
+    assert back.returncode == 0 and "LITELLM_TIMEOUT 60.0 -> (unset)" in back.stdout, back.stdout + back.stderr
+    unchanged = cli(env, "start")
+    assert "settings changed" not in unchanged.stdout and unchanged.stdout.count("already running") >= 4
+
+
 def test_stop_leaves_nothing_listening_and_stop_again_succeeds(env):
     _, rows = status(env)
     pids = [r["pid"] for r in rows.values() if r["pid"]]
