@@ -23,7 +23,7 @@ SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settin
 # Cost-map facts for a model served by Ollama (or the embedded backend): free, a chat model, and the provider
 # LiteLLM resolves it under. With them LiteLLM 1.108.7 answers its per-request model-info lookups from its
 # cache; without them each request rescans the 4,255-entry cost map several times (bench/proxy_overhead.py).
-LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat"}
+LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 LOCAL_PROVIDERS = ("ollama", "ollama_chat")
 
 
@@ -62,6 +62,9 @@ def validate(path: Path = CONFIG) -> dict:
             raise ConfigError(f"{path}:{_line(entry)}: model entry has no model_name")
         params = _mapping(fields.get("litellm_params")) if "litellm_params" in fields else {}
         name = fields["model_name"].value
+        info = fields.get("model_info")
+        if info is not None and not isinstance(info, yaml.MappingNode) and info.tag != "tag:yaml.org,2002:null":
+            raise ConfigError(f"{path}:{_line(info)}: model {name!r}: model_info must be a mapping")
         if "model" not in params:
             raise ConfigError(f"{path}:{_line(entry)}: model {name!r} has no litellm_params.model")
         model = str(params["model"].value)
@@ -85,7 +88,9 @@ def render(settings: Settings, source: Path | None = None) -> dict:
         provider = str(params["model"]).split("/", 1)[0]
         if provider in LOCAL_PROVIDERS:
             info = entry.get("model_info") or {}
-            entry["model_info"] = {**LOCAL_MODEL_INFO, "litellm_provider": provider, **info}
+            # ollama/ (/api/generate) keeps the mode LiteLLM gives it (completion for some models).
+            mode = {"mode": "chat"} if provider == "ollama_chat" else {}
+            entry["model_info"] = {**LOCAL_MODEL_INFO, **mode, "litellm_provider": provider, **info}
         targets = backends if params.get("api_base") == BACKEND_ENV else [None]
         for url in targets:
             deployment = copy.deepcopy(entry)

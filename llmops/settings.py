@@ -59,7 +59,7 @@ def _bind_host(value: str) -> str:
     host = value.strip()
     if ":" in host:  # host:port strings, URLs and Prometheus targets are written for IPv4 and names only
         raise ValueError(f"{host!r}: IPv6 addresses are not supported; use an IPv4 address such as 127.0.0.1")
-    if not re.match(r"^[A-Za-z0-9.-]+$", host):
+    if not re.match(r"^[A-Za-z0-9._-]+$", host):
         raise ValueError(f"{host!r} is not an IPv4 address or host name")
     return host
 

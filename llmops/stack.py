@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -114,7 +115,13 @@ class Stack:
 
     def settings_snapshot(self) -> dict[str, str]:
         """The resolved settings the services run with; the key only as a short hash."""
-        snapshot = {name: "" if value is None else str(value) for name, value in self.settings.values.items()}
+        def shown(value: object) -> str:
+            text = "" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            # A backend URL's user:password only as a hash.
+            return re.sub(r"//([^/@\s]+)@", lambda m: "//sha256:" + hashlib.sha256(m[1].encode()).hexdigest()[:8] + "@",
+                          text)
+
+        snapshot = {name: shown(value) for name, value in self.settings.values.items()}
         key = snapshot.pop("LITELLM_MASTER_KEY", "")
         snapshot["LITELLM_MASTER_KEY"] = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
         return snapshot
@@ -128,10 +135,12 @@ class Stack:
             started = json.loads(self.settings_file.read_text())
         except (OSError, ValueError):
             return []
+        if not isinstance(started, dict):
+            return []
         now = self.settings_snapshot()
         changed = []
         for name in sorted(now.keys() | started.keys()):
-            if now.get(name) != started.get(name):
+            if now.get(name, "") != started.get(name, ""):  # a setting newer than the snapshot counts as unset
                 secret = name == "LITELLM_MASTER_KEY"
                 changed.append(name if secret else
                                f"{name} {started.get(name) or '(unset)'} -> {now.get(name) or '(unset)'}")
@@ -168,30 +177,38 @@ class Stack:
     def _start(self, only: str | None = None) -> None:
         if not self.key:
             raise ConfigError(f"{self.settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup`")
+        changed = self.changed_settings() if self.supervisor.running() else []
+        if changed and not only:
+            self.validate()  # a broken config stops nothing
+            self.out(f"settings changed since the stack started ({'; '.join(changed)}): restarting it to apply them")
+            self.supervisor.shutdown()
+        elif changed:
+            self.out(f"note: settings changed since the stack started ({'; '.join(changed)}); "
+                     "`make restart` applies them to every service")
+        # After any shutdown: which Ollama mode and services apply is decided on the machine as it is now.
         mode = self.ollama_mode()
         services = self.services(mode)
         names = [s.name for s in services]
         if only and only not in names and only != "ollama":
             raise ServiceError(f"unknown service {only!r}; expected one of {', '.join(names)}")
         self.prepare(services, mode)
-        changed = self.changed_settings() if self.supervisor.running() else []
-        if changed and not only:
-            self.out(f"settings changed since the stack started ({'; '.join(changed)}): restarting it to apply them")
-            self.supervisor.shutdown()
-        elif changed:
-            self.out(f"note: settings changed since the stack started ({'; '.join(changed)}); "
-                     "`make restart` applies them to every service")
         self.mode_file.write_text(mode + "\n")
-        self.supervisor.write_config(services)
         if self.supervisor.running():
-            self.supervisor.reload()
+            if not changed:  # with other settings, reloading would stop programs the note says are untouched
+                self.supervisor.write_config(services)
+                self.supervisor.reload()
         else:
+            self.supervisor.write_config(services)
             if self.supervisor.clean_stale():
                 self.out("cleaned up stale supervisor state from an earlier run")
-            self.supervisor.launch(self._supervisor_env())
+            # Written first: it describes whichever supervisord this launch leaves running.
             envfile.write_secret(self.settings_file, json.dumps(self.settings_snapshot(), indent=1) + "\n")
+            self.supervisor.launch(self._supervisor_env())
         for service in services:
             if only and not (service.name == only or (only == "ollama" and service.name.startswith("ollama"))):
+                continue
+            if changed and service.kind == "supervised" and self.supervisor.info(service.name) is None:
+                self.out(f"  {service.name:<14} is not in the running stack (new settings); `make restart` adds it")
                 continue
             self._start_one(service, mode)
 

@@ -113,6 +113,8 @@ def test_a_changed_setting_restarts_the_stack_on_the_next_start(env):
     key = next(line.split("=", 1)[1] for line in Path(env["LLMOPS_ENV_FILE"]).read_text().splitlines()
                if line.startswith("LITELLM_MASTER_KEY="))
     assert key.strip('"') not in snapshot.read_text()
+    noted = cli(env, "status")
+    assert "note: the running stack was started with other settings (LITELLM_TIMEOUT 60.0 -> (unset))" in noted.stdout
     back = cli(env, "start")
     assert back.returncode == 0 and "LITELLM_TIMEOUT 60.0 -> (unset)" in back.stdout, back.stdout + back.stderr
     unchanged = cli(env, "start")

@@ -25,6 +25,8 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
     ("model_list:\n  - model_name: a\n    litellm_params:\n      model: smollm2\n      api_base: x\n", 4, "names no provider"),
     ("model_list:\n  - model_name: a\n    litellm_params:\n      model: ollama_chat/a\n", 2, "no litellm_params.api_base"),
     ("litellm_settings: {}\n", 1, "model_list is missing"),
+    ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama/a, api_base: x}\n    model_info: [1]\n", 4,
+     "model_info must be a mapping"),
     ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama/a, api_base: x}\nrouter_setings: {}\n", 4,
      "unknown section 'router_setings'"),
 ])
@@ -103,8 +105,7 @@ def test_local_models_get_cost_map_facts_and_explicit_ones_are_kept(tmp_path):
         "  - model_name: c\n    litellm_params: {model: openai/c, api_base: http://127.0.0.1:2}\n")
     data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}), source=path)
     info = {m["model_name"]: m.get("model_info") for m in data["model_list"]}
-    assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "chat",
-                         "litellm_provider": "ollama"}
+    assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "ollama"}
     assert info["b"]["input_cost_per_token"] == 0.5 and info["b"]["mode"] == "embedding"
     assert info["b"]["litellm_provider"] == "ollama_chat" and info["b"]["output_cost_per_token"] == 0.0
     assert info["c"] is None  # a model priced by LiteLLM's own cost map is left alone

@@ -1,4 +1,6 @@
 """Settings: environment over .env over defaults; malformed input names the key, file and line."""
+import json
+
 import pytest
 
 from llmops import settings
@@ -73,3 +75,29 @@ def test_ipv6_bind_host_is_refused_with_a_clear_message(tmp_path):
         settings.load(env_file=env, environ={})
     assert settings.load(env_file=tmp_path / "x", environ={"BIND_HOST": "0.0.0.0"}).litellm_url == \
         "http://127.0.0.1:8000"
+
+
+def test_changed_settings_compare_with_the_started_snapshot_without_secrets(tmp_path):
+    from llmops.stack import Stack
+
+    environ = {"LLMOPS_STATE_DIR": str(tmp_path / "state"), "LITELLM_MASTER_KEY": "sk-secret-one",
+               "OLLAMA_HOSTS": "http://user:pw@10.0.0.2:11434"}
+    started = Stack(settings.load(env_file=tmp_path / "x", environ=environ))
+    started.settings.state_dir.mkdir(parents=True)
+    assert started.changed_settings() == []  # no snapshot: nothing to compare with
+    started.settings_file.write_text(json.dumps(started.settings_snapshot()))
+    text = started.settings_file.read_text()
+    assert "sk-secret-one" not in text and "user:pw" not in text
+    assert started.changed_settings() == []
+    now = Stack(settings.load(env_file=tmp_path / "x", environ={
+        **environ, "LITELLM_MASTER_KEY": "sk-secret-two", "LITELLM_TIMEOUT": "60",
+        "OLLAMA_HOSTS": "http://user:other@10.0.0.2:11434"}))
+    changed = now.changed_settings()
+    assert changed[0] == "LITELLM_MASTER_KEY" and "LITELLM_TIMEOUT (unset) -> 60.0" in changed
+    assert any(c.startswith("OLLAMA_HOSTS http://sha256:") for c in changed)
+    assert not any("secret" in c or "other" in c or "pw" in c for c in changed)
+    old = {k: v for k, v in started.settings_snapshot().items() if k != "NODE_EXPORTER_PORT"}
+    started.settings_file.write_text(json.dumps(old))  # an older snapshot without a newer setting
+    assert "NODE_EXPORTER_PORT (unset) -> 9100" in started.changed_settings()
+    started.settings_file.write_text("[1, 2]")
+    assert started.changed_settings() == []
