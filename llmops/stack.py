@@ -178,6 +178,7 @@ class Stack:
         if not self.key:
             raise ConfigError(f"{self.settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup`")
         changed = self.changed_settings() if self.supervisor.running() else []
+        kept_old = bool(changed and only)  # the running supervisor keeps its programs as they are
         if changed and not only:
             self.validate()  # a broken config stops nothing
             self.out(f"settings changed since the stack started ({'; '.join(changed)}): restarting it to apply them")
@@ -194,7 +195,7 @@ class Stack:
         self.prepare(services, mode)
         self.mode_file.write_text(mode + "\n")
         if self.supervisor.running():
-            if not changed:  # with other settings, reloading would stop programs the note says are untouched
+            if not kept_old:  # reloading would stop programs whose definition changed, against the note
                 self.supervisor.write_config(services)
                 self.supervisor.reload()
         else:
@@ -207,7 +208,7 @@ class Stack:
         for service in services:
             if only and not (service.name == only or (only == "ollama" and service.name.startswith("ollama"))):
                 continue
-            if changed and service.kind == "supervised" and self.supervisor.info(service.name) is None:
+            if kept_old and service.kind == "supervised" and self.supervisor.info(service.name) is None:
                 self.out(f"  {service.name:<14} is not in the running stack (new settings); `make restart` adds it")
                 continue
             self._start_one(service, mode)
