@@ -29,22 +29,26 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def holder(port: int) -> Holder | None:
-    """The process that listens on this TCP port, or None when nobody does."""
+def holder(port: int, host: str | None = None) -> Holder | None:
+    """The process that listens on this TCP port, or None when nobody does.
+
+    Several processes can listen on one port at different addresses; the one on `host` is named first,
+    then one on every address (it takes `host` too), then any other."""
     try:
         connections = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, PermissionError):
         return Holder(None, "a process this user cannot see (try as root: ss -ltnp)")
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-            if conn.pid is None:
-                return Holder(None, "a process this user cannot see")
-            try:
-                command = " ".join(psutil.Process(conn.pid).cmdline())[:120] or psutil.Process(conn.pid).name()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                command = "unreadable command"
-            return Holder(conn.pid, command)
-    return None
+    listening = [c for c in connections if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port]
+    if not listening:
+        return None
+    conn = min(listening, key=lambda c: 0 if c.laddr.ip == host else 1 if c.laddr.ip in ("0.0.0.0", "::") else 2)
+    if conn.pid is None:
+        return Holder(None, "a process this user cannot see")
+    try:
+        command = " ".join(psutil.Process(conn.pid).cmdline())[:120] or psutil.Process(conn.pid).name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        command = "unreadable command"
+    return Holder(conn.pid, command)
 
 
 def listeners(pids: set[int] | None = None) -> list[tuple[str, int, int | None]]:

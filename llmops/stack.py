@@ -247,7 +247,7 @@ class Stack:
                 self.out(f"  {service.name:<14} already running (pid {info.pid}) at {service.address}")
                 return
         elif port_open(service.host, service.port):
-            who = holder(service.port)
+            who = holder(service.port, service.host)
             raise PortInUseError(
                 f"port {service.port} ({service.name}) is held by {who.describe() if who else 'another process'}; "
                 f"stop it or set {service.name.upper().split('-')[0]}_PORT in .env. Nothing was killed."
