@@ -11,16 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # The test stack never collides with a stack the user runs: its own ports, state, logs and key.
+# LLMOPS_TEST_PORT_OFFSET shifts every test port, so two checkouts can run their suites side by side.
+_OFFSET = int(os.environ.get("LLMOPS_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
     "LLMOPS_STATE_DIR": ".run-test/state",
     "LLMOPS_LOG_DIR": ".run-test/logs",
     "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
     "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
-    "OLLAMA_PORT": "21434",
-    "LITELLM_PORT": "18000",
-    "PROMETHEUS_PORT": "19090",
-    "DASHBOARD_PORT": "13001",
-    "NODE_EXPORTER_PORT": "19100",
+    "OLLAMA_PORT": str(21434 + _OFFSET),
+    "LITELLM_PORT": str(18000 + _OFFSET),
+    "PROMETHEUS_PORT": str(19090 + _OFFSET),
+    "DASHBOARD_PORT": str(13001 + _OFFSET),
+    "NODE_EXPORTER_PORT": str(19100 + _OFFSET),
     "PROBE_INTERVAL": "1",
     "CANARY_INTERVAL": "10",
     "BIND_HOST": "127.0.0.1",
