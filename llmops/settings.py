@@ -119,6 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its rule_files are relative to it)."),
     Setting("LLMOPS_STATE_DIR", ".run", "Runtime state (supervisor socket, pids, key file), relative to the project."),
     Setting("LLMOPS_LOG_DIR", "logs", "Service logs, relative to the project."),
+    Setting("LLMOPS_LOADTEST_DIR", "logs/loadtests", "Kept load-test runs (one folder each), relative to the project."),
     Setting("PROMETHEUS_DATA_DIR", "data/prometheus", "Prometheus's history, relative to the project; `make clean` keeps it."),
 )
 

@@ -35,6 +35,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long reliability runs, only under `make soak`")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _loadtests_out_of_the_users_logs(tmp_path_factory):
+    """Generator runs in tests keep their folders in a temporary place, not in the user's logs/loadtests."""
+    saved = os.environ.get("LLMOPS_LOADTEST_DIR")
+    os.environ["LLMOPS_LOADTEST_DIR"] = str(tmp_path_factory.mktemp("loadtests"))
+    yield
+    if saved is None:
+        os.environ.pop("LLMOPS_LOADTEST_DIR", None)
+    else:
+        os.environ["LLMOPS_LOADTEST_DIR"] = saved
+
+
 def test_environ() -> dict[str, str]:
     """os.environ with the test stack's settings (the environment wins over any .env)."""
     env = dict(os.environ)

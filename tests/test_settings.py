@@ -61,7 +61,7 @@ def test_ollama_hosts_list_is_parsed_and_checked(tmp_path):
 def test_every_setting_is_in_env_example_and_readme():
     example = (settings.ROOT / ".env.example").read_text()
     readme = (settings.ROOT / "README.md").read_text()
-    internal = {"LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "PROMETHEUS_DATA_DIR"}
+    internal = {"LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "LLMOPS_LOADTEST_DIR", "PROMETHEUS_DATA_DIR"}
     for setting in settings.SETTINGS:
         assert f"`{setting.name}`" in readme, f"{setting.name} is not documented in README.md"
         if setting.name not in internal:

@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import ConfigError
+from . import compare, results
 from . import prompts as bank
 from .arrivals import ARRIVALS, Burst
 from .config import (
@@ -129,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--summary-json", type=Path, metavar="FILE", help="the summary as JSON")
     judge.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="live progress line on stderr (default: when stderr is a terminal)")
+    kept = p.add_argument_group("kept results (see docs/load-tests.md)")
+    kept.add_argument("--name", metavar="NAME", help="name of the run's folder <time>-NAME (default: from the load shape)")
+    kept.add_argument("--results-dir", type=Path, metavar="DIR",
+                      help="where each run's folder goes (default: LLMOPS_LOADTEST_DIR, logs/loadtests)")
+    kept.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                      help="send nothing: print B's figures against A's with ratios and draw both on one page "
+                           "(a run folder, its name, or a summary JSON)")
     return p
 
 
@@ -160,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             for name, count in bank.categories(bank.load(args.prompts or bank.BANK_DIR)).items():
                 print(f"{name}\t{count}")
             return 0
+        if args.compare:
+            return compare.main(*args.compare, results_dir=args.results_dir or results.default_dir())
         config = to_config(args)
+        config.results_dir = args.results_dir or results.default_dir()
+        config.run_name = args.name
+        config.command = (f"scripts/{PROG}.py", *(sys.argv[1:] if argv is None else argv))
         result = run(config, LiveProgress(enabled=config.progress))
     except ConfigError as exc:
         return fail(EXIT_USAGE, str(exc))
@@ -173,4 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if "sweep" in result.summary:
         console.print(sweep_table(result.summary["sweep"], result.summary["knee"]))
     print(f"{PROG}: {result.verdict}", file=sys.stderr)
+    if result.report is not None:
+        print(f"report: {results.shown_path(result.report)}", flush=True)
+    elif result.run_dir is not None:
+        print(f"{PROG}: report not drawn ({result.report_error}); results kept in {result.run_dir}", file=sys.stderr)
     return result.exit_code

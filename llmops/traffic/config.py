@@ -56,6 +56,9 @@ class TrafficConfig:
     slo_latency: float | None = None
     output: Path | None = None
     summary_json: Path | None = None
+    results_dir: Path | None = None  # keep the run in a folder here (the CLI's default: logs/loadtests)
+    run_name: str | None = None
+    command: tuple[str, ...] = ()  # the command line as typed; kept redacted in run.json, never in public()
     max_error_ratio: float = DEFAULT_MAX_ERROR_RATIO
     progress: bool = False
     user_agent: str = USER_AGENT
@@ -110,8 +113,9 @@ class TrafficConfig:
         """The options as JSON-ready data, the key left out."""
         out = asdict(self)
         out["api_key"] = "***" if self.api_key else None
+        out.pop("command")
         out["burst"] = f"{self.burst.size}@{self.burst.every:g}" if self.burst else None
-        for key in ("prompts", "output", "summary_json"):
+        for key in ("prompts", "output", "summary_json", "results_dir"):
             out[key] = str(out[key]) if out[key] is not None else None
         out["sweep"] = list(self.sweep)
         out["categories"] = list(self.categories)

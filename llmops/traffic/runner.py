@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
@@ -17,6 +18,7 @@ from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
 from .engine import Engine
+from .keeper import RunKeeper
 from .output import JsonlWriter, write_summary
 from .preflight import check
 from .report import LiveProgress
@@ -37,6 +39,9 @@ class RunResult:
     summary: dict
     exit_code: int
     verdict: str
+    run_dir: Path | None = None  # the kept run folder, when the config asked for one
+    report: Path | None = None
+    report_error: str | None = None
 
 
 def resolve(config: TrafficConfig) -> TrafficConfig:
@@ -79,10 +84,16 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
                                      timeout=aiohttp.ClientTimeout(total=None)) as session:
         model = await check(session, config.url, config.api_key or "", config.model)
         run = _Run(session, config, model, prompts, seed, progress)
+        keeper = await RunKeeper.open(config, model, started_at, seed) if config.results_dir else None
         writer = JsonlWriter(config.output) if config.output else None
+        sinks = [s for s in (writer, keeper) if s is not None]
         try:
             with _CtrlC(run.interrupt):
-                await run.go(writer)
+                await run.go(_tee(sinks))
+        except BaseException:
+            if keeper is not None:
+                keeper.abandon()
+            raise
         finally:
             progress.stop()
             if writer is not None:
@@ -90,7 +101,21 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
     result = run.result(started_at)
     if config.summary_json:
         write_summary(config.summary_json, result.summary)
+    if keeper is not None:
+        result.run_dir, result.report = keeper.path, keeper.finish(result.summary)
+        result.report_error = keeper.report_error
     return result
+
+
+def _tee(sinks: list):
+    """One sink feeding every sink given (None when there is none)."""
+    if len(sinks) < 2:
+        return sinks[0] if sinks else None
+
+    def sink(result) -> None:
+        for each in sinks:
+            each(result)
+    return sink
 
 
 class _Run:

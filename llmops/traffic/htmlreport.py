@@ -1,0 +1,214 @@
+"""report.html: one run's results as a self-contained page (Chart.js and the data inlined, no network)."""
+from __future__ import annotations
+
+import html
+import json
+import shlex
+from pathlib import Path
+from string import Template
+
+from . import reportdata
+from .config import USER_AGENT
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+ROOT = HERE.parent.parent
+# The vendored Chart.js, wherever the dashboard's static folder lives (it is being moved into the package).
+CHARTJS_CANDIDATES = (ROOT / "static" / "vendor" / "chartjs", HERE.parent / "dashboard" / "static" / "vendor" / "chartjs")
+OUTCOME_COLORS = {"ok": "#059669", "rate_limited": "#d97706", "timeout": "#7c3aed", "http_5xx": "#dc2626",
+                  "http_4xx": "#db2777", "connection_error": "#991b1b", "truncated_stream": "#0891b2",
+                  "stream_error": "#ea580c", "bad_response": "#4b5563", "invalid_output": "#a16207",
+                  "cancelled": "#9ca3af"}
+
+
+def chartjs_dir() -> Path:
+    """The folder of the vendored Chart.js (its min.js and VERSION)."""
+    for folder in CHARTJS_CANDIDATES:
+        if (folder / "chart.umd.min.js").is_file():
+            return folder
+    raise FileNotFoundError("vendored Chart.js not found under static/vendor/chartjs/")
+
+
+def chartjs_version() -> str:
+    first = (chartjs_dir() / "VERSION").read_text().split("\n", 1)[0]
+    return first.split()[1] if first.startswith("Chart.js ") else first.strip()
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.1f} ms"
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def embed_json(doc: dict) -> str:
+    """JSON safe inside <script type="application/json"> (no `</script>` or `<!--` can end it early)."""
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def chart(id: str, title: str, kind: str, series: list[dict], x: dict, y: dict, labels=None, stacked=False,
+          mark_x=None, mark_label=None, note: str = "") -> dict:
+    """One chart spec as report.js draws it."""
+    return {"id": id, "title": title, "kind": kind, "series": series, "x": x, "y": y, "labels": labels,
+            "stacked": stacked, "mark_x": mark_x, "mark_label": mark_label, "note": note}
+
+
+def run_charts(d: dict) -> list[dict]:
+    """The charts of one run's page, from report_data()."""
+    out = []
+    tl = d["timeline"]
+    if tl["t"]:
+        x = {"title": f"seconds from the first request (bins of {tl['bin_s']:g} s)"}
+        out.append(chart("timeline", "Requests over time, by outcome", "bar",
+                         [{"name": k, "data": v, "color": OUTCOME_COLORS.get(k)} for k, v in tl["outcomes"].items()],
+                         x, {"title": "requests started"}, labels=tl["t"], stacked=True))
+        out.append(chart("tokens", "Output tokens/s over time", "line",
+                         [{"name": "output tokens/s", "data": tl["tokens_per_s"]}], x, {"title": "tokens/s"},
+                         labels=tl["t"]))
+    h = d["histogram"]
+    if h["counts"]:
+        labels = [round((a + b) / 2 * 1000, 1) for a, b in zip(h["edges"], h["edges"][1:], strict=False)]
+        out.append(chart("histogram", "End-to-end latency of successful requests", "bar",
+                         [{"name": "requests", "data": h["counts"]}], {"title": "latency (ms, bin middle)"},
+                         {"title": "requests"}, labels=labels))
+    for key, title in (("ttft_s", "Time to first token"), ("itl_s", "Inter-token latency"),
+                       ("latency_s", "End-to-end latency")):
+        p = d["percentiles"][key]
+        if any(p[q] is not None for q in reportdata.SHOWN_PERCENTILES):
+            out.append(chart(f"pct-{key}", f"{title}: p50 / p90 / p99", "bar",
+                             [{"name": title, "data": [ms(p[q]) for q in reportdata.SHOWN_PERCENTILES]}],
+                             {"title": "percentile"}, {"title": "ms"}, labels=list(reportdata.SHOWN_PERCENTILES)))
+    out.extend(sweep_charts([("", d["sweep"])]))
+    if d["per_model"]:
+        models = [m["model"] for m in d["per_model"]]
+        out.append(chart("per-model", "Latency by model", "bar",
+                         [{"name": "p50", "data": [ms(m["latency_p50_s"]) for m in d["per_model"]]},
+                          {"name": "p95", "data": [ms(m["latency_p95_s"]) for m in d["per_model"]]},
+                          {"name": "TTFT p50", "data": [ms(m["ttft_p50_s"]) for m in d["per_model"]]}],
+                         {"title": "model"}, {"title": "ms"}, labels=models))
+    return out
+
+
+def sweep_charts(sweeps: list[tuple[str, dict | None]]) -> list[dict]:
+    """Throughput and p50/p95 latency against concurrency, one series per (label, sweep); knee of the first."""
+    present = [(label, s) for label, s in sweeps if s and s["levels"]]
+    if not present:
+        return []
+    knee = present[0][1]["knee_concurrency"]
+    pre = lambda label: f"{label}: " if label else ""  # noqa: E731
+    thr, lat = [], []
+    for i, (label, s) in enumerate(present):
+        dashed = i > 0  # the second run of a comparison
+        thr.append({"name": f"{pre(label)}requests/s", "data": _points(s, "requests_per_s"), "dashed": dashed})
+        lat.append({"name": f"{pre(label)}p50", "data": _points(s, "latency_p50_s", 1000), "dashed": dashed})
+        lat.append({"name": f"{pre(label)}p95", "data": _points(s, "latency_p95_s", 1000), "dashed": dashed})
+    x = {"title": "concurrency", "type": "linear"}
+    mark = "knee" if len(present) == 1 else f"knee ({present[0][0]})"
+    note = present[0][1]["knee_message"] or ""
+    return [chart("sweep-throughput", "Throughput against concurrency", "line", thr, x, {"title": "requests/s"},
+                  mark_x=knee, mark_label=mark, note=note),
+            chart("sweep-latency", "Latency p50 / p95 against concurrency", "line", lat, x, {"title": "ms"},
+                  mark_x=knee, mark_label=mark, note=note)]
+
+
+def _points(sweep: dict, key: str, scale: float = 1.0) -> list[list]:
+    return [[lv["concurrency"], None if lv[key] is None else round(lv[key] * scale, 4)] for lv in sweep["levels"]]
+
+
+def figures(summary: dict) -> list[tuple[str, str]]:
+    """The headline figures as (label, formatted value); the page shows exactly these."""
+    req = summary.get("requests", {})
+    thr = summary.get("throughput", {})
+    out = [("requests", f"{req.get('total', 0)}"), ("ok", f"{req.get('ok', 0)}"),
+           ("failed", f"{req.get('failed', 0)}"), ("error ratio", fmt((summary.get("error_ratio") or 0) * 100, " %", 2)),
+           ("duration", fmt(summary.get("duration_s"), " s")),
+           ("throughput", fmt(thr.get("requests_per_s"), " req/s")),
+           ("output tokens/s", fmt(thr.get("output_tokens_per_s"), " tok/s", 1))]
+    for key, label in (("latency_s", "latency"), ("ttft_s", "TTFT"), ("itl_s", "inter-token")):
+        d = summary.get(key) if isinstance(summary.get(key), dict) else {}
+        for p in ("p50", "p90", "p95", "p99") if key == "latency_s" else reportdata.SHOWN_PERCENTILES:
+            out.append((f"{label} {p}", fmt_ms(d.get(p))))
+    return out
+
+
+def figures_html(pairs: list[tuple[str, str]]) -> str:
+    cells = "".join(f'<div class="figure" data-figure="{html.escape(k)}"><div class="k">{html.escape(k)}</div>'
+                    f'<div class="v">{html.escape(v)}</div></div>' for k, v in pairs)
+    return f'<div class="figures">{cells}</div>'
+
+
+def charts_html(specs: list[dict]) -> str:
+    if not specs:
+        return '<p class="panel muted">No request finished, so there is nothing to draw.</p>'
+    parts = []
+    for s in specs:
+        note = f'<div class="note">{html.escape(s["note"])}</div>' if s.get("note") else ""
+        parts.append(f'<figure class="chart" data-chart="{html.escape(s["id"])}"><figcaption>{html.escape(s["title"])}'
+                     f'</figcaption><div class="box"><canvas role="img" aria-label="{html.escape(s["title"])}">'
+                     f'</canvas></div>{note}</figure>')
+    return f'<div class="charts">{"".join(parts)}</div>'
+
+
+def _facts(run: dict, summary: dict) -> str:
+    stack = run.get("stack") if isinstance(run.get("stack"), dict) else {}
+    proxy = stack.get("proxy") if isinstance(stack.get("proxy"), dict) else {}
+    backends = stack.get("backends") if isinstance(stack.get("backends"), list) else []
+    rows = [("started", summary.get("started_at") or run.get("started_at")), ("model", summary.get("model")),
+            ("proxy", f"{proxy.get('url') or summary.get('url') or '?'} (LiteLLM {proxy.get('version', 'unknown')})"),
+            ("backend", "; ".join(f"{b['url']} (version {b.get('version', 'unknown')})"
+                                  for b in backends if isinstance(b, dict) and b.get("url")) or "unknown"),
+            ("seed", summary.get("seed")), ("verdict", summary.get("verdict"))]
+    dl = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows if v not in (None, ""))
+    cmd = run.get("command")
+    cmd_html = (f'<p class="muted">command line</p><code class="cmd">{html.escape(shlex.join(map(str, cmd)))}</code>'
+                if isinstance(cmd, list) else "")
+    return f'<div class="panel"><dl class="facts">{dl}</dl>{cmd_html}</div>'
+
+
+def per_model_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{html.escape(r['model'])}</td><td class=n>{r['requests']}</td><td class=n>{r['ok']}</td>"
+                   f"<td class=n>{fmt_ms(r['latency_p50_s'])}</td><td class=n>{fmt_ms(r['latency_p95_s'])}</td>"
+                   f"<td class=n>{fmt_ms(r['ttft_p50_s'])}</td></tr>" for r in rows)
+    return ('<h2>By model</h2><div class="table-wrap"><table id="per-model"><thead><tr><th>model</th>'
+            '<th class=n>requests</th><th class=n>ok</th><th class=n>p50</th><th class=n>p95</th>'
+            f'<th class=n>TTFT p50</th></tr></thead><tbody>{body}</tbody></table></div>')
+
+
+def page(title: str, subtitle: str, body: str, data: dict) -> str:
+    """The whole self-contained page around a body and its embedded data."""
+    folder = chartjs_dir()
+    return Template((TEMPLATES / "report.html").read_text()).substitute(
+        title=html.escape(title), subtitle=html.escape(subtitle), body=body, generator=html.escape(USER_AGENT),
+        style=(TEMPLATES / "report.css").read_text(), data=embed_json(data),
+        chartjs=(folder / "chart.umd.min.js").read_text(), chartjs_version=html.escape(chartjs_version()),
+        script=(TEMPLATES / "report.js").read_text())
+
+
+def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_lines: int = 0,
+               name: str = "") -> str:
+    """report.html of one run."""
+    d = reportdata.report_data(summary, records, run, bad_lines)
+    d["kind"] = "run"
+    d["figures"] = dict(figures(summary))
+    d["charts"] = run_charts(d)
+    notes = []
+    if summary.get("interrupted"):
+        notes.append("The run was interrupted (Ctrl-C): the figures cover what finished.")
+    if bad_lines:
+        notes.append(f"{bad_lines} line(s) of requests.jsonl could not be read and are left out of the charts.")
+    if d["sweep"] and d["sweep"]["knee_message"]:
+        notes.append(d["sweep"]["knee_message"])
+    notes_html = "".join(f'<p class="panel warn">{html.escape(n)}</p>' for n in notes)
+    body = (f"{notes_html}<h2>Figures</h2>{figures_html(figures(summary))}<h2>Charts</h2>{charts_html(d['charts'])}"
+            f"{per_model_html(d['per_model'])}<h2>Run</h2>{_facts(run or {}, summary)}")
+    title = f"Load test {name}" if name else "Load test"
+    subtitle = f"{summary.get('model', '?')} through {summary.get('url', '?')}, started {summary.get('started_at', '?')}"
+    return page(title, subtitle, body, d)
