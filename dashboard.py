@@ -181,6 +181,10 @@ def create_app(config: dict | None = None) -> Flask:
             response.set_data(response.get_data().replace(secret.encode(), b"[redacted]"))
         return response
 
+    from llmops.dashboard.loadtests import make_blueprint
+    from llmops.traffic.results import dir_of
+
+    app.register_blueprint(make_blueprint(lambda: dir_of(settings)))  # the "Load tests" section
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)
     if cfg["START_MONITOR"]:
         monitor.start()

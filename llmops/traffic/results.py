@@ -24,13 +24,17 @@ RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 REDACTED = "***"
 
 
+def dir_of(settings) -> Path:
+    """The kept-runs folder a Settings names (LLMOPS_LOADTEST_DIR, relative to the project)."""
+    return (settings.root / str(settings.values["LLMOPS_LOADTEST_DIR"])).resolve()
+
+
 def default_dir() -> Path:
     """LLMOPS_LOADTEST_DIR from the environment or .env, relative to the project (logs/loadtests)."""
     from .. import settings as stack_settings
 
     try:
-        loaded = stack_settings.load(strict=False)
-        return (loaded.root / str(loaded.values["LLMOPS_LOADTEST_DIR"])).resolve()
+        return dir_of(stack_settings.load(strict=False))
     except ConfigError:  # a broken .env is reported by whatever reads the key; results still go somewhere
         return (stack_settings.ROOT / "logs" / "loadtests").resolve()
 
