@@ -10,7 +10,7 @@ NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test gpu-probe screenshot \
+	traffic-quick traffic load-test compare gpu-probe screenshot \
 	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
 
 help: ## Show this help
@@ -64,8 +64,12 @@ traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy 
 traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through the proxy; results in logs/
 	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --arrivals poisson --concurrency 4 --max-tokens 64 --output logs/traffic.jsonl --summary-json logs/traffic-summary.json
 
-load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16 and report where throughput stops growing
-	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json
+load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16, say where throughput stops growing; ends with the report's path
+	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json --name load-test
+
+compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (folders or names in logs/loadtests/)
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<run> B=<run>, each a folder or a name in logs/loadtests/"; exit 2; }
+	@$(PY) scripts/traffic_generator.py --compare "$(A)" "$(B)"
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py

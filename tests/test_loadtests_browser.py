@@ -14,12 +14,26 @@ from llmops.traffic import cli, results
 from llmops.traffic.sweep import knee
 from tests.fakes_dashboard import FakeHTTP, healthy_stack, make_settings
 from tests.fakes_gpu import FakeNVML
-from tests.test_dashboard_browser import ARTIFACTS, CANVAS_INK, browser, open_page  # noqa: F401 - browser is a fixture
+from tests.test_dashboard_browser import ARGS, ARTIFACTS, CANVAS_INK, CHROMIUM, open_page
 
 pytestmark = pytest.mark.browser
 
 CHART_DATA = """id => { const c = document.querySelector(`figure[data-chart="${id}"] canvas`);
   const ch = c && Chart.getChart(c); return ch ? ch.data.datasets.map(d => d.data.length) : null; }"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed: `make test` should have installed it")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield instance
+        instance.close()
 
 
 @pytest.fixture(scope="module")
