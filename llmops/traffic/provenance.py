@@ -24,10 +24,12 @@ async def _get_json(session: aiohttp.ClientSession, url: str, timeout: float) ->
 
 
 async def proxy_facts(session: aiohttp.ClientSession, url: str, timeout: float = ASK_TIMEOUT) -> dict:
-    """LiteLLM's version (from /health/readiness) and the model ids /v1/models lists."""
-    ready, models = await asyncio.gather(_get_json(session, f"{url}/health/readiness", timeout),
-                                         _get_json(session, f"{url}/v1/models", timeout))
-    version = (ready or {}).get("litellm_version")
+    """LiteLLM's version (from its readiness details) and the model ids /v1/models lists."""
+    # LiteLLM 1.108.7's public /health/readiness no longer names the version; /details does, with the key.
+    details, ready, models = await asyncio.gather(_get_json(session, f"{url}/health/readiness/details", timeout),
+                                                  _get_json(session, f"{url}/health/readiness", timeout),
+                                                  _get_json(session, f"{url}/v1/models", timeout))
+    version = (details or {}).get("litellm_version") or (ready or {}).get("litellm_version")
     listed = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)]
     return {"url": url, "software": "litellm" if version else UNKNOWN, "version": version or UNKNOWN,
             "models": [m for m in listed if isinstance(m, str)]}
