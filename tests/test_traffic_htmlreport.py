@@ -110,3 +110,21 @@ def test_a_cut_jsonl_still_gives_a_report_that_says_so(tmp_path):
 def test_embedded_json_cannot_close_its_script_tag():
     text = htmlreport.embed_json({"error": "</script><script>alert(1)</script>"})
     assert "</script" not in text and json.loads(text)["error"].startswith("</script>")
+
+
+def test_a_run_where_nothing_succeeded_still_gets_a_report(tmp_path):
+    s, page = run_against_fake(tmp_path, [{"status": 503}], "--max", "3")
+    data = embedded(page)
+    assert s["requests"]["ok"] == 0 and data["histogram"] == {"edges": [], "counts": []}
+    assert {c["id"] for c in data["charts"]} == {"timeline", "tokens"}
+    assert data["timeline"]["outcomes"] == {"http_5xx": [3] + [0] * (len(data["timeline"]["t"]) - 1)}
+
+
+def test_an_empty_or_interrupted_run_says_so(tmp_path):
+    empty = {"count": 0, "mean": None, "p50": None, "p90": None, "p95": None, "p99": None, "max": None}
+    doc = summary(total=0, interrupted=True, latency_s=empty, ttft_s=empty, itl_s=empty, tpot_s=empty)
+    path = write_run(tmp_path, "20261201T100000Z-stopped", doc, [])
+    page = (path / "report.html").read_text()
+    assert "The run was interrupted" in page and "nothing to draw" in page
+    assert embedded(page)["charts"] == []
+    assert results.load_run(path).status == "interrupted"

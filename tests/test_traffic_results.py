@@ -172,3 +172,26 @@ def test_the_default_folder_is_the_setting(monkeypatch, tmp_path):
     monkeypatch.delenv("LLMOPS_LOADTEST_DIR")
     monkeypatch.setenv("LLMOPS_ENV_FILE", os.devnull)
     assert results.default_dir() == (Path(results.__file__).parents[2] / "logs" / "loadtests").resolve()
+
+
+def test_an_unusable_results_folder_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with FakeOpenAI([{"tokens": 2}]) as fake:
+        code = main("--url", fake.url, "--api-key", KEY, "--max", "1", "--no-progress", "--results-dir", str(blocker))
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--results-dir: cannot create a run folder in" in err
+
+
+def test_a_report_that_cannot_be_drawn_keeps_the_results_and_the_exit_code(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("drawing failed")
+    monkeypatch.setattr(keeper.htmlreport, "render_run", broken)
+    root = tmp_path / "kept"
+    with FakeOpenAI([{"tokens": 2}]) as fake:
+        assert main("--url", fake.url, "--api-key", KEY, "--max", "2", "--no-progress", "--results-dir", str(root)) == 0
+    run_dir = only_run(root)
+    assert (run_dir / "summary.json").exists() and not (run_dir / "report.html").exists()
+    assert "report not drawn (ValueError: drawing failed)" in capsys.readouterr().err
+    assert results.load_run(run_dir).status == "complete"

@@ -64,15 +64,16 @@ class RunKeeper:
 
     def finish(self, summary: dict) -> Path | None:
         """Close the lines, write summary.json and run.json's end, then the report; returns the report's path."""
-        self.jsonl.close()
-        results.dump_json(self.path / results.SUMMARY_FILE, summary, self.secrets)
         self.run_doc.update(status="interrupted" if summary.get("interrupted") else "finished",
                             finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
                             exit_code=summary.get("exit_code"), verdict=summary.get("verdict"))
-        results.dump_json(self.path / results.RUN_FILE, self.run_doc, self.secrets)
         try:
+            self.jsonl.close()
+            results.dump_json(self.path / results.SUMMARY_FILE, summary, self.secrets)
+            results.dump_json(self.path / results.RUN_FILE, self.run_doc, self.secrets)
             self.report_path = write_report(self.path, self.secrets)
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # the results are kept even if drawing fails
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # A full disk or a drawing bug must not cost the run its summary on screen and its exit code.
             self.report_error = f"{type(exc).__name__}: {exc}"
         return self.report_path
 

@@ -99,16 +99,19 @@ def create_dir(root: Path, name: str, now: datetime | None = None) -> Path:
     """A new, empty `<timestamp>-<name>` folder under root (a suffix -2, -3... when the second is taken)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     base = f"{stamp}-{slug(name)}"
-    for n in range(1, 1000):
-        path = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"{root}: cannot create a new run folder named {base}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = root / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ConfigError(f"--results-dir: cannot create a run folder in {root} ({exc.strerror or exc})") from None
+    raise ConfigError(f"--results-dir: {root} already holds {base} and 998 more like it")
 
 
 @dataclass
