@@ -129,3 +129,15 @@ def test_a_comparison_page_draws_both_runs(browser, kept, tmp_path):
     assert page.evaluate(CHART_DATA, "cmp-latency_s") == [4, 4]
     page.screenshot(path=str(ARTIFACTS / "loadtest-compare.png"), full_page=True)
     assert errors == []
+
+
+def test_load_tests_section_fits_a_phone_width(browser, kept):
+    base, server = serve(kept)
+    try:
+        page, errors = open_page(browser, base, width=390, height=844)
+        page.wait_for_selector("#loadtests-runs tbody tr", timeout=10_000)
+        page.wait_for_function(f"() => ({CANVAS_INK})('#loadtests-chart canvas') > 200", timeout=10_000)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert errors == []
+    finally:
+        server.close()
