@@ -68,6 +68,14 @@ def test_llama_cpp_embedding_matches_the_independent_numpy_bert(llama, reference
         assert cosine >= MIN_COSINE, f"{text!r}: cosine {cosine:.5f}"
 
 
+def test_a_list_embeds_as_each_text_would_alone(llama):
+    """One decode of several sequences (non-causal attention, one KV store) must not mix them."""
+    together = _embed(llama, SENTENCES)
+    for text, vector in zip(SENTENCES, together, strict=True):
+        alone = np.array(llama.embed(text, normalize=True), dtype=np.float64)
+        assert float(vector @ alone) >= 0.9999, text
+
+
 def test_llama_cpp_tokenizes_as_the_hugging_face_tokenizer(llama, reference):
     for text in SENTENCES:
         assert llama.tokenize(text.encode("utf-8")) == reference.token_ids(text), text
