@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/embedmodel.py [--runs 5]
 - cosines: llama.cpp's embedding of the GGUF against tests/minilm_reference.py (numpy BERT straight from
   the safetensors, Hugging Face tokenizer) for each sentence; the goal is >= 0.99 for the worst one;
 - embeddings/s: llama-cpp-python in-process with the backend's thread count, for 32 short texts one
-  call each, as one list on a 512-token context (one decode), and as one list on a 128-token context
-  (llama-cpp-python then decodes it in chunks of <= 128 tokens), alternating, medians of --runs.
+  call each, as one list on a 512-token context (llama-cpp-python packs as many texts as fit into each
+  decode of <= 512 tokens), and as one list on a 128-token context (decodes of <= 128 tokens),
+  alternating, medians of --runs.
 The machine may be shared with other work: compare the single and batch figures, measured side by
 side, rather than the absolute numbers with another run.
 """

@@ -212,7 +212,7 @@ def _rewritten_source(folder, drop):
                 tensors = load_safetensors(data)
                 del tensors[drop]
                 data = save_safetensors(tensors)
-            dst.writestr(item, data)
+            dst.writestr(item.filename, data, compress_type=zipfile.ZIP_STORED)  # stored: fast to write
     return path
 
 
