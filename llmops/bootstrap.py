@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import envfile
-from .backend import embedmodel
 from .settings import ROOT, Settings
 
 Printer = Callable[[str], None]
@@ -105,6 +104,9 @@ def _disable_units(program: SystemProgram, prefix: list[str], out: Printer) -> N
 
 def ensure_embedding_model(out: Printer = print, cache_dir: Path | None = None) -> bool:
     """Convert the packaged all-MiniLM-L6-v2 to its cached GGUF once; one line either way."""
+    # Deferred: gguf and numpy take ~0.3 s to import, which every other `python -m llmops` command would pay.
+    from .backend import embedmodel
+
     try:
         made = embedmodel.ensure(cache_dir)
     except embedmodel.EmbedModelError as exc:
