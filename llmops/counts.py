@@ -53,7 +53,8 @@ def seconds(duration: str) -> float:
     return sum(int(n) * _UNITS[u] for n, u in parts)
 
 
-def _duration(value: float) -> str:
+def duration(value: float) -> str:
+    """Seconds as a Prometheus duration with millisecond precision: 297.5 -> '297s500ms'."""
     millis = int(round(value * 1000))
     return f"{millis // 1000}s{millis % 1000}ms" if millis % 1000 else f"{millis // 1000}s"
 
@@ -66,7 +67,7 @@ def count_expr(window: str, by: Iterable[str] = ("status_code",), selector: str 
     points whether range boundaries are closed (Prometheus 2) or open (Prometheus 3) on the left.
     """
     labels = ", ".join(by)
-    span = _duration(seconds(window) - seconds(grid) / 2)
+    span = duration(seconds(window) - seconds(grid) / 2)
     return f"sum by ({labels}) (sum_over_time({step_expr(selector, metric, grid, memory)}[{span}:{grid}]))"
 
 
@@ -84,7 +85,7 @@ def tally(samples: Iterable[Sample]) -> dict:
         if count <= 0:
             continue
         code = str(sample.labels.get("status_code", ""))
-        by_class[_class_of(code)] += count
+        by_class[class_of(code)] += count
         by_status[code] = by_status.get(code, 0) + count
     return {"requests": sum(by_class.values()), "outcomes": by_class,
             "status_codes": dict(sorted(by_status.items()))}
@@ -111,14 +112,14 @@ def failure_summary(counts: dict, window: str) -> str:
     codes = counts.get("status_codes") or {}
     parts = []
     for name in failed:
-        seen = [c for c in codes if _class_of(c) == name]
+        seen = [c for c in codes if class_of(c) == name]
         http = f" (HTTP {', '.join(seen)})" if seen else ""
         parts.append(outcomes.describe(name, counts["outcomes"][name]) + http)
     total_failed = sum(counts["outcomes"][name] for name in failed)
     return f"{total_failed} of {counts['requests']} requests failed in the last {window}: {', '.join(parts)}"
 
 
-def _class_of(code: str) -> str:
+def class_of(code: str) -> str:
     """The class of a status_code label value; one LiteLLM could not name is a server error."""
     try:
         return outcomes.classify(code if code not in ("", "None") else None)
