@@ -28,7 +28,10 @@ TOTAL = "litellm_proxy_total_requests_metric_total"
 # Routes LiteLLM also counts in its request metrics that are not model calls.
 NON_MODEL_ROUTES = "/metrics.*|/health.*|/v1/models|/models"
 CANARY_PREFIX = "llmops-canary"  # the canary's User-Agent starts with this (probes.CANARY_USER_AGENT)
-REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{CANARY_PREFIX}.*"'
+# LiteLLM's background health checks (general_settings.background_health_checks) are counted as
+# requests too, under this key alias and route "None": real generations nobody sent.
+HEALTH_CHECK_ALIAS = "litellm-internal-health-check"
+REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{CANARY_PREFIX}.*",api_key_alias!="{HEALTH_CHECK_ALIAS}"'
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
