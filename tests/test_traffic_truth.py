@@ -89,7 +89,24 @@ class Proxy:
                 self.proc.wait(timeout=30)
 
 
-def start_prometheus(tmp: Path, proxy_port: int) -> tuple[subprocess.Popen, str]:
+class Prometheus:
+    """The real Prometheus scraping the proxy every SCRAPE_INTERVAL, restartable on the same port and data."""
+
+    def __init__(self, tmp: Path, proxy_port: int):
+        self.tmp, self.proxy_port, self.port = tmp, proxy_port, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc, _ = start_prometheus(self.tmp, self.proxy_port, self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def start_prometheus(tmp: Path, proxy_port: int, port: int) -> tuple[subprocess.Popen, str]:
     binary = prometheus_binary()
     if not binary:
         pytest.fail("prometheus not found on PATH (`make setup` installs it)")
@@ -101,8 +118,7 @@ def start_prometheus(tmp: Path, proxy_port: int) -> tuple[subprocess.Popen, str]
                                   "authorization": {"type": "Bearer", "credentials_file": str(tmp / "key")},
                                   "static_configs": [{"targets": [f"127.0.0.1:{proxy_port}"]}]}]}
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = open(tmp / "prometheus.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd
+    log = open(tmp / "prometheus.log", "a")  # noqa: SIM115 - the child keeps its own copy of the fd
     proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     log.close()
@@ -135,25 +151,23 @@ def truth_stack(tmp_path_factory):
                 "LITELLM_CONFIG": str(proxy_config(tmp / "litellm_config.yaml", broken.url, slow.url)),
                 "LLMOPS_STATE_DIR": str(tmp / "state"), "LLMOPS_ENV_FILE": str(tmp / "env")})
     proxy = Proxy(env, tmp / "litellm.log")
-    prom = None
+    prom = Prometheus(tmp, port)
     app = None
     try:
         proxy.start()
-        prom, prom_url = start_prometheus(tmp, port)
+        prom.start()
         settings = settings_mod.load(env_file=tmp / "env", environ={
-            **env, "PROMETHEUS_PORT": prom_url.rsplit(":", 1)[1], "PROBE_INTERVAL": str(PROBE_INTERVAL),
-            "CANARY_INTERVAL": "3"})
+            **env, "PROMETHEUS_PORT": str(prom.port), "PROBE_INTERVAL": str(PROBE_INTERVAL), "CANARY_INTERVAL": "3"})
         app = create_app({"SETTINGS": settings, "CACHE_SECONDS": 0, "SERVICE_PIDS": lambda: {},
                           "DETAIL_INTERVAL": 3600.0})
-        yield {"proxy": proxy, "app": app, "client": app.test_client(), "slow": slow, "prom_url": prom_url}
+        yield {"proxy": proxy, "app": app, "client": app.test_client(), "slow": slow, "prom": prom,
+               "prom_url": prom.url}
     finally:
         if app is not None:
             app.extensions["llmops"]["monitor"].stop()
             app.extensions["llmops"]["host_view"].stop()
         proxy.stop()
-        if prom is not None:
-            prom.terminate()
-            prom.wait(timeout=30)
+        prom.stop()
         broken.stop()
         slow.stop()
         backend.stop()
@@ -194,6 +208,15 @@ def send_every_class(stack: dict, n_ok: int, m_bad: int, k_limited: int, j_broke
         for future in limited + holders:
             got[outcomes.classify(future.result())] += 1
     return got
+
+
+def chart_totals(stack: dict) -> dict:
+    """Requests per class in the 15m requests chart: each point is req/s over one step."""
+    doc = stack["client"].get("/api/charts?window=15m").get_json()
+    requests_chart = next(c for c in doc["charts"] if c["id"] == "requests")
+    names = {outcomes.LEGENDS[name]: name for name in outcomes.CLASSES}
+    return {names[s["name"]]: round(sum(v * doc["step"] for _, v in s["points"] if v is not None))
+            for s in requests_chart["series"]}
 
 
 def counts_of(stack: dict) -> tuple[dict, dict]:
@@ -247,6 +270,9 @@ def test_every_request_is_counted_by_class_from_the_first_and_after_a_proxy_sigk
     assert models[MODEL]["latency_p50_s"] is not None and models[MODEL]["output_tokens_per_s"] > 0
     reason = stack["client"].get("/api/status").get_json()["reason"]
     assert "3 client errors (HTTP 400)" in reason and "2 server errors (HTTP 500)" in reason, reason
+    # The requests chart's points are per-step counts that tile the window: they add up to the same totals.
+    chart = wait_for(lambda: chart_totals(stack) == expected and chart_totals(stack), 30, "the chart's totals")
+    assert chart == expected
 
     stack["proxy"].kill()
     stack["proxy"].start()
@@ -257,3 +283,10 @@ def test_every_request_is_counted_by_class_from_the_first_and_after_a_proxy_sigk
     assert after == {"ok": 2 + MAX_PARALLEL, "client_error": 1, "rate_limited": 2, "server_error": 1, "timeout": 1}
     both = {name: expected[name] + after[name] for name in outcomes.CLASSES}
     wait_exact(stack, both, sent_at)
+
+    # Prometheus restarts (same data) while requests arrive: they are counted once it is back, nothing twice.
+    stack["prom"].stop()
+    during = {**outcomes.empty_counts(), **send_every_class(stack, n_ok=1, m_bad=1, k_limited=0, j_broken=1,
+                                                             t_timeout=0)}
+    stack["prom"].start()
+    wait_exact(stack, {name: both[name] + during[name] for name in outcomes.CLASSES}, time.monotonic())
