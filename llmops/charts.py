@@ -26,13 +26,12 @@ def _quantile(q: float, family: str, rate: str) -> str:
 def requests_expr(step: float) -> str:
     """Real requests in each chart step, by status code, counted from zero (llmops/counts.py).
 
-    Query it at times that are multiples of step (aligned()): each point then counts exactly the
-    grid points of its own step, and the points tile the window.
+    The grid is the chart's step itself: each point is the counter's difference since the previous
+    point (a new series or a reset counted from zero), as cheap as rate(). Query it at multiples of
+    the step (aligned()) so that the points tile the window; a reset then loses only what was scraped
+    between the previous point and the crash.
     """
-    # A coarser grid on long windows keeps the query cheap (a grid step that divides the chart
-    # step); it only loses the last pre-reset scrape where one grid step holds two scrapes.
-    grid = 5.0 if step <= 60 else step / math.ceil(step / 60)
-    return counts.count_expr(counts.duration(step), by=("status_code",), grid=counts.duration(grid))
+    return counts.count_expr(counts.duration(step), by=("status_code",), grid=counts.duration(step))
 
 
 def aligned(start: float, end: float, step: float) -> tuple[float, float]:

@@ -37,7 +37,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y":
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 
 GRID = "5s"  # half the scrape interval (prometheus.yml: 10s), so one grid step never holds two samples
-MEMORY = "10m"  # how far back a series' previous sample is looked for; longer gaps read as a new series
+MEMORY = "5m"  # how far back a series' previous sample is looked for (Prometheus's own lookback); longer gaps read as new
 
 
 def step_expr(selector: str = REAL, metric: str = TOTAL, grid: str = GRID, memory: str = MEMORY) -> str:

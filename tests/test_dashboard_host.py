@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -212,6 +211,7 @@ def test_first_page_load_shows_cpu_percent_sampled_in_the_background():
     app = build(pids=lambda: {"dashboard": ME}, HOST_SAMPLE_SECONDS=0.5)
     view = app.extensions["llmops"]["host_view"]
     view.start()
+    thread = view._thread
     try:
         # The background thread's second sample (half a second after its baseline) carries CPU%.
         wait_for(lambda: view._latest and view._latest[1]["dashboard"]["cpu_percent"] is not None, 10,
@@ -220,4 +220,4 @@ def test_first_page_load_shows_cpu_percent_sampled_in_the_background():
         assert first["status"] == "running" and first["cpu_percent"] >= 0.0
     finally:
         view.stop()
-    assert not any(t.name == "host-sampler" and t.is_alive() for t in threading.enumerate())
+    assert not thread.is_alive()  # stop() ends the sampling thread
