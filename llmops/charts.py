@@ -126,9 +126,15 @@ def class_series(found: list, step: float) -> dict[str, list[dict]]:
     return {"requests": requests, "errors": [{"name": "failure ratio", "points": with_gaps(ratio, step)}]}
 
 
-def _exact_quantile(q: float, family: str, window: str, by: tuple[str, ...]) -> str:
-    """A latency quantile over the window from bucket counts counted from zero (not rate())."""
-    buckets = counts.count_expr(window, by=(*by, "le"), selector="", metric=f"{family}_bucket")
+def _exact_quantile(q: float, family: str, window: str, by: tuple[str, ...], rename: str = "") -> str:
+    """A latency quantile over the window from bucket counts counted from zero (not rate()).
+
+    rename="model" reads the grouping label requested_model from the family's `model` label instead.
+    """
+    source = tuple(rename if label == "requested_model" and rename else label for label in by)
+    buckets = counts.count_expr(window, by=(*source, "le"), selector="", metric=f"{family}_bucket")
+    if source != by:
+        buckets = f'sum by ({", ".join((*by, "le"))}) (label_replace({buckets}, "requested_model", "$1", "{rename}", "(.*)"))'
     return f"histogram_quantile({q}, {buckets})"
 
 
@@ -139,14 +145,12 @@ LATENCY = "litellm_request_total_latency_metric"
 def _figure_queries(window: str, by: tuple[str, ...]) -> dict[str, str]:
     """Latency, TTFT and output tokens/s over the window, grouped by `by` (() for the whole stack)."""
     per_second = counts.seconds(window)
-    backend_by = tuple("model" if label == "requested_model" else label for label in by)
     queries = {f"latency_p{int(q * 100)}_s": _exact_quantile(q, LATENCY, window, by) for q in (0.5, 0.95)}
     for q in (0.5, 0.95):
         # LiteLLM observes TTFT only for streamed requests; the embedded backend sees every one (by `model`).
-        backend = _exact_quantile(q, TTFT_BACKEND, window, backend_by)
-        if backend_by != by:
-            backend = f'label_replace({backend}, "requested_model", "$1", "model", "(.*)")'
-        queries[f"ttft_p{int(q * 100)}_s"] = f"{_exact_quantile(q, TTFT_PROXY, window, by)} or {backend}"
+        # `>= 0` drops a NaN quantile (no streamed request in the window), so the backend's figure is used.
+        proxy = _exact_quantile(q, TTFT_PROXY, window, by)
+        queries[f"ttft_p{int(q * 100)}_s"] = f"({proxy} >= 0) or {_exact_quantile(q, TTFT_BACKEND, window, by, 'model')}"
     tokens = counts.count_expr(window, by=by, selector="", metric="litellm_output_tokens_metric_total")
     queries["output_tokens_per_s"] = f"{tokens} / {per_second:g}"
     return queries
