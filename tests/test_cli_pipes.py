@@ -45,3 +45,12 @@ def test_head_reads_the_first_line_of_status_and_nothing_breaks():
                             timeout=120, cwd=ROOT, env={**test_environ(), "LLMOPS_STATE_DIR": ".run-test/pipes-state"})
     assert result.stdout.startswith("SERVICE") and result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_traffic_run_into_a_closed_stdout_ends_without_a_traceback():
+    from tests.fakes_traffic import KEY, FakeOpenAI
+
+    with FakeOpenAI([{"tokens": 3}]) as fake:
+        result = closed_reader([PY, "scripts/traffic_generator.py", "--url", fake.url, "--api-key", KEY, "--max", "3"])
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+    assert result.returncode == 1
