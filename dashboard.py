@@ -20,6 +20,7 @@ DEFAULTS = {
     "SERVICE_PIDS": None,  # callable -> {service: pid or None}; default: the stack's supervisord
     "GPU_READER": None,  # an llmops.telemetry.gpu.GpuReader (tests pass a fake NVML); default: the process-wide one
     "HOST_CACHE_SECONDS": 2.0,  # /api/host is reused this long (short: CPU% needs fresh samples)
+    "HOST_SAMPLE_SECONDS": 2.0,  # the stack's processes are sampled this often in the background (CPU%)
 }
 
 
@@ -109,11 +110,11 @@ def create_app(config: dict | None = None) -> Flask:
         exporter.Guarded(GpuCollector(gpu_reader), "gpu"),
         exporter.Guarded(ProcessCollector(pids), "processes"),
     )
-    host_view = HostView(pids, monitor.status, prom, gpu_reader)
+    host_view = HostView(pids, monitor.status, prom, gpu_reader, sample_every=cfg["HOST_SAMPLE_SECONDS"])
     cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
     host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
     secret = str(settings.litellm_master_key or "")
-    app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom}
+    app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom, "host_view": host_view}
     started = clock()
 
     @app.get("/")
@@ -188,6 +189,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)
     if cfg["START_MONITOR"]:
         monitor.start()
+        host_view.start()  # CPU% has its baseline before the first page asks
     return app
 
 

@@ -1,6 +1,5 @@
 """Entry point for `python -m llmops`."""
-import sys
-
 from .cli import main
+from .entry import run
 
-sys.exit(main())
+run(main)

@@ -1,15 +1,18 @@
 """What the dashboard reads from Prometheus: chart series, the summary figures and firing alerts."""
 from __future__ import annotations
 
+import math
+
+from . import counts, outcomes
 from .errors import StackError
-from .probes import NON_MODEL_ROUTES
 from .promapi import MetricsUnavailable, PromAPI
 
 WINDOWS = {"15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200, "24h": 86400}
 POINTS = 120  # points per series: enough for a phone-width line, cheap for Prometheus
 
-REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"llmops-canary.*"'
-TOTAL = "litellm_proxy_total_requests_metric_total"
+REAL = counts.REAL
+TOTAL = counts.TOTAL
+BY_CLASS = "by_class"  # a series spec drawn from one query by status_code, one series per outcome class
 
 
 class BadWindow(StackError):
@@ -20,18 +23,31 @@ def _quantile(q: float, family: str, rate: str) -> str:
     return f"histogram_quantile({q}, sum by (le) (rate({family}_bucket[{rate}])))"
 
 
+def requests_expr(step: float) -> str:
+    """Real requests in each chart step, by status code, counted from zero (llmops/counts.py).
+
+    The grid is the chart's step itself: each point is the counter's difference since the previous
+    point (a new series or a reset counted from zero), as cheap as rate(). Query it at multiples of
+    the step (aligned()) so that the points tile the window; a reset then loses only what was scraped
+    between the previous point and the crash.
+    """
+    return counts.count_expr(counts.duration(step), by=("status_code",), grid=counts.duration(step))
+
+
+def aligned(start: float, end: float, step: float) -> tuple[float, float]:
+    """[start, end] widened to multiples of step; a point past now counts up to now."""
+    return math.floor(start / step) * step, math.ceil(end / step) * step
+
+
 def chart_specs(rate: str) -> list[dict]:
-    """Charts as (id, title, unit, [(series name, PromQL)]) with `rate` as the rate() range."""
-    ok = f'sum(rate({TOTAL}{{{REAL},status_code=~"2.."}}[{rate}]))'
-    limited = f'sum(rate({TOTAL}{{{REAL},status_code="429"}}[{rate}]))'
-    failed = f'sum(rate({TOTAL}{{{REAL},status_code!~"2..|429"}}[{rate}]))'
-    judged = f'sum(rate({TOTAL}{{{REAL},status_code!="429"}}[{rate}]))'
+    """Charts as (id, title, unit, [(series name, PromQL)]) with `rate` as the rate() range.
+
+    The requests and errors charts are drawn from exact per-step counts instead (BY_CLASS: see charts()).
+    """
     ttft_proxy, ttft_backend = "litellm_llm_api_time_to_first_token_metric", "llm_backend_time_to_first_token_seconds"
     return [
-        {"id": "requests", "title": "Requests per second", "unit": "req/s",
-         "series": [("ok", ok), ("rate limited (429)", limited), ("failed", failed)]},
-        {"id": "errors", "title": "Error ratio (429s excluded)", "unit": "ratio",
-         "series": [("error ratio", f"({failed} or vector(0)) / {judged}")]},
+        {"id": "requests", "title": "Requests per second, by outcome", "unit": "req/s", "series": BY_CLASS},
+        {"id": "errors", "title": "Failure ratio (server errors and timeouts)", "unit": "ratio", "series": BY_CLASS},
         {"id": "latency", "title": "Request latency", "unit": "s",
          "series": [(f"p{int(q * 100)}", _quantile(q, "litellm_request_total_latency_metric", rate))
                     for q in (0.5, 0.95, 0.99)]},
@@ -74,9 +90,14 @@ def charts(prom: PromAPI, window: str, now: float) -> dict:
     start, end, step, rate = window_params(window, now)
     doc = {"available": True, "detail": "", "window": window, "start": start, "end": end, "step": step, "charts": []}
     try:
+        by_class = None
         for spec in chart_specs(rate):
             chart = {"id": spec["id"], "title": spec["title"], "unit": spec["unit"], "series": []}
-            for name, expr in spec["series"]:
+            if spec["series"] == BY_CLASS:
+                if by_class is None:
+                    by_class = class_series(prom.query_range(requests_expr(step), *aligned(start, end, step), step), step)
+                chart["series"] = by_class[spec["id"]]
+            for name, expr in [] if spec["series"] == BY_CLASS else spec["series"]:
                 found = prom.query_range(expr, start, end, step)
                 points = found[0].points if found else []
                 chart["series"].append({"name": name, "points": with_gaps(points, step)})
@@ -87,26 +108,95 @@ def charts(prom: PromAPI, window: str, now: float) -> dict:
     return doc
 
 
+def class_series(found: list, step: float) -> dict[str, list[dict]]:
+    """Per-step counts by status code -> {"requests": one req/s series per class, "errors": the failure ratio}."""
+    times = sorted({t for series in found for t, _ in series.points})
+    per_class = {name: dict.fromkeys(times, 0.0) for name in outcomes.CLASSES}
+    for series in found:
+        name = counts.class_of(str(series.labels.get("status_code", "")))
+        for t, value in series.points:
+            per_class[name][t] += value or 0.0
+    requests = [{"name": outcomes.LEGENDS[name], "points": with_gaps([[t, round(v / step, 6)] for t, v in points.items()], step)}
+                for name, points in per_class.items()]
+    ratio = []
+    for t in times:
+        failed = sum(per_class[name][t] for name in outcomes.FAILURES)
+        judged = failed + per_class[outcomes.OK][t]
+        ratio.append([t, round(failed / judged, 6) if judged else None])
+    return {"requests": requests, "errors": [{"name": "failure ratio", "points": with_gaps(ratio, step)}]}
+
+
+def _exact_quantile(q: float, family: str, window: str, by: tuple[str, ...], rename: str = "") -> str:
+    """A latency quantile over the window from bucket counts counted from zero (not rate()).
+
+    rename="model" reads the grouping label requested_model from the family's `model` label instead.
+    """
+    source = tuple(rename if label == "requested_model" and rename else label for label in by)
+    buckets = counts.count_expr(window, by=(*source, "le"), selector="", metric=f"{family}_bucket")
+    if source != by:
+        buckets = f'sum by ({", ".join((*by, "le"))}) (label_replace({buckets}, "requested_model", "$1", "{rename}", "(.*)"))'
+    return f"histogram_quantile({q}, {buckets})"
+
+
+TTFT_PROXY, TTFT_BACKEND = "litellm_llm_api_time_to_first_token_metric", "llm_backend_time_to_first_token_seconds"
+LATENCY = "litellm_request_total_latency_metric"
+
+
+def _figure_queries(window: str, by: tuple[str, ...]) -> dict[str, str]:
+    """Latency, TTFT and output tokens/s over the window, grouped by `by` (() for the whole stack)."""
+    per_second = counts.seconds(window)
+    queries = {f"latency_p{int(q * 100)}_s": _exact_quantile(q, LATENCY, window, by) for q in (0.5, 0.95)}
+    for q in (0.5, 0.95):
+        # LiteLLM observes TTFT only for streamed requests; the embedded backend sees every one (by `model`).
+        # `>= 0` drops a NaN quantile (no streamed request in the window), so the backend's figure is used.
+        proxy = _exact_quantile(q, TTFT_PROXY, window, by)
+        queries[f"ttft_p{int(q * 100)}_s"] = f"({proxy} >= 0) or {_exact_quantile(q, TTFT_BACKEND, window, by, 'model')}"
+    tokens = counts.count_expr(window, by=by, selector="", metric="litellm_output_tokens_metric_total")
+    queries["output_tokens_per_s"] = f"{tokens} / {per_second:g}"
+    return queries
+
+
+def _by_model(prom: PromAPI, window: str, found: list) -> dict[str, dict]:
+    """Per requested model: requests, outcomes by class, status codes, latency, TTFT and output tokens/s."""
+    models = {name: {**tally, "latency_p50_s": None, "latency_p95_s": None, "ttft_p50_s": None, "ttft_p95_s": None,
+                     "output_tokens_per_s": None}
+              for name, tally in counts.tally_by(found, "requested_model").items() if tally["requests"]}
+    for key, expr in _figure_queries(window, ("requested_model",)).items():
+        for sample in prom.query(expr):
+            name = str(sample.labels.get("requested_model", ""))
+            if name in models:
+                models[name][key] = None if sample.value is None else round(sample.value, 6)
+    return models
+
+
 def summary(prom: PromAPI, window: str = "5m") -> dict:
-    """Headline figures over the last window (None where there is no data yet)."""
+    """Headline figures over the last window (None where there is no data yet), overall and per model.
+
+    Request counts are exact and count a new series from zero (llmops/counts.py); metrics.request_rate
+    is every real request per second, whatever its outcome.
+    """
     specs = {spec["id"]: spec for spec in chart_specs(window)}
-    wanted = {
-        "request_rate": specs["requests"]["series"][0][1],
-        "rate_limited_rate": specs["requests"]["series"][1][1],
-        "error_ratio": specs["errors"]["series"][0][1],
-        "latency_p50_s": specs["latency"]["series"][0][1],
-        "latency_p95_s": specs["latency"]["series"][1][1],
-        "ttft_p50_s": specs["ttft"]["series"][0][1],
-        "output_tokens_per_s": specs["tokens"]["series"][0][1],
-        "in_flight": specs["inflight"]["series"][0][1],
-        "queued": specs["inflight"]["series"][2][1],
-    }
+    wanted = {**_figure_queries(window, ()), "in_flight": specs["inflight"]["series"][0][1],
+              "queued": specs["inflight"]["series"][2][1]}
+    wanted.pop("ttft_p95_s")
     try:
+        found = prom.query(counts.count_expr(window, by=("requested_model", "status_code")))
         values = {name: prom.scalar(expr) for name, expr in wanted.items()}
+        models = _by_model(prom, window, found)
     except MetricsUnavailable as exc:
-        return {"available": False, "detail": str(exc), "window": window, "metrics": {}}
+        return {"available": False, "detail": str(exc), "window": window, "metrics": {}, "requests": 0,
+                "outcomes": outcomes.empty_counts(), "status_codes": {}, "models": {}}
+    total = counts.tally(found)
+    by_class, per_second = total["outcomes"], counts.seconds(window)
+    failed = sum(by_class[name] for name in outcomes.FAILURES)
+    judged = failed + by_class[outcomes.OK]
+    values["request_rate"] = total["requests"] / per_second
+    values["rate_limited_rate"] = by_class[outcomes.RATE_LIMITED] / per_second
+    values["error_ratio"] = failed / judged if judged else None
     rounded = {k: (None if v is None else round(v, 6)) for k, v in values.items()}
-    return {"available": True, "detail": "", "window": window, "metrics": rounded}
+    rounded["requests"] = total["requests"]
+    return {"available": True, "detail": "", "window": window, "metrics": rounded, "requests": total["requests"],
+            "outcomes": by_class, "status_codes": total["status_codes"], "models": models}
 
 
 def firing_alerts(prom: PromAPI) -> dict:

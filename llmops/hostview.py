@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,24 +84,64 @@ def _owner(pid: int, services: Mapping[int, str]) -> str | None:
 
 
 class HostView:
-    """Builds the /api/host document; keeps one ProcessSampler so CPU% is measured between calls."""
+    """Builds the /api/host document; keeps one ProcessSampler so CPU% is measured between calls.
+
+    Once started, a background thread samples the stack's processes every sample_every seconds, so
+    the first page a user opens already shows each process's CPU% (psutil needs two readings).
+    """
 
     def __init__(self, pids_fn: PidsFn, status_fn: Callable[[], Mapping], prom: Any = None,
                  gpu_reader: GpuReader | None = None, sampler: ProcessSampler | None = None,
-                 host_fn: Callable[[Any], dict] = host_summary):
+                 host_fn: Callable[[Any], dict] = host_summary, sample_every: float = 2.0):
         self.pids_fn = safe_pids(pids_fn)
         self.status_fn = status_fn
         self.prom = prom
         self.gpu_reader = gpu_reader
         self.sampler = sampler or ProcessSampler()
         self.host_fn = host_fn
+        self.sample_every = sample_every
+        self._latest: tuple[float, dict] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Sample now (the CPU baseline), again after half a second, then every sample_every seconds."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="host-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the background sampling (a sample in progress finishes first)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _loop(self) -> None:
+        wait = min(0.5, self.sample_every)
+        while not self._stop.is_set():
+            try:
+                self._latest = (time.monotonic(), self.sampler.sample(self.pids_fn()))
+            except Exception:  # a failed sample must not end the thread; the page samples itself then
+                log.exception("host view: background process sample failed")
+            self._stop.wait(wait)
+            wait = self.sample_every
+
+    def processes(self, pids: Mapping[str, int | None]) -> dict:
+        """The background sample while it is fresh, else a sample taken now."""
+        latest = self._latest
+        if latest is not None and time.monotonic() - latest[0] < 3 * self.sample_every:
+            return latest[1]
+        return self.sampler.sample(pids)
 
     def document(self) -> dict:
         """{"host", "processes", "gpu", "errors"}; a part that fails is reported in errors, never raised."""
         errors: dict[str, str] = {}
         pids = self.pids_fn()
         host = self._part("host", lambda: self.host_fn(self.prom), errors, {})
-        processes = self._part("processes", lambda: self.sampler.sample(pids), errors, {})
+        processes = self._part("processes", lambda: self.processes(pids), errors, {})
         gpu = self._part("gpu", lambda: read_gpus(self.gpu_reader), errors,
                          {"status": "error", "detail": "GPU telemetry failed", "gpus": []})
         gpu["models"] = self._part("models", lambda: loaded_models(self.status_fn()), errors, [])

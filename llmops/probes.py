@@ -9,15 +9,13 @@ from urllib.parse import urlsplit
 
 import requests
 
+from . import counts, outcomes
+from .counts import NON_MODEL_ROUTES  # noqa: F401 - re-exported for the modules that read it here
 from .promapi import MetricsUnavailable, PromAPI
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
 HEALTHY, UNHEALTHY, OFFLINE = "healthy", "unhealthy", "offline"
-
-# Routes LiteLLM also counts in its request metrics that are not model calls.
-NON_MODEL_ROUTES = "/metrics.*|/health.*|/v1/models|/models"
-
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -195,15 +193,9 @@ def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.pe
     return _timed(clock, body)
 
 
-def traffic_queries(window: str = "5m", canary_agent: str = CANARY_USER_AGENT) -> dict[str, str]:
-    """PromQL for real requests over the window, by outcome; the canary and non-model routes excluded."""
-    selector = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{canary_agent.split("/")[0]}.*"'
-    metric = "litellm_proxy_total_requests_metric_total"
-    return {
-        "total": f"sum(increase({metric}{{{selector}}}[{window}]))",
-        "ok": f'sum(increase({metric}{{{selector},status_code=~"2.."}}[{window}]))',
-        "rate_limited": f'sum(increase({metric}{{{selector},status_code="429"}}[{window}]))',
-    }
+def traffic_queries(window: str = "5m") -> dict[str, str]:
+    """PromQL for the exact real requests over the window (canary and non-model routes excluded)."""
+    return {"by_model_and_status": counts.count_expr(window, by=("requested_model", "status_code"))}
 
 
 def probe_traffic(
@@ -213,32 +205,37 @@ def probe_traffic(
     min_ratio: float = 0.9,
     clock=time.perf_counter,
 ) -> ProbeResult:
-    """Recent success ratio of real requests from LiteLLM's metrics; 429s are rate limiting, not failures."""
+    """Outcomes of the real requests of the last window, counted from zero (llmops/counts.py).
+
+    Only server errors and timeouts count against health (outcomes.FAILURES); client errors and
+    429s are reported, by class and count, without turning the component red.
+    """
 
     def body() -> ProbeResult:
-        queries = traffic_queries(window)
         try:
-            values = {name: prom.scalar(expr) or 0.0 for name, expr in queries.items()}
+            found = counts.tally(prom.query(traffic_queries(window)["by_model_and_status"]))
         except MetricsUnavailable as exc:
             return ProbeResult(OFFLINE, None, str(exc), "unavailable")
-        total, ok, limited = values["total"], values["ok"], values["rate_limited"]
-        failed = max(0.0, total - ok - limited)
+        by_class = found["outcomes"]
+        ok = by_class[outcomes.OK]
+        failed = sum(by_class[name] for name in outcomes.FAILURES)
         judged = ok + failed
-        ratio = ok / judged if judged > 0 else None
+        ratio = ok / judged if judged else None
+        failures = counts.failure_summary(found, window)
         data = {
             "window": window,
-            "requests": round(total, 2),
-            "failed": round(failed, 2),
-            "rate_limited": round(limited, 2),
+            "requests": found["requests"],
+            "failed": failed,
+            "rate_limited": by_class[outcomes.RATE_LIMITED],
             "success_ratio": None if ratio is None else round(ratio, 4),
+            "outcomes": by_class,
+            "status_codes": found["status_codes"],
+            "failure_summary": failures,
         }
-        if judged < 0.5:
-            note = f", {limited:.0f} rate limited" if limited >= 0.5 else ""
-            return ProbeResult(HEALTHY, None, f"no completed real requests in the last {window}{note}", "", data)
-        summary = f"{ratio:.0%} of {judged:.0f} real requests succeeded in the last {window}"
-        if limited >= 0.5:
-            summary += f" ({limited:.0f} rate limited)"
-        if judged >= min_requests and ratio < min_ratio:
+        if not found["requests"]:
+            return ProbeResult(HEALTHY, None, f"no real requests in the last {window}", "", data)
+        summary = failures or f"all {found['requests']} real requests succeeded in the last {window}"
+        if judged >= min_requests and ratio is not None and ratio < min_ratio:
             return ProbeResult(UNHEALTHY, None, summary, "http", data)
         return ProbeResult(HEALTHY, None, summary, "", data)
 

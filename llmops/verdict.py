@@ -88,7 +88,10 @@ def decide(components: dict[str, dict]) -> tuple[str, str]:
         parts = [f"proxy lists {_plural(models, 'model')}", f"{up} of {_plural(len(backends), 'backend')} up"]
         if canary.get("enabled", True) and canary.get("status") == HEALTHY:
             parts.append("canary ok")
-        return HEALTHY, "all healthy: " + ", ".join(parts)
+        # Client errors and 429s do not make the stack unhealthy, but a reason that hid them would be a
+        # false all-clear: name each class and its count.
+        failures = traffic.get("failure_summary") if traffic.get("status") == HEALTHY else ""
+        return HEALTHY, "all healthy: " + ", ".join(parts) + (f"; {failures}" if failures else "")
 
     issues.sort(key=lambda issue: -_RANK[issue[0]])
     overall, reason = issues[0]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from llmops.entry import run  # noqa: E402
 from llmops.traffic.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

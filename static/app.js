@@ -21,6 +21,11 @@ const CARDS = [
 ];
 const WORDS = { healthy: "healthy", unhealthy: "unhealthy", offline: "offline" };
 const COLORS = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];
+// One colour per outcome class (llmops/outcomes.py LEGENDS), the same on every chart: only failures are red.
+const CLASS_COLORS = { "ok (2xx)": "#059669", "client error (4xx)": "#d97706", "rate limited (429)": "#7c3aed",
+  "server error (5xx)": "#dc2626", "timeout": "#9f1239" };
+const CLASS_WORDS = { ok: "ok", client_error: "client error", rate_limited: "rate limited",
+  server_error: "server error", timeout: "timeout" };
 const STATUS_EVERY_MS = Math.max(2000, Math.min(5000, 1000 * Number(document.body.dataset.probeInterval || 5)));
 const charts = {};
 
@@ -68,6 +73,10 @@ function card(key, title, c) {
   if (key === "proxy") add("models", (c.models || []).join(", ") || "none");
   if (key === "proxy" && c.health_check) add("LiteLLM /health", c.health_check.detail);
   if (key === "traffic" && c.success_ratio != null) add("success", `${(100 * c.success_ratio).toFixed(1)} %`);
+  if (key === "traffic" && c.outcomes) {
+    const counted = Object.entries(c.outcomes).filter(([, n]) => n > 0).map(([k, n]) => `${n} ${CLASS_WORDS[k] || k}`);
+    add(`requests (${c.window || "5m"})`, `${c.requests || 0}${counted.length ? `: ${counted.join(", ")}` : ""}`);
+  }
   if (key === "canary" && c.model) add("model", c.model);
   const node = el("article", { class: `card ${state}${held ? " held" : ""}`, "data-component": key },
     el("h3", {}, title, el("span", { class: "badge" }, word)),
@@ -279,7 +288,8 @@ function drawChart(spec, span) {
   entry.state.span = span;
   entry.nodata.hidden = !spec.empty;
   entry.chart.data.datasets = spec.series.map((s, i) => ({
-    label: s.name, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
+    label: s.name, borderColor: CLASS_COLORS[s.name] || COLORS[i % COLORS.length],
+    backgroundColor: CLASS_COLORS[s.name] || COLORS[i % COLORS.length],
     data: s.points.map(([x, y]) => ({ x, y })),
   }));
   entry.chart.update("none");

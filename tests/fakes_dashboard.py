@@ -114,8 +114,28 @@ NODE_FIGURES = {
 }
 
 
-def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90, 2)):
-    """A callable answering Prometheus's API: a sine wave for range queries, traffic totals for instant ones."""
+def traffic_by_status(traffic) -> dict[str, int]:
+    """{status_code: requests}: a dict as is, or (total, ok, rate limited) with the rest as HTTP 500."""
+    if isinstance(traffic, dict):
+        return {str(k): v for k, v in traffic.items()}
+    total, ok, limited = traffic
+    return {"200": ok, "429": limited, "500": total - ok - limited}
+
+
+def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90, 2), model="smollm2:135m"):
+    """A callable answering Prometheus's API: a sine wave for range queries, traffic counts for instant ones.
+
+    Request-count queries (the exact counts of llmops/counts.py) get one sample per status code of
+    `traffic`, labelled with `model` when the query groups by requested_model.
+    """
+    by_status = traffic_by_status(traffic)
+
+    def labels(expr: str, code: str | None = None) -> dict:
+        found = {"requested_model": model} if "requested_model" in expr else {}
+        return {**found, "status_code": code} if code is not None else found
+
+    def counting(expr: str) -> bool:
+        return "litellm_proxy_total_requests_metric_total" in expr and "sum_over_time" in expr
 
     def answer(method, url, kwargs):
         path = urlsplit(url).path
@@ -125,16 +145,19 @@ def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90
             count = int((end - start) // step) + 1
             shift = sum(map(ord, params["query"])) % 7  # distinct curves per query
             values = [[start + i * step, str(1.5 + math.sin(i / 6.0 + shift))] for i in range(count)]
-            return FakeResponse(200, {"status": "success", "data": {"resultType": "matrix",
-                                                                     "result": [{"metric": {}, "values": values}]}})
+            result = [{"metric": {}, "values": values}]
+            if counting(params["query"]):
+                result = [{"metric": labels(params["query"], code),
+                           "values": [[start + i * step, str(n)] for i in range(count)]} for code, n in by_status.items()]
+            return FakeResponse(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
         if path == "/api/v1/query":
             expr = params["query"]
-            total, ok, limited = traffic
-            value = limited if 'status_code="429"' in expr else ok if 'status_code=~"2.."' in expr else total
-            if "litellm_proxy_total_requests_metric_total" not in expr:
+            if counting(expr):
+                result = [{"metric": labels(expr, code), "value": [now, str(n)]} for code, n in by_status.items()]
+            else:
                 value = next((v for k, v in NODE_FIGURES.items() if expr.startswith(k)), 0.25)
-            return FakeResponse(200, {"status": "success", "data": {"resultType": "vector",
-                                                                     "result": [{"metric": {}, "value": [now, str(value)]}]}})
+                result = [{"metric": labels(expr), "value": [now, str(value)]}]
+            return FakeResponse(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
         if path == "/api/v1/alerts":
             return FakeResponse(200, {"status": "success", "data": {"alerts": list(alerts or [])}})
         return FakeResponse(404, {"status": "error", "error": "not found"})

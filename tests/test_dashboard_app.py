@@ -93,6 +93,34 @@ def test_alerts_list_firing_only(client):
 def test_summary_has_figures(client):
     body = client.get("/api/metrics/summary").get_json()
     assert body["available"] is True and body["metrics"]["request_rate"] is not None
+    for key in ("request_rate", "rate_limited_rate", "error_ratio", "latency_p50_s", "latency_p95_s", "ttft_p50_s",
+                "output_tokens_per_s", "in_flight", "queued"):
+        assert key in body["metrics"], key  # the keys scripts already read stay
+
+
+def test_summary_counts_each_class_overall_and_per_model():
+    app, _ = build(healthy_stack(traffic={"200": 10, "400": 3, "429": 2, "500": 1, "408": 2}))
+    body = app.test_client().get("/api/metrics/summary").get_json()
+    expected = {"ok": 10, "client_error": 3, "rate_limited": 2, "server_error": 1, "timeout": 2}
+    assert body["requests"] == body["metrics"]["requests"] == 18 and body["outcomes"] == expected
+    assert body["metrics"]["request_rate"] == pytest.approx(18 / 300)
+    assert body["metrics"]["error_ratio"] == pytest.approx(3 / 13, abs=1e-6)  # server errors and timeouts of those judged
+    model = body["models"]["smollm2:135m"]
+    assert model["requests"] == 18 and model["outcomes"] == expected
+    for key in ("latency_p50_s", "latency_p95_s", "ttft_p50_s", "ttft_p95_s", "output_tokens_per_s"):
+        assert model[key] == pytest.approx(0.25), key
+
+
+def test_requests_chart_has_one_series_per_class():
+    app, _ = build(healthy_stack(traffic={"200": 30, "400": 15}))
+    body = app.test_client().get("/api/charts?window=15m").get_json()
+    requests_chart, errors_chart = body["charts"][0], body["charts"][1]
+    assert [s["name"] for s in requests_chart["series"]] == [
+        "ok (2xx)", "client error (4xx)", "rate limited (429)", "server error (5xx)", "timeout"]
+    values = {s["name"]: {v for _, v in s["points"]} for s in requests_chart["series"]}
+    assert values["ok (2xx)"] == {2.0} and values["client error (4xx)"] == {1.0}  # per 15 s step
+    assert values["timeout"] == {0.0}
+    assert {v for _, v in errors_chart["series"][0]["points"]} == {0.0}  # client errors are not failures
 
 
 def test_metrics_exports_the_names_the_alert_rules_use(client):

@@ -10,6 +10,7 @@ from dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import BACKEND, PROM, FakeHTTP, FakeResponse, healthy_stack, make_settings, without
 from tests.fakes_gpu import NVML_ERROR_DRIVER_NOT_LOADED, NVML_ERROR_UNKNOWN, FakeNVML, gpu
+from tests.helpers import wait_for
 
 NOW = 1_700_000_000.0
 ME = os.getpid()
@@ -204,3 +205,19 @@ def test_default_reader_is_shared_and_nvml_initialised_once():
         client.get("/api/host")
     assert nvml.inits == 1
 
+
+
+def test_first_page_load_shows_cpu_percent_sampled_in_the_background():
+    app = build(pids=lambda: {"dashboard": ME}, HOST_SAMPLE_SECONDS=0.5)
+    view = app.extensions["llmops"]["host_view"]
+    view.start()
+    thread = view._thread
+    try:
+        # The background thread's second sample (half a second after its baseline) carries CPU%.
+        wait_for(lambda: view._latest and view._latest[1]["dashboard"]["cpu_percent"] is not None, 10,
+                 "the background sampler's first CPU%")
+        first = host(app)["processes"]["dashboard"]  # the page's first request
+        assert first["status"] == "running" and first["cpu_percent"] >= 0.0
+    finally:
+        view.stop()
+    assert not thread.is_alive()  # stop() ends the sampling thread

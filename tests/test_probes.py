@@ -91,19 +91,44 @@ def test_prometheus_ready_with_version_and_down_offline():
 
 
 def test_traffic_counts_429_as_rate_limited_not_failure():
-    # 100 requests: 80 ok, 15 rate limited, 5 failed -> 80 / 85 succeeded.
+    # 100 requests: 80 ok, 15 rate limited, 5 server errors -> 80 / 85 succeeded.
     prom = PromAPI(PROM, FakeHTTP(prometheus_routes(traffic=(100, 80, 15))))
     result = probes.probe_traffic(prom)
     assert result.status == "healthy"
     assert result.data["success_ratio"] == pytest.approx(80 / 85, abs=1e-4)
     assert result.data["rate_limited"] == 15 and result.data["failed"] == 5
-    assert "15 rate limited" in result.detail
+    assert result.data["outcomes"] == {"ok": 80, "client_error": 0, "rate_limited": 15, "server_error": 5, "timeout": 0}
+    assert result.detail == ("20 of 100 requests failed in the last 5m: 15 rate limited (HTTP 429), "
+                             "5 server errors (HTTP 500)")
 
 
 def test_traffic_low_success_ratio_is_unhealthy():
     prom = PromAPI(PROM, FakeHTTP(prometheus_routes(traffic=(20, 10, 0))))
     result = probes.probe_traffic(prom)
-    assert result.status == "unhealthy" and "50%" in result.detail
+    assert result.status == "unhealthy"
+    assert result.detail == "10 of 20 requests failed in the last 5m: 10 server errors (HTTP 500)"
+
+
+def test_traffic_client_errors_are_named_but_not_unhealthy():
+    # The fresh stack: 15 ok and 3 rejected with HTTP 400 (unknown model, unsupported feature).
+    prom = PromAPI(PROM, FakeHTTP(prometheus_routes(traffic={"200": 15, "400": 3})))
+    result = probes.probe_traffic(prom)
+    assert result.status == "healthy" and result.data["requests"] == 18
+    assert result.detail == "3 of 18 requests failed in the last 5m: 3 client errors (HTTP 400)"
+
+
+def test_traffic_timeouts_count_against_health():
+    prom = PromAPI(PROM, FakeHTTP(prometheus_routes(traffic={"200": 4, "408": 6})))
+    result = probes.probe_traffic(prom)
+    assert result.status == "unhealthy" and result.data["outcomes"]["timeout"] == 6
+    assert result.detail == "6 of 10 requests failed in the last 5m: 6 timeouts (HTTP 408)"
+
+
+def test_traffic_all_ok_and_no_traffic_are_healthy():
+    ok = probes.probe_traffic(PromAPI(PROM, FakeHTTP(prometheus_routes(traffic={"200": 7}))))
+    assert (ok.status, ok.detail) == ("healthy", "all 7 real requests succeeded in the last 5m")
+    idle = probes.probe_traffic(PromAPI(PROM, FakeHTTP(prometheus_routes(traffic={}))))
+    assert (idle.status, idle.detail, idle.data["requests"]) == ("healthy", "no real requests in the last 5m", 0)
 
 
 def test_traffic_query_excludes_canary_and_metrics_scrapes():

@@ -207,3 +207,17 @@ def test_a_failing_backend_is_named_as_failing_with_its_detail():
     assert overall == "degraded"
     assert reason == ("proxy lists 1 model but the backend is failing (/api/version answered HTTP 500): "
                       "requests will fail")
+
+
+def test_healthy_reason_names_client_errors_by_class_and_count():
+    # The fresh stack: the card must not say "100% of 1 real requests succeeded".
+    status = run_stack(healthy_stack(traffic={"200": 15, "400": 3}))
+    assert status["overall"] == "healthy"
+    assert status["reason"].endswith("; 3 of 18 requests failed in the last 5m: 3 client errors (HTTP 400)")
+    assert status["components"]["traffic"]["outcomes"]["client_error"] == 3
+
+
+def test_server_errors_make_the_verdict_degraded_naming_them():
+    status = run_stack(healthy_stack(traffic={"200": 2, "500": 8}))
+    assert status["overall"] == "degraded"
+    assert "real requests are failing: 8 of 10 requests failed in the last 5m: 8 server errors (HTTP 500)" in status["reason"]
