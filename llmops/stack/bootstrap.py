@@ -8,8 +8,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..settings import ROOT, Settings
 from . import envfile
-from .settings import ROOT, Settings
 
 Printer = Callable[[str], None]
 

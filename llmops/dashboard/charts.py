@@ -1,8 +1,8 @@
 """What the dashboard reads from Prometheus: chart series, the summary figures and firing alerts."""
 from __future__ import annotations
 
-from .errors import StackError
-from .probes import NON_MODEL_ROUTES
+from ..errors import StackError
+from ..health import NON_MODEL_ROUTES
 from .promapi import MetricsUnavailable, PromAPI
 
 WINDOWS = {"15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200, "24h": 86400}

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .promapi import MetricsUnavailable, PromAPI
+from .dashboard.promapi import MetricsUnavailable, PromAPI
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
