@@ -168,7 +168,7 @@ def main() -> None:
         raw_child(args.tokens, args.num_ctx)
         return
 
-    from llmops import benchfmt
+    import benchfmt
 
     backend = BackendSide(args.tokens, args.num_ctx)
     raw = RawSide(args.tokens, args.num_ctx)

@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 def _static_checks():
     """Checks that answer at once with a realistic healthy stack (one backend, one loaded model)."""
-    from llmops.monitor import Check
-    from llmops.probes import ProbeResult
+    from llmops.dashboard.monitor import Check
+    from llmops.health import ProbeResult
 
     model = {"name": "smollm2:135m", "size": 98362432, "modified_at": "2025-01-01T00:00:00Z"}
     loaded = {"name": "smollm2:135m", "size": 210000000, "size_vram": 0, "expires_at": "2030-01-01T00:00:00Z"}
@@ -46,7 +46,7 @@ def serve(threads: int = 8) -> None:
 
     import waitress
 
-    from dashboard import create_app
+    from llmops.dashboard import create_app
 
     # Closed-loop load keeps waitress's queue non-empty by design; its per-request warning is noise here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
@@ -122,8 +122,8 @@ def kill_to_red(runs: int = 3) -> list[float]:
     """
     import os
 
-    from llmops import envfile, settings
-    from llmops.stack import Stack
+    from llmops import settings
+    from llmops.stack import Stack, envfile
 
     env = {"LLMOPS_STATE_DIR": ".run-bench/dash/state", "LLMOPS_LOG_DIR": ".run-bench/dash/logs",
            "PROMETHEUS_DATA_DIR": ".run-bench/dash/prometheus-data",
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.threads)
         return 0
 
-    from llmops import benchfmt
+    import benchfmt
 
     child = subprocess.Popen([sys.executable, __file__, "--serve", "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:

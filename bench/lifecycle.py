@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmops import benchfmt  # noqa: E402
+import benchfmt  # noqa: E402
 
 RUNS = 3
 ENV = {

@@ -32,7 +32,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmops import benchfmt, proxyconf, settings  # noqa: E402
+import benchfmt  # noqa: E402
+
+from llmops import settings  # noqa: E402
+from llmops.render import litellm_config as proxyconf  # noqa: E402
 
 KEY = "sk-bench-proxy-overhead"
 BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}

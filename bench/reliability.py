@@ -6,6 +6,7 @@ each of the four services), then concurrency 16 for 60 s through the proxy while
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,8 +17,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmops import benchfmt, chaos, envfile, settings  # noqa: E402
-from llmops.stack import Stack  # noqa: E402
+import benchfmt  # noqa: E402
+
+from llmops import settings  # noqa: E402
+from llmops.stack import Stack, envfile  # noqa: E402
+
+
+def _beside_tests(name: str):
+    """Fault injection is test tooling and lives beside the tests (tests/ is not a package): load it by path."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+chaos = _beside_tests("chaos")
 
 ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/rel/state", "LLMOPS_LOG_DIR": ".run-bench/rel/logs",

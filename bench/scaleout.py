@@ -23,8 +23,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmops import benchfmt, proxyconf, settings  # noqa: E402
-from llmops.services import embedded_threads  # noqa: E402
+import benchfmt  # noqa: E402
+
+from llmops import settings  # noqa: E402
+from llmops.render import litellm_config as proxyconf  # noqa: E402
+from llmops.stack.services import embedded_threads  # noqa: E402
 from llmops.traffic import TrafficConfig, run  # noqa: E402
 
 BACKEND_PORT = 25434  # backends on 25434.., the proxy on 18310: clear of the stack and the tests

@@ -20,7 +20,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmops import benchfmt  # noqa: E402
+import benchfmt  # noqa: E402
+
 from llmops.traffic import TrafficConfig, run  # noqa: E402
 
 FAKE = ROOT / "tests" / "fakes_traffic.py"

@@ -8,10 +8,9 @@ import time
 
 import requests
 
-from . import bootstrap
 from . import settings as settings_module
 from .errors import StackError
-from .stack import Stack, redact
+from .stack import Stack, bootstrap, redact
 
 
 def _uptime(seconds: float | None) -> str:
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "setup":
             return 0 if bootstrap.setup(settings, with_test_tools=args.test_tools) else 1
         if args.command in ("start", "restart"):
-            from . import envfile
+            from .stack import envfile
 
             if envfile.ensure(settings.env_file):
                 print(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")

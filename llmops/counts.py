@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 
 from . import outcomes
-from .promapi import PromAPI, Sample
+from .dashboard.promapi import PromAPI, Sample
 
 TOTAL = "litellm_proxy_total_requests_metric_total"
 # Routes LiteLLM also counts in its request metrics that are not model calls.

@@ -60,7 +60,8 @@ test_environ.__test__ = False  # a helper, not a test
 @pytest.fixture(scope="session")
 def test_settings():
     """Settings of the session's test stack; creates its env file with a fresh key."""
-    from llmops import envfile, settings
+    from llmops import settings
+    from llmops.stack import envfile
 
     env_file = Path(TEST_ENV["LLMOPS_ENV_FILE"])
     env_file.parent.mkdir(parents=True, exist_ok=True)

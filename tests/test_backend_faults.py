@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 import pytest
 import requests
 
-from llmops import probes
-from llmops.monitor import Check, Monitor
+from llmops import health as probes
+from llmops.dashboard.monitor import Check, Monitor
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import HUGE_BYTES, MODEL, FakeOllama
 

@@ -1,7 +1,7 @@
 """Setup of system programs: taken from PATH, installed without a prompt where possible, else one message."""
 import subprocess
 
-from llmops import bootstrap
+from llmops.stack import bootstrap
 
 
 class FakeRun:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops import counts, probes
-from llmops.promapi import Sample
+from llmops import counts
+from llmops import health as probes
+from llmops.dashboard.promapi import Sample
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL_TESTS = ROOT / "rules" / "tests" / "traffic_counting.test.yml"

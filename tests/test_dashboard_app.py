@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dashboard import create_app
+from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import (
     BACKEND,
@@ -196,8 +196,8 @@ def test_the_key_appears_in_no_response():
 
 
 def test_key_in_a_probe_detail_is_redacted():
-    from llmops.monitor import Check
-    from llmops.probes import ProbeResult
+    from llmops.dashboard.monitor import Check
+    from llmops.health import ProbeResult
 
     leaky = Check("proxy", lambda: ProbeResult("unhealthy", 1.0, f"echoed {KEY}", "http"), 5, "proxy")
     app, _ = build({}, CHECKS=[leaky])
@@ -264,7 +264,7 @@ def test_metrics_leave_out_what_cannot_be_judged():
 
 
 def test_chart_lines_break_where_samples_are_missing():
-    from llmops.charts import with_gaps
+    from llmops.dashboard.charts import with_gaps
 
     points = [(0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (300.0, 4.0), (315.0, 5.0)]
     assert with_gaps(points, 15.0) == [[0.0, 1.0], [15.0, 2.0], [30.0, 3.0], [45.0, None], [300.0, 4.0], [315.0, 5.0]]

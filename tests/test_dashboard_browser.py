@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import create_app
+from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import FIRING_ALERTS, PROM, FakeHTTP, healthy_stack, make_settings, without
 from tests.fakes_gpu import FakeNVML, gpu

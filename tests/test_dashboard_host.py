@@ -6,7 +6,7 @@ import os
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard import create_app
+from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import BACKEND, PROM, FakeHTTP, FakeResponse, healthy_stack, make_settings, without
 from tests.fakes_gpu import NVML_ERROR_DRIVER_NOT_LOADED, NVML_ERROR_UNKNOWN, FakeNVML, gpu

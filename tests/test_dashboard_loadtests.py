@@ -7,7 +7,7 @@ import os
 import pytest
 from loadtest_runs import records, summary, write_run
 
-from dashboard import create_app
+from llmops.dashboard.app import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import KEY, FakeHTTP, healthy_stack, make_settings
 from tests.fakes_gpu import FakeNVML

@@ -1,7 +1,7 @@
 """The per-install .env: mode 0600, a fresh key each install, an existing key kept."""
 import stat
 
-from llmops import envfile
+from llmops.stack import envfile
 
 
 def test_created_with_mode_0600_and_a_key(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from fakes_traffic import KEY, FakeOpenAI
 from loadtest_runs import records, summary, write_run
 
-from dashboard import create_app
+from llmops.dashboard.app import create_app
 from llmops.telemetry.gpu import GpuReader
 from llmops.traffic import cli, results
 from llmops.traffic.sweep import knee

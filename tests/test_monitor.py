@@ -2,8 +2,8 @@
 import threading
 import time
 
-from llmops.monitor import Check, Monitor
-from llmops.probes import HEALTHY, UNHEALTHY, ProbeResult
+from llmops.dashboard.monitor import Check, Monitor
+from llmops.health import HEALTHY, UNHEALTHY, ProbeResult
 
 OK = ProbeResult(HEALTHY, 1.0, "1 model(s)", "", {"models": ["m"]})
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.promapi import PromAPI
+from llmops.dashboard.promapi import PromAPI
 from llmops.telemetry.host import find_node_exporter, host_summary, node_exporter_argv
 
 pytestmark = pytest.mark.integration

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from llmops import probes
-from llmops.promapi import MetricsUnavailable, PromAPI
+from llmops import health as probes
+from llmops.dashboard.promapi import MetricsUnavailable, PromAPI
 from tests.fakes_dashboard import (
     BACKEND,
     KEY,

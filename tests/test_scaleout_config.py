@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from llmops import promconfig, proxyconf, settings
-from llmops.services import backend_services, embedded_threads
+from llmops import settings
+from llmops.render import litellm_config as proxyconf
+from llmops.render import prometheus_config as promconfig
+from llmops.stack.services import backend_services, embedded_threads
 
 
 def load(tmp_path: Path, **env: str) -> settings.Settings:

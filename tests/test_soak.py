@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import json
 
+import chaos
 import pytest
 
-from llmops import chaos
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]

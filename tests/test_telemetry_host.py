@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmops.promapi import MetricsUnavailable
+from llmops.dashboard.promapi import MetricsUnavailable
 from llmops.telemetry.host import (
     HOST_QUERIES,
     ProcessCollector,

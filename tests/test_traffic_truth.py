@@ -22,7 +22,7 @@ import yaml
 
 from llmops import outcomes
 from llmops import settings as settings_mod
-from llmops.services import prometheus_binary
+from llmops.stack.services import prometheus_binary
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import FakeOllama
 from tests.helpers import free_port, wait_for
@@ -137,7 +137,7 @@ def start_prometheus(tmp: Path, proxy_port: int, port: int) -> tuple[subprocess.
 @pytest.fixture(scope="module")
 def truth_stack(tmp_path_factory):
     """Backend, two fault fakes, a proxy in front of them all, Prometheus scraping it, the dashboard's app."""
-    from dashboard import create_app
+    from llmops.dashboard.app import create_app
 
     tmp = tmp_path_factory.mktemp("traffic-truth")
     backend = BackendProcess("--no-access-log")

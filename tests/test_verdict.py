@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import requests
 
-from llmops import probes
-from llmops.monitor import Check, Hysteresis, Monitor
-from llmops.probes import ProbeResult
-from llmops.promapi import PromAPI
-from llmops.verdict import decide
+from llmops import health as probes
+from llmops.dashboard.monitor import Check, Hysteresis, Monitor
+from llmops.dashboard.promapi import PromAPI
+from llmops.dashboard.verdict import decide
+from llmops.health import ProbeResult
 from tests.fakes_dashboard import (
     BACKEND,
     BACKEND2,
@@ -193,7 +193,7 @@ def test_a_probe_that_raises_becomes_a_status():
 
 
 def test_a_failing_backend_is_named_as_failing_with_its_detail():
-    from llmops.verdict import decide
+    from llmops.dashboard.verdict import decide
 
     components = {
         "proxy": {"status": "healthy", "models": ["smollm2:135m"], "error": ""},

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 import psutil
 import requests
 
-from .errors import PortInUseError
-from .stack import Stack, probe
+from llmops.errors import PortInUseError
+from llmops.stack import Stack, probe
 
 # What the dashboard must say when a service fails: (component in /api/status, acceptable overall states).
 EXPECTED = {
@@ -261,7 +261,7 @@ def run_load(stack: Stack, output, seconds: float = 60.0, concurrency: int = 16,
     import json
     import threading
 
-    from .traffic import TrafficConfig, run
+    from llmops.traffic import TrafficConfig, run
 
     stop = threading.Event()
     latencies: list[float] = []

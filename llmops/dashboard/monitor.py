@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ..health import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
 from . import verdict
-from .probes import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
 
 COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
 # Failures that leave no doubt (nothing listens, or nothing answers within the timeout) turn a component
@@ -324,7 +324,7 @@ class Monitor:
 
 def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_interval: float = 300.0) -> list[Check]:
     """The stack's checks wired from settings: proxy, each backend, Prometheus, traffic, canary, LiteLLM detail."""
-    from . import probes
+    from .. import health as probes
 
     key = str(settings.litellm_master_key)
     proxy_url = settings.litellm_url

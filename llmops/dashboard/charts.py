@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from . import counts, outcomes
-from .errors import StackError
+from .. import counts, outcomes
+from ..errors import StackError
 from .promapi import MetricsUnavailable, PromAPI
 
 WINDOWS = {"15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200, "24h": 86400}

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..settings import ROOT, Settings
 from . import envfile
-from .settings import ROOT, Settings
 
 Printer = Callable[[str], None]
 

@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from .errors import ConfigError
-from .settings import ROOT, Settings
+from ..errors import ConfigError
+from ..settings import ROOT, Settings
 
 SOURCE = ROOT / "prometheus.yml"
 

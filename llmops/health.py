@@ -11,7 +11,7 @@ import requests
 
 from . import counts, outcomes
 from .counts import NON_MODEL_ROUTES  # noqa: F401 - re-exported for the modules that read it here
-from .promapi import MetricsUnavailable, PromAPI
+from .dashboard.promapi import MetricsUnavailable, PromAPI
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import requests
 
-from . import envfile, promconfig, proxyconf
-from .errors import ConfigError, PortInUseError, ServiceError
+from ..errors import ConfigError, PortInUseError, ServiceError
+from ..render import litellm_config as proxyconf
+from ..render import prometheus_config as promconfig
+from ..settings import Settings
+from . import envfile
 from .ports import holder, port_open
 from .services import ReadyCheck, Service, all_services
-from .settings import Settings
 from .supervisor import Supervisor
 
 Printer = Callable[[str], None]

@@ -10,8 +10,8 @@ from typing import Any
 
 import psutil
 
-from .telemetry.gpu import GpuReader, read_gpus
-from .telemetry.host import ProcessSampler, host_summary
+from ..telemetry.gpu import GpuReader, read_gpus
+from ..telemetry.host import ProcessSampler, host_summary
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def supervisor_pids(settings: Any) -> PidsFn:
     The dashboard's own pid stands in when it is not supervised (run by hand), so the table is never
     empty while the page is being served.
     """
-    from .supervisor import Supervisor
+    from ..stack.supervisor import Supervisor
 
     supervisor = Supervisor(settings)
 

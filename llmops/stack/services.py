@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from .settings import ROOT, Settings
-from .telemetry.host import find_node_exporter, node_exporter_argv
+from ..settings import ROOT, Settings
+from ..telemetry.host import find_node_exporter, node_exporter_argv
 
 
 @dataclass

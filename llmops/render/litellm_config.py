@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
-from .settings import ROOT, Settings
+from ..errors import ConfigError
+from ..settings import ROOT, Settings
 
 CONFIG = ROOT / "litellm_config.yaml"
 BACKEND_ENV = "os.environ/OLLAMA_API_BASE"
@@ -156,8 +156,8 @@ def launch(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m llmops.proxyconf check [FILE]` validates; `launch` validates, renders and execs the proxy."""
-    from . import settings as settings_module
+    """`python -m llmops.render.litellm_config check [FILE]` validates; `launch` validates, renders and execs the proxy."""
+    from .. import settings as settings_module
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv else "check"
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"usage: python -m llmops.proxyconf check [FILE] | launch (got {command!r})", file=sys.stderr)
+    print(f"usage: python -m llmops.render.litellm_config check [FILE] | launch (got {command!r})", file=sys.stderr)
     return 2
 
 

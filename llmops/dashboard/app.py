@@ -85,11 +85,11 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter and routes. Starts probing unless told not to."""
     import requests
 
-    from llmops import charts, exporter
+    from llmops.dashboard import charts, exporter
+    from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
+    from llmops.dashboard.monitor import Monitor, default_checks
+    from llmops.dashboard.promapi import PromAPI
     from llmops.errors import StackError
-    from llmops.hostview import HostView, safe_pids, supervisor_pids
-    from llmops.monitor import Monitor, default_checks
-    from llmops.promapi import PromAPI
     from llmops.telemetry.gpu import GpuCollector, default_reader
     from llmops.telemetry.host import ProcessCollector
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
-from .errors import ServiceError
+from ..errors import ServiceError
+from ..settings import Settings
 from .services import Service, python
-from .settings import Settings
 
 STOPPED_STATES = {"STOPPED", "EXITED", "FATAL", "UNKNOWN"}
 SOCKET_PATH_MAX = 107  # AF_UNIX sun_path, less the terminating NUL

@@ -6,7 +6,7 @@ import re
 import secrets
 from pathlib import Path
 
-from .settings import ROOT
+from ..settings import ROOT
 
 KEY_LINE = re.compile(r"^\s*(?:export\s+)?LITELLM_MASTER_KEY\s*=.*$", re.MULTILINE)
 

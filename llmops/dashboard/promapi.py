@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import requests
 
-from .errors import StackError
+from ..errors import StackError
 
 
 class MetricsUnavailable(StackError):

@@ -1,0 +1,1 @@
+"""Config renderers: the LiteLLM proxy's config, Prometheus's config and supervisord's."""
