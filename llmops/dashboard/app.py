@@ -1,4 +1,4 @@
-"""The dashboard on :3001: Flask app factory and routes (thin; the work is in llmops/)."""
+"""The dashboard on :3001: Flask app factory and routes (thin; the work is in the modules beside it)."""
 from __future__ import annotations
 
 import time
@@ -14,8 +14,8 @@ DEFAULTS = {
     "CACHE_SECONDS": 5.0,  # chart/summary/alert answers are reused this long
     "SETTINGS": None,  # an llmops.settings.Settings; default: settings.load()
     "HTTP_SESSION": None,  # anything with requests.Session's request()/get(); default: a new Session
-    "CHECKS": None,  # a list of llmops.monitor.Check replacing the default probes
-    "PROMETHEUS": None,  # an llmops.promapi.PromAPI (or fake) for charts and traffic
+    "CHECKS": None,  # a list of llmops.dashboard.monitor.Check replacing the default probes
+    "PROMETHEUS": None,  # an llmops.dashboard.promapi.PromAPI (or fake) for charts and traffic
     "CLOCK": None,  # unix-seconds clock for timestamps and chart windows
     "SERVICE_PIDS": None,  # callable -> {service: pid or None}; default: the stack's supervisord
     "GPU_READER": None,  # an llmops.telemetry.gpu.GpuReader (tests pass a fake NVML); default: the process-wide one
