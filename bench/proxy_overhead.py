@@ -27,15 +27,13 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import benchfmt
 import yaml
 
+from llmops import settings
+from llmops.render import litellm_config as proxyconf
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops import settings  # noqa: E402
-from llmops.render import litellm_config as proxyconf  # noqa: E402
 
 KEY = "sk-bench-proxy-overhead"
 BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}

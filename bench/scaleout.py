@@ -16,19 +16,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchfmt
 import psutil
 import requests
 import yaml
 
+from llmops import settings
+from llmops.render import litellm_config as proxyconf
+from llmops.stack.services import embedded_threads
+from llmops.traffic import TrafficConfig, run
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops import settings  # noqa: E402
-from llmops.render import litellm_config as proxyconf  # noqa: E402
-from llmops.stack.services import embedded_threads  # noqa: E402
-from llmops.traffic import TrafficConfig, run  # noqa: E402
 
 BACKEND_PORT = 25434  # backends on 25434.., the proxy on 18310: clear of the stack and the tests
 PROXY_PORT = 18310
