@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .dashboard.promapi import MetricsUnavailable, PromAPI
+from .errors import MetricsUnavailable
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
@@ -207,13 +207,16 @@ def traffic_queries(window: str = "5m", canary_agent: str = CANARY_USER_AGENT) -
 
 
 def probe_traffic(
-    prom: PromAPI,
+    prom,
     window: str = "5m",
     min_requests: int = 5,
     min_ratio: float = 0.9,
     clock=time.perf_counter,
 ) -> ProbeResult:
-    """Recent success ratio of real requests from LiteLLM's metrics; 429s are rate limiting, not failures."""
+    """Recent success ratio of real requests from LiteLLM's metrics; 429s are rate limiting, not failures.
+
+    `prom` is anything with `scalar(promql) -> float | None` that raises MetricsUnavailable (a PromAPI).
+    """
 
     def body() -> ProbeResult:
         queries = traffic_queries(window)
