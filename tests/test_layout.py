@@ -106,3 +106,10 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     found = imports(bad, root=tmp_path)
     assert found == [(1, "llmops.stack"), (2, "llmops.settings"), (5, "llmops.dashboard")]
     assert [layer_of(t) > layer_of("llmops.health") for _, t in found] == [True, False, True]
+
+
+def test_the_stack_does_not_import_telemetry():
+    """Lifecycle runs node_exporter (its command line lives in stack/services.py) but never reads telemetry."""
+    found = [f"{p.relative_to(ROOT)}:{line}" for p in sorted((PACKAGE / "stack").rglob("*.py"))
+             for line, target in imports(p) if target.startswith("llmops.telemetry")]
+    assert found == []

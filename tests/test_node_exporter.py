@@ -12,7 +12,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.dashboard.promapi import PromAPI
-from llmops.telemetry.host import find_node_exporter, host_summary, node_exporter_argv
+from llmops.stack.services import find_node_exporter, node_exporter_argv
+from llmops.telemetry.host import host_summary
 
 pytestmark = pytest.mark.integration
 

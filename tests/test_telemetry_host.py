@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.dashboard.promapi import MetricsUnavailable
+from llmops.stack.services import node_exporter_argv
 from llmops.telemetry.host import (
     HOST_QUERIES,
     ProcessCollector,
     ProcessSampler,
     _CpuDelta,
     host_summary,
-    node_exporter_argv,
     psutil_host_summary,
 )
 

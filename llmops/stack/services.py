@@ -8,7 +8,37 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from ..settings import ROOT, Settings
-from ..telemetry.host import find_node_exporter, node_exporter_argv
+
+# Debian names it prometheus-node-exporter; upstream tarballs node_exporter.
+NODE_EXPORTER_NAMES = ("prometheus-node-exporter", "node_exporter")
+# The default exclude list minus `overlay`, so that / inside a container is reported too.
+_FS_TYPES_EXCLUDE = (
+    "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
+    "|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+NODE_EXPORTER_COLLECTORS = ("cpu", "meminfo", "loadavg", "filesystem", "pressure")
+
+
+def find_node_exporter() -> str | None:
+    """The node_exporter binary on PATH, or None."""
+    for name in NODE_EXPORTER_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def node_exporter_argv(binary: str, host: str, port: int) -> list[str]:
+    """node_exporter with only the collectors the dashboard and the rules read."""
+    return [
+        binary,
+        f"--web.listen-address={host}:{port}",
+        "--web.disable-exporter-metrics",
+        "--collector.disable-defaults",
+        *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS),
+        f"--collector.filesystem.fs-types-exclude={_FS_TYPES_EXCLUDE}",
+        "--log.level=warn",
+    ]
 
 
 @dataclass
