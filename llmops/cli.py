@@ -10,7 +10,8 @@ import requests
 
 from . import settings as settings_module
 from .errors import StackError
-from .stack import Stack, bootstrap, redact
+from .proxykey import auth_headers, redact
+from .stack import Stack, bootstrap
 
 
 def _uptime(seconds: float | None) -> str:
@@ -55,7 +56,7 @@ def cmd_health(stack: Stack, args: argparse.Namespace) -> int:
     if service.name == "litellm" and health.ok:
         print("LiteLLM's own /health (a real generation per deployment; detail only):")
         try:
-            body = requests.get(service.url + "/health", headers={"Authorization": f"Bearer {stack.key}"},
+            body = requests.get(service.url + "/health", headers=auth_headers(stack.key),
                                 timeout=60).json()
             print(f"  healthy deployments: {body.get('healthy_count')}, unhealthy: {body.get('unhealthy_count')}")
             for item in body.get("unhealthy_endpoints", []):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .errors import MetricsUnavailable
+from .proxykey import auth_headers
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
@@ -120,8 +121,7 @@ def probe_proxy(session, base_url: str, key: str, timeout: float = PROXY_TIMEOUT
     """Healthy iff GET /v1/models with the key lists at least one model (the user's rule)."""
 
     def body() -> ProbeResult:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=headers)
+        response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=auth_headers(key))
         if response.status_code == 500:
             # LiteLLM 1.108.7 answers 500 when no key is sent (its auth error path needs prisma).
             hint = "no key configured for the dashboard" if not key else "LiteLLM answers 500 when no key reaches it"
@@ -254,9 +254,7 @@ def probe_canary(
     """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent."""
 
     def body() -> ProbeResult:
-        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json", **auth_headers(key)}
         payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
         response = _call(session, "POST", f"{proxy_url}/v1/chat/completions", timeout, headers=headers, json=payload)
         if response.status_code != 200:
@@ -280,8 +278,7 @@ def probe_proxy_detail(session, base_url: str, key: str, timeout: float = 120.0,
                 data["version"] = _json(ready, "/health/readiness").get("litellm_version")
         except _Failed:
             pass  # version is optional decoration
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = _call(session, "GET", f"{base_url}/health", timeout, headers=headers)
+        response = _call(session, "GET", f"{base_url}/health", timeout, headers=auth_headers(key))
         if response.status_code != 200:
             return ProbeResult(UNHEALTHY, None, f"/health answered HTTP {response.status_code}", "http", data)
         health = _json(response, "/health")

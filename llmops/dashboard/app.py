@@ -6,6 +6,8 @@ import time
 from flask import Flask, Response, jsonify, render_template, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
+from ..proxykey import redact_bytes
+
 DEFAULTS = {
     "START_MONITOR": True,  # tests turn the background probes off and drive the monitor themselves
     "PROBE_TIMEOUT": 3.0,  # per-probe timeout for backends and Prometheus (the proxy has its own 10 s)
@@ -59,13 +61,13 @@ class _StatusFastPath:
     """
 
     def __init__(self, wsgi_app, body_fn, secret: str):
-        self.wsgi_app, self.body_fn, self.secret = wsgi_app, body_fn, secret.encode()
+        self.wsgi_app, self.body_fn, self.secret = wsgi_app, body_fn, secret
         self._source, self._body = None, b""
 
     def body(self) -> bytes:
         source = self.body_fn()
         if source is not self._source:
-            redacted = source.replace(self.secret, b"[redacted]") if self.secret else source
+            redacted = redact_bytes(source, self.secret)
             self._source, self._body = source, redacted
         return self._body
 
@@ -178,7 +180,7 @@ def create_app(config: dict | None = None) -> Flask:
         """Last line of defence: the proxy key must never leave the server."""
         if secret and not response.direct_passthrough and secret.encode() in response.get_data():
             app.logger.error("response to %s contained the proxy key; redacted", request.path)
-            response.set_data(response.get_data().replace(secret.encode(), b"[redacted]"))
+            response.set_data(redact_bytes(response.get_data(), secret))
         return response
 
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 
 from ..errors import ConfigError, PortInUseError, ServiceError
+from ..proxykey import auth_headers, key_file, redact
 from ..render import litellm_config as proxyconf
 from ..render import prometheus_config as promconfig
 from ..settings import Settings
@@ -41,7 +42,7 @@ def probe(service: Service, key: str, timeout: float = 5.0) -> Health:
     started = time.perf_counter()
     detail = ""
     for check in service.checks:
-        headers = {"Authorization": f"Bearer {key}"} if check.with_key else {}
+        headers = auth_headers(key) if check.with_key else {}
         try:
             response = requests.get(service.url + check.path, headers=headers, timeout=timeout)
         except requests.RequestException as exc:
@@ -161,7 +162,7 @@ class Stack:
         state = self.settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
-        envfile.write_secret(state / "litellm_key", self.key)
+        envfile.write_secret(key_file(state), self.key)
         skip = set()
         if any(s.name == "node_exporter" and s.kind == "missing" for s in services):
             skip.add("node")
@@ -353,10 +354,5 @@ class Stack:
 
     def log_path(self, name: str) -> Path:
         return self.settings.log_dir / f"{name}.log"
-
-
-def redact(text: str, key: str) -> str:
-    """Hide the key wherever a log line carries it."""
-    return text.replace(key, "sk-***REDACTED***") if key else text
 
 
