@@ -10,8 +10,9 @@ import requests
 
 from . import settings as settings_module
 from .errors import StackError
-from .proxykey import auth_headers, redact
-from .stack import Stack, bootstrap
+from .health import probe_proxy_detail
+from .proxykey import redact
+from .stack import Stack, bootstrap, probe
 
 
 def _uptime(seconds: float | None) -> str:
@@ -48,22 +49,18 @@ def cmd_health(stack: Stack, args: argparse.Namespace) -> int:
         print(f"error: unknown service {args.service!r}; expected one of {', '.join(services)}", file=sys.stderr)
         return 2
     service = services[args.service]
-    from .stack import probe
-
     health = probe(service, stack.key)
     latency = f" in {health.latency_ms:.1f} ms" if health.latency_ms is not None else ""
     print(f"{service.name} at {service.address}: {'healthy' if health.ok else 'UNHEALTHY'}{latency}: {health.detail}")
     if service.name == "litellm" and health.ok:
         print("LiteLLM's own /health (a real generation per deployment; detail only):")
-        try:
-            body = requests.get(service.url + "/health", headers=auth_headers(stack.key),
-                                timeout=60).json()
-            print(f"  healthy deployments: {body.get('healthy_count')}, unhealthy: {body.get('unhealthy_count')}")
-            for item in body.get("unhealthy_endpoints", []):
-                print(f"  unhealthy: {item.get('model')} at {item.get('api_base')}: "
-                      f"{redact(str(item.get('error', ''))[:160], stack.key)}")
-        except (requests.RequestException, ValueError) as exc:
-            print(f"  /health did not answer: {type(exc).__name__}")
+        detail = probe_proxy_detail(requests, service.url, stack.key, timeout=60)
+        if detail.data.get("healthy_count") is None:
+            print(f"  /health did not answer: {redact(detail.detail, stack.key)}")
+        else:
+            print(f"  healthy deployments: {detail.data['healthy_count']}, unhealthy: {detail.data['unhealthy_count']}")
+            for item in detail.data.get("unhealthy_endpoints", []):
+                print(f"  unhealthy: {item['model']} at {item['api_base']}: {redact(item['error'][:160], stack.key)}")
     return 0 if health.ok else 1
 
 

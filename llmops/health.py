@@ -284,8 +284,72 @@ def probe_proxy_detail(session, base_url: str, key: str, timeout: float = 120.0,
         health = _json(response, "/health")
         data["healthy_count"] = int(health.get("healthy_count") or 0)
         data["unhealthy_count"] = int(health.get("unhealthy_count") or 0)
+        unhealthy = [
+            {"model": e.get("model"), "api_base": e.get("api_base"), "error": str(e.get("error", ""))}
+            for e in health.get("unhealthy_endpoints") or [] if isinstance(e, dict)
+        ]
+        if unhealthy:  # listed only when there are some (`make health-litellm` prints them)
+            data["unhealthy_endpoints"] = unhealthy
         detail = f"LiteLLM /health: {data['healthy_count']} healthy, {data['unhealthy_count']} unhealthy deployments"
         status = HEALTHY if data["unhealthy_count"] == 0 and data["healthy_count"] > 0 else UNHEALTHY
         return ProbeResult(status, None, detail, "" if status == HEALTHY else "http", data)
 
     return _timed(clock, body)
+
+
+# -- readiness: the probes behind `make start`, `make status` and `make health-*` --------------------
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """One HTTP readiness probe: GET path on the service's address, with or without the key."""
+
+    path: str
+    with_key: bool = False
+    needs_models: bool = False
+
+
+def probe_version(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """An Ollama-API backend is ready when /api/version answers (its models may still be on their way)."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}/api/version", timeout)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
+        version = _json(response, "/api/version").get("version")
+        return ProbeResult(HEALTHY, None, f"version {version or '?'}", "", {"version": version})
+
+    return _timed(clock, body)
+
+
+def probe_path(session, base_url: str, path: str, key: str = "", timeout: float = 3.0,
+               clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff GET path answers 200 (liveness routes: /-/ready, /healthz, /health/liveliness, /metrics)."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}{path}", timeout, headers=auth_headers(key))
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"{path} answered HTTP {response.status_code}", "http")
+        return ProbeResult(HEALTHY, None, f"{path}: 200")
+
+    return _timed(clock, body)
+
+
+def probe_ready(session, base_url: str, checks, key: str, timeout: float = 5.0, clock=time.perf_counter) -> ProbeResult:
+    """A service's readiness: its checks in order, the first failing one decides.
+
+    /v1/models is judged by probe_proxy and /api/version by probe_version, the same rules the dashboard uses.
+    """
+    started = clock()
+    result = ProbeResult(HEALTHY, None, "no readiness checks")
+    for check in checks:
+        check_key = key if check.with_key else ""
+        if check.needs_models:
+            result = probe_proxy(session, base_url, check_key, timeout, clock)
+        elif check.path == "/api/version":
+            result = probe_version(session, base_url, timeout, clock)
+        else:
+            result = probe_path(session, base_url, check.path, check_key, timeout, clock)
+        if not result.ok:
+            return result
+    return ProbeResult(result.status, round((clock() - started) * 1000.0, 3), result.detail, result.error, result.data)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import requests
 
+from .. import health
 from ..errors import ConfigError, PortInUseError, ServiceError
-from ..proxykey import auth_headers, key_file, redact
+from ..proxykey import key_file, redact
 from ..render import litellm_config as proxyconf
 from ..render import prometheus_config as promconfig
 from ..settings import Settings
@@ -38,32 +39,13 @@ class Health:
 
 
 def probe(service: Service, key: str, timeout: float = 5.0) -> Health:
-    """Run the service's readiness checks in order; the first failing one decides."""
-    started = time.perf_counter()
-    detail = ""
-    for check in service.checks:
-        headers = auth_headers(key) if check.with_key else {}
-        try:
-            response = requests.get(service.url + check.path, headers=headers, timeout=timeout)
-        except requests.RequestException as exc:
-            return Health(False, f"{check.path}: {type(exc).__name__}")
-        if response.status_code != 200:
-            return Health(False, f"{check.path}: HTTP {response.status_code}")
-        detail = f"{check.path}: 200"
-        if check.needs_models:
-            try:
-                ids = [m["id"] for m in response.json().get("data", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return Health(False, f"{check.path}: not a model list")
-            if not ids:
-                return Health(False, f"{check.path}: no models")
-            detail = f"{len(ids)} model(s): {', '.join(ids)}"
-        elif check.path == "/api/version":
-            try:
-                detail = f"version {response.json().get('version', '?')}"
-            except ValueError:
-                detail = "answers, but not JSON"
-    return Health(True, detail, (time.perf_counter() - started) * 1000)
+    """The service's readiness, decided by llmops.health (the dashboard's rules); the stack's wording."""
+    result = health.probe_ready(requests, service.url, service.checks, key, timeout)
+    if not result.ok:
+        return Health(False, result.detail)
+    models = result.data.get("models")
+    detail = f"{len(models)} model(s): {', '.join(models)}" if models else result.detail
+    return Health(True, detail, result.latency_ms)
 
 
 @contextmanager

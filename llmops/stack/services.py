@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from ..health import ReadyCheck
 from ..settings import ROOT, Settings
 
 # Debian names it prometheus-node-exporter; upstream tarballs node_exporter.
@@ -39,15 +40,6 @@ def node_exporter_argv(binary: str, host: str, port: int) -> list[str]:
         f"--collector.filesystem.fs-types-exclude={_FS_TYPES_EXCLUDE}",
         "--log.level=warn",
     ]
-
-
-@dataclass
-class ReadyCheck:
-    """One HTTP readiness probe: GET path on the service's address, with or without the key."""
-
-    path: str
-    with_key: bool = False
-    needs_models: bool = False
 
 
 @dataclass
