@@ -195,9 +195,14 @@ def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.pe
     return _timed(clock, body)
 
 
+def real_traffic_selector(canary_agent: str = CANARY_USER_AGENT) -> str:
+    """PromQL label matchers for real requests: model routes only, the canary's own requests left out."""
+    return f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{canary_agent.split("/")[0]}.*"'
+
+
 def traffic_queries(window: str = "5m", canary_agent: str = CANARY_USER_AGENT) -> dict[str, str]:
     """PromQL for real requests over the window, by outcome; the canary and non-model routes excluded."""
-    selector = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{canary_agent.split("/")[0]}.*"'
+    selector = real_traffic_selector(canary_agent)
     metric = "litellm_proxy_total_requests_metric_total"
     return {
         "total": f"sum(increase({metric}{{{selector}}}[{window}]))",

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from ..errors import StackError
-from ..health import NON_MODEL_ROUTES
+from ..health import real_traffic_selector
 from .promapi import MetricsUnavailable, PromAPI
 
 WINDOWS = {"15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200, "24h": 86400}
 POINTS = 120  # points per series: enough for a phone-width line, cheap for Prometheus
 
-REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"llmops-canary.*"'
+REAL = real_traffic_selector()
 TOTAL = "litellm_proxy_total_requests_metric_total"
 
 

@@ -7,11 +7,12 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+# The components the alert rules watch (those of /api/status); the canary is left out while it is turned off.
+from .monitor import COMPONENTS
+
 log = logging.getLogger(__name__)
 
 OVERALL_CODE = {"healthy": 0, "degraded": 1, "down": 2}
-# Components the alert rules watch; the canary is left out while it is turned off.
-COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
 
 
 class DashboardCollector:
