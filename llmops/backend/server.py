@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .engine import Engine, Stats
 from .metrics import BackendMetrics
@@ -156,7 +157,7 @@ async def _root(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     body = backend_of(request).metrics.render()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_app(engine: Engine, max_queue: int = 512, metrics: BackendMetrics | None = None) -> web.Application:

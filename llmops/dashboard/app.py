@@ -111,6 +111,7 @@ def create_app(config: dict | None = None) -> Flask:
         exporter.Guarded(GpuCollector(gpu_reader), "gpu"),
         exporter.Guarded(ProcessCollector(pids), "processes"),
     )
+    metrics_app = exporter.wsgi_app(registry)
     host_view = HostView(pids, monitor.status, prom, gpu_reader)
     cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
     host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
@@ -155,7 +156,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics():
-        return Response(exporter.render(registry), mimetype="text/plain; version=0.0.4; charset=utf-8")
+        return Response.from_app(metrics_app, request.environ)  # Flask's after_request still guards it
 
     @app.get("/favicon.ico")
     def favicon():

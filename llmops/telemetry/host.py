@@ -8,6 +8,7 @@ from typing import Any
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # node_exporter's figures for the host summary, as Prometheus instant queries (one node target).
 HOST_QUERIES: dict[str, str] = {
@@ -161,7 +162,7 @@ class ProcessSampler:
         }
 
 
-class ProcessCollector:
+class ProcessCollector(Collector):
     """prometheus-client collector of each stack service's memory and CPU, labelled {service}."""
 
     def __init__(self, pids_fn: Callable[[], Mapping[str, int | None]], sampler: ProcessSampler | None = None):
