@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from http.server import BaseHTTPRequestHandler
+
+from llmops.polling import poll_until
 
 
 def wait_for(condition, timeout: float, what: str, poll: float = 0.2):
     """Return condition()'s first truthy value; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(poll)
+    last = poll_until(condition, timeout, interval=poll)
+    if last:
+        return last
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 

@@ -17,6 +17,7 @@ import requests
 
 from .. import health
 from ..errors import ConfigError, PortInUseError, ServiceError
+from ..polling import poll_until
 from ..proxykey import key_file, redact
 from ..render import litellm_config as proxyconf
 from ..render import prometheus_config as promconfig
@@ -252,17 +253,19 @@ class Stack:
     def wait_ready(self, service: Service, timeout: float) -> Health:
         """Poll the readiness probe until it passes, the program gives up, or the timeout runs out."""
         deadline = time.monotonic() + timeout
-        health = Health(False, "not probed")
-        while time.monotonic() < deadline:
-            health = probe(service, self.key, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-            if health.ok:
-                return health
+        last = [Health(False, "not probed")]
+
+        def settled() -> Health | None:
+            last[0] = probe(service, self.key, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            if last[0].ok:
+                return last[0]
             if service.kind == "supervised":
                 info = self.supervisor.info(service.name)
                 if info and info.state == "FATAL":
                     return Health(False, f"supervisor gave up: {info.description}")
-            time.sleep(0.2)
-        return health
+            return None
+
+        return poll_until(settled, timeout) or last[0]
 
     # -- stop --------------------------------------------------------------------------
     def restart(self, only: str | None = None) -> None:
