@@ -12,7 +12,7 @@ from . import settings as settings_module
 from .errors import StackError
 from .health import probe_proxy_detail
 from .proxykey import redact
-from .stack import Stack, bootstrap, probe
+from .stack import Stack, bootstrap, envfile, probe
 
 
 def _uptime(seconds: float | None) -> str:
@@ -85,56 +85,73 @@ def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmops", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="create .env and install system programs").add_argument(
-        "--test-tools", action="store_true", help="also install what the tests need (Chromium)")
-    for name in ("start", "stop", "restart"):
+def _with_env(stack: Stack) -> Stack:
+    """start and restart create .env with a fresh key when it is missing (then read the settings again)."""
+    if envfile.ensure(stack.settings.env_file):
+        print(f"created {stack.settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+        return Stack(settings_module.load())
+    return stack
+
+
+def cmd_setup(stack: Stack, args: argparse.Namespace) -> int:
+    return 0 if bootstrap.setup(stack.settings, with_test_tools=args.test_tools) else 1
+
+
+def cmd_start(stack: Stack, args: argparse.Namespace) -> int:
+    stack = _with_env(stack)
+    started = time.monotonic()
+    stack.start(args.service)
+    print(f"ready in {time.monotonic() - started:.1f} s; dashboard: {stack.settings.dashboard_url}")
+    return 0
+
+
+def cmd_stop(stack: Stack, args: argparse.Namespace) -> int:
+    stack.stop(args.service)
+    return 0
+
+
+def cmd_restart(stack: Stack, args: argparse.Namespace) -> int:
+    _with_env(stack).restart(args.service)
+    return 0
+
+
+def cmd_show_key(stack: Stack, args: argparse.Namespace) -> int:
+    print(stack.settings.litellm_master_key)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The subcommands behind the Makefile targets; each names its handler."""
+    top = argparse.ArgumentParser(prog="python -m llmops", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    setup = sub.add_parser("setup", help="create .env and install system programs")
+    setup.add_argument("--test-tools", action="store_true", help="also install what the tests need (Chromium)")
+    setup.set_defaults(func=cmd_setup)
+    for name, func in (("start", cmd_start), ("stop", cmd_stop), ("restart", cmd_restart)):
         sub.add_parser(name).add_argument("service", nargs="?")
-    sub.add_parser("status").add_argument("--json", action="store_true")
-    sub.add_parser("health").add_argument("service")
+        sub.choices[name].set_defaults(func=func)
+    status = sub.add_parser("status")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    health = sub.add_parser("health")
+    health.add_argument("service")
+    health.set_defaults(func=cmd_health)
     logs = sub.add_parser("logs")
     logs.add_argument("service", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
-    sub.add_parser("show-key")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.load()
-        if args.command == "setup":
-            return 0 if bootstrap.setup(settings, with_test_tools=args.test_tools) else 1
-        if args.command in ("start", "restart"):
-            from .stack import envfile
+    logs.set_defaults(func=cmd_logs)
+    sub.add_parser("show-key").set_defaults(func=cmd_show_key)
+    return top
 
-            if envfile.ensure(settings.env_file):
-                print(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
-                settings = settings_module.load()
-        stack = Stack(settings)
-        if args.command == "start":
-            started = time.monotonic()
-            stack.start(args.service)
-            print(f"ready in {time.monotonic() - started:.1f} s; dashboard: {settings.dashboard_url}")
-            return 0
-        if args.command == "stop":
-            stack.stop(args.service)
-            return 0
-        if args.command == "restart":
-            stack.restart(args.service)
-            return 0
-        if args.command == "status":
-            return cmd_status(stack, args)
-        if args.command == "health":
-            return cmd_health(stack, args)
-        if args.command == "logs":
-            return cmd_logs(stack, args)
-        if args.command == "show-key":
-            print(settings.litellm_master_key)
-            return 0
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(Stack(settings_module.load()), args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 2
 
 
 if __name__ == "__main__":

@@ -157,24 +157,27 @@ def launch(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m llmops.render.litellm_config check [FILE]` validates; `launch` validates, renders and execs the proxy."""
+    import argparse
+
     from .. import settings as settings_module
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv else "check"
+    parser = argparse.ArgumentParser(prog="python -m llmops.render.litellm_config", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("check", help="validate the proxy's config file (the default command)")
+    check.add_argument("file", nargs="?", type=Path, default=CONFIG, help=f"default: {CONFIG.name}")
+    sub.add_parser("launch", help="validate, render with this run's settings and exec the LiteLLM proxy")
+    parser.set_defaults(command="check", file=CONFIG)
+    args = parser.parse_args(argv)
     try:
-        if command == "check":
-            path = Path(argv[1]) if len(argv) > 1 else CONFIG
-            validate(path)
-            print(f"{path}: ok")
-            return 0
-        if command == "launch":
+        if args.command == "launch":
             launch(settings_module.load())
             return 0
+        validate(args.file)
+        print(f"{args.file}: ok")
+        return 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"usage: python -m llmops.render.litellm_config check [FILE] | launch (got {command!r})", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":
