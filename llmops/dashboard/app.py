@@ -115,7 +115,7 @@ def create_app(config: dict | None = None) -> Flask:
     host_view = HostView(pids, monitor.status, prom, gpu_reader)
     cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
     host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
-    secret = str(settings.litellm_master_key or "")
+    secret = settings.litellm_master_key
     app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom}
     started = clock()
 
@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_mod.load()
     app = create_app({"SETTINGS": settings})
-    host = args.host or str(settings.bind_host)
-    port = args.port or int(settings.dashboard_port)
+    host = args.host or settings.bind_host
+    port = args.port or settings.dashboard_port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     waitress.serve(app, host=host, port=port, threads=args.threads, ident="llmops-dashboard")
 

@@ -104,13 +104,13 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     data["model_list"] = deployments
     # Timeout and retries can be overridden from .env, written where LiteLLM reads them.
     if settings.litellm_timeout is not None:
-        timeout = float(settings.litellm_timeout)
+        timeout = settings.litellm_timeout
         timeout = int(timeout) if timeout.is_integer() else timeout
         data.setdefault("litellm_settings", {})["request_timeout"] = timeout
         data.setdefault("router_settings", {})["timeout"] = timeout
     if settings.litellm_num_retries is not None:
-        data.setdefault("litellm_settings", {})["num_retries"] = int(settings.litellm_num_retries)
-        data.setdefault("router_settings", {})["num_retries"] = int(settings.litellm_num_retries)
+        data.setdefault("litellm_settings", {})["num_retries"] = settings.litellm_num_retries
+        data.setdefault("router_settings", {})["num_retries"] = settings.litellm_num_retries
     interval = settings.litellm_health_check_interval
     if interval is None and len(backends) > 1:
         interval = MULTI_BACKEND_HEALTH_CHECK_INTERVAL
@@ -136,13 +136,13 @@ def launch(settings: Settings) -> None:
         raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
     rendered = write_rendered(settings)
     env = dict(os.environ)
-    env["LITELLM_MASTER_KEY"] = str(settings.litellm_master_key)
+    env["LITELLM_MASTER_KEY"] = settings.litellm_master_key
     env["OLLAMA_API_BASE"] = settings.backend_urls[0]
     # Offline: no fetch of the remote cost map, no telemetry.
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.setdefault("LITELLM_TELEMETRY", "False")
     env.setdefault("LITELLM_LOG", "WARNING")
-    workers = max(1, int(settings.litellm_workers))
+    workers = settings.litellm_workers
     if workers > 1:
         # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).
         multiproc = settings.state_dir / "litellm-prometheus"
@@ -150,7 +150,7 @@ def launch(settings: Settings) -> None:
         multiproc.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     litellm = Path(sys.executable).parent / "litellm"
-    argv = [str(litellm), "--config", str(rendered), "--host", str(settings.bind_host),
+    argv = [str(litellm), "--config", str(rendered), "--host", settings.bind_host,
             "--port", str(settings.litellm_port), "--num_workers", str(workers)]
     os.execve(str(litellm), argv, env)
 

@@ -81,9 +81,9 @@ class Stack:
         recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else ""
         if recorded and self.supervisor.running() and self.supervisor.info("ollama"):
             return recorded
-        port = int(self.settings.ollama_port)
+        port = self.settings.ollama_port
         if port_open(self.settings.bind_host, port):
-            answering = Service("ollama", str(self.settings.bind_host), port, checks=[ReadyCheck("/api/version")])
+            answering = Service("ollama", self.settings.bind_host, port, checks=[ReadyCheck("/api/version")])
             if probe(answering, "").ok:
                 return "external"
         return "ollama" if shutil.which("ollama") else "embedded"
@@ -93,7 +93,7 @@ class Stack:
 
     @property
     def key(self) -> str:
-        return str(self.settings.litellm_master_key)
+        return self.settings.litellm_master_key
 
     @property
     def settings_file(self) -> Path:

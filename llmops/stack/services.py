@@ -98,14 +98,14 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
     for index, url in enumerate(settings.backend_urls):
         parsed = urlparse(url)
         name = "ollama" if index == 0 else f"ollama-{index + 1}"
-        local = parsed.hostname in ("127.0.0.1", "localhost", str(settings.bind_host))
+        local = parsed.hostname in ("127.0.0.1", "localhost", settings.bind_host)
         kind = "supervised" if local and not settings.ollama_hosts and ollama_mode != "external" else "external"
         if ollama_mode == "ollama" and kind == "supervised":
             command = [shutil.which("ollama") or "ollama", "serve"]
             env = {"OLLAMA_HOST": f"{parsed.hostname}:{parsed.port}"}
         else:
             command = [python(), str(ROOT / "scripts" / "embedded_backend.py"),
-                       "--host", str(settings.bind_host), "--port", str(parsed.port)]
+                       "--host", settings.bind_host, "--port", str(parsed.port)]
             if threads:
                 command += ["--threads", str(threads)]
             env = {}
@@ -118,18 +118,18 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
 
 def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
     """Every service of the stack, in start order."""
-    host = str(settings.bind_host)
+    host = settings.bind_host
     state = settings.state_dir
     services = backend_services(settings, ollama_mode)
     services.append(Service(
-        name="litellm", host=host, port=int(settings.litellm_port),
+        name="litellm", host=host, port=settings.litellm_port,
         command=["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")],
         checks=[ReadyCheck("/health/liveliness"), ReadyCheck("/v1/models", with_key=True, needs_models=True)],
         ready_timeout=120.0,
     ))
     prom = prometheus_binary()
     services.append(Service(
-        name="prometheus", host=host, port=int(settings.prometheus_port),
+        name="prometheus", host=host, port=settings.prometheus_port,
         command=[
             prom or "prometheus",
             f"--config.file={state / 'prometheus.yml'}",
@@ -140,14 +140,14 @@ def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
         checks=[ReadyCheck("/-/ready")], kind="supervised" if prom else "missing", ready_timeout=30.0,
     ))
     services.append(Service(
-        name="dashboard", host=host, port=int(settings.dashboard_port),
+        name="dashboard", host=host, port=settings.dashboard_port,
         command=[python(), str(ROOT / "scripts" / "dashboard_server.py")],
         checks=[ReadyCheck("/healthz")], ready_timeout=30.0,
     ))
     node = node_exporter_binary()
     services.append(Service(
-        name="node_exporter", host=host, port=int(settings.node_exporter_port),
-        command=node_exporter_argv(node or "prometheus-node-exporter", host, int(settings.node_exporter_port)),
+        name="node_exporter", host=host, port=settings.node_exporter_port,
+        command=node_exporter_argv(node or "prometheus-node-exporter", host, settings.node_exporter_port),
         checks=[ReadyCheck("/metrics")], kind="supervised" if node else "missing", optional=True, ready_timeout=15.0,
     ))
     return services
