@@ -115,3 +115,18 @@ def test_the_stack_does_not_import_telemetry():
     found = [f"{p.relative_to(ROOT)}:{line}" for p in sorted((PACKAGE / "stack").rglob("*.py"))
              for line, target in imports(p) if target.startswith("llmops.telemetry")]
     assert found == []
+
+
+def test_the_backend_has_no_import_cycle():
+    """server imports the route modules; the routes import shared handling, never the server."""
+    backend = PACKAGE / "backend"
+    graph = {module_name(p): {t for _, t in imports(p) if t.startswith("llmops.backend")}
+             for p in backend.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert [m for m in graph if reaches(m, m, {m})] == []

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from .engine import Stats
+from .handling import backend_of, collect, stream_out
 from .model import now_rfc3339, rfc3339
 from .options import BadRequest, GenOptions, parse_options
 from .protocol import (
@@ -19,7 +20,6 @@ from .protocol import (
     read_json,
     require_model,
 )
-from .server import backend_of, collect, stream_out
 
 NDJSON = "application/x-ndjson"
 # Ollama shows a model kept loaded forever as expiring after the longest Go duration (~292 years).
