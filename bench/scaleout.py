@@ -20,8 +20,10 @@ import benchfmt
 import psutil
 import requests
 import yaml
+from _helpers import wait_http
 
 from llmops import settings
+from llmops.proxykey import auth_headers
 from llmops.render import litellm_config as proxyconf
 from llmops.stack.services import embedded_threads
 from llmops.traffic import TrafficConfig, run
@@ -33,21 +35,6 @@ PROXY_PORT = 18310
 STATE = ROOT / ".run-test" / "scaleout-bench"
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 LITELLM = str(Path(PYTHON).parent / "litellm")
-
-
-def wait_http(url: str, timeout: float, headers: dict | None = None, proc: subprocess.Popen | None = None) -> None:
-    """Poll until GET url answers 200; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode} before {url} answered")
-        try:
-            if requests.get(url, headers=headers, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {timeout:.0f} s")
 
 
 def start_backends(count: int, threads: int | None, logs: Path) -> list[subprocess.Popen]:
@@ -79,7 +66,7 @@ def start_proxy(urls: list[str], strategy: str, key: str, logs: Path) -> subproc
     log = open(logs / "litellm.log", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen([LITELLM, "--config", str(config), "--host", "127.0.0.1", "--port", str(PROXY_PORT)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    wait_http(f"http://127.0.0.1:{PROXY_PORT}/v1/models", 120, {"Authorization": f"Bearer {key}"}, proc)
+    wait_http(f"http://127.0.0.1:{PROXY_PORT}/v1/models", 120, auth_headers(key), proc)
     return proc
 
 
