@@ -155,10 +155,10 @@ def probe_backend(session, base_url: str, timeout: float = 3.0, clock=time.perf_
     """Ask one Ollama-API backend directly: /api/version, /api/tags (present), /api/ps (loaded)."""
 
     def body() -> ProbeResult:
-        response = _call(session, "GET", f"{base_url}/api/version", timeout)
-        if response.status_code != 200:
-            return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
-        version = _json(response, "/api/version").get("version")
+        answered = _version(session, base_url, timeout)
+        if not answered.ok:
+            return answered
+        version = answered.data["version"]
         response = _call(session, "GET", f"{base_url}/api/tags", timeout)
         if response.status_code != 200:
             return ProbeResult(UNHEALTHY, None, f"/api/tags answered HTTP {response.status_code}", "http")
@@ -314,17 +314,17 @@ class ReadyCheck:
     needs_models: bool = False
 
 
+def _version(session, base_url: str, timeout: float) -> ProbeResult:
+    response = _call(session, "GET", f"{base_url}/api/version", timeout)
+    if response.status_code != 200:
+        return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
+    version = _json(response, "/api/version").get("version")
+    return ProbeResult(HEALTHY, None, f"version {version or '?'}", "", {"version": version})
+
+
 def probe_version(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
     """An Ollama-API backend is ready when /api/version answers (its models may still be on their way)."""
-
-    def body() -> ProbeResult:
-        response = _call(session, "GET", f"{base_url}/api/version", timeout)
-        if response.status_code != 200:
-            return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
-        version = _json(response, "/api/version").get("version")
-        return ProbeResult(HEALTHY, None, f"version {version or '?'}", "", {"version": version})
-
-    return _timed(clock, body)
+    return _timed(clock, lambda: _version(session, base_url, timeout))
 
 
 def probe_path(session, base_url: str, path: str, key: str = "", timeout: float = 3.0,

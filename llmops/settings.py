@@ -40,41 +40,29 @@ class Setting:
         return typing.get_type_hints(self.parse).get("return", str) if self.parse is not str else str
 
 
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 1-65535")
-    return port
+def _bounded(kind: type, accept: Callable[[float], bool], problem: str) -> Callable[[str], object]:
+    """A parser: kind(value), refused with `problem` (formatted with the number) unless accept(number).
+
+    Its return annotation is `kind`, so the rows that use it have that type (Setting.type).
+    """
+
+    def parse(value: str):
+        number = kind(value)
+        if not accept(number):
+            raise ValueError(problem.format(number))
+        return number
+
+    parse.__annotations__ = {"value": str, "return": kind}
+    return parse
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{number} is negative")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{number} is negative")
-    return number
-
-
-def _count(value: str) -> int:
-    """A count of at least 1 (backends, workers, context length): 0 is refused, not turned into 1."""
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{number} is less than 1")
-    return number
-
-
-def _seconds(value: str) -> float:
-    """An interval above 0 seconds: 0 is refused, not turned into a default."""
-    number = float(value)
-    if not number > 0:
-        raise ValueError(f"{value.strip()} is not above 0 seconds")
-    return number
+_port = _bounded(int, lambda n: 1 <= n <= 65535, "port {} out of range 1-65535")
+_positive_float = _bounded(float, lambda n: n >= 0, "{} is negative")
+_positive_int = _bounded(int, lambda n: n >= 0, "{} is negative")
+# A count of at least 1 (backends, workers, context length): 0 is refused, not turned into 1.
+_count = _bounded(int, lambda n: n >= 1, "{} is less than 1")
+# An interval above 0 seconds: 0 is refused, not turned into a default.
+_seconds = _bounded(float, lambda n: n > 0, "{} is not above 0 seconds")
 
 
 def _optional_int(value: str) -> int | None:
@@ -216,25 +204,16 @@ class Settings:
         """A path setting, resolved against the project root."""
         return (self.root / self.values[name]).resolve()  # type: ignore[operator]
 
-    @property
-    def state_dir(self) -> Path:
-        return self.path("LLMOPS_STATE_DIR")
-
-    @property
-    def log_dir(self) -> Path:
-        return self.path("LLMOPS_LOG_DIR")
-
-    @property
-    def litellm_config_path(self) -> Path:
-        return self.path("LITELLM_CONFIG")
-
-    @property
-    def prometheus_config_path(self) -> Path:
-        return self.path("PROMETHEUS_CONFIG")
-
-    @property
-    def prometheus_data_dir(self) -> Path:
-        return self.path("PROMETHEUS_DATA_DIR")
+    # Resolved paths (Path) and local base URLs (str) of the settings that name them.
+    state_dir = property(lambda self: self.path("LLMOPS_STATE_DIR"))
+    log_dir = property(lambda self: self.path("LLMOPS_LOG_DIR"))
+    litellm_config_path = property(lambda self: self.path("LITELLM_CONFIG"))
+    prometheus_config_path = property(lambda self: self.path("PROMETHEUS_CONFIG"))
+    prometheus_data_dir = property(lambda self: self.path("PROMETHEUS_DATA_DIR"))
+    ollama_url = property(lambda self: self.url("OLLAMA_PORT"))
+    litellm_url = property(lambda self: self.url("LITELLM_PORT"))
+    prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))
+    dashboard_url = property(lambda self: self.url("DASHBOARD_PORT"))
 
     def url(self, port_setting: str) -> str:
         """Base URL a client on this machine uses to reach a service."""
@@ -242,22 +221,6 @@ class Settings:
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.values[port_setting]}"
-
-    @property
-    def ollama_url(self) -> str:
-        return self.url("OLLAMA_PORT")
-
-    @property
-    def litellm_url(self) -> str:
-        return self.url("LITELLM_PORT")
-
-    @property
-    def prometheus_url(self) -> str:
-        return self.url("PROMETHEUS_PORT")
-
-    @property
-    def dashboard_url(self) -> str:
-        return self.url("DASHBOARD_PORT")
 
     @property
     def backend_urls(self) -> list[str]:
