@@ -1,14 +1,12 @@
-"""Small helpers shared by the integration tests: waiting on a condition, free ports, a JSON answer."""
+"""Small helpers shared by the tests: waiting on a condition, free ports."""
 from __future__ import annotations
 
-import json
 import subprocess
-from http.server import BaseHTTPRequestHandler
 
 from llmops.polling import poll_until
 from llmops.stack.ports import free_port
 
-__all__ = ["free_port", "send_json", "wait_for"]
+__all__ = ["free_port", "wait_for"]
 
 
 def wait_for(condition, timeout: float = 5.0, what: str = "condition", poll: float = 0.2,
@@ -32,13 +30,3 @@ def wait_for(condition, timeout: float = 5.0, what: str = "condition", poll: flo
     if last:
         return last
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def send_json(handler: BaseHTTPRequestHandler, payload: object, status: int = 200) -> None:
-    """Answer an http.server request with a JSON body."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
