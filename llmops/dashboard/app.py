@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, jsonify, render_template, request, send_from_directory
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..proxykey import redact_bytes
@@ -83,10 +83,10 @@ class _StatusFastPath:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the dashboard: settings, probes, monitor, exporter and routes. Starts probing unless told not to."""
+    """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import charts, exporter
+    from llmops.dashboard import charts, exporter, routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks
     from llmops.dashboard.promapi import PromAPI
@@ -111,56 +111,13 @@ def create_app(config: dict | None = None) -> Flask:
         exporter.Guarded(GpuCollector(gpu_reader), "gpu"),
         exporter.Guarded(ProcessCollector(pids), "processes"),
     )
-    metrics_app = exporter.wsgi_app(registry)
-    host_view = HostView(pids, monitor.status, prom, gpu_reader)
-    cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
-    host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
     secret = settings.litellm_master_key
-    app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom}
-    started = clock()
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=settings.probe_interval)
-
-    @app.get("/api/status")
-    def api_status():
-        return Response(monitor.status_json(), mimetype="application/json", headers={"Cache-Control": "no-store"})
-
-    @app.get("/api/models")
-    def api_models():
-        return jsonify(charts.models_table(monitor.status()))
-
-    @app.get("/api/metrics/summary")
-    def api_summary():
-        return jsonify(cache.get("summary", lambda: charts.summary(prom)))
-
-    @app.get("/api/charts")
-    def api_charts():
-        window = request.args.get("window", "1h")
-        charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-        return jsonify(cache.get(("charts", window), lambda: charts.charts(prom, window, clock())))
-
-    @app.get("/api/alerts")
-    def api_alerts():
-        return jsonify(cache.get("alerts", lambda: charts.firing_alerts(prom)))
-
-    @app.get("/api/host")
-    def api_host():
-        return jsonify(host_cache.get("host", host_view.document))
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok", monitor_running=monitor.running, uptime_s=round(clock() - started, 3),
-                       probe_updates=monitor.updates)
-
-    @app.get("/metrics")
-    def metrics():
-        return Response.from_app(metrics_app, request.environ)  # Flask's after_request still guards it
-
-    @app.get("/favicon.ico")
-    def favicon():
-        return send_from_directory(app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon")
+    app.extensions["llmops"] = {
+        "monitor": monitor, "settings": settings, "prometheus": prom, "clock": clock, "started": clock(),
+        "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
+        "host_view": HostView(pids, monitor.status, prom, gpu_reader), "metrics_app": exporter.wsgi_app(registry),
+    }
+    app.register_blueprint(routes.bp)
 
     @app.errorhandler(Exception)
     def as_json(exc: Exception):

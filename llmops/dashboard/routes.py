@@ -1,0 +1,74 @@
+"""The dashboard's Blueprint: the page, the JSON API, /healthz and /metrics, over the state create_app built."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
+
+from . import charts
+
+bp = Blueprint("dashboard", __name__)
+
+
+def _state() -> dict:
+    """What create_app put in app.extensions["llmops"]: monitor, settings, prometheus, caches, clock."""
+    return current_app.extensions["llmops"]
+
+
+@bp.get("/")
+def index():
+    state = _state()
+    return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=state["settings"].probe_interval)
+
+
+@bp.get("/api/status")
+def api_status():
+    return Response(_state()["monitor"].status_json(), mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/api/models")
+def api_models():
+    return jsonify(charts.models_table(_state()["monitor"].status()))
+
+
+@bp.get("/api/metrics/summary")
+def api_summary():
+    state = _state()
+    return jsonify(state["cache"].get("summary", lambda: charts.summary(state["prometheus"])))
+
+
+@bp.get("/api/charts")
+def api_charts():
+    state = _state()
+    window = request.args.get("window", "1h")
+    charts.window_params(window, 0)  # validate before caching: a bad window is a 400
+    return jsonify(state["cache"].get(("charts", window),
+                                      lambda: charts.charts(state["prometheus"], window, state["clock"]())))
+
+
+@bp.get("/api/alerts")
+def api_alerts():
+    state = _state()
+    return jsonify(state["cache"].get("alerts", lambda: charts.firing_alerts(state["prometheus"])))
+
+
+@bp.get("/api/host")
+def api_host():
+    state = _state()
+    return jsonify(state["host_cache"].get("host", state["host_view"].document))
+
+
+@bp.get("/healthz")
+def healthz():
+    state = _state()
+    monitor = state["monitor"]
+    return jsonify(status="ok", monitor_running=monitor.running, uptime_s=round(state["clock"]() - state["started"], 3),
+                   probe_updates=monitor.updates)
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response.from_app(_state()["metrics_app"], request.environ)  # Flask's after_request still guards it
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon")
