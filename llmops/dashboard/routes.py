@@ -29,25 +29,26 @@ def api_models():
     return jsonify(charts.models_table(_state()["monitor"].status()))
 
 
+def _cached(key, compute):
+    """An answer from Prometheus, reused for CACHE_SECONDS: many open pages cost it one query set."""
+    return jsonify(_state()["cache"].get(key, compute))
+
+
 @bp.get("/api/metrics/summary")
 def api_summary():
-    state = _state()
-    return jsonify(state["cache"].get("summary", lambda: charts.summary(state["prometheus"])))
+    return _cached("summary", lambda: charts.summary(_state()["prometheus"]))
 
 
 @bp.get("/api/charts")
 def api_charts():
-    state = _state()
     window = request.args.get("window", "1h")
     charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-    return jsonify(state["cache"].get(("charts", window),
-                                      lambda: charts.charts(state["prometheus"], window, state["clock"]())))
+    return _cached(("charts", window), lambda: charts.charts(_state()["prometheus"], window, _state()["clock"]()))
 
 
 @bp.get("/api/alerts")
 def api_alerts():
-    state = _state()
-    return jsonify(state["cache"].get("alerts", lambda: charts.firing_alerts(state["prometheus"])))
+    return _cached("alerts", lambda: charts.firing_alerts(_state()["prometheus"]))
 
 
 @bp.get("/api/host")
