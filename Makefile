@@ -16,7 +16,7 @@ export BACKENDS ONLY
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-backend.txt requirements-model.txt scripts/setup.sh
+$(STAMP): requirements.txt requirements-backend.txt requirements-model.txt pyproject.toml scripts/setup.sh
 	@scripts/setup.sh
 
 setup: ## Install everything: .venv, llama.cpp engine and model, .env with a new key, Prometheus

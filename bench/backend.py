@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 TAG = "smollm2:135m"

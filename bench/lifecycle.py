@@ -4,14 +4,12 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import benchfmt
 
-import benchfmt  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RUNS = 3
 ENV = {

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,43 +26,24 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+import benchfmt
 import yaml
+from _helpers import wait_http
+
+from llmops import settings
+from llmops.proxykey import auth_headers
+from llmops.render import litellm_config as proxyconf
+from llmops.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops import settings  # noqa: E402
-from llmops.render import litellm_config as proxyconf  # noqa: E402
 
 KEY = "sk-bench-proxy-overhead"
 BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 BODY_PROXY = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-HEADERS = {"Authorization": f"Bearer {KEY}", "User-Agent": "llmops-bench/1"}
+HEADERS = {**auth_headers(KEY), "User-Agent": "llmops-bench/1"}
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 LATENCY_N = 150        # sequential requests per latency block
 THROUGHPUT_S = 3.0     # seconds per concurrency-10 block
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 90) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready in {timeout} s")
 
 
 async def latency(url: str, body: dict, headers: dict, n: int) -> list[float]:
@@ -210,11 +190,11 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     fake_port = free_port()
-    fake = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_fake_ollama.py"), "--port", str(fake_port)],
+    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakes_ollama_faults.py"), "--port", str(fake_port)],
                             start_new_session=True)
     procs = [fake]
     try:
-        wait_http(f"http://127.0.0.1:{fake_port}/api/version")
+        wait_http(f"http://127.0.0.1:{fake_port}/api/version", 90)
         shipped_models = proxyconf.render(settings.load(env_file=tmp / "env", environ={
             "OLLAMA_HOSTS": f"http://127.0.0.1:{fake_port}"}))["model_list"]
         speed_before = sdk_probe(shipped_models)

@@ -14,13 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import benchfmt
+
+from llmops import settings
+from llmops.stack import Stack, envfile
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops import settings  # noqa: E402
-from llmops.stack import Stack, envfile  # noqa: E402
 
 
 def _beside_tests(name: str):

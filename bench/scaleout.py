@@ -16,40 +16,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchfmt
 import psutil
 import requests
 import yaml
+from _helpers import wait_http
+
+from llmops import settings
+from llmops.proxykey import auth_headers
+from llmops.render import litellm_config as proxyconf
+from llmops.stack.services import embedded_threads
+from llmops.traffic import TrafficConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops import settings  # noqa: E402
-from llmops.render import litellm_config as proxyconf  # noqa: E402
-from llmops.stack.services import embedded_threads  # noqa: E402
-from llmops.traffic import TrafficConfig, run  # noqa: E402
 
 BACKEND_PORT = 25434  # backends on 25434.., the proxy on 18310: clear of the stack and the tests
 PROXY_PORT = 18310
 STATE = ROOT / ".run-test" / "scaleout-bench"
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 LITELLM = str(Path(PYTHON).parent / "litellm")
-
-
-def wait_http(url: str, timeout: float, headers: dict | None = None, proc: subprocess.Popen | None = None) -> None:
-    """Poll until GET url answers 200; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode} before {url} answered")
-        try:
-            if requests.get(url, headers=headers, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {timeout:.0f} s")
 
 
 def start_backends(count: int, threads: int | None, logs: Path) -> list[subprocess.Popen]:
@@ -81,7 +66,7 @@ def start_proxy(urls: list[str], strategy: str, key: str, logs: Path) -> subproc
     log = open(logs / "litellm.log", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen([LITELLM, "--config", str(config), "--host", "127.0.0.1", "--port", str(PROXY_PORT)],
                             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-    wait_http(f"http://127.0.0.1:{PROXY_PORT}/v1/models", 120, {"Authorization": f"Bearer {key}"}, proc)
+    wait_http(f"http://127.0.0.1:{PROXY_PORT}/v1/models", 120, auth_headers(key), proc)
     return proc
 
 

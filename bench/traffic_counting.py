@@ -17,14 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchfmt
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from llmops import counts
+from llmops.dashboard import charts
+from llmops.polling import poll_until
+from llmops.stack.ports import free_port
+from llmops.stack.services import prometheus_binary
 
-from llmops import benchfmt, charts, counts  # noqa: E402
-from llmops.services import prometheus_binary  # noqa: E402
-from tests.helpers import free_port, wait_for  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRAPE = 10
 
@@ -96,7 +98,8 @@ def main() -> int:
                 except requests.RequestException:
                     return False
 
-            wait_for(ready, 60, "Prometheus")
+            if not poll_until(ready, 60):
+                raise SystemExit("Prometheus did not become ready within 60 s")
             old_count = f"sum(increase({counts.TOTAL}{{{counts.REAL}}}[5m]))"
             new_count = counts.count_expr("5m")
             cases = {"count_5m": [("/api/v1/query", {"query": old_count, "time": end}),

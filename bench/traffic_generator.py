@@ -15,14 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import benchfmt
 import psutil
 
+from llmops.traffic import TrafficConfig, run
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import benchfmt  # noqa: E402
-
-from llmops.traffic import TrafficConfig, run  # noqa: E402
 
 FAKE = ROOT / "tests" / "fakes_traffic.py"
 KEY = "sk-fake-test-key"

@@ -10,7 +10,9 @@ import requests
 
 from . import settings as settings_module
 from .errors import StackError
-from .stack import Stack, bootstrap, redact
+from .health import probe_proxy_detail
+from .proxykey import redact
+from .stack import Stack, bootstrap, envfile, probe
 
 
 def _uptime(seconds: float | None) -> str:
@@ -47,22 +49,18 @@ def cmd_health(stack: Stack, args: argparse.Namespace) -> int:
         print(f"error: unknown service {args.service!r}; expected one of {', '.join(services)}", file=sys.stderr)
         return 2
     service = services[args.service]
-    from .stack import probe
-
     health = probe(service, stack.key)
     latency = f" in {health.latency_ms:.1f} ms" if health.latency_ms is not None else ""
     print(f"{service.name} at {service.address}: {'healthy' if health.ok else 'UNHEALTHY'}{latency}: {health.detail}")
     if service.name == "litellm" and health.ok:
         print("LiteLLM's own /health (a real generation per deployment; detail only):")
-        try:
-            body = requests.get(service.url + "/health", headers={"Authorization": f"Bearer {stack.key}"},
-                                timeout=60).json()
-            print(f"  healthy deployments: {body.get('healthy_count')}, unhealthy: {body.get('unhealthy_count')}")
-            for item in body.get("unhealthy_endpoints", []):
-                print(f"  unhealthy: {item.get('model')} at {item.get('api_base')}: "
-                      f"{redact(str(item.get('error', ''))[:160], stack.key)}")
-        except (requests.RequestException, ValueError) as exc:
-            print(f"  /health did not answer: {type(exc).__name__}")
+        detail = probe_proxy_detail(requests, service.url, stack.key, timeout=60)
+        if detail.data.get("healthy_count") is None:
+            print(f"  /health did not answer: {redact(detail.detail, stack.key)}")
+        else:
+            print(f"  healthy deployments: {detail.data['healthy_count']}, unhealthy: {detail.data['unhealthy_count']}")
+            for item in detail.data.get("unhealthy_endpoints", []):
+                print(f"  unhealthy: {item['model']} at {item['api_base']}: {redact(item['error'][:160], stack.key)}")
     return 0 if health.ok else 1
 
 
@@ -87,56 +85,73 @@ def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmops", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("setup", help="create .env and install system programs").add_argument(
-        "--test-tools", action="store_true", help="also install what the tests need (Chromium)")
-    for name in ("start", "stop", "restart"):
+def _with_env(stack: Stack) -> Stack:
+    """start and restart create .env with a fresh key when it is missing (then read the settings again)."""
+    if envfile.ensure(stack.settings.env_file):
+        print(f"created {stack.settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+        return Stack(settings_module.load())
+    return stack
+
+
+def cmd_setup(stack: Stack, args: argparse.Namespace) -> int:
+    return 0 if bootstrap.setup(stack.settings, with_test_tools=args.test_tools) else 1
+
+
+def cmd_start(stack: Stack, args: argparse.Namespace) -> int:
+    stack = _with_env(stack)
+    started = time.monotonic()
+    stack.start(args.service)
+    print(f"ready in {time.monotonic() - started:.1f} s; dashboard: {stack.settings.dashboard_url}")
+    return 0
+
+
+def cmd_stop(stack: Stack, args: argparse.Namespace) -> int:
+    stack.stop(args.service)
+    return 0
+
+
+def cmd_restart(stack: Stack, args: argparse.Namespace) -> int:
+    _with_env(stack).restart(args.service)
+    return 0
+
+
+def cmd_show_key(stack: Stack, args: argparse.Namespace) -> int:
+    print(stack.settings.litellm_master_key)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The subcommands behind the Makefile targets; each names its handler."""
+    top = argparse.ArgumentParser(prog="python -m llmops", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    setup = sub.add_parser("setup", help="create .env and install system programs")
+    setup.add_argument("--test-tools", action="store_true", help="also install what the tests need (Chromium)")
+    setup.set_defaults(func=cmd_setup)
+    for name, func in (("start", cmd_start), ("stop", cmd_stop), ("restart", cmd_restart)):
         sub.add_parser(name).add_argument("service", nargs="?")
-    sub.add_parser("status").add_argument("--json", action="store_true")
-    sub.add_parser("health").add_argument("service")
+        sub.choices[name].set_defaults(func=func)
+    status = sub.add_parser("status")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    health = sub.add_parser("health")
+    health.add_argument("service")
+    health.set_defaults(func=cmd_health)
     logs = sub.add_parser("logs")
     logs.add_argument("service", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
-    sub.add_parser("show-key")
-    args = parser.parse_args(argv)
-    try:
-        settings = settings_module.load()
-        if args.command == "setup":
-            return 0 if bootstrap.setup(settings, with_test_tools=args.test_tools) else 1
-        if args.command in ("start", "restart"):
-            from .stack import envfile
+    logs.set_defaults(func=cmd_logs)
+    sub.add_parser("show-key").set_defaults(func=cmd_show_key)
+    return top
 
-            if envfile.ensure(settings.env_file):
-                print(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
-                settings = settings_module.load()
-        stack = Stack(settings)
-        if args.command == "start":
-            started = time.monotonic()
-            stack.start(args.service)
-            print(f"ready in {time.monotonic() - started:.1f} s; dashboard: {settings.dashboard_url}")
-            return 0
-        if args.command == "stop":
-            stack.stop(args.service)
-            return 0
-        if args.command == "restart":
-            stack.restart(args.service)
-            return 0
-        if args.command == "status":
-            return cmd_status(stack, args)
-        if args.command == "health":
-            return cmd_health(stack, args)
-        if args.command == "logs":
-            return cmd_logs(stack, args)
-        if args.command == "show-key":
-            print(settings.litellm_master_key)
-            return 0
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(Stack(settings_module.load()), args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 2
 
 
 if __name__ == "__main__":

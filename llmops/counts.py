@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from . import outcomes
-from .dashboard.promapi import PromAPI, Sample
+
+# A PromAPI Sample (labels, value) and a PromAPI: typed loosely, since the client lives in the dashboard above.
+Sample = Any
+PromAPI = Any
 
 TOTAL = "litellm_proxy_total_requests_metric_total"
 # Routes LiteLLM also counts in its request metrics that are not model calls.

@@ -15,3 +15,7 @@ class PortInUseError(StackError):
 
 class ServiceError(StackError):
     """A service failed to start or to become ready."""
+
+
+class MetricsUnavailable(StackError):
+    """Prometheus cannot be reached or did not answer a query; the message says why."""

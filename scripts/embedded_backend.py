@@ -11,12 +11,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from llmops import settings  # noqa: E402
-from llmops.errors import StackError  # noqa: E402
+from llmops import settings
+from llmops.errors import StackError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from prometheus_client import CollectorRegistry, generate_latest
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-
-from llmops.entry import run  # noqa: E402
-from llmops.telemetry.gpu import GpuCollector, GpuReader  # noqa: E402
+from llmops.entry import run
+from llmops.telemetry.gpu import GpuCollector, GpuReader
 
 
 def main(argv: list[str] | None = None) -> int:

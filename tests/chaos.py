@@ -16,6 +16,7 @@ import psutil
 import requests
 
 from llmops.errors import PortInUseError
+from llmops.polling import poll_until
 from llmops.stack import Stack, probe
 
 # What the dashboard must say when a service fails: (component in /api/status, acceptable overall states).
@@ -121,12 +122,8 @@ class FaultRunner:
 
     def _wait(self, condition: Callable[[], object], timeout: float) -> tuple[object, float | None]:
         started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            value = condition()
-            if value:
-                return value, time.monotonic() - started
-            time.sleep(0.2)
-        return None, None
+        value = poll_until(condition, timeout)
+        return (value, time.monotonic() - started) if value else (None, None)
 
     # -- faults ------------------------------------------------------------------------
     def run(self, name: str, fault: str) -> Outcome:
@@ -148,18 +145,19 @@ class FaultRunner:
 
     def _detect(self, name: str, outcome: Outcome, started: float, allow_recovery_from: int | None = None) -> None:
         """Within detect_within: the failure shows, or (after a SIGKILL) the supervisor already brought it back."""
-        deadline = started + self.detect_within
-        while time.monotonic() < deadline:
+        def shown() -> str:
             how = self.is_red(name, outcome)
             if how:
-                outcome.detected_s, outcome.detected_as = round(time.monotonic() - started, 2), how
-                return
+                return how
             pid = self.pid(name)
             if allow_recovery_from and pid and pid != allow_recovery_from and self.is_healthy(name, outcome):
-                outcome.detected_s = round(time.monotonic() - started, 2)
-                outcome.detected_as = "restarted by the supervisor before two probes could fail"
-                return
-            time.sleep(0.1)
+                return "restarted by the supervisor before two probes could fail"
+            return ""
+
+        how = poll_until(shown, max(0.0, started + self.detect_within - time.monotonic()), interval=0.1)
+        if how:
+            outcome.detected_s, outcome.detected_as = round(time.monotonic() - started, 2), how
+            return
         outcome.problems.append(f"failure not shown within {self.detect_within:.0f} s")
 
     def _sigkill(self, name: str, outcome: Outcome) -> None:

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # The test stack never collides with a stack the user runs: its own ports, state, logs and key.
 # LLMOPS_TEST_PORT_OFFSET shifts every test port, so two checkouts can run their suites side by side.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from llmops.backend.engine import Stats, StopMatcher
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import GenOptions, context_window, fit_prompt, output_limit
 from llmops.backend.server import start
+from tests import helpers
 
 FAKE_TAG = "fake:1m"
 
@@ -135,13 +137,5 @@ class ServerThread:
         self.thread.join(15)
 
 
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.005, what: str = "condition"):
-    """Poll predicate until it returns a truthy value; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+# The backend's own fakes answer in milliseconds: poll often.
+wait_for = functools.partial(helpers.wait_for, poll=0.005)

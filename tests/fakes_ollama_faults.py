@@ -1,4 +1,5 @@
-"""A FAKE Ollama with switchable faults (slow, 500, malformed JSON, truncated stream, 10 MB, reset) that counts requests."""
+"""The one FAKE Ollama of the tests and benchmarks: switchable faults (slow, 500, malformed JSON, truncated
+stream, 10 MB, reset), counted requests; `python tests/fakes_ollama_faults.py --port N` serves a healthy one."""
 from __future__ import annotations
 
 import asyncio
@@ -52,9 +53,9 @@ def _ndjson(objs: list[dict]) -> bytes:
 
 
 class FakeOllama:
-    """aiohttp server on 127.0.0.1:<ephemeral> in its own thread; set faults per path while it runs."""
+    """aiohttp server on 127.0.0.1 (an ephemeral port unless told one) in its own thread; set faults per path while it runs."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self._lock = threading.Lock()
         self._faults: dict[str, Fault] = {}
         self.default = Fault()
@@ -62,7 +63,7 @@ class FakeOllama:
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ollama", daemon=True)
-        self.port = 0
+        self.port = port
 
     # -- control ---------------------------------------------------------------
     def set_fault(self, mode: str, delay: float = 0.0, path: str | None = None) -> None:
@@ -123,7 +124,7 @@ class FakeOllama:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # Go servers (real Ollama) set TCP_NODELAY; without it every small answer waits ~40 ms (Nagle).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
 
@@ -214,3 +215,16 @@ class FakeOllama:
             await response.write(_ndjson([_chat_line("o", False), _chat_line("k", False), _chat_line("", True)]))
         await response.write_eof()
         return response
+
+
+if __name__ == "__main__":
+    # A healthy, zero-latency fake for the benchmarks, until it is terminated.
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    fake = FakeOllama(port=parser.parse_args().port).start()
+    try:
+        threading.Event().wait()
+    finally:
+        fake.stop()

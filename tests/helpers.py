@@ -1,35 +1,32 @@
-"""Small helpers shared by the integration tests: waiting on a condition, free ports, a JSON answer."""
+"""Small helpers shared by the tests: waiting on a condition, free ports."""
 from __future__ import annotations
 
-import json
-import socket
-import time
-from http.server import BaseHTTPRequestHandler
+import subprocess
+
+from llmops.polling import poll_until
+from llmops.stack.ports import free_port
+
+__all__ = ["free_port", "wait_for"]
 
 
-def wait_for(condition, timeout: float, what: str, poll: float = 0.2):
-    """Return condition()'s first truthy value; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(poll)
+def wait_for(condition, timeout: float = 5.0, what: str = "condition", poll: float = 0.2,
+             proc: subprocess.Popen | None = None, ignore: tuple[type[BaseException], ...] = ()):
+    """Return condition()'s first truthy value; fail the test after `timeout` seconds.
+
+    With `proc`, fail at once (with its output) when that process exits first; exceptions of the
+    `ignore` types count as "not yet" (a server still starting refuses connections).
+    """
+
+    def check():
+        if proc is not None and proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"{proc.args[0]} exited {proc.returncode} before {what}: {output}")
+        try:
+            return condition()
+        except ignore:
+            return None
+
+    last = poll_until(check, timeout, interval=poll)
+    if last:
+        return last
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def send_json(handler: BaseHTTPRequestHandler, payload: object, status: int = 200) -> None:
-    """Answer an http.server request with a JSON body."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)

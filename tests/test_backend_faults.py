@@ -30,6 +30,7 @@ from llmops import health as probes
 from llmops.dashboard.monitor import Check, Monitor
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import HUGE_BYTES, MODEL, FakeOllama
+from tests.helpers import free_port
 
 KEY = "sk-test-backend-faults"
 RETRIES = 1
@@ -89,12 +90,6 @@ class Outcome:
             return next((c["choices"][0].get("finish_reason") for c in reversed(self.chunks())
                          if c["choices"][0].get("finish_reason")), None)
         return json.loads(self.body)["choices"][0]["finish_reason"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_proxy(fake: FakeOllama, timeout: float, tmp) -> Proxy:

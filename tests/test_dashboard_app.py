@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from llmops.dashboard import create_app
+from dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import (
     BACKEND,

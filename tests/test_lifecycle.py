@@ -7,14 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, test_environ
-from tests.helpers import send_json, wait_for
+from tests.fakes_ollama_faults import FakeOllama
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -161,19 +160,9 @@ def test_stale_state_after_a_crash_is_cleaned_up(env):
     assert not (state / "supervisor.sock").exists()
 
 
-class FakeExternalOllama(BaseHTTPRequestHandler):
-    """A FAKE Ollama already running on the port before `start`: it answers /api/version and /api/tags."""
-
-    def do_GET(self):  # noqa: N802
-        send_json(self, {"/api/version": {"version": "0.0.0-fake"}, "/api/tags": {"models": []}}.get(self.path, {}))
-
-    def log_message(self, *args):
-        pass
-
-
 def test_an_ollama_already_running_is_used_and_never_stopped(env):
-    server = ThreadingHTTPServer(("127.0.0.1", int(env["OLLAMA_PORT"])), FakeExternalOllama)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    """A FAKE Ollama already running on the port before `start` is used as is, and never stopped."""
+    server = FakeOllama(port=int(env["OLLAMA_PORT"])).start()
     try:
         result = cli(env, "start")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -185,8 +174,7 @@ def test_an_ollama_already_running_is_used_and_never_stopped(env):
         assert listening(int(env["OLLAMA_PORT"]))  # ours stopped, the external one untouched
         assert not listening(int(env["LITELLM_PORT"]))
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_stop_reaches_a_supervisor_that_lost_its_socket(env):

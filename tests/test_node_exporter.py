@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 
 import psutil
 import pytest
@@ -12,31 +10,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.dashboard.promapi import PromAPI
-from llmops.telemetry.host import find_node_exporter, host_summary, node_exporter_argv
+from llmops.stack.services import find_node_exporter, node_exporter_argv
+from llmops.telemetry.host import host_summary
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 30.0, interval: float = 0.1):
-    """The first truthy value of condition(); fails early, with its output, if proc exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited {proc.returncode}: {proc.stdout.read()}")
-        try:
-            value = condition()
-        except requests.RequestException:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
+def wait_up(condition, proc: subprocess.Popen, what: str, timeout: float = 30.0):
+    """wait_for, failing early with node_exporter's output if it exits; refused connections mean "not yet"."""
+    return wait_for(condition, timeout, what, poll=0.1, proc=proc, ignore=(requests.RequestException,))
 
 
 def start(argv: list[str]) -> subprocess.Popen:
@@ -61,7 +44,7 @@ def node_exporter():
     port = free_port()
     proc = start(node_exporter_argv(binary, "127.0.0.1", port))
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: requests.get(f"{url}/metrics", timeout=2).ok, proc)
+    wait_up(lambda: requests.get(f"{url}/metrics", timeout=2).ok, proc, "node_exporter's /metrics")
     yield url
     stop(proc)
 
@@ -98,7 +81,8 @@ def test_host_summary_reads_node_exporter_through_prometheus(node_exporter, tmp_
     try:
         prom = PromAPI(f"http://127.0.0.1:{port}")
         # rate() over node_cpu_seconds_total needs two scrapes: wait until every figure is there.
-        summary = wait_for(lambda: (s := host_summary(prom, fallback=dict))["source"] == "node_exporter" and s, proc)
+        summary = wait_up(lambda: (s := host_summary(prom, fallback=dict))["source"] == "node_exporter" and s, proc,
+                          "the host summary from node_exporter")
     finally:
         stop(proc)
     assert summary["memory_total_bytes"] == psutil.virtual_memory().total

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from tests.conftest import ROOT, test_environ
-from tests.helpers import free_port, send_json, wait_for
+from tests.fakes_ollama_faults import FakeOllama
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 UA = {"User-Agent": "llmops-test/1"}
@@ -100,29 +98,12 @@ def test_models_without_the_key_is_an_error_not_a_list(ensure_stack_ready):
     assert response.status_code in (401, 500)
 
 
-class SlowFakeOllama(BaseHTTPRequestHandler):
-    """A fake Ollama whose /api/chat takes one second: enough to fill a one-slot proxy."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        time.sleep(1.0)
-        send_json(self, {"model": "smollm2:135m", "created_at": "2026-01-01T00:00:00Z",
-                         "message": {"role": "assistant", "content": "ok"}, "done": True,
-                         "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 1})
-
-    def log_message(self, *args):
-        pass
-
-
-
 def test_max_parallel_limit_answers_429(tmp_path):
-    fake = ThreadingHTTPServer(("127.0.0.1", 0), SlowFakeOllama)
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    fake = FakeOllama().start()
+    fake.set_fault("slow", 1.0, path="/api/chat")  # one second per answer: enough to fill a one-slot proxy
     port = free_port()
     env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": f"http://127.0.0.1:{fake.server_address[1]}",
+    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url,
                 "LITELLM_MAX_PARALLEL": "1", "LLMOPS_STATE_DIR": str(tmp_path / "state"),
                 "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": "sk-test-429-key"})
     log = open(tmp_path / "litellm.log", "w")
@@ -143,5 +124,5 @@ def test_max_parallel_limit_answers_429(tmp_path):
     finally:
         os.killpg(proxy.pid, 15)
         proxy.wait(timeout=30)
-        fake.shutdown()
+        fake.stop()
         log.close()

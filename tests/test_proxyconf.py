@@ -87,8 +87,8 @@ def test_health_checks_run_often_only_when_there_are_several_backends(tmp_path):
 
 
 def test_supervisor_config_escapes_percent_in_paths_and_keeps_files_private(tmp_path):
+    from llmops.render.supervisord_config import render_config
     from llmops.stack.services import Service
-    from llmops.stack.supervisor import render_config
 
     s = settings.load(env_file=tmp_path / "x", environ={"LLMOPS_STATE_DIR": str(tmp_path / "a%b"),
                                                          "LLMOPS_LOG_DIR": str(tmp_path / "logs")})

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -13,15 +12,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.dashboard.promapi import MetricsUnavailable
+from llmops.stack.services import node_exporter_argv
 from llmops.telemetry.host import (
     HOST_QUERIES,
     ProcessCollector,
     ProcessSampler,
     _CpuDelta,
     host_summary,
-    node_exporter_argv,
     psutil_host_summary,
 )
+from tests.helpers import wait_for
 
 # The parent starts a child that burns 0.35 s of CPU, then both wait on stdin (closed by the test). The test
 # waits for 0.3 s: /proc counts CPU in clock ticks, which can trail the child's own precise clock.
@@ -38,17 +38,6 @@ sys.stdin.read()
 child.stdin.close()
 child.wait()
 """
-
-
-def wait_for(condition, timeout: float = 20.0, interval: float = 0.05):
-    """The first truthy value of condition(), or fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout} s")
 
 
 @pytest.fixture
@@ -75,7 +64,8 @@ def test_service_usage_includes_its_children(tree):
     assert first["rss_bytes"] == pytest.approx(own, rel=0.2)
     assert first["rss_bytes"] > psutil.Process(parent_pid).memory_info().rss
     # The child's burnt CPU shows in the service's CPU time and, sampled across the burn, in its CPU%.
-    later = wait_for(lambda: (s := sampler.sample({"litellm": parent_pid})["litellm"])["cpu_seconds"] >= 0.3 and s)
+    later = wait_for(lambda: (s := sampler.sample({"litellm": parent_pid})["litellm"])["cpu_seconds"] >= 0.3 and s,
+                     20, "the child's CPU time to reach 0.3 s", poll=0.05)
     assert later["cpu_percent"] > 0
 
 
@@ -172,7 +162,7 @@ def test_cpu_utilisation_needs_two_readings_then_is_a_ratio():
     delta = _CpuDelta()
     assert delta.ratio() is None
     start = sum(psutil.cpu_times())
-    wait_for(lambda: sum(psutil.cpu_times()) > start + 0.05)  # let the kernel's counters move
+    wait_for(lambda: sum(psutil.cpu_times()) > start + 0.05, 20, "the CPU counters to move", poll=0.05)
     assert 0.0 <= delta.ratio() <= 1.0
 
 

@@ -8,6 +8,7 @@ from fakes_traffic import KEY, MODEL, FakeOpenAI
 from llmops.traffic import EXIT_ERRORS, EXIT_OK, PreflightError, TrafficConfig, run
 from llmops.traffic import prompts as bank
 from llmops.traffic.arrivals import Burst
+from tests import helpers
 
 BANK = Path(__file__).resolve().parent.parent / "data" / "prompts"
 
@@ -229,11 +230,7 @@ def test_preflight_names_an_unreachable_proxy(free_port):
 
 @pytest.fixture
 def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return helpers.free_port()
 
 
 def test_ttft_is_measured_per_request_under_concurrency():

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from .engine import Stats
+from .handling import backend_of, collect, stream_out
 from .model import now_rfc3339, rfc3339
 from .options import BadRequest, GenOptions, parse_options
 from .protocol import (
@@ -19,7 +21,6 @@ from .protocol import (
     read_json,
     require_model,
 )
-from .server import backend_of, collect, stream_out
 
 NDJSON = "application/x-ndjson"
 # Ollama shows a model kept loaded forever as expiring after the longest Go duration (~292 years).
@@ -94,12 +95,32 @@ def _reject_unsupported(data: dict, tag: str) -> None:
         raise BadRequest(f"{tag} does not support images")
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
+async def _reply(request: web.Request, gen, stream: bool, final: Callable[..., dict],
+                 piece: Callable[[str], dict]) -> web.StreamResponse:
+    """Ollama's two answer shapes: one JSON body, or NDJSON pieces and then the final line."""
+    if not stream:
+        text, stats = await collect(gen)
+        return json_response(final(stats, text))
+    return await stream_out(
+        request, gen, NDJSON,
+        piece=lambda text: dumps(piece(text)) + b"\n",
+        final=lambda stats: dumps(final(stats)) + b"\n",
+        error=lambda message: dumps({"error": message}) + b"\n",
+    )
+
+
+async def _accept(request: web.Request):
+    """What each generation route reads first: the arrival time, the backend, the JSON body, the model name."""
     arrived = time.perf_counter()
     backend = backend_of(request)
     data = await read_json(request)
     name = require_model(data, backend.tag)
     _reject_unsupported(data, backend.tag)
+    return arrived, backend, data, name
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    arrived, backend, data, name = await _accept(request)
     prompt = get_str(data, "prompt")
     system = get_str(data, "system")
     raw = get_bool(data, "raw", False)
@@ -123,23 +144,12 @@ async def generate(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    if not stream:
-        text, stats = await collect(gen)
-        return json_response(final(stats, text))
-    return await stream_out(
-        request, gen, NDJSON,
-        piece=lambda text: dumps({"model": name, "created_at": now_rfc3339(), "response": text, "done": False}) + b"\n",
-        final=lambda stats: dumps(final(stats)) + b"\n",
-        error=lambda message: dumps({"error": message}) + b"\n",
-    )
+    return await _reply(request, gen, stream, final,
+                        lambda text: {"model": name, "created_at": now_rfc3339(), "response": text, "done": False})
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    arrived = time.perf_counter()
-    backend = backend_of(request)
-    data = await read_json(request)
-    name = require_model(data, backend.tag)
-    _reject_unsupported(data, backend.tag)
+    arrived, backend, data, name = await _accept(request)
     messages = parse_messages(data.get("messages"))
     stream = get_bool(data, "stream", True)
     opts = parse_options(data.get("options"))
@@ -158,14 +168,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    if not stream:
-        text, stats = await collect(gen)
-        return json_response(final(stats, text))
-    return await stream_out(
-        request, gen, NDJSON,
-        piece=lambda text: dumps({
-            "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
-        }) + b"\n",
-        final=lambda stats: dumps(final(stats)) + b"\n",
-        error=lambda message: dumps({"error": message}) + b"\n",
-    )
+    return await _reply(request, gen, stream, final, lambda text: {
+        "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
+    })

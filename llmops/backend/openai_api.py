@@ -7,9 +7,9 @@ import time
 from aiohttp import web
 
 from .engine import Stats
+from .handling import backend_of, collect, stream_out
 from .options import BadRequest, GenOptions, parse_stop
 from .protocol import dumps, get_bool, json_response, parse_messages, read_json, require_model
-from .server import backend_of, collect, stream_out
 
 SSE = "text/event-stream"
 

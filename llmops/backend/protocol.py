@@ -58,22 +58,22 @@ def require_model(data: dict, served: str, key: str = "model") -> str:
     return name
 
 
-def get_bool(data: dict, key: str, default: bool) -> bool:
+def _typed(data: dict, key: str, default, kind: type, words: str):
+    """data[key] if it is a `kind`; missing or null gives the default; anything else is a 400 naming the key."""
     value = data.get(key, default)
     if value is None:
         return default
-    if not isinstance(value, bool):
-        raise BadRequest(f"{key} must be true or false")
+    if not isinstance(value, kind):
+        raise BadRequest(f"{key} must be {words}")
     return value
+
+
+def get_bool(data: dict, key: str, default: bool) -> bool:
+    return _typed(data, key, default, bool, "true or false")
 
 
 def get_str(data: dict, key: str, default: str = "") -> str:
-    value = data.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string")
-    return value
+    return _typed(data, key, default, str, "a string")
 
 
 def parse_messages(raw: object, allow_parts: bool = False) -> list[dict]:

@@ -1,10 +1,12 @@
-"""The dashboard on :3001: Flask app factory and routes (thin; the work is in llmops/)."""
+"""The dashboard on :3001: Flask app factory and routes (thin; the work is in the modules beside it)."""
 from __future__ import annotations
 
 import time
 
-from flask import Flask, Response, jsonify, render_template, request, send_from_directory
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from ..proxykey import redact_bytes
 
 DEFAULTS = {
     "START_MONITOR": True,  # tests turn the background probes off and drive the monitor themselves
@@ -14,8 +16,8 @@ DEFAULTS = {
     "CACHE_SECONDS": 5.0,  # chart/summary/alert answers are reused this long
     "SETTINGS": None,  # an llmops.settings.Settings; default: settings.load()
     "HTTP_SESSION": None,  # anything with requests.Session's request()/get(); default: a new Session
-    "CHECKS": None,  # a list of llmops.monitor.Check replacing the default probes
-    "PROMETHEUS": None,  # an llmops.promapi.PromAPI (or fake) for charts and traffic
+    "CHECKS": None,  # a list of llmops.dashboard.monitor.Check replacing the default probes
+    "PROMETHEUS": None,  # an llmops.dashboard.promapi.PromAPI (or fake) for charts and traffic
     "CLOCK": None,  # unix-seconds clock for timestamps and chart windows
     "SERVICE_PIDS": None,  # callable -> {service: pid or None}; default: the stack's supervisord
     "GPU_READER": None,  # an llmops.telemetry.gpu.GpuReader (tests pass a fake NVML); default: the process-wide one
@@ -60,13 +62,13 @@ class _StatusFastPath:
     """
 
     def __init__(self, wsgi_app, body_fn, secret: str):
-        self.wsgi_app, self.body_fn, self.secret = wsgi_app, body_fn, secret.encode()
+        self.wsgi_app, self.body_fn, self.secret = wsgi_app, body_fn, secret
         self._source, self._body = None, b""
 
     def body(self) -> bytes:
         source = self.body_fn()
         if source is not self._source:
-            redacted = source.replace(self.secret, b"[redacted]") if self.secret else source
+            redacted = redact_bytes(source, self.secret)
             self._source, self._body = source, redacted
         return self._body
 
@@ -82,10 +84,10 @@ class _StatusFastPath:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """Build the dashboard: settings, probes, monitor, exporter and routes. Starts probing unless told not to."""
+    """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import charts, exporter
+    from llmops.dashboard import charts, exporter, routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks
     from llmops.dashboard.promapi import PromAPI
@@ -111,54 +113,13 @@ def create_app(config: dict | None = None) -> Flask:
         exporter.Guarded(ProcessCollector(pids), "processes"),
     )
     host_view = HostView(pids, monitor.status, prom, gpu_reader, sample_every=cfg["HOST_SAMPLE_SECONDS"])
-    cache = _TTLCache(cfg["CACHE_SECONDS"], clock)
-    host_cache = _TTLCache(cfg["HOST_CACHE_SECONDS"], clock)
-    secret = str(settings.litellm_master_key or "")
-    app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom, "host_view": host_view}
-    started = clock()
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=settings.probe_interval)
-
-    @app.get("/api/status")
-    def api_status():
-        return Response(monitor.status_json(), mimetype="application/json", headers={"Cache-Control": "no-store"})
-
-    @app.get("/api/models")
-    def api_models():
-        return jsonify(charts.models_table(monitor.status()))
-
-    @app.get("/api/metrics/summary")
-    def api_summary():
-        return jsonify(cache.get("summary", lambda: charts.summary(prom)))
-
-    @app.get("/api/charts")
-    def api_charts():
-        window = request.args.get("window", "1h")
-        charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-        return jsonify(cache.get(("charts", window), lambda: charts.charts(prom, window, clock())))
-
-    @app.get("/api/alerts")
-    def api_alerts():
-        return jsonify(cache.get("alerts", lambda: charts.firing_alerts(prom)))
-
-    @app.get("/api/host")
-    def api_host():
-        return jsonify(host_cache.get("host", host_view.document))
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok", monitor_running=monitor.running, uptime_s=round(clock() - started, 3),
-                       probe_updates=monitor.updates)
-
-    @app.get("/metrics")
-    def metrics():
-        return Response(exporter.render(registry), mimetype="text/plain; version=0.0.4; charset=utf-8")
-
-    @app.get("/favicon.ico")
-    def favicon():
-        return send_from_directory(app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon")
+    secret = settings.litellm_master_key
+    app.extensions["llmops"] = {
+        "monitor": monitor, "settings": settings, "prometheus": prom, "clock": clock, "started": clock(),
+        "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
+        "host_view": host_view, "metrics_app": exporter.wsgi_app(registry),
+    }
+    app.register_blueprint(routes.bp)
 
     @app.errorhandler(Exception)
     def as_json(exc: Exception):
@@ -179,7 +140,7 @@ def create_app(config: dict | None = None) -> Flask:
         """Last line of defence: the proxy key must never leave the server."""
         if secret and not response.direct_passthrough and secret.encode() in response.get_data():
             app.logger.error("response to %s contained the proxy key; redacted", request.path)
-            response.set_data(response.get_data().replace(secret.encode(), b"[redacted]"))
+            response.set_data(redact_bytes(response.get_data(), secret))
         return response
 
     from llmops.dashboard.loadtests import make_blueprint
@@ -209,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = settings_mod.load()
     app = create_app({"SETTINGS": settings})
-    host = args.host or str(settings.bind_host)
-    port = args.port or int(settings.dashboard_port)
+    host = args.host or settings.bind_host
+    port = args.port or settings.dashboard_port
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     waitress.serve(app, host=host, port=port, threads=args.threads, ident="llmops-dashboard")
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# The components the alert rules watch (those of /api/status); the canary is left out while it is turned off.
+from .monitor import COMPONENTS
 
 log = logging.getLogger(__name__)
 
 OVERALL_CODE = {"healthy": 0, "degraded": 1, "down": 2}
-# Components the alert rules watch; the canary is left out while it is turned off.
-COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
 
 
-class DashboardCollector:
+class DashboardCollector(Collector):
     """A prometheus-client collector over status_fn() (the /api/status dict) and the probe counters."""
 
     def __init__(
@@ -81,7 +83,7 @@ class DashboardCollector:
         yield from (up, models, loaded, size, vram)
 
 
-class Guarded:
+class Guarded(Collector):
     """Wraps a collector so that one failing (NVML, psutil, supervisor) leaves the rest of /metrics intact."""
 
     def __init__(self, collector, name: str):
@@ -105,6 +107,6 @@ def make_registry(*collectors) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition format of the registry."""
-    return generate_latest(registry)
+def wsgi_app(registry: CollectorRegistry):
+    """prometheus-client's own /metrics WSGI app over the registry (content type and negotiation are its own)."""
+    return make_wsgi_app(registry)

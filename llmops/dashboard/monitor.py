@@ -326,9 +326,9 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
     """The stack's checks wired from settings: proxy, each backend, Prometheus, traffic, canary, LiteLLM detail."""
     from .. import health as probes
 
-    key = str(settings.litellm_master_key)
+    key = settings.litellm_master_key
     proxy_url = settings.litellm_url
-    interval = float(settings.probe_interval) or 5.0
+    interval = settings.probe_interval
     last_proxy: dict = {}
 
     def proxy() -> ProbeResult:
@@ -339,7 +339,7 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
 
     def canary_model() -> str:
         models = last_proxy.get("models") or []
-        tag = str(settings.model_tag)
+        tag = settings.model_tag
         return tag if tag in models or not models else models[0]
 
     checks = [Check("proxy", proxy, interval, "proxy", overdue_after=min(5.0, probes.PROXY_TIMEOUT))]
@@ -350,9 +350,9 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
     checks.append(Check("prometheus", lambda: probes.probe_prometheus(session, settings.prometheus_url, probe_timeout),
                         interval, "prometheus"))
     checks.append(Check("traffic", lambda: probes.probe_traffic(prom), interval, "traffic", fail_after=None))
-    if float(settings.canary_interval) > 0:
+    if settings.canary_interval > 0:
         checks.append(Check("canary", lambda: probes.probe_canary(session, proxy_url, key, canary_model()),
-                            float(settings.canary_interval), "canary"))
+                            settings.canary_interval, "canary"))
     checks.append(Check("proxy_detail", lambda: probes.probe_proxy_detail(session, proxy_url, key),
                         detail_interval, "proxy_detail", fail_after=None))
     return checks

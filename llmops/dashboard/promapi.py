@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import requests
 
-from ..errors import StackError
+from ..errors import MetricsUnavailable
 
-
-class MetricsUnavailable(StackError):
-    """Prometheus cannot be reached or did not answer a query; the message says why."""
+__all__ = ["MetricsUnavailable", "PromAPI", "Sample", "Series"]
 
 
 @dataclass(frozen=True)

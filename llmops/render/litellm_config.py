@@ -104,13 +104,13 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     data["model_list"] = deployments
     # Timeout and retries can be overridden from .env, written where LiteLLM reads them.
     if settings.litellm_timeout is not None:
-        timeout = float(settings.litellm_timeout)
+        timeout = settings.litellm_timeout
         timeout = int(timeout) if timeout.is_integer() else timeout
         data.setdefault("litellm_settings", {})["request_timeout"] = timeout
         data.setdefault("router_settings", {})["timeout"] = timeout
     if settings.litellm_num_retries is not None:
-        data.setdefault("litellm_settings", {})["num_retries"] = int(settings.litellm_num_retries)
-        data.setdefault("router_settings", {})["num_retries"] = int(settings.litellm_num_retries)
+        data.setdefault("litellm_settings", {})["num_retries"] = settings.litellm_num_retries
+        data.setdefault("router_settings", {})["num_retries"] = settings.litellm_num_retries
     interval = settings.litellm_health_check_interval
     if interval is None and len(backends) > 1:
         interval = MULTI_BACKEND_HEALTH_CHECK_INTERVAL
@@ -136,13 +136,13 @@ def launch(settings: Settings) -> None:
         raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
     rendered = write_rendered(settings)
     env = dict(os.environ)
-    env["LITELLM_MASTER_KEY"] = str(settings.litellm_master_key)
+    env["LITELLM_MASTER_KEY"] = settings.litellm_master_key
     env["OLLAMA_API_BASE"] = settings.backend_urls[0]
     # Offline: no fetch of the remote cost map, no telemetry.
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.setdefault("LITELLM_TELEMETRY", "False")
     env.setdefault("LITELLM_LOG", "WARNING")
-    workers = max(1, int(settings.litellm_workers))
+    workers = settings.litellm_workers
     if workers > 1:
         # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).
         multiproc = settings.state_dir / "litellm-prometheus"
@@ -150,31 +150,34 @@ def launch(settings: Settings) -> None:
         multiproc.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
     litellm = Path(sys.executable).parent / "litellm"
-    argv = [str(litellm), "--config", str(rendered), "--host", str(settings.bind_host),
+    argv = [str(litellm), "--config", str(rendered), "--host", settings.bind_host,
             "--port", str(settings.litellm_port), "--num_workers", str(workers)]
     os.execve(str(litellm), argv, env)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m llmops.render.litellm_config check [FILE]` validates; `launch` validates, renders and execs the proxy."""
+    import argparse
+
     from .. import settings as settings_module
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv[0] if argv else "check"
+    parser = argparse.ArgumentParser(prog="python -m llmops.render.litellm_config", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("check", help="validate the proxy's config file (the default command)")
+    check.add_argument("file", nargs="?", type=Path, default=CONFIG, help=f"default: {CONFIG.name}")
+    sub.add_parser("launch", help="validate, render with this run's settings and exec the LiteLLM proxy")
+    parser.set_defaults(command="check", file=CONFIG)
+    args = parser.parse_args(argv)
     try:
-        if command == "check":
-            path = Path(argv[1]) if len(argv) > 1 else CONFIG
-            validate(path)
-            print(f"{path}: ok")
-            return 0
-        if command == "launch":
+        if args.command == "launch":
             launch(settings_module.load())
             return 0
+        validate(args.file)
+        print(f"{args.file}: ok")
+        return 0
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"usage: python -m llmops.render.litellm_config check [FILE] | launch (got {command!r})", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ..errors import ConfigError
+from ..proxykey import key_file
 from ..settings import ROOT, Settings
 
 SOURCE = ROOT / "prometheus.yml"
@@ -59,7 +60,7 @@ def render(settings: Settings, source: Path | None = None, skip: frozenset[str] 
             job["static_configs"] = [{"targets": jobs[name]}]
         auth = job.get("authorization")
         if isinstance(auth, dict) and "credentials_file" in auth:
-            auth["credentials_file"] = str(settings.state_dir / "litellm_key")
+            auth["credentials_file"] = str(key_file(settings.state_dir))
     data["rule_files"] = [str((source.parent / r).resolve()) for r in data.get("rule_files", [])]
     return data
 

@@ -1,4 +1,5 @@
 """The stack's lifecycle: supervisor control, services, ports, `.env` and bootstrap."""
-from .lifecycle import Health, Stack, probe, redact, state_lock
+from ..proxykey import redact
+from .lifecycle import Health, Stack, probe, state_lock
 
 __all__ = ["Health", "Stack", "probe", "redact", "state_lock"]

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import requests
 
+from .. import health
 from ..errors import ConfigError, PortInUseError, ServiceError
+from ..polling import poll_until
+from ..proxykey import key_file, redact
 from ..render import litellm_config as proxyconf
 from ..render import prometheus_config as promconfig
 from ..settings import Settings
@@ -37,32 +40,13 @@ class Health:
 
 
 def probe(service: Service, key: str, timeout: float = 5.0) -> Health:
-    """Run the service's readiness checks in order; the first failing one decides."""
-    started = time.perf_counter()
-    detail = ""
-    for check in service.checks:
-        headers = {"Authorization": f"Bearer {key}"} if check.with_key else {}
-        try:
-            response = requests.get(service.url + check.path, headers=headers, timeout=timeout)
-        except requests.RequestException as exc:
-            return Health(False, f"{check.path}: {type(exc).__name__}")
-        if response.status_code != 200:
-            return Health(False, f"{check.path}: HTTP {response.status_code}")
-        detail = f"{check.path}: 200"
-        if check.needs_models:
-            try:
-                ids = [m["id"] for m in response.json().get("data", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                return Health(False, f"{check.path}: not a model list")
-            if not ids:
-                return Health(False, f"{check.path}: no models")
-            detail = f"{len(ids)} model(s): {', '.join(ids)}"
-        elif check.path == "/api/version":
-            try:
-                detail = f"version {response.json().get('version', '?')}"
-            except ValueError:
-                detail = "answers, but not JSON"
-    return Health(True, detail, (time.perf_counter() - started) * 1000)
+    """The service's readiness, decided by llmops.health (the dashboard's rules); the stack's wording."""
+    result = health.probe_ready(requests, service.url, service.checks, key, timeout)
+    if not result.ok:
+        return Health(False, result.detail)
+    models = result.data.get("models")
+    detail = f"{len(models)} model(s): {', '.join(models)}" if models else result.detail
+    return Health(True, detail, result.latency_ms)
 
 
 @contextmanager
@@ -97,9 +81,9 @@ class Stack:
         recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else ""
         if recorded and self.supervisor.running() and self.supervisor.info("ollama"):
             return recorded
-        port = int(self.settings.ollama_port)
+        port = self.settings.ollama_port
         if port_open(self.settings.bind_host, port):
-            answering = Service("ollama", str(self.settings.bind_host), port, checks=[ReadyCheck("/api/version")])
+            answering = Service("ollama", self.settings.bind_host, port, checks=[ReadyCheck("/api/version")])
             if probe(answering, "").ok:
                 return "external"
         return "ollama" if shutil.which("ollama") else "embedded"
@@ -109,7 +93,7 @@ class Stack:
 
     @property
     def key(self) -> str:
-        return str(self.settings.litellm_master_key)
+        return self.settings.litellm_master_key
 
     @property
     def settings_file(self) -> Path:
@@ -161,7 +145,7 @@ class Stack:
         state = self.settings.state_dir
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o700)
-        envfile.write_secret(state / "litellm_key", self.key)
+        envfile.write_secret(key_file(state), self.key)
         skip = set()
         if any(s.name == "node_exporter" and s.kind == "missing" for s in services):
             skip.add("node")
@@ -269,17 +253,19 @@ class Stack:
     def wait_ready(self, service: Service, timeout: float) -> Health:
         """Poll the readiness probe until it passes, the program gives up, or the timeout runs out."""
         deadline = time.monotonic() + timeout
-        health = Health(False, "not probed")
-        while time.monotonic() < deadline:
-            health = probe(service, self.key, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-            if health.ok:
-                return health
+        last = [Health(False, "not probed")]
+
+        def settled() -> Health | None:
+            last[0] = probe(service, self.key, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            if last[0].ok:
+                return last[0]
             if service.kind == "supervised":
                 info = self.supervisor.info(service.name)
                 if info and info.state == "FATAL":
                     return Health(False, f"supervisor gave up: {info.description}")
-            time.sleep(0.2)
-        return health
+            return None
+
+        return poll_until(settled, timeout) or last[0]
 
     # -- stop --------------------------------------------------------------------------
     def restart(self, only: str | None = None) -> None:
@@ -353,10 +339,5 @@ class Stack:
 
     def log_path(self, name: str) -> Path:
         return self.settings.log_dir / f"{name}.log"
-
-
-def redact(text: str, key: str) -> str:
-    """Hide the key wherever a log line carries it."""
-    return text.replace(key, "sk-***REDACTED***") if key else text
 
 

@@ -18,6 +18,13 @@ class Holder:
         return f"pid {self.pid} ({self.command})" if self.pid else self.command
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it): for test and benchmark servers."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections on host:port."""
     if host in ("0.0.0.0", "", "::"):

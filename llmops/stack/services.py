@@ -7,17 +7,39 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from ..health import ReadyCheck
 from ..settings import ROOT, Settings
-from ..telemetry.host import find_node_exporter, node_exporter_argv
+
+# Debian names it prometheus-node-exporter; upstream tarballs node_exporter.
+NODE_EXPORTER_NAMES = ("prometheus-node-exporter", "node_exporter")
+# The default exclude list minus `overlay`, so that / inside a container is reported too.
+_FS_TYPES_EXCLUDE = (
+    "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
+    "|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
+)
+NODE_EXPORTER_COLLECTORS = ("cpu", "meminfo", "loadavg", "filesystem", "pressure")
 
 
-@dataclass
-class ReadyCheck:
-    """One HTTP readiness probe: GET path on the service's address, with or without the key."""
+def find_node_exporter() -> str | None:
+    """The node_exporter binary on PATH, or None."""
+    for name in NODE_EXPORTER_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
 
-    path: str
-    with_key: bool = False
-    needs_models: bool = False
+
+def node_exporter_argv(binary: str, host: str, port: int) -> list[str]:
+    """node_exporter with only the collectors the dashboard and the rules read."""
+    return [
+        binary,
+        f"--web.listen-address={host}:{port}",
+        "--web.disable-exporter-metrics",
+        "--collector.disable-defaults",
+        *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS),
+        f"--collector.filesystem.fs-types-exclude={_FS_TYPES_EXCLUDE}",
+        "--log.level=warn",
+    ]
 
 
 @dataclass
@@ -76,14 +98,14 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
     for index, url in enumerate(settings.backend_urls):
         parsed = urlparse(url)
         name = "ollama" if index == 0 else f"ollama-{index + 1}"
-        local = parsed.hostname in ("127.0.0.1", "localhost", str(settings.bind_host))
+        local = parsed.hostname in ("127.0.0.1", "localhost", settings.bind_host)
         kind = "supervised" if local and not settings.ollama_hosts and ollama_mode != "external" else "external"
         if ollama_mode == "ollama" and kind == "supervised":
             command = [shutil.which("ollama") or "ollama", "serve"]
             env = {"OLLAMA_HOST": f"{parsed.hostname}:{parsed.port}"}
         else:
             command = [python(), str(ROOT / "scripts" / "embedded_backend.py"),
-                       "--host", str(settings.bind_host), "--port", str(parsed.port)]
+                       "--host", settings.bind_host, "--port", str(parsed.port)]
             if threads:
                 command += ["--threads", str(threads)]
             env = {}
@@ -96,18 +118,18 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
 
 def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
     """Every service of the stack, in start order."""
-    host = str(settings.bind_host)
+    host = settings.bind_host
     state = settings.state_dir
     services = backend_services(settings, ollama_mode)
     services.append(Service(
-        name="litellm", host=host, port=int(settings.litellm_port),
+        name="litellm", host=host, port=settings.litellm_port,
         command=["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")],
         checks=[ReadyCheck("/health/liveliness"), ReadyCheck("/v1/models", with_key=True, needs_models=True)],
         ready_timeout=120.0,
     ))
     prom = prometheus_binary()
     services.append(Service(
-        name="prometheus", host=host, port=int(settings.prometheus_port),
+        name="prometheus", host=host, port=settings.prometheus_port,
         command=[
             prom or "prometheus",
             f"--config.file={state / 'prometheus.yml'}",
@@ -118,14 +140,14 @@ def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
         checks=[ReadyCheck("/-/ready")], kind="supervised" if prom else "missing", ready_timeout=30.0,
     ))
     services.append(Service(
-        name="dashboard", host=host, port=int(settings.dashboard_port),
+        name="dashboard", host=host, port=settings.dashboard_port,
         command=[python(), str(ROOT / "scripts" / "dashboard_server.py")],
         checks=[ReadyCheck("/healthz")], ready_timeout=30.0,
     ))
     node = node_exporter_binary()
     services.append(Service(
-        name="node_exporter", host=host, port=int(settings.node_exporter_port),
-        command=node_exporter_argv(node or "prometheus-node-exporter", host, int(settings.node_exporter_port)),
+        name="node_exporter", host=host, port=settings.node_exporter_port,
+        command=node_exporter_argv(node or "prometheus-node-exporter", host, settings.node_exporter_port),
         checks=[ReadyCheck("/metrics")], kind="supervised" if node else "missing", optional=True, ready_timeout=15.0,
     ))
     return services

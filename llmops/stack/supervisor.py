@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
-import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
 from ..errors import ServiceError
+from ..polling import poll_until
+from ..render.supervisord_config import render_config
 from ..settings import Settings
 from .services import Service, python
 
@@ -29,67 +30,6 @@ class ProcessInfo:
     pid: int
     start: float
     description: str
-
-
-def _quote(word: str) -> str:
-    # supervisor expands %(...)s in commands; a literal % must be doubled.
-    return shlex.quote(word).replace("%", "%%")
-
-
-def _path(path: Path) -> str:
-    # supervisor expands %(...)s in every value: a literal % in a path must be doubled.
-    return str(path).replace("%", "%%")
-
-
-def render_config(settings: Settings, services: list[Service]) -> str:
-    """supervisord.conf for these services; programs do not autostart: `start` brings them up in order."""
-    state, logs = settings.state_dir, settings.log_dir
-    lines = [
-        "; Written by llmops at each start; do not edit.",
-        "[unix_http_server]",
-        f"file={_path(state / 'supervisor.sock')}",
-        "chmod=0700",
-        "",
-        "[supervisord]",
-        f"logfile={_path(logs / 'supervisord.log')}",
-        f"pidfile={_path(state / 'supervisord.pid')}",
-        f"directory={_path(settings.root)}",
-        "umask=077",  # logs and files of the services readable by their owner only
-        "logfile_maxbytes=5MB",
-        "logfile_backups=2",
-        "loglevel=info",
-        "",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "",
-        "[supervisorctl]",
-        f"serverurl=unix://{_path(state / 'supervisor.sock')}",
-        "",
-    ]
-    for service in services:
-        if service.kind != "supervised":
-            continue
-        env = ",".join(f'{k}="{v}"' for k, v in service.env.items())
-        lines += [
-            f"[program:{service.name}]",
-            "command=" + " ".join(_quote(w) for w in service.command),
-            f"directory={_path(settings.root)}",
-            "autostart=false",
-            "autorestart=true",
-            "startsecs=2",
-            "startretries=5",
-            "stopasgroup=true",
-            "killasgroup=true",
-            "stopwaitsecs=10",
-            "redirect_stderr=true",
-            f"stdout_logfile={_path(logs / (service.name + '.log'))}",
-            "stdout_logfile_maxbytes=10MB",
-            "stdout_logfile_backups=2",
-        ]
-        if env:
-            lines.append(f"environment={env}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 class Supervisor:
@@ -149,11 +89,8 @@ class Supervisor:
         result = subprocess.run([supervisord, "-c", str(self.conf)], env=env, capture_output=True, text=True)
         if result.returncode != 0:
             raise ServiceError(f"supervisord failed to start: {(result.stderr or result.stdout).strip()}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.running():
-                return
-            time.sleep(0.1)
+        if poll_until(self.running, timeout, interval=0.1):
+            return
         raise ServiceError(f"supervisord did not answer on {self.sock} within {timeout:.0f} s")
 
     def reload(self) -> None:
@@ -207,9 +144,7 @@ class Supervisor:
     def terminate(self, pid: int, timeout: float = 30.0) -> None:
         """SIGTERM our own supervisord (it stops its programs as process groups and exits); SIGKILL past timeout."""
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll_until(lambda: not _alive(pid), timeout, interval=0.1)
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
         self.clean_stale()
@@ -223,31 +158,24 @@ class Supervisor:
             proxy.supervisor.shutdown()
         except (OSError, xmlrpc.client.Error):
             pass
-        deadline = time.monotonic() + timeout
-        while pid and _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        if pid:
+            poll_until(lambda: not _alive(pid), timeout, interval=0.1)
         self.clean_stale()
 
 
 def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (exited, not yet reaped) is not alive."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    except PermissionError:
-        return True
-    # A zombie still "exists"; read its state where /proc is there.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
+    except psutil.AccessDenied:
         return True
 
 
 def _is_our_supervisord(pid: int, conf: Path) -> bool:
     """True when pid is a supervisord started with our config (guards against pid reuse after a reboot)."""
     try:
-        import psutil
-
         cmdline = psutil.Process(pid).cmdline()
     except Exception:  # noqa: BLE001 - any failure means we cannot prove it is ours
         return False

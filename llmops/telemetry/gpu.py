@@ -11,6 +11,7 @@ from typing import Any
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ _GAUGES = (
 )
 
 
-class GpuCollector:
+class GpuCollector(Collector):
     """prometheus-client collector: reads the GPUs on each scrape; unreadable fields are left out."""
 
     def __init__(self, reader: GpuReader | None = None):

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import psutil
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # node_exporter's figures for the host summary, as Prometheus instant queries (one node target).
 HOST_QUERIES: dict[str, str] = {
@@ -22,38 +22,6 @@ HOST_QUERIES: dict[str, str] = {
     "disk_total_bytes": 'node_filesystem_size_bytes{job="node", mountpoint="/"}',
     "disk_free_bytes": 'node_filesystem_avail_bytes{job="node", mountpoint="/"}',
 }
-
-# Debian names it prometheus-node-exporter; upstream tarballs node_exporter.
-NODE_EXPORTER_NAMES = ("prometheus-node-exporter", "node_exporter")
-# The default exclude list minus `overlay`, so that / inside a container is reported too.
-_FS_TYPES_EXCLUDE = (
-    "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue"
-    "|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$"
-)
-NODE_EXPORTER_COLLECTORS = ("cpu", "meminfo", "loadavg", "filesystem", "pressure")
-
-
-def find_node_exporter() -> str | None:
-    """The node_exporter binary on PATH, or None."""
-    for name in NODE_EXPORTER_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def node_exporter_argv(binary: str, host: str, port: int) -> list[str]:
-    """node_exporter with only the collectors the dashboard and the rules read."""
-    return [
-        binary,
-        f"--web.listen-address={host}:{port}",
-        "--web.disable-exporter-metrics",
-        "--collector.disable-defaults",
-        *(f"--collector.{name}" for name in NODE_EXPORTER_COLLECTORS),
-        f"--collector.filesystem.fs-types-exclude={_FS_TYPES_EXCLUDE}",
-        "--log.level=warn",
-    ]
-
 
 class _CpuDelta:
     """Host CPU utilisation between two calls, from psutil's cumulative CPU times."""
@@ -194,7 +162,7 @@ class ProcessSampler:
         }
 
 
-class ProcessCollector:
+class ProcessCollector(Collector):
     """prometheus-client collector of each stack service's memory and CPU, labelled {service}."""
 
     def __init__(self, pids_fn: Callable[[], Mapping[str, int | None]], sampler: ProcessSampler | None = None):

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from .. import settings as stack_settings
+from ..proxykey import auth_headers
 from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
@@ -74,9 +75,7 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
     prompts = bank.select(bank.load(config.prompts or bank.BANK_DIR), list(config.categories))
     seed = config.seed if config.seed is not None else random.randrange(2**31)
     progress = progress or LiveProgress(enabled=config.progress)
-    headers = {"User-Agent": config.user_agent, "Content-Type": "application/json"}
-    if config.api_key:
-        headers["Authorization"] = f"Bearer {config.api_key}"
+    headers = {"User-Agent": config.user_agent, "Content-Type": "application/json", **auth_headers(config.api_key)}
     # limit=0: the engine bounds concurrency itself; a connector limit would queue silently.
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")

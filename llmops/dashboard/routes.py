@@ -1,0 +1,75 @@
+"""The dashboard's Blueprint: the page, the JSON API, /healthz and /metrics, over the state create_app built."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
+
+from . import charts
+
+bp = Blueprint("dashboard", __name__)
+
+
+def _state() -> dict:
+    """What create_app put in app.extensions["llmops"]: monitor, settings, prometheus, caches, clock."""
+    return current_app.extensions["llmops"]
+
+
+@bp.get("/")
+def index():
+    state = _state()
+    return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=state["settings"].probe_interval)
+
+
+@bp.get("/api/status")
+def api_status():
+    return Response(_state()["monitor"].status_json(), mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+@bp.get("/api/models")
+def api_models():
+    return jsonify(charts.models_table(_state()["monitor"].status()))
+
+
+def _cached(key, compute):
+    """An answer from Prometheus, reused for CACHE_SECONDS: many open pages cost it one query set."""
+    return jsonify(_state()["cache"].get(key, compute))
+
+
+@bp.get("/api/metrics/summary")
+def api_summary():
+    return _cached("summary", lambda: charts.summary(_state()["prometheus"]))
+
+
+@bp.get("/api/charts")
+def api_charts():
+    window = request.args.get("window", "1h")
+    charts.window_params(window, 0)  # validate before caching: a bad window is a 400
+    return _cached(("charts", window), lambda: charts.charts(_state()["prometheus"], window, _state()["clock"]()))
+
+
+@bp.get("/api/alerts")
+def api_alerts():
+    return _cached("alerts", lambda: charts.firing_alerts(_state()["prometheus"]))
+
+
+@bp.get("/api/host")
+def api_host():
+    state = _state()
+    return jsonify(state["host_cache"].get("host", state["host_view"].document))
+
+
+@bp.get("/healthz")
+def healthz():
+    state = _state()
+    monitor = state["monitor"]
+    return jsonify(status="ok", monitor_running=monitor.running, uptime_s=round(state["clock"]() - state["started"], 3),
+                   probe_updates=monitor.updates)
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response.from_app(_state()["metrics_app"], request.environ)  # Flask's after_request still guards it
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    return send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon")

@@ -1,0 +1,134 @@
+"""The package's layout: imports run one way (ARCHITECTURE.md), and Flask stays inside the dashboard."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "llmops"
+
+# Higher layers may import lower ones (and their own layer), never the other way round:
+# scripts/bench -> dashboard, cli -> stack -> render, traffic, backend, telemetry, requestlog -> health -> settings, errors.
+LAYERS: dict[str, int] = {
+    "llmops.dashboard": 5,
+    "llmops.cli": 5,
+    "llmops.__main__": 5,
+    "llmops.stack": 4,
+    "llmops.render": 3,
+    "llmops.traffic": 3,
+    "llmops.backend": 3,
+    "llmops.telemetry": 3,
+    "llmops.requestlog": 3,
+    "llmops.health": 2,
+    "llmops.outcomes": 2,
+    "llmops.counts": 2,
+    "llmops.entry": 5,
+    "llmops.proxymetrics": 2,
+    "llmops.settings": 1,
+    "llmops.errors": 1,
+    "llmops.proxykey": 1,
+    "llmops.polling": 1,
+    "llmops": 1,  # the package's own __init__
+}
+FLASK = ("flask", "werkzeug", "jinja2")
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def layer_of(module: str) -> int | None:
+    """The layer of the longest LAYERS entry that module is, or lies in."""
+    for name in sorted(LAYERS, key=len, reverse=True):
+        if module == name or module.startswith(name + "."):
+            return LAYERS[name]
+    return None
+
+
+def imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import in the file, function-level ones included."""
+    name = module_name(path, root)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from . import x` imports the module x: judge x, not only the package.
+            found += [(node.lineno, f"{target}.{alias.name}" if not node.module else target) for alias in node.names]
+    return found
+
+
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    unplaced = [module_name(p) for p in package_files() if layer_of(module_name(p)) is None]
+    assert unplaced == [], f"add these to LAYERS in tests/test_layout.py (see ARCHITECTURE.md): {unplaced}"
+
+
+def test_imports_never_reach_a_layer_above():
+    violations = []
+    for path in package_files():
+        own = layer_of(module_name(path))
+        for line, target in imports(path):
+            if not target.startswith("llmops"):
+                continue
+            theirs = layer_of(target)
+            if theirs is not None and own is not None and theirs > own:
+                violations.append(f"{path.relative_to(ROOT)}:{line}: {module_name(path)} (layer {own}) "
+                                  f"imports {target} (layer {theirs})")
+    assert violations == []
+
+
+def test_flask_is_imported_only_by_the_dashboard():
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {target}"
+        for path in package_files()
+        if not module_name(path).startswith("llmops.dashboard")
+        for line, target in imports(path)
+        if target.split(".")[0] in FLASK
+    ]
+    assert offenders == []
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+    """The rule can fail: a health module importing the stack (relative) and the dashboard (in a function)."""
+    (tmp_path / "llmops").mkdir()
+    bad = tmp_path / "llmops" / "health.py"
+    bad.write_text("from .stack import Stack\nfrom . import settings\n\ndef f():\n    from llmops.dashboard import app\n")
+    found = imports(bad, root=tmp_path)
+    assert found == [(1, "llmops.stack"), (2, "llmops.settings"), (5, "llmops.dashboard")]
+    assert [layer_of(t) > layer_of("llmops.health") for _, t in found] == [True, False, True]
+
+
+def test_the_stack_does_not_import_telemetry():
+    """Lifecycle runs node_exporter (its command line lives in stack/services.py) but never reads telemetry."""
+    found = [f"{p.relative_to(ROOT)}:{line}" for p in sorted((PACKAGE / "stack").rglob("*.py"))
+             for line, target in imports(p) if target.startswith("llmops.telemetry")]
+    assert found == []
+
+
+def test_the_backend_has_no_import_cycle():
+    """server imports the route modules; the routes import shared handling, never the server."""
+    backend = PACKAGE / "backend"
+    graph = {module_name(p): {t for _, t in imports(p) if t.startswith("llmops.backend")}
+             for p in backend.glob("*.py")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert [m for m in graph if reaches(m, m, {m})] == []
