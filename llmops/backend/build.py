@@ -1,0 +1,26 @@
+"""The embedded backend as `make start` runs it: every packaged and dropped-in model, loaded on demand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .engine import LlamaEngine
+from .loader import LoadedModels
+from .registry import ModelEntry, Registry
+from .server import create_app
+from .sources import package_sources
+
+
+def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | None = None, max_queue: int = 512,
+              keep_alive: float = 300.0, max_loaded: int = 3, model_path: str = "", model_tag: str = "smollm2:135m",
+              extra_sources: list | None = None) -> web.Application:
+    """The app over a registry of the package models, MODEL_PATH and the models folder."""
+    registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
+    models: LoadedModels
+
+    def load(entry: ModelEntry) -> LlamaEngine:
+        return LlamaEngine(entry.path, entry.tag, n_ctx=models.num_ctx_for(entry.info), n_threads=threads, info=entry.info)
+
+    models = LoadedModels(load, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=num_ctx)
+    return create_app(max_queue=max_queue, registry=registry, models=models)
