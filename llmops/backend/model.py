@@ -49,8 +49,9 @@ def now_rfc3339() -> str:
 
 
 # Templates for GGUF files that carry none, by architecture (Ollama ships these in its Modelfiles).
+# No BOS here: the tokenizer adds it (add_bos_token).
 GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
     "{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + '\n\n' }}"
     "{% else %}{% if not (loop.index0 > 0 and messages[loop.index0 - 1]['role'] == 'system') %}"
     "{{ '<start_of_turn>' + role + '\n' }}{% endif %}{{ message['content'] + '<end_of_turn>\n' }}{% endif %}"

@@ -111,7 +111,8 @@ class Registry:
                 found[key] = (path, source.owner)
         if self.models_dir and self.models_dir.is_dir():
             for path in sorted(self.models_dir.glob("*.gguf")):
-                found.setdefault(tag_for_file(path), (path.resolve(), USER))
+                # Not resolved: deleting a symlink the user dropped in removes the link, never its target.
+                found.setdefault(tag_for_file(path), (path, USER))
         manifest = self._manifest()
         for tag, path in manifest["links"].items():
             found[normalize_name(tag)] = (Path(path), LINK)
@@ -211,6 +212,6 @@ class Registry:
         if not self.models_dir:
             return False
         try:
-            return path.resolve().parent == self.models_dir.resolve()
+            return path.parent.resolve() == self.models_dir.resolve()
         except OSError:
             return False
