@@ -55,7 +55,7 @@ def embedding_gguf() -> Path | None:
 def start(models_dir: Path, *args: str) -> BackendProcess:
     models_dir.mkdir(parents=True, exist_ok=True)
     found = embedding_gguf()
-    if found is not None and embedding_gguf.__module__:
+    if found is not None:
         # Serve it under its library name even where only the test copy exists.
         (models_dir / ".llmops-models.json").write_text(json.dumps({"links": {MINILM: str(found)}, "hidden": []}))
     return BackendProcess("--num-ctx", "1024", "--models-dir", str(models_dir), "--no-access-log", *args)
@@ -206,7 +206,7 @@ def test_an_invalid_schema_is_a_400_and_the_server_stays_up(client):
 
 # -- embeddings -------------------------------------------------------------------------------
 def cosine(a, b) -> float:
-    return sum(x * y for x, y in zip(a, b))  # the vectors are unit length
+    return sum(x * y for x, y in zip(a, b, strict=True))  # the vectors are unit length
 
 
 @pytest.mark.parametrize("anchor, near, far", [

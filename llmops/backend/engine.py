@@ -236,13 +236,19 @@ class LlamaEngine:
 
     def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
         """L2-normalised vectors for texts (one batch) and the tokens evaluated."""
+        import numpy as np
+
         llama = self._llama if self.embedding_model else self._embedding_context()
-        limit = llama.n_ctx()
-        for text in texts:
-            if len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)) > limit and not truncate:
-                raise BadRequest("input length exceeds maximum context length")
+        if not truncate:
+            limit = llama.n_ctx()
+            for text in texts:
+                if len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)) > limit:
+                    raise BadRequest("input length exceeds maximum context length")
         vectors, count = llama.embed(texts, truncate=True, return_count=True)
-        return [l2_normalize(list(v)) for v in vectors], int(count)
+        matrix = np.asarray(vectors, dtype=np.float64)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = np.divide(matrix, norms, out=matrix, where=norms > 0)
+        return matrix.tolist(), int(count)
 
     def _embedding_context(self):
         """A chat model asked for embeddings: mean-pooled hidden states, as Ollama computes them for any model."""
@@ -258,7 +264,10 @@ class LlamaEngine:
         return self._embedder
 
     def close(self) -> None:
+        """Free the model, its contexts and llama-cpp-python's logits arrays, even if this object lingers."""
         if self._embedder is not None:
             self._embedder.close()
             self._embedder = None
-        self._llama.close()
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ class Registry:
         self._located: dict[str, Path | None] = {}
         self._infos: dict[tuple[str, str, int], ModelInfo] = {}
         self._warned: set[str] = set()
+        self._recent: tuple[float, dict] | None = None
 
     # -- the manifest: names made by copy and create, and names deleted ------------------------
     def _manifest_path(self) -> Path | None:
@@ -85,6 +87,7 @@ class Registry:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
         os.replace(tmp, path)
+        self._recent = None
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -140,11 +143,18 @@ class Registry:
                     self._warn_once(f"{tag}:{path}", f"skipping model {tag} ({path}): {exc}")
             return sorted(out, key=lambda e: e.info.modified_at, reverse=True)
 
+    def _cached_candidates(self, key: str) -> dict[str, tuple[Path, str]]:
+        """The candidates, rescanned at most every second unless the name is missing (a hot path)."""
+        now = time.monotonic()
+        if self._recent is None or now - self._recent[0] > 1.0 or key not in self._recent[1]:
+            self._recent = (now, self._candidates())
+        return self._recent[1]
+
     def get(self, name: str) -> ModelEntry:
         """The entry for a requested name; ModelNotFound, or UnreadableModel for a damaged file."""
         key = normalize_name(name)
         with self._lock:
-            found = self._candidates().get(key)
+            found = self._cached_candidates(key).get(key)
             if found is None:
                 raise ModelNotFound(name)
             try:
