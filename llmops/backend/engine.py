@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import codecs
-import functools
 import logging
 import math
 import os
@@ -55,14 +54,6 @@ class Engine(Protocol):
 def l2_normalize(vector: list[float]) -> list[float]:
     norm = math.sqrt(sum(v * v for v in vector))
     return [v / norm for v in vector] if norm > 0 else list(vector)
-
-
-@functools.lru_cache(maxsize=32)
-def compiled_grammar(gbnf: str):
-    """llama.cpp's grammar object for GBNF text (parsing a schema's grammar takes milliseconds)."""
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 class StopMatcher:
@@ -177,31 +168,34 @@ class LlamaEngine:
         stats.prompt_eval_count = len(tokens)
         if not tokens:
             return
+        seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
+        self._llama.set_seed(seed)
         if opts.seed >= 0:
-            self._llama.set_seed(opts.seed)
             # Re-using the cached prompt prefix re-evaluates its last token alone, which rounds
             # differently from a full batch: a seeded request must get the same answer every time.
             self._llama.reset()
-        else:
-            self._llama.set_seed(random.randint(0, 2**31 - 1))
         stops = StopMatcher(opts.stop)
         # A token can end inside a multi-byte character; the incremental decoder holds those bytes.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stats.done_reason = "length"
         started = time.perf_counter()
         first = None
-        tokens_iter = self._llama.generate(
-            tokens,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            min_p=opts.min_p,
-            typical_p=opts.typical_p,
-            temp=opts.temperature,
-            repeat_penalty=opts.repeat_penalty,
-            presence_penalty=opts.presence_penalty,
-            frequency_penalty=opts.frequency_penalty,
-            grammar=compiled_grammar(opts.grammar) if opts.grammar else None,
-        )
+        if opts.grammar:
+            from .grammar_sampler import constrained_tokens
+
+            tokens_iter = constrained_tokens(self._llama, tokens, opts, opts.grammar, seed)
+        else:
+            tokens_iter = self._llama.generate(
+                tokens,
+                top_k=opts.top_k,
+                top_p=opts.top_p,
+                min_p=opts.min_p,
+                typical_p=opts.typical_p,
+                temp=opts.temperature,
+                repeat_penalty=opts.repeat_penalty,
+                presence_penalty=opts.presence_penalty,
+                frequency_penalty=opts.frequency_penalty,
+            )
         try:
             while limit > 0 and not cancel.is_set():
                 token = next(tokens_iter)
