@@ -16,9 +16,15 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
               keep_alive: float = 300.0, max_loaded: int = 3, model_path: str = "", model_tag: str = "smollm2:135m",
               extra_sources: list | None = None) -> web.Application:
     """The app over a registry of the package models, MODEL_PATH and the models folder."""
-    # llama.cpp's library is imported now, not at the first load (0.26 s here): a cold load then
-    # measures the model alone, and the idle process already holds the library, as Ollama's does.
+    # llama.cpp's library (and what grammars and schemas need) is imported now, not at the first
+    # request (0.26 s here): a cold load then measures the model alone, and the idle process already
+    # holds its code, so RSS after an unload compares with a like-for-like idle figure.
+    import jsonschema  # noqa: F401
     import llama_cpp  # noqa: F401
+    import llama_cpp.llama_grammar  # noqa: F401
+    import numpy  # noqa: F401
+
+    from . import grammar_sampler  # noqa: F401
 
     registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
     models: LoadedModels
