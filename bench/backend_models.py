@@ -169,7 +169,7 @@ def main() -> None:
                 baseline="unconstrained generation, same model and prompt (smollm2:135m)")
             metrics["json_mode_tokens_per_s"] = benchfmt.metric(round(smol["json"], 1), "tokens/s", better="higher")
             metrics["free_tokens_per_s"] = benchfmt.metric(round(smol["free"], 1), "tokens/s", better="higher")
-            gemma = json_mode(backend, GEMMA, 1, args.tokens)
+            gemma = json_mode(backend, GEMMA, args.rounds, args.tokens)
             metrics["gemma_json_mode_tokens_per_s_ratio"] = benchfmt.metric(
                 round(gemma["json"] / gemma["free"], 3), "ratio", goal=0.8, better="higher",
                 baseline="unconstrained generation, same model and prompt (gemma3:270m)")
