@@ -320,3 +320,11 @@ def test_create_from_a_local_gguf_path_and_its_bad_inputs(client, server, tmp_pa
             client.create(model="bad:1", from_=source)
         assert info.value.status_code == 400 and message in info.value.error
     assert client.list().models
+
+
+def test_a_schema_grammar_keeps_control_characters_out_of_strings():
+    from llmops.backend.structured import ollama_format
+
+    grammar = ollama_format({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
+    (char_rule,) = [line for line in grammar.splitlines() if line.startswith("char ::=")]
+    assert "\\x00-\\x1F" in char_rule  # a raw tab or newline inside a JSON string does not parse

@@ -14,11 +14,18 @@ def _json_gbnf() -> str:
     return JSON_GBNF
 
 
+# llama-cpp-python 0.3.36's schema converter lets a string hold raw control characters (a tab, a
+# newline), which JSON forbids: json.loads rejected such answers. Its own JSON_GBNF (and llama.cpp's
+# newer converter) exclude them; so do we.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
 @functools.lru_cache(maxsize=64)
 def _schema_gbnf(schema_text: str) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    return json_schema_to_gbnf(schema_text)
+    return json_schema_to_gbnf(schema_text).replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
 def check_schema(schema: object, where: str) -> dict:
