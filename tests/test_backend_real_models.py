@@ -157,9 +157,10 @@ def test_a_schema_over_22_prompts_always_validates(client):
 
 def test_openai_json_object_and_json_schema_directly(backend):
     api = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0, timeout=120)
-    messages = [{"role": "user", "content": "Invent a person who plays chess."}]
-    loose = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=3,
+    colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
+    loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=1,
                                         response_format={"type": "json_object"})
+    messages = [{"role": "user", "content": "Invent a person who plays chess."}]
     assert isinstance(json.loads(loose.choices[0].message.content), dict)
     strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=3, response_format={
         "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}})
@@ -184,11 +185,13 @@ def test_openai_response_format_through_the_real_proxy(backend, tmp_path):
                 return False
         wait_for(ready, 90, "the proxy to start")
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
-        messages = [{"role": "user", "content": "Invent a person who repairs shoes."}]
-        loose = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160,
+        # Seeded (LiteLLM passes seed on as an option): open-ended JSON from a 135M model can ramble.
+        colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
+        loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=1,
                                             response_format={"type": "json_object"})
         assert isinstance(json.loads(loose.choices[0].message.content), dict)
-        strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, response_format={
+        messages = [{"role": "user", "content": "Invent a person who repairs shoes."}]
+        strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=2, response_format={
             "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
         jsonschema.validate(json.loads(strict.choices[0].message.content), PERSON)
     finally:
