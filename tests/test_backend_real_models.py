@@ -167,12 +167,25 @@ def test_openai_json_object_and_json_schema_directly(backend):
     jsonschema.validate(json.loads(strict.choices[0].message.content), PERSON)
 
 
-def test_openai_response_format_through_the_real_proxy(backend, tmp_path):
+# docs/backend.md's snippet: the other two models added to litellm_config.yaml.
+EXTRA_MODELS = """
+  - model_name: gemma3:270m
+    litellm_params: {model: ollama_chat/gemma3:270m, api_base: os.environ/OLLAMA_API_BASE}
+  - model_name: all-minilm:22m
+    litellm_params: {model: ollama/all-minilm:22m, api_base: os.environ/OLLAMA_API_BASE}
+    model_info: {mode: embedding}
+"""
+
+
+def test_openai_response_format_and_embeddings_through_the_real_proxy(backend, client, tmp_path):
     port = free_port()
     key = "sk-test-json-mode"
+    shipped = (ROOT / "litellm_config.yaml").read_text()
+    config = tmp_path / "litellm_config.yaml"
+    config.write_text(shipped.replace("\nlitellm_settings:", EXTRA_MODELS + "\nlitellm_settings:", 1))
     env = test_environ()
     env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": backend.url, "LLMOPS_STATE_DIR": str(tmp_path / "state"),
-                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": key})
+                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": key, "LITELLM_CONFIG": str(config)})
     log = open(tmp_path / "litellm.log", "w")
     proxy = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -194,6 +207,11 @@ def test_openai_response_format_through_the_real_proxy(backend, tmp_path):
         strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=2, response_format={
             "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
         jsonschema.validate(json.loads(strict.choices[0].message.content), PERSON)
+        gemma = api.chat.completions.create(model=GEMMA, messages=colour, max_tokens=8)
+        assert gemma.choices[0].message.content is not None
+        if MINILM in [m.model for m in client.list().models]:
+            vectors = api.embeddings.create(model=MINILM, input=["a cat", "a dog"])
+            assert [len(d.embedding) for d in vectors.data] == [384, 384]
     finally:
         os.killpg(proxy.pid, 15)
         proxy.wait(timeout=30)
