@@ -21,10 +21,14 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
     # holds its code, so RSS after an unload compares with a like-for-like idle figure.
     import jsonschema  # noqa: F401
     import llama_cpp  # noqa: F401
+    import llama_cpp.llama_chat_format  # noqa: F401 - jinja2, for the chat templates
     import llama_cpp.llama_grammar  # noqa: F401
     import numpy  # noqa: F401
 
     from . import grammar_sampler  # noqa: F401
+    from .loader import fix_malloc_thresholds
+
+    fix_malloc_thresholds()
 
     registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
     models: LoadedModels

@@ -37,6 +37,20 @@ class Loaded:
     running: int = 0
 
 
+def fix_malloc_thresholds() -> None:
+    """Keep glibc from raising its mmap threshold after big frees (to 32 MB by default): the engine's
+    and the responses' large buffers then go back to the OS when freed, and RSS shows an unload."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD: fixed, which also stops the dynamic adjustment
+        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def _release_heap() -> None:
     """Hand freed heap pages back to the OS, so that RSS shows the unload (glibc keeps them otherwise)."""
     gc.collect()
