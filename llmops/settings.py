@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import durations
 from .errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,18 @@ def _optional_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+def _models_dir(value: str) -> str:
+    """Kept as text: the backend resolves it against the checkout (Settings.root)."""
+    return value.strip() or "models"
+
+
+def _keep_alive(value: str) -> float:
+    try:
+        return durations.parse_keep_alive(value.strip() or "5m", 300.0)
+    except ValueError as exc:
+        raise ValueError(f"not a duration (5m, 30s, 1h, 0, -1): {value!r}") from exc
+
+
 def _bind_host(value: str) -> str:
     host = value.strip()
     if ":" in host:  # host:port strings, URLs and Prometheus targets are written for IPv4 and names only
@@ -111,6 +124,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
     Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend; empty means half the cores.",
             _optional_int),
+    Setting("BACKEND_MODELS_DIR", "models", "Folder of extra GGUF files the embedded backend serves (relative to the checkout).",
+            _models_dir),
+    Setting("BACKEND_KEEP_ALIVE", "5m", "How long the embedded backend keeps an idle model loaded (as OLLAMA_KEEP_ALIVE).",
+            _keep_alive),
+    Setting("BACKEND_MAX_LOADED_MODELS", "3", "Models the embedded backend keeps loaded at once; the least recently used goes.",
+            _positive_int),
     Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
             _optional_float),
     Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",

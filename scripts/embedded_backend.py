@@ -27,6 +27,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-ctx", type=int, default=cfg.backend_num_ctx, help="context length (BACKEND_NUM_CTX)")
     parser.add_argument("--threads", type=int, default=cfg.backend_threads or None,
                         help="llama.cpp threads for generation and prompt (BACKEND_THREADS; default: half the cores)")
+    parser.add_argument("--models-dir", default=str(cfg.root / str(cfg.backend_models_dir)),
+                        help="folder of extra GGUF files (BACKEND_MODELS_DIR)")
+    parser.add_argument("--keep-alive", default=None, help="idle time before a model unloads (BACKEND_KEEP_ALIVE)")
+    parser.add_argument("--max-loaded", type=int, default=cfg.backend_max_loaded_models,
+                        help="models loaded at once (BACKEND_MAX_LOADED_MODELS)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -35,10 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args = parse_args(argv)
-        from llmops.backend import LlamaEngine, create_app, resolve_model_path, serve_forever
+        from llmops.backend import serve_forever
+        from llmops.backend.build import build_app
+        from llmops.backend.options import BadRequest, parse_keep_alive
 
-        engine = LlamaEngine(resolve_model_path(args.model_path), args.tag, n_ctx=args.num_ctx, n_threads=args.threads)
-        app = create_app(engine, max_queue=args.max_queue)
+        try:
+            keep_alive = parse_keep_alive(args.keep_alive, settings.load().backend_keep_alive)
+        except BadRequest as exc:
+            raise StackError(f"--keep-alive: {exc}") from exc
+        if args.model_path:
+            from llmops.backend import resolve_model_path
+
+            resolve_model_path(args.model_path)  # a missing MODEL_PATH fails at start, naming it
+        app = build_app(
+            models_dir=Path(args.models_dir), num_ctx=args.num_ctx, threads=args.threads, max_queue=args.max_queue,
+            keep_alive=keep_alive, max_loaded=args.max_loaded, model_path=args.model_path or "", model_tag=args.tag,
+        )
         asyncio.run(serve_forever(app, args.host, args.port, access_log=not args.no_access_log))
     except StackError as exc:
         logging.getLogger("embedded_backend").error("%s", exc)

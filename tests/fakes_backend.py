@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 import threading
 import time
 from pathlib import Path
 
-from llmops.backend.engine import Stats, StopMatcher
+from llmops.backend.engine import Stats, StopMatcher, l2_normalize
 from llmops.backend.model import ModelInfo
-from llmops.backend.options import GenOptions, context_window, fit_prompt, output_limit
+from llmops.backend.options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
 from llmops.backend.server import start
 from tests import helpers
 
@@ -24,13 +25,19 @@ class FakeEngine:
     """
 
     def __init__(self, model_file: Path, tag: str = FAKE_TAG, n_ctx: int = 4096, token_delay: float = 0.0,
-                 gate: threading.Event | None = None):
-        model_file.write_bytes(b"GGUF fake model file")
-        self.info = ModelInfo(
-            tag=tag, path=model_file, template="{{ messages }}", context_length=n_ctx,
-            metadata={"general.architecture": "fake", "general.file_type": "3", "general.size_label": "1M",
-                      "llama.context_length": "4096"},
-        )
+                 gate: threading.Event | None = None, info: ModelInfo | None = None):
+        if info is None:
+            model_file.write_bytes(b"GGUF fake model file")
+            info = ModelInfo(
+                tag=tag, path=model_file, template="{{ messages }}", context_length=n_ctx,
+                metadata={"general.architecture": "fake", "general.file_type": "3", "general.size_label": "1M",
+                          "llama.context_length": "4096"},
+            )
+        self.info = info
+        self.memory_bytes = info.size + 1000
+        self.closed = False
+        self.embed_calls: list[list[str]] = []
+        self.last_opts: GenOptions | None = None
         self.n_ctx = n_ctx
         self.token_delay = token_delay
         self.gate = gate
@@ -51,6 +58,7 @@ class FakeEngine:
 
     def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats):
         self.calls += 1
+        self.last_opts = opts
         self.finished.clear()
         self.last_stats = stats
         n_ctx = context_window(opts, self.n_ctx)
@@ -90,8 +98,44 @@ class FakeEngine:
             stats.eval_ns = int((time.perf_counter() - began) * 1e9)
             self.finished.set()
 
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        """A deterministic 8-dimensional vector of letter counts per text, L2-normalised."""
+        self.embed_calls.append(list(texts))
+        count = 0
+        vectors = []
+        for text in texts:
+            words = text.split()
+            if len(words) > self.n_ctx and not truncate:
+                raise BadRequest("input length exceeds maximum context length")
+            words = words[: self.n_ctx]
+            count += len(words)
+            raw = [float(sum(ch in "aeiou"[i % 5] + "bcdfg"[i % 5] for ch in " ".join(words))) + 1.0 for i in range(8)]
+            vectors.append(l2_normalize(raw))
+        return vectors, count
+
     def close(self) -> None:
-        pass
+        self.closed = True
+
+
+def write_gguf(path: Path, arch: str = "llama", *, pooling: bool = False, file_type: int = 3, ctx: int = 4096,
+               template: str | None = None, params: int = 1_000_000) -> Path:
+    """A tiny but well-formed GGUF v3 header (metadata and one tensor entry, no weights) for registry tests."""
+    def string(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    kv = [("general.architecture", 8, string(arch)), ("general.file_type", 4, struct.pack("<I", file_type)),
+          (f"{arch}.context_length", 4, struct.pack("<I", ctx)), (f"{arch}.embedding_length", 4, struct.pack("<I", 8))]
+    if pooling:
+        kv.append((f"{arch}.pooling_type", 4, struct.pack("<I", 1)))
+    if template:
+        kv.append(("tokenizer.chat_template", 8, string(template)))
+    body = b"GGUF" + struct.pack("<IQQ", 3, 1, len(kv))
+    for key, kind, value in kv:
+        body += string(key) + struct.pack("<I", kind) + value
+    body += string("token_embd.weight") + struct.pack("<I", 1) + struct.pack("<Q", params) + struct.pack("<IQ", 0, 0)
+    path.write_bytes(body)
+    return path
 
 
 def expected_text(n: int) -> str:

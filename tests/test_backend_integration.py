@@ -68,8 +68,8 @@ class BackendProcess:
 
 
 @pytest.fixture(scope="module")
-def backend():
-    proc = BackendProcess("--num-ctx", "1024")
+def backend(tmp_path_factory):
+    proc = BackendProcess("--num-ctx", "1024", "--models-dir", str(tmp_path_factory.mktemp("models")))
     yield proc
     proc.stop()
 
@@ -79,16 +79,20 @@ def client(backend):
     return ollama.Client(host=backend.url, timeout=60)
 
 
-def test_list_shows_smollm2(client):
-    models = client.list().models
-    assert [m.model for m in models] == [TAG]
-    assert models[0].size == 98_362_432
-    assert models[0].details.quantization_level == "Q4_1"
+def test_list_shows_smollm2_and_gemma(client):
+    models = {m.model: m for m in client.list().models}
+    assert {TAG, "gemma3:270m"} <= set(models)
+    assert models[TAG].size == 98_362_432
+    assert models[TAG].details.quantization_level == "Q4_1"
+    assert models[TAG].details.parameter_size == "134.52M"
+    assert models["gemma3:270m"].details.quantization_level == "Q4_K_M"
+    assert models["gemma3:270m"].details.family == "gemma3"
 
 
-def test_ps_shows_it_loaded_on_cpu(client):
-    (model,) = client.ps().models
-    assert model.model == TAG and model.size_vram == 0 and model.size > 98_362_432
+def test_ps_shows_it_loaded_on_cpu_after_a_request(client):
+    client.generate(model=TAG, prompt="Hi", options={"num_predict": 1})
+    (model,) = [m for m in client.ps().models if m.model == TAG]
+    assert model.size_vram == 0 and model.size > 98_362_432
 
 
 def test_show_gives_the_models_own_template(client):

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "llmops.errors": 1,
     "llmops.proxykey": 1,
     "llmops.polling": 1,
+    "llmops.durations": 1,
     "llmops": 1,  # the package's own __init__
 }
 FLASK = ("flask", "werkzeug", "jinja2")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import math
 import os
 import random
 import threading
@@ -12,16 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .model import ModelInfo
-from .options import GenOptions, context_window, fit_prompt, output_limit
+from .model import ModelInfo, template_for
+from .options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
 
 log = logging.getLogger(__name__)
-
-# Used when a GGUF file carries no chat template of its own.
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 
 @dataclass
@@ -32,6 +27,7 @@ class Stats:
     prompt_eval_ns: int = 0
     eval_count: int = 0
     eval_ns: int = 0
+    load_ns: int = 0
     done_reason: str = "stop"
     first_token_at: float | None = None
     input_tokens: list[int] = field(default_factory=list)
@@ -50,7 +46,14 @@ class Engine(Protocol):
 
     def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]: ...
 
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]: ...
+
     def close(self) -> None: ...
+
+
+def l2_normalize(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm > 0 else list(vector)
 
 
 class StopMatcher:
@@ -93,19 +96,29 @@ def default_threads() -> int:
 class LlamaEngine:
     """One llama.cpp context; not thread safe, so the scheduler runs one generation at a time."""
 
-    def __init__(self, model_path: Path, tag: str, n_ctx: int = 2048, n_threads: int | None = None):
+    def __init__(self, model_path: Path, tag: str, n_ctx: int = 2048, n_threads: int | None = None,
+                 info: ModelInfo | None = None):
         from llama_cpp import Llama  # deferred: a 0.1 s import the tests' fake engine does not need
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         started = time.perf_counter()
-        threads = n_threads or default_threads()
+        self._threads = n_threads or default_threads()
+        self._path = Path(model_path)
+        self.embedding_model = bool(info and info.is_embedding)
+        # The context never exceeds what the model was trained for (all-MiniLM: 512).
+        train_ctx = info.context_length if info and info.context_length else 0
+        n_ctx = min(n_ctx, train_ctx) if train_ctx else n_ctx
         # The same count for prompt processing: llama.cpp's default (all cores) with OpenMP's spinning
         # threads collapses when the proxy and the load share the cores (measured: 47 vs 214 tokens/s).
-        self._llama = Llama(str(model_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+        kwargs = dict(n_ctx=n_ctx, n_threads=self._threads, n_threads_batch=self._threads, verbose=False)
+        if self.embedding_model:
+            kwargs.update(embedding=True, n_batch=n_ctx, n_ubatch=n_ctx)
+        self._llama = Llama(str(model_path), **kwargs)
+        self._embedder = None  # a chat model's embedding context, made on its first embedding request
         self.n_ctx = self._llama.n_ctx()
         self.n_ctx_train = self._llama._model.n_ctx_train()
         metadata = dict(self._llama.metadata)
-        template = metadata.get("tokenizer.chat_template") or CHATML
+        template = template_for(metadata)
         model = self._llama._model
         eos, bos = model.token_eos(), model.token_bos()
         self._formatter = Jinja2ChatFormatter(
@@ -114,18 +127,14 @@ class LlamaEngine:
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
         self._vocab = model.vocab
-        self.info = ModelInfo(
-            tag=tag,
-            path=Path(model_path),
-            metadata=metadata,
-            template=template,
-            context_length=self.n_ctx,
-            memory_bytes=Path(model_path).stat().st_size + self._kv_bytes(metadata),
-        )
+        if info is None:
+            info = ModelInfo(tag=tag, path=Path(model_path), metadata=metadata, template=template)
+        self.info = info
+        self.memory_bytes = Path(model_path).stat().st_size + self._kv_bytes(metadata)
         self.load_seconds = time.perf_counter() - started
         log.info("loaded %s as %s in %.2f s (n_ctx %d)", model_path, tag, self.load_seconds, self.n_ctx)
 
-    def _kv_bytes(self, metadata: dict[str, str]) -> int:
+    def _kv_bytes(self, metadata: dict[str, str], n_ctx: int | None = None) -> int:
         """f16 K and V for every layer and position: what the context adds to the file's size."""
         arch = metadata.get("general.architecture", "llama")
         try:
@@ -135,7 +144,8 @@ class LlamaEngine:
             embed = int(metadata[f"{arch}.embedding_length"])
         except (KeyError, ValueError):
             return 0
-        return 2 * 2 * layers * self.n_ctx * kv_heads * (embed // heads)
+        key_len = int(metadata.get(f"{arch}.attention.key_length", embed // heads))
+        return 2 * 2 * layers * (n_ctx or self.n_ctx) * kv_heads * key_len
 
     def render_chat(self, messages: list[dict]) -> str:
         """The prompt text for a conversation, through the model's own template."""
@@ -158,30 +168,34 @@ class LlamaEngine:
         stats.prompt_eval_count = len(tokens)
         if not tokens:
             return
+        seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
+        self._llama.set_seed(seed)
         if opts.seed >= 0:
-            self._llama.set_seed(opts.seed)
             # Re-using the cached prompt prefix re-evaluates its last token alone, which rounds
             # differently from a full batch: a seeded request must get the same answer every time.
             self._llama.reset()
-        else:
-            self._llama.set_seed(random.randint(0, 2**31 - 1))
         stops = StopMatcher(opts.stop)
         # A token can end inside a multi-byte character; the incremental decoder holds those bytes.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stats.done_reason = "length"
         started = time.perf_counter()
         first = None
-        tokens_iter = self._llama.generate(
-            tokens,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            min_p=opts.min_p,
-            typical_p=opts.typical_p,
-            temp=opts.temperature,
-            repeat_penalty=opts.repeat_penalty,
-            presence_penalty=opts.presence_penalty,
-            frequency_penalty=opts.frequency_penalty,
-        )
+        if opts.grammar:
+            from .grammar_sampler import constrained_tokens
+
+            tokens_iter = constrained_tokens(self._llama, tokens, opts, opts.grammar, seed)
+        else:
+            tokens_iter = self._llama.generate(
+                tokens,
+                top_k=opts.top_k,
+                top_p=opts.top_p,
+                min_p=opts.min_p,
+                typical_p=opts.typical_p,
+                temp=opts.temperature,
+                repeat_penalty=opts.repeat_penalty,
+                presence_penalty=opts.presence_penalty,
+                frequency_penalty=opts.frequency_penalty,
+            )
         try:
             while limit > 0 and not cancel.is_set():
                 token = next(tokens_iter)
@@ -214,5 +228,40 @@ class LlamaEngine:
             if first is not None:
                 stats.eval_ns = int((time.perf_counter() - first) * 1e9)
 
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        """L2-normalised vectors for texts (one batch) and the tokens evaluated."""
+        import numpy as np
+
+        llama = self._llama if self.embedding_model else self._embedding_context()
+        if not truncate:
+            limit = llama.n_ctx()
+            for text in texts:
+                if len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)) > limit:
+                    raise BadRequest("input length exceeds maximum context length")
+        vectors, count = llama.embed(texts, truncate=True, return_count=True)
+        matrix = np.asarray(vectors, dtype=np.float64)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = np.divide(matrix, norms, out=matrix, where=norms > 0)
+        return matrix.tolist(), int(count)
+
+    def _embedding_context(self):
+        """A chat model asked for embeddings: mean-pooled hidden states, as Ollama computes them for any model."""
+        if self._embedder is None:
+            from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+            n_ctx = min(self.n_ctx, 2048)
+            self._embedder = Llama(
+                str(self._path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=self._threads,
+                n_threads_batch=self._threads, embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False,
+            )
+            self.memory_bytes += self._kv_bytes(dict(self._llama.metadata), n_ctx)
+        return self._embedder
+
     def close(self) -> None:
-        self._llama.close()
+        """Free the model, its contexts and llama-cpp-python's logits arrays, even if this object lingers."""
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

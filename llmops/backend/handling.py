@@ -1,4 +1,4 @@
-"""Request handling shared by the Ollama and OpenAI routes: the backend's state, error mapping, streaming."""
+"""The request handling the Ollama and OpenAI routes share: the Backend state, error mapping, streaming."""
 from __future__ import annotations
 
 import asyncio
@@ -9,9 +9,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .engine import Engine, Stats
+from .loader import LoadedModels
 from .metrics import BackendMetrics
-from .options import BadRequest, GenOptions
+from .options import BadRequest, GenOptions, parse_keep_alive
 from .protocol import ModelNotFound, json_response
+from .registry import ModelEntry, Registry, UnreadableModel
 from .scheduler import Generation, Scheduler, ServerBusy
 
 log = logging.getLogger(__name__)
@@ -21,44 +23,116 @@ CLIENT_GONE = 499  # nginx's code for "client closed request": a label value, ne
 
 
 class Backend:
-    """The server's state: engine, scheduler and metrics; routes reach it through the app."""
+    """The server's state: models, scheduler and metrics; routes reach it through the app."""
 
-    def __init__(self, engine: Engine, max_queue: int, metrics: BackendMetrics | None = None):
-        self.engine = engine
-        self.tag = engine.info.tag
+    def __init__(self, registry: Registry, models: LoadedModels, max_queue: int, metrics: BackendMetrics | None = None):
+        self.registry = registry
+        self.models = models
         self.metrics = metrics or BackendMetrics()
         self.scheduler = Scheduler(max_queue, self.metrics)
         self.started_at = time.time()
 
-    def render_chat(self, messages: list[dict]) -> str:
-        """The prompt for a conversation; a template that rejects it makes a 400."""
-        try:
-            return self.engine.render_chat(messages)
-        except Exception as exc:  # noqa: BLE001 - jinja raises many kinds; all mean a bad conversation
-            raise BadRequest(f"chat template failed: {exc}") from exc
+    def entry(self, name: str, need: str | None = None) -> ModelEntry:
+        """The requested model; 404 when absent, 400 (as Ollama) when an embedding model is asked to generate."""
+        entry = self.registry.get(name)
+        if need in ("generate", "chat") and entry.info.is_embedding:
+            raise BadRequest(f'"{name}" does not support {need}')
+        return entry
 
-    async def generate(self, prompt: str, opts: GenOptions, arrived: float, prefix: list[int] | None = None) -> tuple[Generation, float]:
-        """Queue a generation; returns it once it holds the engine, with the seconds it waited."""
-        engine, metrics, tag = self.engine, self.metrics, self.tag
+    def keep_alive(self, data: dict) -> float:
+        return parse_keep_alive(data.get("keep_alive"), self.models.default_keep_alive)
+
+    async def run(self, fn: Callable[[], object]) -> object:
+        """Run fn on the engine thread, in turn with the generations; returns its result."""
+        gen, _ = await self.scheduler.start(lambda _gen: fn())
+        return await gen.result()
+
+    async def generate(self, entry: ModelEntry, opts: GenOptions, arrived: float, keep_alive: float, *,
+                       prompt: str = "", messages: list[dict] | None = None, prefix: list[int] | None = None,
+                       kind: str = "generate") -> tuple[Generation, float]:
+        """Queue a generation; returns it once its model is loaded and its prompt is ready, with the
+        seconds spent waiting and loading (Ollama's load_duration)."""
+        models, metrics, tag = self.models, self.metrics, entry.tag
 
         def job(gen: Generation) -> Stats:
             stats = Stats()
             began = time.perf_counter()
+            engine = None
             try:
+                engine, load_seconds = models.acquire(entry)
+                stats.load_ns = int(load_seconds * 1e9)
+                text = prompt if messages is None else render_chat(engine, messages)
                 # Tokenizing here keeps a long prompt off the event loop.
-                tokens = list(prefix or []) + engine.tokenize(prompt)
+                tokens = list(prefix or []) + engine.tokenize(text)
                 stats.input_tokens = tokens
+                gen.set_ready()
                 for piece in engine.generate(tokens, opts, gen.cancel, stats):
                     gen.emit(piece)
+            except Exception as exc:
+                if gen.ready_set:
+                    raise
+                gen.set_ready(exc)  # answered before any byte is sent: a clean error response
             finally:
                 metrics.prompt_tokens.labels(tag).inc(stats.prompt_eval_count)
                 metrics.output_tokens.labels(tag).inc(stats.eval_count)
                 metrics.generation.labels(tag).observe(time.perf_counter() - began)
+                metrics.jobs.labels(kind).inc()
                 if stats.first_token_at is not None:
                     metrics.ttft.labels(tag).observe(stats.first_token_at - arrived)
+                if engine is not None:
+                    models.release(tag, keep_alive)
             return stats
 
-        return await self.scheduler.start(job)
+        gen, waited = await self.scheduler.start(job)
+        try:
+            await gen.wait_ready()
+        except BaseException:
+            gen.stop()
+            raise
+        return gen, waited
+
+    async def embed(self, entry: ModelEntry, texts: list[str], truncate: bool, keep_alive: float) -> tuple[list[list[float]], int, float, float]:
+        """Embeddings for texts as one batch: (vectors, tokens, load seconds, queue seconds)."""
+        models, metrics, tag = self.models, self.metrics, entry.tag
+
+        def job(_gen: Generation) -> tuple[list[list[float]], int, float]:
+            began = time.perf_counter()
+            engine, load_seconds = models.acquire(entry)
+            count = 0
+            try:
+                if not texts:
+                    return [], 0, load_seconds
+                vectors, count = engine.embed(texts, truncate)
+                return vectors, count, load_seconds
+            finally:
+                metrics.prompt_tokens.labels(tag).inc(count)
+                metrics.generation.labels(tag).observe(time.perf_counter() - began)
+                metrics.jobs.labels("embed").inc()
+                models.release(tag, keep_alive)
+
+        gen, waited = await self.scheduler.start(job)
+        vectors, count, load_seconds = await gen.result()
+        return vectors, count, load_seconds, waited
+
+    async def load_only(self, entry: ModelEntry, keep_alive: float) -> float:
+        """Load a model (an empty request), setting its keep_alive; returns the load seconds."""
+        def job() -> float:
+            _engine, seconds = self.models.acquire(entry)
+            self.models.release(entry.tag, keep_alive)
+            return seconds
+
+        return await self.run(job)  # type: ignore[return-value]
+
+    async def unload(self, tag: str) -> bool:
+        return await self.run(lambda: self.models.unload(tag))  # type: ignore[return-value]
+
+
+def render_chat(engine: Engine, messages: list[dict]) -> str:
+    """The prompt for a conversation; a template that rejects it makes a 400."""
+    try:
+        return engine.render_chat(messages)
+    except Exception as exc:  # noqa: BLE001 - jinja raises many kinds; all mean a bad conversation
+        raise BadRequest(f"chat template failed: {exc}") from exc
 
 
 def backend_of(request: web.Request) -> Backend:
@@ -91,6 +165,9 @@ async def errors_and_metrics(request: web.Request, handler: Callable) -> web.Str
     except ModelNotFound as exc:
         status = 404
         return _error_body(request, 404, f'model "{exc.args[0]}" not found, try pulling it first')
+    except UnreadableModel as exc:
+        status = 400
+        return _error_body(request, 400, str(exc))
     except ServerBusy as exc:
         status = 503
         return _error_body(request, 503, str(exc))

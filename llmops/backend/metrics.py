@@ -31,9 +31,19 @@ class BackendMetrics:
             "llm_backend_generation_seconds", "Time a request held the engine (prompt evaluation and generation).",
             ["model"], buckets=GENERATION_BUCKETS, registry=r,
         )
+        self.jobs = Counter(
+            "llm_backend_jobs", "Work done on the engine thread, by kind (chat, generate, embed).", ["kind"], registry=r,
+        )
+        self.loaded_models = Gauge("llm_backend_loaded_models", "Models in memory.", registry=r)
+        self.loaded_bytes = Gauge("llm_backend_loaded_model_bytes", "Estimated memory of the loaded models.", registry=r)
         if process:
             # process_resident_memory_bytes and friends: the backend's memory without a node exporter.
             ProcessCollector(registry=r)
+
+    def watch_models(self, models) -> None:
+        """Read the loaded-models gauges from the manager at scrape time."""
+        self.loaded_models.set_function(lambda: len(models.snapshot()))
+        self.loaded_bytes.set_function(lambda: sum(getattr(m.engine, "memory_bytes", 0) for m in models.snapshot()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -48,15 +48,29 @@ def now_rfc3339() -> str:
     return rfc3339(datetime.now(UTC))
 
 
-_QUANT = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 30: "BF16",
-}
+# Templates for GGUF files that carry none, by architecture (Ollama ships these in its Modelfiles).
+# No BOS here: the tokenizer adds it (add_bos_token).
+GEMMA_TEMPLATE = (
+    "{% for message in messages %}{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
+    "{% if message['role'] == 'system' %}{{ '<start_of_turn>user\n' + message['content'] + '\n\n' }}"
+    "{% else %}{% if not (loop.index0 > 0 and messages[loop.index0 - 1]['role'] == 'system') %}"
+    "{{ '<start_of_turn>' + role + '\n' }}{% endif %}{{ message['content'] + '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+FALLBACK_TEMPLATES = {"gemma3": GEMMA_TEMPLATE, "gemma2": GEMMA_TEMPLATE, "gemma": GEMMA_TEMPLATE}
+
+_digests: dict[tuple[str, int, int], str] = {}
+_digest_lock = threading.Lock()
 
 
-def _typed(value: str) -> object:
-    """GGUF metadata arrives as strings from llama-cpp-python; Ollama shows numbers as numbers."""
+def _typed(value: object) -> object:
+    """Metadata from llama-cpp-python arrives as strings; Ollama shows numbers as numbers."""
+    if not isinstance(value, str):
+        return value
     if re.fullmatch(r"-?\d+", value):
         return int(value)
     if re.fullmatch(r"-?\d+\.\d*(e-?\d+)?", value):
@@ -66,28 +80,62 @@ def _typed(value: str) -> object:
     return value
 
 
+def template_for(metadata: dict) -> str:
+    """The model's own chat template, else the one its architecture uses, else ChatML."""
+    own = metadata.get("tokenizer.chat_template")
+    if isinstance(own, str) and own:
+        return own
+    return FALLBACK_TEMPLATES.get(str(metadata.get("general.architecture", "")), CHATML)
+
+
 @dataclass
 class ModelInfo:
     """What Ollama's /api/tags, /api/ps and /api/show say about one model."""
 
     tag: str
     path: Path
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, object] = field(default_factory=dict)
     template: str = ""
     context_length: int = 0
     memory_bytes: int = 0
-    _digest: str | None = field(default=None, init=False, repr=False)
+    parameter_count: int = 0
     _digest_thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.metadata = {key: _typed(value) for key, value in self.metadata.items()}
         stat = self.path.stat()
         self.size = stat.st_size
         self.modified_at = rfc3339(datetime.fromtimestamp(stat.st_mtime, UTC))
+        self._key = (str(self.path), stat.st_size, stat.st_mtime_ns)
+
+    @classmethod
+    def from_file(cls, tag: str, path: Path) -> ModelInfo:
+        """Read the GGUF header (not the weights); BadModelFile when it is not a model."""
+        from .gguf_meta import read_header
+
+        header = read_header(path)
+        return cls(
+            tag=tag, path=path, metadata=header.metadata, template=template_for(header.metadata),
+            context_length=int(header.get("context_length", 0) or 0), parameter_count=header.parameter_count,
+        )
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", ""))
+
+    @property
+    def is_embedding(self) -> bool:
+        return f"{self.architecture}.pooling_type" in self.metadata
+
+    @property
+    def capabilities(self) -> list[str]:
+        # Ollama's rule: a pooling type makes an embedding model, anything else a completion model.
+        return ["embedding"] if self.is_embedding else ["completion"]
 
     def start_digest(self) -> None:
         """Hash the file in the background; the server calls this once it is listening."""
-        # Hashing ~100 MB takes a few hundred ms of CPU: keep it off the start-up path.
-        if self._digest_thread is None:
+        # Hashing 100-250 MB takes a few hundred ms of CPU: keep it off the start-up path.
+        if self._key not in _digests and self._digest_thread is None:
             self._digest_thread = threading.Thread(target=self._hash, name="model-digest", daemon=True)
             self._digest_thread.start()
 
@@ -96,33 +144,45 @@ class ModelInfo:
         with self.path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 sha.update(block)
-        self._digest = sha.hexdigest()
+        with _digest_lock:
+            _digests[self._key] = sha.hexdigest()
 
     @property
     def digest(self) -> str:
         """sha256 of the file, as Ollama names blobs."""
-        if self._digest is None:
+        if self._key not in _digests:
             self.start_digest()
-            self._digest_thread.join()
-        return self._digest or ""
+            if self._digest_thread is not None:
+                self._digest_thread.join()
+            if self._key not in _digests:
+                self._hash()
+        return _digests[self._key]
 
     @property
     def details(self) -> dict:
-        family = self.metadata.get("general.architecture", "")
-        file_type = self.metadata.get("general.file_type", "")
-        quant = _QUANT.get(int(file_type), f"type {file_type}") if file_type.isdigit() else ""
+        from .gguf_meta import FILE_TYPES, human_number
+
+        family = self.architecture
+        file_type = self.metadata.get("general.file_type")
+        quant = FILE_TYPES.get(file_type, f"type {file_type}") if isinstance(file_type, int) else ""
+        size = human_number(self.parameter_count) if self.parameter_count else str(self.metadata.get("general.size_label", ""))
         return {
             "parent_model": "",
             "format": "gguf",
             "family": family,
             "families": [family] if family else None,
-            "parameter_size": self.metadata.get("general.size_label", ""),
+            "parameter_size": size,
             "quantization_level": quant,
         }
 
     @property
     def model_info(self) -> dict:
-        return {key: _typed(value) for key, value in sorted(self.metadata.items()) if not key.startswith("tokenizer.chat_template")}
+        # Ollama leaves out the name and the chat template (shown as `template`).
+        skip = ("tokenizer.chat_template", "general.name")
+        info = {key: value for key, value in sorted(self.metadata.items()) if not key.startswith(skip)}
+        if self.parameter_count:
+            info["general.parameter_count"] = self.parameter_count
+        return info
 
     def tag_entry(self) -> dict:
         """One entry of /api/tags."""
@@ -135,28 +195,28 @@ class ModelInfo:
             "details": self.details,
         }
 
-    def ps_entry(self, expires_at: str) -> dict:
-        """One entry of /api/ps: always loaded, on the CPU."""
+    def ps_entry(self, expires_at: str, size: int, context_length: int) -> dict:
+        """One entry of /api/ps: loaded on the CPU."""
         return {
             "name": self.tag,
             "model": self.tag,
-            "size": self.memory_bytes or self.size,
+            "size": size,
             "digest": self.digest,
             "details": self.details,
             "expires_at": expires_at,
             "size_vram": 0,
-            "context_length": self.context_length,
+            "context_length": context_length,
         }
 
     def show(self, parameters: str) -> dict:
         """The body of /api/show."""
         return {
-            "license": self.metadata.get("general.license", ""),
+            "license": str(self.metadata.get("general.license", "")),
             "modelfile": f"# Modelfile generated by the embedded backend\nFROM {self.path}\n",
             "parameters": parameters,
             "template": self.template,
             "details": self.details,
             "model_info": self.model_info,
-            "capabilities": ["completion"],
+            "capabilities": self.capabilities,
             "modified_at": self.modified_at,
         }

@@ -1,15 +1,14 @@
 """Ollama's native API: /api/version, tags, ps, show, generate and chat, field by field."""
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from .engine import Stats
 from .handling import backend_of, collect, stream_out
-from .model import now_rfc3339, rfc3339
+from .model import now_rfc3339
 from .options import BadRequest, GenOptions, parse_options
 from .protocol import (
     OLLAMA_VERSION,
@@ -17,14 +16,13 @@ from .protocol import (
     get_bool,
     get_str,
     json_response,
+    model_name,
     parse_messages,
     read_json,
-    require_model,
 )
+from .structured import ollama_format
 
 NDJSON = "application/x-ndjson"
-# Ollama shows a model kept loaded forever as expiring after the longest Go duration (~292 years).
-FOREVER = timedelta(microseconds=(2**63 - 1) // 1000)
 
 
 def add_routes(app: web.Application) -> None:
@@ -41,13 +39,23 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def tags(request: web.Request) -> web.Response:
-    return json_response({"models": [backend_of(request).engine.info.tag_entry()]})
+    registry = backend_of(request).registry
+    # Listing reads file headers and (once per file) hashes them: off the event loop.
+    entries = await asyncio.get_running_loop().run_in_executor(None, lambda: [e.info.tag_entry() for e in registry.entries()])
+    return json_response({"models": entries})
 
 
 async def ps(request: web.Request) -> web.Response:
     backend = backend_of(request)
-    expires = rfc3339(datetime.fromtimestamp(backend.started_at, UTC) + FOREVER)
-    return json_response({"models": [backend.engine.info.ps_entry(expires)]})
+    models = []
+    for loaded in backend.models.snapshot():
+        engine = loaded.engine
+        models.append(loaded.entry.info.ps_entry(
+            backend.models.expires_text(loaded),
+            size=getattr(engine, "memory_bytes", 0) or loaded.entry.info.size,
+            context_length=engine.n_ctx,
+        ))
+    return json_response({"models": models})
 
 
 async def show(request: web.Request) -> web.Response:
@@ -56,27 +64,27 @@ async def show(request: web.Request) -> web.Response:
     name = data.get("model") or data.get("name")
     if not name:
         raise BadRequest("model is required")
+    if not isinstance(name, str):
+        raise BadRequest("model must be a string")
     try:
-        require_model(data, backend.tag)
+        entry = backend.registry.get(name)
     except LookupError:
         return json_response({"error": f"model '{name}' not found"}, 404)
+    info = entry.info
     defaults = GenOptions()
-    params = {
-        "num_ctx": backend.engine.n_ctx,
-        "temperature": defaults.temperature,
-        "top_k": defaults.top_k,
-        "top_p": defaults.top_p,
-        "repeat_penalty": defaults.repeat_penalty,
-    }
+    params = {"num_ctx": backend.models.num_ctx_for(info)}
+    if not info.is_embedding:
+        params.update(temperature=defaults.temperature, top_k=defaults.top_k, top_p=defaults.top_p,
+                      repeat_penalty=defaults.repeat_penalty)
     text = "\n".join(f"{key:<30} {value}" for key, value in params.items())
-    return json_response(backend.engine.info.show(text))
+    return json_response(info.show(text))
 
 
 def _timings(stats: Stats, arrived: float, waited: float) -> dict:
     """The final object's counts and nanosecond durations, as Ollama names them."""
     return {
         "total_duration": int((time.perf_counter() - arrived) * 1e9),
-        "load_duration": int(waited * 1e9),
+        "load_duration": int(waited * 1e9) + stats.load_ns,
         "prompt_eval_count": stats.prompt_eval_count,
         "prompt_eval_duration": stats.prompt_eval_ns,
         "eval_count": stats.eval_count,
@@ -95,47 +103,43 @@ def _reject_unsupported(data: dict, tag: str) -> None:
         raise BadRequest(f"{tag} does not support images")
 
 
-async def _reply(request: web.Request, gen, stream: bool, final: Callable[..., dict],
-                 piece: Callable[[str], dict]) -> web.StreamResponse:
-    """Ollama's two answer shapes: one JSON body, or NDJSON pieces and then the final line."""
-    if not stream:
-        text, stats = await collect(gen)
-        return json_response(final(stats, text))
-    return await stream_out(
-        request, gen, NDJSON,
-        piece=lambda text: dumps(piece(text)) + b"\n",
-        final=lambda stats: dumps(final(stats)) + b"\n",
-        error=lambda message: dumps({"error": message}) + b"\n",
-    )
-
-
-async def _accept(request: web.Request):
-    """What each generation route reads first: the arrival time, the backend, the JSON body, the model name."""
+async def _empty(backend, entry, name: str, keep_alive: float, body: dict) -> web.Response:
+    """Ollama's answer to a request with nothing to generate: load the model, or with keep_alive 0 unload it."""
     arrived = time.perf_counter()
-    backend = backend_of(request)
-    data = await read_json(request)
-    name = require_model(data, backend.tag)
-    _reject_unsupported(data, backend.tag)
-    return arrived, backend, data, name
+    if keep_alive == 0:
+        await backend.unload(entry.tag)
+        return json_response({"model": name, "created_at": now_rfc3339(), **body, "done": True, "done_reason": "unload"})
+    seconds = await backend.load_only(entry, keep_alive)
+    return json_response({
+        "model": name, "created_at": now_rfc3339(), **body, "done": True, "done_reason": "load",
+        "total_duration": int((time.perf_counter() - arrived) * 1e9), "load_duration": int(seconds * 1e9),
+    })
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
-    arrived, backend, data, name = await _accept(request)
+    arrived = time.perf_counter()
+    backend = backend_of(request)
+    data = await read_json(request)
+    name = model_name(data)
+    entry = backend.entry(name, need="generate")
+    _reject_unsupported(data, name)
     prompt = get_str(data, "prompt")
     system = get_str(data, "system")
     raw = get_bool(data, "raw", False)
     stream = get_bool(data, "stream", True)
     opts = parse_options(data.get("options"))
+    opts.grammar = ollama_format(data.get("format"))
+    keep_alive = backend.keep_alive(data)
     context = data.get("context") or []
     if not isinstance(context, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in context):
         raise BadRequest("context must be a list of integers")
     if not prompt and not context:
-        # Ollama answers an empty prompt by loading the model; ours is always loaded.
-        return json_response({"model": name, "created_at": now_rfc3339(), "response": "", "done": True, "done_reason": "load"})
+        return await _empty(backend, entry, name, keep_alive, {"response": ""})
+    messages = None
     if not raw:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        prompt = backend.render_chat(messages)
-    gen, waited = await backend.generate(prompt, opts, arrived, prefix=context)
+    gen, waited = await backend.generate(entry, opts, arrived, keep_alive, prompt=prompt, messages=messages,
+                                         prefix=context, kind="generate")
 
     def final(stats: Stats, text: str = "") -> dict:
         body = {"model": name, "created_at": now_rfc3339(), "response": text, "done": True, "done_reason": stats.done_reason}
@@ -144,21 +148,32 @@ async def generate(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    return await _reply(request, gen, stream, final,
-                        lambda text: {"model": name, "created_at": now_rfc3339(), "response": text, "done": False})
+    if not stream:
+        text, stats = await collect(gen)
+        return json_response(final(stats, text))
+    return await stream_out(
+        request, gen, NDJSON,
+        piece=lambda text: dumps({"model": name, "created_at": now_rfc3339(), "response": text, "done": False}) + b"\n",
+        final=lambda stats: dumps(final(stats)) + b"\n",
+        error=lambda message: dumps({"error": message}) + b"\n",
+    )
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    arrived, backend, data, name = await _accept(request)
+    arrived = time.perf_counter()
+    backend = backend_of(request)
+    data = await read_json(request)
+    name = model_name(data)
+    entry = backend.entry(name, need="chat")
+    _reject_unsupported(data, name)
     messages = parse_messages(data.get("messages"))
     stream = get_bool(data, "stream", True)
     opts = parse_options(data.get("options"))
+    opts.grammar = ollama_format(data.get("format"))
+    keep_alive = backend.keep_alive(data)
     if not messages:
-        return json_response({
-            "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""},
-            "done_reason": "load", "done": True,
-        })
-    gen, waited = await backend.generate(backend.render_chat(messages), opts, arrived)
+        return await _empty(backend, entry, name, keep_alive, {"message": {"role": "assistant", "content": ""}})
+    gen, waited = await backend.generate(entry, opts, arrived, keep_alive, messages=messages, kind="chat")
 
     def final(stats: Stats, text: str = "") -> dict:
         body = {
@@ -168,6 +183,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    return await _reply(request, gen, stream, final, lambda text: {
-        "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
-    })
+    if not stream:
+        text, stats = await collect(gen)
+        return json_response(final(stats, text))
+    return await stream_out(
+        request, gen, NDJSON,
+        piece=lambda text: dumps({
+            "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
+        }) + b"\n",
+        final=lambda stats: dumps(final(stats)) + b"\n",
+        error=lambda message: dumps({"error": message}) + b"\n",
+    )

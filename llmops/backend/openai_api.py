@@ -1,6 +1,7 @@
 """Ollama's OpenAI-compatible subset: /v1/models and /v1/chat/completions."""
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -9,7 +10,8 @@ from aiohttp import web
 from .engine import Stats
 from .handling import backend_of, collect, stream_out
 from .options import BadRequest, GenOptions, parse_stop
-from .protocol import dumps, get_bool, json_response, parse_messages, read_json, require_model
+from .protocol import dumps, get_bool, json_response, model_name, parse_messages, read_json
+from .structured import openai_response_format
 
 SSE = "text/event-stream"
 
@@ -20,9 +22,10 @@ def add_routes(app: web.Application) -> None:
 
 
 async def models(request: web.Request) -> web.Response:
-    backend = backend_of(request)
-    created = int(backend.engine.info.path.stat().st_mtime)
-    return json_response({"object": "list", "data": [{"id": backend.tag, "object": "model", "created": created, "owned_by": "library"}]})
+    registry = backend_of(request).registry
+    entries = await asyncio.get_running_loop().run_in_executor(None, registry.entries)
+    data = [{"id": e.tag, "object": "model", "created": int(e.path.stat().st_mtime), "owned_by": "library"} for e in entries]
+    return json_response({"object": "list", "data": data})
 
 
 def _number(data: dict, key: str, kind: type) -> float | int | None:
@@ -70,17 +73,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     arrived = time.perf_counter()
     backend = backend_of(request)
     data = await read_json(request)
-    name = require_model(data, backend.tag)
+    name = model_name(data)
+    entry = backend.entry(name, need="chat")
     messages = parse_messages(data.get("messages"), allow_parts=True)
     if not messages:
         raise BadRequest("messages must not be empty")
     if data.get("tools"):
-        raise BadRequest(f"{backend.tag} does not support tools")
+        raise BadRequest(f"{name} does not support tools")
     stream = get_bool(data, "stream", False)
     stream_options = data.get("stream_options") or {}
     include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     opts = openai_options(data)
-    gen, _ = await backend.generate(backend.render_chat(messages), opts, arrived)
+    opts.grammar = openai_response_format(data.get("response_format"))
+    gen, _ = await backend.generate(entry, opts, arrived, backend.keep_alive({}), messages=messages, kind="chat")
     ident, created = f"chatcmpl-{secrets.randbelow(1000)}", int(time.time())
     head = {"id": ident, "object": "chat.completion", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
 

@@ -1,7 +1,12 @@
 """Ollama's generation options: parsing, defaults and checks."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields
+
+from .. import durations
+
+log = logging.getLogger(__name__)
 
 
 class BadRequest(ValueError):
@@ -24,11 +29,13 @@ class GenOptions:
     seed: int = -1
     num_ctx: int = 0
     stop: list[str] = field(default_factory=list)
+    # GBNF text that constrains decoding (from `format` / `response_format`); not an Ollama option.
+    grammar: str = ""
 
 
 _INT = {"num_predict", "top_k", "seed", "num_ctx"}
-_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop"}
-# Ollama accepts these and they change nothing here (one CPU context, no GPU); ignore them quietly.
+_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop", "grammar"}
+# Ollama's options that change nothing here (one CPU context, no GPU): ignored with one log line.
 _IGNORED = {
     "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",
     "penalize_newline", "low_vram", "f16_kv", "vocab_only", "use_mlock", "numa", "tfs_z",
@@ -44,7 +51,10 @@ def parse_options(raw: object) -> GenOptions:
     if not isinstance(raw, dict):
         raise BadRequest("options must be an object")
     for key, value in raw.items():
-        if value is None or key in _IGNORED:
+        if value is None:
+            continue
+        if key in _IGNORED or key not in _INT | _FLOAT | {"stop"}:
+            _log_ignored(key)
             continue
         if key in _INT:
             # JSON has one number type; 40.0 is fine, 40.5 and true are not.
@@ -57,7 +67,6 @@ def parse_options(raw: object) -> GenOptions:
             setattr(opts, key, float(value))
         elif key == "stop":
             opts.stop = parse_stop(value)
-        # Ollama logs and ignores unknown options; so do we.
     if opts.temperature < 0:
         raise BadRequest("option 'temperature' must not be negative")
     return opts
@@ -91,3 +100,22 @@ def output_limit(opts: GenOptions, prompt_len: int, n_ctx: int) -> int:
     """How many tokens may be generated: num_predict (<= 0 means until the window is full)."""
     window_left = max(0, n_ctx - prompt_len)
     return min(opts.num_predict, window_left) if opts.num_predict > 0 else window_left
+
+
+_logged: set[str] = set()
+
+
+def _log_ignored(key: str) -> None:
+    """One log line per option name, as Ollama warns "invalid option provided" and goes on."""
+    if key not in _logged:
+        _logged.add(key)
+        known = "has no effect in the embedded backend" if key in _IGNORED else "is not an option"
+        log.warning("ignoring option %r: it %s", key, known)
+
+
+def parse_keep_alive(value: object, default: float) -> float:
+    """Ollama's keep_alive in seconds (llmops.durations); a bad value is a 400."""
+    try:
+        return durations.parse_keep_alive(value, default)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc

@@ -98,3 +98,13 @@ def parse_messages(raw: object, allow_parts: bool = False) -> list[dict]:
             raise BadRequest("this model does not support images")
         messages.append({"role": msg["role"], "content": content})
     return messages
+
+
+def model_name(data: dict, key: str = "model") -> str:
+    """The requested model name (Ollama also reads `name`); 400 when missing or not a string."""
+    name = data.get(key) or (data.get("name") if key == "model" else None)
+    if not name:
+        raise BadRequest("model is required")
+    if not isinstance(name, str):
+        raise BadRequest("model must be a string")
+    return name

@@ -25,6 +25,25 @@ class Generation:
         self._loop = loop
         self._queue: asyncio.Queue = asyncio.Queue()
         self._future: asyncio.Future | None = None
+        self._ready: asyncio.Future = loop.create_future()
+        self.ready_set = False
+
+    def set_ready(self, error: BaseException | None = None) -> None:
+        """Called on the engine thread once the model is loaded and the prompt is ready (or failed)."""
+        self.ready_set = True
+
+        def settle() -> None:
+            if not self._ready.done():
+                if error is None:
+                    self._ready.set_result(None)
+                else:
+                    self._ready.set_exception(error)
+
+        self._loop.call_soon_threadsafe(settle)
+
+    async def wait_ready(self) -> None:
+        """Wait until the job has its model and prompt; raises what it failed with."""
+        await asyncio.shield(self._ready)
 
     def emit(self, piece: str) -> None:
         """Called on the engine thread for every piece of text."""
@@ -102,6 +121,9 @@ class Scheduler:
             # The slot belongs to the engine thread, not to the handler: it frees when the
             # engine stops, even if the handler was cancelled long before.
             gen._queue.put_nowait(_END)
+            if not gen._ready.done():
+                # A job that never said it was ready: its result() carries any error.
+                gen._ready.set_result(None)
             self._current = None
             self.metrics.in_flight.set(0)
             self._lock.release()

@@ -1,18 +1,20 @@
-"""The embedded backend's HTTP server: the app factory and the serve loop (routes in ollama_api, openai_api)."""
+"""The embedded backend's HTTP server: app factory, the serve loop and /metrics."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from . import ollama_api, openai_api
 from .engine import Engine
 from .handling import BACKEND_KEY, Backend, backend_of, errors_and_metrics
+from .loader import LoadedModels
 from .metrics import BackendMetrics
+from .registry import ModelSource, Registry
 
 log = logging.getLogger(__name__)
 
@@ -26,25 +28,54 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(engine: Engine, max_queue: int = 512, metrics: BackendMetrics | None = None) -> web.Application:
-    """The aiohttp application for one engine."""
+def single_model(engine: Engine) -> tuple[Registry, LoadedModels]:
+    """A registry and loader serving one ready-made engine (the tests' fake, or a caller's engine)."""
+    registry = Registry([ModelSource(engine.info.tag, lambda: engine.info.path)],
+                        info_for=lambda tag, path: engine.info)
+    models = LoadedModels(lambda entry: engine, max_loaded=1, keep_alive=math.inf, num_ctx=engine.n_ctx)
+    models.preload(registry.get(engine.info.tag), engine)
+    return registry, models
+
+
+def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: BackendMetrics | None = None, *,
+               registry: Registry | None = None, models: LoadedModels | None = None) -> web.Application:
+    """The aiohttp application: one ready engine, or a registry of models loaded on demand."""
+    from . import embed_api, manage_api, ollama_api, openai_api
+
+    if engine is not None:
+        registry, models = single_model(engine)
+    if registry is None or models is None:
+        raise ValueError("create_app needs an engine, or a registry and its loaded-models manager")
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=64 * 1024 * 1024)
-    backend = Backend(engine, max_queue, metrics)
+    backend = Backend(registry, models, max_queue, metrics)
+    backend.metrics.watch_models(models)
     app[BACKEND_KEY] = backend
     app.router.add_get("/", _root)  # aiohttp adds HEAD for every GET route
     app.router.add_get("/metrics", _metrics)
     ollama_api.add_routes(app)
     openai_api.add_routes(app)
+    embed_api.add_routes(app)
+    manage_api.add_routes(app)
+
+    async def on_startup(_: web.Application) -> None:
+        models.attach(asyncio.get_running_loop(), backend.run)
 
     async def on_shutdown(_: web.Application) -> None:
         backend.scheduler.close_soon()
 
     async def on_cleanup(_: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, backend.scheduler.close)
+        models.unload_all()
 
+    app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def _start_digests(registry: Registry) -> None:
+    for entry in registry.entries():
+        entry.info.start_digest()
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -71,7 +102,8 @@ async def start(app: web.Application, host: str, port: int, access_log: bool = F
     await runner.setup()
     sock = listen_socket(host, port)
     await web.SockSite(runner, sock).start()
-    app[BACKEND_KEY].engine.info.start_digest()
+    backend = app[BACKEND_KEY]
+    await asyncio.get_running_loop().run_in_executor(None, _start_digests, backend.registry)
     return runner, sock.getsockname()[1]
 
 

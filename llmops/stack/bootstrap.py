@@ -120,6 +120,16 @@ def ensure_embedding_model(out: Printer = print, cache_dir: Path | None = None) 
     return True
 
 
+def prepare_gemma(out: Printer = print) -> None:
+    """Assemble gemma3:270m from its chunk packages and check its SHA256SUMS once, not on the first request."""
+    from ..backend import sources
+
+    try:
+        out(f"model {sources.GEMMA_TAG}: {sources.gemma_path()} (sha256 checked)")
+    except Exception as exc:  # noqa: BLE001 - a missing model hides that model only; the stack still runs
+        out(f"model {sources.GEMMA_TAG} is not available: {exc}")
+
+
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
     """Everything `make setup` does once the venv exists. False when the embedding model or the tests' tools fail."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
@@ -131,6 +141,7 @@ def setup(settings: Settings, out: Printer = print, with_test_tools: bool = Fals
         # Not fatal for the stack: it runs without it, and the dashboard says metrics are unavailable.
         out("the stack will run without Prometheus; the dashboard will say metrics are unavailable")
     ensure_program(NODE_EXPORTER, out)
+    prepare_gemma(out)
     if with_test_tools:
         return ensure_program(CHROMIUM, out) and prometheus  # the tests need both
     return True

@@ -1,0 +1,40 @@
+"""The embedded backend as `make start` runs it: every packaged and dropped-in model, loaded on demand."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from .engine import LlamaEngine
+from .loader import LoadedModels
+from .registry import ModelEntry, Registry
+from .server import create_app
+from .sources import package_sources
+
+
+def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | None = None, max_queue: int = 512,
+              keep_alive: float = 300.0, max_loaded: int = 3, model_path: str = "", model_tag: str = "smollm2:135m",
+              extra_sources: list | None = None) -> web.Application:
+    """The app over a registry of the package models, MODEL_PATH and the models folder."""
+    # llama.cpp's library (and what grammars and schemas need) is imported now, not at the first
+    # request (0.26 s here): a cold load then measures the model alone, and the idle process already
+    # holds its code, so RSS after an unload compares with a like-for-like idle figure.
+    import jsonschema  # noqa: F401
+    import llama_cpp  # noqa: F401
+    import llama_cpp.llama_chat_format  # noqa: F401 - jinja2, for the chat templates
+    import llama_cpp.llama_grammar  # noqa: F401
+    import numpy  # noqa: F401
+
+    from . import grammar_sampler  # noqa: F401
+    from .loader import fix_malloc_thresholds
+
+    fix_malloc_thresholds()
+
+    registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
+    models: LoadedModels
+
+    def load(entry: ModelEntry) -> LlamaEngine:
+        return LlamaEngine(entry.path, entry.tag, n_ctx=models.num_ctx_for(entry.info), n_threads=threads, info=entry.info)
+
+    models = LoadedModels(load, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=num_ctx)
+    return create_app(max_queue=max_queue, registry=registry, models=models)

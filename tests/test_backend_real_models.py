@@ -1,0 +1,270 @@
+"""The embedded backend with its real models (SmolLM2, Gemma 3 270M, all-MiniLM when built) and real
+llama.cpp grammars, driven by the official ollama and openai clients, directly and through the real proxy."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import ollama
+import openai
+import psutil
+import pytest
+import requests
+
+from tests.conftest import ROOT, test_environ
+from tests.helpers import free_port, wait_for
+from tests.test_backend_integration import BackendProcess
+
+pytestmark = pytest.mark.integration
+
+SMOL, GEMMA, MINILM = "smollm2:135m", "gemma3:270m", "all-minilm:22m"
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"type": "string", "maxLength": 24},
+    },
+    "required": ["name", "age", "city"],
+    "additionalProperties": False,
+}
+PROMPTS = [
+    f"Invent a person who {what}. Answer as JSON with name, age and city."
+    for what in (
+        "plays the violin", "fixes bicycles", "grows tomatoes", "teaches maths", "sails boats", "bakes bread",
+        "writes poems", "climbs mountains", "repairs clocks", "drives a taxi", "paints houses", "keeps bees",
+        "runs marathons", "sings opera", "builds robots", "studies stars", "rescues cats", "cooks noodles",
+        "designs bridges", "collects stamps", "knits scarves", "flies planes",
+    )
+]
+
+
+def embedding_gguf() -> Path | None:
+    """The all-MiniLM GGUF: built by llmops.backend.embedmodel when it is installed, else LLMOPS_EMBED_GGUF."""
+    try:
+        from llmops.backend.embedmodel import ensure_gguf  # type: ignore[import-not-found]
+    except ImportError:
+        path = os.environ.get("LLMOPS_EMBED_GGUF", "")
+        return Path(path) if path and Path(path).is_file() else None
+    return Path(ensure_gguf())
+
+
+def start(models_dir: Path, *args: str) -> BackendProcess:
+    models_dir.mkdir(parents=True, exist_ok=True)
+    found = embedding_gguf()
+    if found is not None:
+        # Serve it under its library name even where only the test copy exists.
+        (models_dir / ".llmops-models.json").write_text(json.dumps({"links": {MINILM: str(found)}, "hidden": []}))
+    return BackendProcess("--num-ctx", "1024", "--models-dir", str(models_dir), "--no-access-log", *args)
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    proc = start(tmp_path_factory.mktemp("models"))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(backend):
+    return ollama.Client(host=backend.url, timeout=120)
+
+
+@pytest.fixture
+def needs_minilm(client):
+    if MINILM not in [m.model for m in client.list().models]:
+        pytest.skip("all-minilm:22m is not built (llmops.backend.embedmodel, or LLMOPS_EMBED_GGUF for a test copy)")
+
+
+def rss(backend) -> int:
+    return psutil.Process(backend.proc.pid).memory_info().rss
+
+
+# -- models, load and unload ------------------------------------------------------------------
+def test_both_chat_models_answer_and_report_a_cold_load(client):
+    client.generate(model=GEMMA, keep_alive=0)
+    reply = client.chat(model=GEMMA, messages=[{"role": "user", "content": "Name a colour."}],
+                        options={"num_predict": 8, "seed": 1})
+    assert reply.message.content and reply.load_duration > 10_000_000  # it really loaded (> 10 ms)
+    again = client.chat(model=GEMMA, messages=[{"role": "user", "content": "Name a fruit."}], options={"num_predict": 4})
+    assert again.load_duration < reply.load_duration
+    shown = client.show(GEMMA)
+    assert shown.details.family == "gemma3" and shown.modelinfo["gemma3.context_length"] == 32768
+    assert shown.details.parameter_size == "268.10M" and shown.license == "gemma"
+
+
+def test_keep_alive_zero_empties_ps_and_rss_falls(client, backend):
+    client.generate(model=SMOL, keep_alive=0)
+    client.generate(model=GEMMA, keep_alive=0)
+    assert client.ps().models == []
+    idle = rss(backend)
+    client.generate(model=GEMMA, prompt="Say hi.", options={"num_predict": 4})
+    with_model = rss(backend)
+    assert with_model > idle + 100_000_000  # the 253 MB file is mapped and touched
+    client.generate(model=GEMMA, prompt="Say hi.", options={"num_predict": 4}, keep_alive=0)
+    assert client.ps().models == []
+    assert rss(backend) < with_model - 100_000_000
+
+
+def test_lru_with_one_loaded_model(tmp_path):
+    proc = start(tmp_path / "models", "--max-loaded", "1")
+    try:
+        client = ollama.Client(host=proc.url, timeout=120)
+        client.generate(model=SMOL, prompt="Hi", options={"num_predict": 2})
+        client.generate(model=GEMMA, prompt="Hi", options={"num_predict": 2})
+        assert [m.model for m in client.ps().models] == [GEMMA]
+    finally:
+        proc.stop()
+
+
+def test_a_dropped_in_gguf_is_served_and_a_corrupt_one_is_a_clear_error(client, backend, tmp_path):
+    models_dir = Path(backend.proc.args[backend.proc.args.index("--models-dir") + 1])
+    smol_file = Path(client.show(SMOL).modelfile.split("FROM ", 1)[1].strip())
+    (models_dir / "smol-copy.gguf").symlink_to(smol_file)
+    (models_dir / "corrupt.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    assert "smol-copy:latest" in [m.model for m in client.list().models]
+    assert client.generate(model="smol-copy", prompt="Hi", options={"num_predict": 2}, keep_alive=0).done
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="corrupt", prompt="Hi")
+    assert info.value.status_code == 400 and "corrupt.gguf" in info.value.error
+    client.delete("smol-copy")
+    assert smol_file.exists() and not (models_dir / "smol-copy.gguf").exists()
+    assert client.list().models  # still up
+
+
+# -- structured outputs -----------------------------------------------------------------------
+def test_format_json_parses_and_a_schema_holds_on_gemma(client):
+    # Open-ended JSON from a 135M model can ramble past any token limit (as on Ollama); these end.
+    prompt = 'Give a JSON object with one key "colour" naming the colour of the sky.'
+    for seed in (1, 2):
+        reply = client.generate(model=SMOL, prompt=prompt, format="json", options={"num_predict": 200, "seed": seed})
+        assert reply.done_reason == "stop" and isinstance(json.loads(reply.response), dict), reply.response
+    colour = {"type": "object", "properties": {"colour": {"type": "string", "enum": ["blue", "green", "red"]}},
+              "required": ["colour"]}
+    reply = client.generate(model=GEMMA, prompt="What colour is the sky?", format=colour, options={"num_predict": 40})
+    jsonschema.validate(json.loads(reply.response), colour)
+
+
+def test_a_schema_over_22_prompts_always_validates(client):
+    for prompt in PROMPTS:
+        reply = client.chat(model=SMOL, messages=[{"role": "user", "content": prompt}], format=PERSON,
+                            options={"num_predict": 160, "temperature": 0.7, "seed": 11})
+        jsonschema.validate(json.loads(reply.message.content), PERSON)
+
+
+@pytest.mark.parametrize("options", [{"top_k": 1, "temperature": 0.9}, {"temperature": 0}])
+def test_the_grammar_holds_when_no_top_candidate_fits_and_when_greedy(client, options):
+    # top_k 1: the single best token is often not allowed, so the sampler falls back to the whole vocabulary.
+    reply = client.chat(model=SMOL, messages=[{"role": "user", "content": PROMPTS[0]}], format=PERSON,
+                        options={"num_predict": 160, "seed": 4, **options})
+    jsonschema.validate(json.loads(reply.message.content), PERSON)
+
+
+def test_openai_json_object_and_json_schema_directly(backend):
+    api = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
+    loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=1,
+                                        response_format={"type": "json_object"})
+    messages = [{"role": "user", "content": "Invent a person who plays chess."}]
+    assert isinstance(json.loads(loose.choices[0].message.content), dict)
+    strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=3, response_format={
+        "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}})
+    jsonschema.validate(json.loads(strict.choices[0].message.content), PERSON)
+
+
+# docs/backend.md's snippet: the other two models added to litellm_config.yaml.
+EXTRA_MODELS = """
+  - model_name: gemma3:270m
+    litellm_params: {model: ollama_chat/gemma3:270m, api_base: os.environ/OLLAMA_API_BASE}
+  - model_name: all-minilm:22m
+    litellm_params: {model: ollama/all-minilm:22m, api_base: os.environ/OLLAMA_API_BASE}
+    model_info: {mode: embedding}
+"""
+
+
+def test_openai_response_format_and_embeddings_through_the_real_proxy(backend, client, tmp_path):
+    port = free_port()
+    key = "sk-test-json-mode"
+    shipped = (ROOT / "litellm_config.yaml").read_text()
+    config = tmp_path / "litellm_config.yaml"
+    config.write_text(shipped.replace("\nlitellm_settings:", EXTRA_MODELS + "\nlitellm_settings:", 1))
+    env = test_environ()
+    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": backend.url, "LLMOPS_STATE_DIR": str(tmp_path / "state"),
+                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": key, "LITELLM_CONFIG": str(config)})
+    log = open(tmp_path / "litellm.log", "w")
+    proxy = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def ready():
+            try:
+                return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_for(ready, 90, "the proxy to start")
+        api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+        # Seeded (LiteLLM passes seed on as an option): open-ended JSON from a 135M model can ramble.
+        colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
+        loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=1,
+                                            response_format={"type": "json_object"})
+        assert isinstance(json.loads(loose.choices[0].message.content), dict)
+        messages = [{"role": "user", "content": "Invent a person who repairs shoes."}]
+        strict = api.chat.completions.create(model=SMOL, messages=messages, max_tokens=160, seed=2, response_format={
+            "type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
+        jsonschema.validate(json.loads(strict.choices[0].message.content), PERSON)
+        gemma = api.chat.completions.create(model=GEMMA, messages=colour, max_tokens=8)
+        assert gemma.choices[0].message.content is not None
+        if MINILM in [m.model for m in client.list().models]:
+            vectors = api.embeddings.create(model=MINILM, input=["a cat", "a dog"])
+            assert [len(d.embedding) for d in vectors.data] == [384, 384]
+    finally:
+        os.killpg(proxy.pid, 15)
+        proxy.wait(timeout=30)
+        log.close()
+
+
+def test_an_invalid_schema_is_a_400_and_the_server_stays_up(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model=SMOL, prompt="x", format={"type": "object", "properties": {"a": {"type": "strin"}}})
+    assert info.value.status_code == 400 and "invalid JSON schema" in info.value.error
+    assert client.generate(model=SMOL, prompt="Hi", options={"num_predict": 2}).done
+
+
+# -- embeddings -------------------------------------------------------------------------------
+def cosine(a, b) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))  # the vectors are unit length
+
+
+@pytest.mark.parametrize("anchor, near, far", [
+    ("a cat sits on the mat", "a kitten is sitting on a rug", "quarterly revenue rose 4%"),
+    ("the train leaves at noon", "the railway departure is at midday", "she painted the fence blue"),
+    ("how do I bake bread", "a recipe for a homemade loaf", "the stock market fell sharply"),
+    ("the patient has a fever", "the sick man's temperature is high", "a guitar has six strings"),
+])
+def test_embeddings_put_similar_sentences_nearer(client, needs_minilm, anchor, near, far):
+    vectors = client.embed(model=MINILM, input=[anchor, near, far]).embeddings
+    assert all(abs(cosine(v, v) - 1) < 1e-4 for v in vectors)
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+
+
+def test_embedding_endpoints_agree_and_past_the_context_is_a_400(client, backend, needs_minilm):
+    batch = client.embed(model=MINILM, input=["one text", "another text"]).embeddings
+    single = client.embed(model=MINILM, input="one text").embeddings[0]
+    assert cosine(batch[0], single) > 0.999
+    legacy = client.embeddings(model=MINILM, prompt="one text").embedding
+    assert len(legacy) == 384
+    api = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0)
+    assert cosine(api.embeddings.create(model=MINILM, input="one text").data[0].embedding, single) > 0.999
+    with pytest.raises(ollama.ResponseError) as info:
+        client.embed(model=MINILM, input="word " * 1000, truncate=False)
+    assert info.value.status_code == 400 and "maximum context length" in info.value.error
+    assert client.embed(model=MINILM, input="word " * 1000).prompt_eval_count == 512
+
+
+def test_a_chat_model_gives_embeddings_as_ollama_does(client):
+    vectors = client.embed(model=SMOL, input=["a cat", "a dog"]).embeddings
+    assert len(vectors) == 2 and len(vectors[0]) == 576
+    assert abs(cosine(vectors[0], vectors[0]) - 1) < 1e-4
