@@ -1,0 +1,94 @@
+"""Runs the LiteLLM proxy CLI in this process with an import audit (benchmark and test instrument).
+
+Usage: python bench/_audited_proxy.py <litellm CLI arguments>
+
+- An audit hook (sys.addaudithook) counts CPython's "import" events. CPython raises one only when a module is
+  not in sys.modules, so once the proxy is warm every event is an import that failed before (or a module
+  imported for the first time). On SIGUSR1 the counts so far, and which of the names are loaded, are written
+  as JSON to $LLMOPS_IMPORT_AUDIT (atomically: a temporary file, then a rename).
+- $LLMOPS_HIDE_MODULES (comma-separated, e.g. "httptools,opentelemetry.sdk") makes those packages fail to
+  import as if they were not installed, so a benchmark can measure what an installed package buys.
+
+No sitecustomize and no -X importtime: the hook and the finder are installed here, before LiteLLM is imported.
+With --num_workers > 1 uvicorn spawns its workers, and the spawned interpreters run this module's top level too
+(as __mp_main__): the hidden modules stay hidden there. The audit reports the main process only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from importlib.abc import MetaPathFinder
+
+HIDDEN = tuple(name for name in os.environ.get("LLMOPS_HIDE_MODULES", "").split(",") if name)
+_imports: Counter[str] = Counter()
+
+
+class HideModules(MetaPathFinder):
+    """A finder that answers 'not installed' for the hidden packages and their submodules."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if any(fullname == name or fullname.startswith(name + ".") for name in HIDDEN):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden by bench/_audited_proxy.py)",
+                                      name=fullname)
+        return None
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "import":
+        _imports[args[0]] += 1
+
+
+def _dump(signum, frame) -> None:
+    path = os.environ.get("LLMOPS_IMPORT_AUDIT")
+    if not path:
+        return
+    snapshot = {"imports": dict(_imports), "loaded": sorted(name for name in _imports if name in sys.modules),
+                "hidden": list(HIDDEN)}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as out:
+        json.dump(snapshot, out)
+    os.replace(tmp, path)
+
+
+# Only where this file runs as the proxy (and in its spawned workers), never where a caller imports its helpers:
+# an audit hook cannot be removed.
+if __name__ in ("__main__", "__mp_main__"):
+    if HIDDEN:
+        sys.meta_path.insert(0, HideModules())
+    sys.addaudithook(_audit)
+
+
+def read_snapshot(pid: int, path: str, timeout: float = 10.0) -> dict:
+    """Ask the proxy (pid) for its import counts and return them (used by the benchmark and the tests)."""
+    import time
+
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as src:
+                return json.load(src)
+        time.sleep(0.05)
+    raise TimeoutError(f"the proxy (pid {pid}) wrote no import audit to {path} in {timeout} s")
+
+
+def failing_imports(before: dict, after: dict) -> Counter[str]:
+    """Imports attempted between two snapshots of modules that are still not loaded: failed imports."""
+    loaded = set(after["loaded"])
+    return Counter({name: count - before["imports"].get(name, 0) for name, count in after["imports"].items()
+                    if name not in loaded and count > before["imports"].get(name, 0)})
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGUSR1, _dump)
+    from litellm import run_server
+
+    sys.argv = ["litellm", *sys.argv[1:]]
+    run_server()
