@@ -4,7 +4,8 @@ Usage: python bench/_audited_proxy.py <litellm CLI arguments>
 
 - An audit hook (sys.addaudithook) counts CPython's "import" events. CPython raises one only when a module is
   not in sys.modules, so once the proxy is warm every event is an import that failed before (or a module
-  imported for the first time). On SIGUSR1 the counts so far, and which of the names are loaded, are written
+  imported for the first time); an import run by a module that is itself being imported is counted apart, as
+  nested. On SIGUSR1 the counts so far, and which of the names are loaded, are written
   as JSON to $LLMOPS_IMPORT_AUDIT (atomically: a temporary file, then a rename).
 - $LLMOPS_HIDE_MODULES (comma-separated, e.g. "httptools,opentelemetry.sdk") makes those packages fail to
   import as if they were not installed, so a benchmark can measure what an installed package buys.
@@ -23,7 +24,8 @@ from collections import Counter
 from importlib.abc import MetaPathFinder
 
 HIDDEN = tuple(name for name in os.environ.get("LLMOPS_HIDE_MODULES", "").split(",") if name)
-_imports: Counter[str] = Counter()
+_imports: Counter[str] = Counter()      # every "import" event, nested ones included
+_statements: Counter[str] = Counter()   # import statements run by code that is not itself being imported
 
 
 class HideModules(MetaPathFinder):
@@ -37,15 +39,25 @@ class HideModules(MetaPathFinder):
 
 
 def _audit(event: str, args: tuple) -> None:
-    if event == "import":
-        _imports[args[0]] += 1
+    if event != "import":
+        return
+    _imports[args[0]] += 1
+    # An import statement run by a module that is itself being imported is nested (the failing OTel import runs
+    # litellm.integrations.otel.logger, whose own opentelemetry.sdk import fails): count the outer one alone.
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return
+        frame = frame.f_back
+    _statements[args[0]] += 1
 
 
 def _dump(signum, frame) -> None:
     path = os.environ.get("LLMOPS_IMPORT_AUDIT")
     if not path:
         return
-    snapshot = {"imports": dict(_imports), "loaded": sorted(name for name in _imports if name in sys.modules),
+    snapshot = {"imports": dict(_imports), "statements": dict(_statements),
+                "loaded": sorted(name for name in _imports if name in sys.modules),
                 "hidden": list(HIDDEN)}
     tmp = f"{path}.tmp"
     with open(tmp, "w") as out:
@@ -79,11 +91,14 @@ def read_snapshot(pid: int, path: str, timeout: float = 10.0) -> dict:
     raise TimeoutError(f"the proxy (pid {pid}) wrote no import audit to {path} in {timeout} s")
 
 
-def failing_imports(before: dict, after: dict) -> Counter[str]:
-    """Imports attempted between two snapshots of modules that are still not loaded: failed imports."""
+def failing_imports(before: dict, after: dict, kind: str = "statements") -> Counter[str]:
+    """Imports attempted between two snapshots of modules that are still not loaded: failed imports.
+
+    kind "statements" counts the import statements that failed (a failing module's own failing imports not
+    again); "imports" counts every import event."""
     loaded = set(after["loaded"])
-    return Counter({name: count - before["imports"].get(name, 0) for name, count in after["imports"].items()
-                    if name not in loaded and count > before["imports"].get(name, 0)})
+    return Counter({name: count - before[kind].get(name, 0) for name, count in after[kind].items()
+                    if name not in loaded and count > before[kind].get(name, 0)})
 
 
 if __name__ == "__main__":
