@@ -4,9 +4,11 @@ Each row of VARIANTS is one proxy, all running side by side against the same fak
 workers), the LiteLLM-defaults baseline (the same rendered config without the shipped tuning: no model_info, no
 metrics list, h11 instead of httptools, no opentelemetry-sdk), and the shipped config with one setting removed at a
 time, so the results show what each setting buys. The machine's speed drifts and it is shared, so the variants
-are measured in interleaved rounds (order rotated each round) and each figure is the median over the rounds:
-ratios between variants measured in the same run hold, absolute figures move with the machine. Concurrency 1
-gives the added p50 latency (keep-alive connection, back to back); concurrency 10 the requests/s.
+are measured in interleaved rounds: at concurrency 1 (the added p50 latency, one keep-alive connection per
+variant) request by request across the variants, at concurrency 10 (requests/s) in short blocks, order rotated
+each round. Each figure is the median over the rounds, and each ratio is given both as the ratio of the medians
+and as the median of the ratios within each round: ratios between variants measured in the same run hold,
+absolute figures move with the machine.
 
 The 1-worker proxies run under bench/_audited_proxy.py, which counts the imports each request attempts and
 fails (the "import" audit event) and can hide an installed package. After the rounds each is asked for its
@@ -87,6 +89,25 @@ async def latency(url: str, body: dict, headers: dict, n: int) -> list[float]:
                 assert resp.status == 200, resp.status
             times.append((time.perf_counter() - started) * 1000)
         return times
+
+
+async def latency_interleaved(variants: list, n: int) -> dict[str, list[float]]:
+    """n sequential requests to each variant, one variant after the other request by request (order rotated):
+    on a shared machine whose speed changes by the second, every variant sees the same moments."""
+    sessions = {v.name: aiohttp.ClientSession(headers=v.headers) for v in variants}
+    times: dict[str, list[float]] = {v.name: [] for v in variants}
+    try:
+        for i in range(n):
+            for v in variants[i % len(variants):] + variants[:i % len(variants)]:
+                started = time.perf_counter()
+                async with sessions[v.name].post(v.url, json=v.body) as resp:
+                    await resp.read()
+                    assert resp.status == 200, (v.name, resp.status)
+                times[v.name].append((time.perf_counter() - started) * 1000)
+    finally:
+        for session in sessions.values():
+            await session.close()
+    return times
 
 
 async def throughput(url: str, body: dict, headers: dict, concurrency: int, seconds: float) -> tuple[float, int]:
@@ -305,12 +326,13 @@ def main() -> None:
         for v in variants:  # warm up; concurrent requests reach every worker
             asyncio.run(latency(v.url, v.body, v.headers, 60))
             asyncio.run(throughput(v.url, v.body, v.headers, 10, 2))
+        by_name = {v.name: v for v in variants}
         for r in range(ROUNDS):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
-            for v in order:
-                lat = sorted(asyncio.run(latency(v.url, v.body, v.headers, LATENCY_N)))
-                v.p50s.append(statistics.median(lat))
-                v.p99s.append(lat[int(len(lat) * 0.99) - 1])
+            for name, times in asyncio.run(latency_interleaved(order, LATENCY_N)).items():
+                lat = sorted(times)
+                by_name[name].p50s.append(statistics.median(lat))
+                by_name[name].p99s.append(lat[int(len(lat) * 0.99) - 1])
             for v in order:
                 rps, errors = asyncio.run(throughput(v.url, v.body, v.headers, 10, THROUGHPUT_S))
                 v.rps.append(rps)
@@ -318,7 +340,6 @@ def main() -> None:
         for v in variants:
             if v.audit is not None:
                 v.failing = audit_imports(v)
-        by_name = {v.name: v for v in variants}
         top = profile(by_name["shipped_1w"].proc.pid, 6, by_name["shipped_1w"].url, tmp)
         speed_after = sdk_probe(shipped_models)
         by = {v.name: v.summary() for v in variants}
@@ -400,6 +421,8 @@ def figures(by: dict, variants: list[Running]) -> tuple[dict, dict]:
                 "added_latency_shipped_over_without": round(added("shipped_1w") / added(v.name), 3),
                 "rps_shipped_over_without": round(by["shipped_1w"]["rps"] / by[v.name]["rps"], 3),
                 "failing_imports_per_request_without": imports(v.name),
+                "added_latency_per_round": per_round(by, "shipped_1w", v.name, "p50_ms_per_round"),
+                "rps_per_round": per_round(by, "shipped_1w", v.name, "rps_per_round"),
             }
             metrics[f"buys_{v.spec.removes.replace('-', '_')}_latency_ratio"] = benchfmt.metric(
                 ratios[v.spec.removes]["added_latency_shipped_over_without"], "ratio", None, "lower",
@@ -411,8 +434,21 @@ def figures(by: dict, variants: list[Running]) -> tuple[dict, dict]:
         if v.proc is not None:
             ratios.setdefault("over_baseline", {})[v.name] = {
                 "added_latency": round(added(v.name) / added("baseline_1w"), 3),
-                "rps": round(by[v.name]["rps"] / by["baseline_1w"]["rps"], 3)}
+                "rps": round(by[v.name]["rps"] / by["baseline_1w"]["rps"], 3),
+                # The same ratios within each round, then their median: the other way to read a drifting machine.
+                "added_latency_per_round": per_round(by, v.name, "baseline_1w", "p50_ms_per_round"),
+                "rps_per_round": per_round(by, v.name, "baseline_1w", "rps_per_round")}
     return metrics, ratios
+
+
+def per_round(by: dict, name: str, over: str, key: str) -> dict:
+    """Ratios of name to `over` round by round (added latency for p50s), with their median."""
+    direct = by["direct"]["p50_ms_per_round"]
+    a, b = by[name][key], by[over][key]
+    if key == "p50_ms_per_round":
+        a, b = [x - d for x, d in zip(a, direct, strict=True)], [x - d for x, d in zip(b, direct, strict=True)]
+    each = [round(x / y, 3) for x, y in zip(a, b, strict=True)]
+    return {"each": each, "median": round(statistics.median(each), 3)}
 
 
 if __name__ == "__main__":
