@@ -53,9 +53,9 @@ BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content":
 BODY_PROXY = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 HEADERS = {"Authorization": f"Bearer {KEY}", "User-Agent": "llmops-bench/1"}
 # Short rounds: the machine is shared (the whole run takes a few minutes).
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
-LATENCY_N = 60         # sequential requests per latency block
-THROUGHPUT_S = 2.5     # seconds per concurrency-10 block
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
+LATENCY_N = 50         # sequential requests to each variant per round, interleaved
+THROUGHPUT_S = 1.5     # seconds per concurrency-10 block
 AUDIT_N = 50           # sequential requests between the two import-audit snapshots
 
 
@@ -201,6 +201,8 @@ VARIANTS = (
             hide=("httptools",), removes="httptools"),
     Variant("no_otel_sdk_1w", "shipped with opentelemetry-sdk hidden (the per-request OTel import fails), 1 worker",
             hide=("opentelemetry.sdk",), removes="opentelemetry-sdk"),
+    Variant("none_of_the_three_1w", "shipped without all three (the config as shipped before issue 19), 1 worker",
+            edit=drop_metrics_config, hide=HIDE_BOTH, removes="all_three"),
 )
 
 
