@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,6 +219,7 @@ class Running:
         self.rps: list[float] = []
         self.errors = 0
         self.failing: dict | None = None
+        self.cpu_ms: list[float] = []
 
     def summary(self) -> dict:
         out = {"p50_ms": statistics.median(self.p50s), "p99_ms": statistics.median(self.p99s),
@@ -226,6 +228,9 @@ class Running:
                "config": self.spec.note}
         if self.failing is not None:
             out["failing_imports_per_request"] = self.failing
+        if self.cpu_ms:
+            out["cpu_ms_per_request"] = statistics.median(self.cpu_ms)
+            out["cpu_ms_per_request_per_round"] = [round(x, 2) for x in self.cpu_ms]
         return out
 
 
@@ -258,6 +263,22 @@ def start(spec: Variant, fake_port: int, tmp: Path) -> Running:
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *argv[1:]], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Running(spec, url, proc, audit)
+
+
+def cpu_seconds(proc: subprocess.Popen | None) -> float:
+    """User + system CPU time of a proxy and its workers so far. CPU time per request hardly moves when other
+    processes take the cores (wall-clock throughput does): a saturated worker serves about 1000/ms requests/s."""
+    if proc is None:
+        return 0.0
+    try:
+        root = psutil.Process(proc.pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def audit_imports(v: Running) -> dict:
@@ -331,7 +352,12 @@ def main() -> None:
         by_name = {v.name: v for v in variants}
         for r in range(ROUNDS):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
-            for name, times in asyncio.run(latency_interleaved(order, LATENCY_N)).items():
+            cpu_before = {v.name: cpu_seconds(v.proc) for v in variants}
+            timed = asyncio.run(latency_interleaved(order, LATENCY_N))
+            for v in variants:
+                if v.proc is not None:
+                    v.cpu_ms.append((cpu_seconds(v.proc) - cpu_before[v.name]) * 1000 / LATENCY_N)
+            for name, times in timed.items():
                 lat = sorted(times)
                 by_name[name].p50s.append(statistics.median(lat))
                 by_name[name].p99s.append(lat[int(len(lat) * 0.99) - 1])
@@ -413,6 +439,10 @@ def figures(by: dict, variants: list[Running]) -> tuple[dict, dict]:
             f"LiteLLM defaults, same run: {imports('baseline_1w')} a request"),
         "failing_imports_per_request_baseline": benchfmt.metric(imports("baseline_1w"), "imports/request", None,
                                                                 "lower"),
+        "cpu_per_request_share_of_baseline": benchfmt.metric(
+            per_round(by, "shipped_1w", "baseline_1w", "cpu_ms_per_request_per_round")["median"], "ratio", None,
+            "lower", "proxy CPU per request at concurrency 1, shipped 1 worker over LiteLLM defaults, median of the "
+            "rounds' ratios: the throughput ratio a machine of one's own would see, nearly free of the sharing"),
     }
     ratios = {}
     for v in variants:
@@ -425,7 +455,11 @@ def figures(by: dict, variants: list[Running]) -> tuple[dict, dict]:
                 "failing_imports_per_request_without": imports(v.name),
                 "added_latency_per_round": per_round(by, "shipped_1w", v.name, "p50_ms_per_round"),
                 "rps_per_round": per_round(by, "shipped_1w", v.name, "rps_per_round"),
+                "cpu_per_request_per_round": per_round(by, "shipped_1w", v.name, "cpu_ms_per_request_per_round"),
             }
+            metrics[f"buys_{v.spec.removes.replace('-', '_')}_cpu_ratio"] = benchfmt.metric(
+                ratios[v.spec.removes]["cpu_per_request_per_round"]["median"], "ratio", None, "lower",
+                f"proxy CPU per request, shipped 1 worker over {v.name}, median of the rounds' ratios")
             metrics[f"buys_{v.spec.removes.replace('-', '_')}_latency_ratio"] = benchfmt.metric(
                 ratios[v.spec.removes]["added_latency_shipped_over_without"], "ratio", None, "lower",
                 f"shipped 1 worker over {v.name}, same run (below 1: the setting cuts added latency)")
@@ -439,7 +473,8 @@ def figures(by: dict, variants: list[Running]) -> tuple[dict, dict]:
                 "rps": round(by[v.name]["rps"] / by["baseline_1w"]["rps"], 3),
                 # The same ratios within each round, then their median: the other way to read a drifting machine.
                 "added_latency_per_round": per_round(by, v.name, "baseline_1w", "p50_ms_per_round"),
-                "rps_per_round": per_round(by, v.name, "baseline_1w", "rps_per_round")}
+                "rps_per_round": per_round(by, v.name, "baseline_1w", "rps_per_round"),
+                "cpu_per_request_per_round": per_round(by, v.name, "baseline_1w", "cpu_ms_per_request_per_round")}
     return metrics, ratios
 
 
