@@ -11,8 +11,8 @@ Usage: python bench/_audited_proxy.py <litellm CLI arguments>
   import as if they were not installed, so a benchmark can measure what an installed package buys.
 
 No sitecustomize and no -X importtime: the hook and the finder are installed here, before LiteLLM is imported.
-With --num_workers > 1 uvicorn spawns its workers, and the spawned interpreters run this module's top level too
-(as __mp_main__): the hidden modules stay hidden there. The audit reports the main process only.
+Meant for one worker (uvicorn then serves in this process); the audit reports this process only, and with
+--num_workers > 1 the spawned workers are not known to be covered (the benchmark audits 1-worker proxies only).
 """
 from __future__ import annotations
 
@@ -65,8 +65,8 @@ def _dump(signum, frame) -> None:
     os.replace(tmp, path)
 
 
-# Only where this file runs as the proxy (and in its spawned workers), never where a caller imports its helpers:
-# an audit hook cannot be removed.
+# Only where this file runs as the proxy, never where a caller imports its helpers: an audit hook cannot be
+# removed.
 if __name__ in ("__main__", "__mp_main__"):
     if HIDDEN:
         sys.meta_path.insert(0, HideModules())
