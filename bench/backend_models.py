@@ -26,7 +26,7 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
 
 SMOL, GEMMA, MINILM = "smollm2:135m", "gemma3:270m", "all-minilm:22m"
 TEXTS = [f"sentence number {i} about {topic}" for i, topic in enumerate(
@@ -147,7 +147,8 @@ def main() -> None:
     parser.add_argument("--embed-gguf", default="", help="all-MiniLM GGUF when llmops.backend.embedmodel is absent")
     args = parser.parse_args()
 
-    from llmops import benchfmt
+    import benchfmt
+
     from llmops.backend.engine import default_threads
 
     threads = default_threads()

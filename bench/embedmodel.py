@@ -49,11 +49,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
+    import benchfmt
     import llama_cpp
     import numpy as np
     from minilm_reference import MiniLM
 
-    from llmops import benchfmt
     from llmops.backend import embedmodel
     from llmops.backend.engine import default_threads
 

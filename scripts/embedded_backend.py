@@ -11,6 +11,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import logging
 import sys
+from pathlib import Path
 
 from llmops import settings
 from llmops.errors import StackError

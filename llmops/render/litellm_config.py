@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import proxymetrics
 from ..errors import ConfigError
 from ..settings import ROOT, Settings
 
@@ -75,7 +76,27 @@ def validate(path: Path = CONFIG) -> dict:
             )
         if model.split("/", 1)[0] in NEEDS_BASE and "api_base" not in params:
             raise ConfigError(f"{path}:{_line(entry)}: model {name!r} has no litellm_params.api_base")
+    for key in ("litellm_settings", "router_settings", "general_settings"):
+        node = top.get(key)
+        if node is not None and not isinstance(node, yaml.MappingNode) and node.tag != "tag:yaml.org,2002:null":
+            raise ConfigError(f"{path}:{_line(node)}: {key} must be a mapping")
+    _validate_metrics_config(path, _mapping(top.get("litellm_settings")))
     return data
+
+
+def _validate_metrics_config(path: Path, litellm_settings: dict[str, yaml.Node]) -> None:
+    """A prometheus_metrics_config of one's own must be a list of {group, metrics: [names]}; ours is added."""
+    node = litellm_settings.get("prometheus_metrics_config")
+    if node is None or node.tag == "tag:yaml.org,2002:null":
+        return
+    if not isinstance(node, yaml.SequenceNode):
+        raise ConfigError(f"{path}:{_line(node)}: prometheus_metrics_config must be a list of groups")
+    for group in node.value:
+        fields = _mapping(group)
+        metrics = fields.get("metrics")
+        if "group" not in fields or not isinstance(metrics, yaml.SequenceNode):
+            raise ConfigError(f"{path}:{_line(group)}: each prometheus_metrics_config entry needs a group name "
+                              "and a list of metrics")
 
 
 def render(settings: Settings, source: Path | None = None) -> dict:
@@ -119,6 +140,10 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True
+    # Only the metrics the stack reads (llmops/proxymetrics.py); groups of one's own are kept beside ours.
+    litellm_settings = data["litellm_settings"] = data.get("litellm_settings") or {}
+    own = [g for g in litellm_settings.get("prometheus_metrics_config") or [] if g.get("group") != proxymetrics.GROUP]
+    litellm_settings["prometheus_metrics_config"] = own + proxymetrics.metrics_config()
     return data
 
 
@@ -132,6 +157,12 @@ def write_rendered(settings: Settings) -> Path:
 
 def launch(settings: Settings) -> None:
     """Validate, render and exec the proxy (never returns on success)."""
+    argv, env = command(settings)
+    os.execve(argv[0], argv, env)
+
+
+def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """Validate and render the config; return the proxy's argv and environment (bench/ starts it this way too)."""
     if not settings.litellm_master_key:
         raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
     rendered = write_rendered(settings)
@@ -152,7 +183,7 @@ def launch(settings: Settings) -> None:
     litellm = Path(sys.executable).parent / "litellm"
     argv = [str(litellm), "--config", str(rendered), "--host", settings.bind_host,
             "--port", str(settings.litellm_port), "--num_workers", str(workers)]
-    os.execve(str(litellm), argv, env)
+    return argv, env
 
 
 def main(argv: list[str] | None = None) -> int:
