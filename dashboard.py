@@ -181,6 +181,9 @@ def create_app(config: dict | None = None) -> Flask:
             response.set_data(response.get_data().replace(secret.encode(), b"[redacted]"))
         return response
 
+    from llmops.requestlog.web import blueprint as requestlog_blueprint
+
+    app.register_blueprint(requestlog_blueprint(settings, clock))  # the "Requests" section: docs/request-log.md
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)
     if cfg["START_MONITOR"]:
         monitor.start()

@@ -17,6 +17,7 @@ TEST_ENV = {
     "LLMOPS_STATE_DIR": ".run-test/state",
     "LLMOPS_LOG_DIR": ".run-test/logs",
     "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
+    "REQUEST_LOG_PATH": ".run-test/requests.db",
     "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
     "OLLAMA_PORT": str(21434 + _OFFSET),
     "LITELLM_PORT": str(18000 + _OFFSET),

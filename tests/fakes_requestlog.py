@@ -1,0 +1,27 @@
+"""A FAKE Ollama for the request-log tests: the fault fake, plus a slow stream (for a client that hangs up mid-stream)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from tests.fakes_ollama_faults import FakeOllama, _chat_line, _ndjson
+
+DRIBBLE = "DRIBBLE"  # a prompt holding this word is answered as a stream of 40 chunks, 0.1 s apart
+
+
+class DribblingOllama(FakeOllama):
+    """FakeOllama whose /api/chat streams slowly when the prompt asks for it."""
+
+    async def _chat(self, request: web.Request, body: bytes, mode: str) -> web.StreamResponse:
+        if DRIBBLE.encode() not in body or not json.loads(body).get("stream", True):
+            return await super()._chat(request, body, mode)
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for _ in range(40):
+            await response.write(_ndjson([_chat_line("tok ", False)]))
+            await asyncio.sleep(0.1)
+        await response.write(_ndjson([_chat_line("", True)]))
+        await response.write_eof()
+        return response
