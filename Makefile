@@ -10,7 +10,7 @@ NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test gpu-probe screenshot \
+	traffic-quick traffic load-test gpu-probe screenshot requests-export \
 	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
 
 help: ## Show this help
@@ -66,6 +66,9 @@ traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through
 
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16 and report where throughput stops growing
 	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json
+
+requests-export: $(STAMP) ## Write the proxy's request log (every request: outcome, latency, error) to logs/requests.jsonl
+	@$(PY) scripts/requests_export.py --output logs/requests.jsonl
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py
