@@ -140,14 +140,15 @@ class Variant:
                 "config": self.note}
 
 
-def start_shipped(fake_port: int, workers: int, tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_shipped(fake_port: int, workers: int, tmp: Path, tag: str = "", **extra: str) -> tuple[subprocess.Popen, str]:
     """The proxy as `make start` runs it: scripts/start_litellm_proxy.sh with the committed config."""
     port = free_port()
     env = dict(os.environ)
     env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": f"http://127.0.0.1:{fake_port}",
-                "LITELLM_WORKERS": str(workers), "LLMOPS_STATE_DIR": str(tmp / f"state{workers}"),
-                "LLMOPS_ENV_FILE": str(tmp / "env"), "LITELLM_MASTER_KEY": KEY})
-    log = open(tmp / f"litellm{workers}.log", "w")
+                "LITELLM_WORKERS": str(workers), "LLMOPS_STATE_DIR": str(tmp / f"state{workers}{tag}"),
+                "LLMOPS_ENV_FILE": str(tmp / "env"), "LITELLM_MASTER_KEY": KEY,
+                "REQUEST_LOG_PATH": str(tmp / f"requests{workers}{tag}.db"), **extra})
+    log = open(tmp / f"litellm{workers}{tag}.log", "w")
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
@@ -169,6 +170,49 @@ def start_baseline(fake_port: int, tmp: Path) -> tuple[subprocess.Popen, str]:
                              "127.0.0.1", "--port", str(port), "--num_workers", "1"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def requestlog_saturation(url: str, db: Path) -> dict:
+    """Rows the request log wrote per second while the 1-worker proxy was saturated (c=10), and its writer alone."""
+    import sqlite3
+
+    from llmops.requestlog import writer
+
+    def count() -> int:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT count(*) FROM requests").fetchone()[0]
+
+    before, started = count(), time.perf_counter()
+    rps, _ = asyncio.run(throughput(url, BODY_PROXY, HEADERS, 10, THROUGHPUT_S * 2))
+    time.sleep(writer.FLUSH_SECONDS * 3)  # the last batch
+    rows_per_s = (count() - before) / (time.perf_counter() - started)
+    # The writer thread on its own: how far it is from being the bottleneck.
+    alone = writer.Writer(db.with_name("writer-alone.db"))
+    n = 20_000
+    rows = [{"call_id": f"bench-{i}", "ts": time.time(), "outcome": "ok", "status": 200, "model": "smollm2:135m",
+             "kind": "chat", "attempts": 1, "rank": 3, "user_agent": "llmops-bench/1"} for i in range(n)]
+    alone.start()
+    t0 = time.perf_counter()
+    for row in rows:
+        alone.put(row)
+    alone.close(timeout=120)
+    return {"rows_per_s_proxy_saturated": rows_per_s, "proxy_rps": rps,
+            "writer_alone_rows_per_s": n / (time.perf_counter() - t0), "writer_alone_dropped": alone.dropped}
+
+
+def requestlog_metrics(by: dict, log_rows: dict) -> dict:
+    """The request log's cost: the shipped 1-worker proxy with the log on against the same proxy with it off."""
+    on, off = by["shipped_1w"], by["shipped_1w_nolog"]
+    return {
+        "requestlog_added_p50_ms_c1": benchfmt.metric(round(on["p50_ms"] - off["p50_ms"], 2), "ms", 0.3, "lower",
+                                                      "shipped 1 worker, log on minus log off, same rounds"),
+        "requestlog_rps_cost_c10": benchfmt.metric(round(1 - on["rps"] / off["rps"], 3), "ratio", 0.05, "lower",
+                                                   "share of c=10 throughput the log costs, same rounds"),
+        "requestlog_rows_per_s_saturated": benchfmt.metric(round(log_rows["rows_per_s_proxy_saturated"]), "rows/s",
+                                                           None, "higher", "rows written while the proxy was saturated"),
+        "requestlog_writer_alone_rows_per_s": benchfmt.metric(round(log_rows["writer_alone_rows_per_s"]), "rows/s",
+                                                              None, "higher", "the writer thread alone, 20,000 rows"),
+    }
 
 
 def profile(pid: int, seconds: int, url: str, tmp: Path) -> list[str]:
@@ -218,7 +262,10 @@ def main() -> None:
         started = [("baseline_1w", *start_baseline(fake_port, tmp),
                     "rendered config without model_info, 1 worker"),
                    ("shipped_1w", *start_shipped(fake_port, 1, tmp), "litellm_config.yaml as shipped, 1 worker"),
-                   ("shipped_2w", *start_shipped(fake_port, 2, tmp), "litellm_config.yaml as shipped, 2 workers")]
+                   ("shipped_2w", *start_shipped(fake_port, 2, tmp), "litellm_config.yaml as shipped, 2 workers"),
+                   # The request log (docs/request-log.md) is on in the shipped config; this is the same proxy without it.
+                   ("shipped_1w_nolog", *start_shipped(fake_port, 1, tmp, "nolog", REQUEST_LOG="0"),
+                    "litellm_config.yaml as shipped, 1 worker, REQUEST_LOG=0")]
         variants = [Variant("direct", f"http://127.0.0.1:{fake_port}/api/chat", None, "the fake Ollama itself")]
         for name, proc, url, note in started:
             procs.append(proc)
@@ -238,6 +285,7 @@ def main() -> None:
                 v.rps.append(rps)
                 v.errors += errors
         by = {v.name: v.summary() for v in variants}
+        log_rows = requestlog_saturation(variants[2].url, tmp / "requests1.db")
         top = profile(started[1][1].pid, 8, variants[2].url, tmp)
         speed_after = sdk_probe(shipped_models)
         for name, r in by.items():
@@ -272,6 +320,7 @@ def main() -> None:
             "rps_c10_2workers_over_baseline": benchfmt.metric(
                 round(by["shipped_2w"]["rps"] / by["baseline_1w"]["rps"], 2), "ratio", None, "higher",
                 "shipped 2 workers over the baseline, same run"),
+            **requestlog_metrics(by, log_rows),
             "sdk_in_process_p50_ms": benchfmt.metric(round(statistics.mean((speed_before, speed_after)), 2), "ms",
                                                      None, "lower", "LiteLLM Router.acompletion without the proxy, "
                                                      "mean of before/after: the machine's speed at the time"),
@@ -281,6 +330,7 @@ def main() -> None:
             "throughput_seconds_per_round": THROUGHPUT_S,
             "sdk_in_process_p50_ms": {"before": speed_before, "after": speed_after},
             "profile_top_frames_1_worker": top,
+            "requestlog": log_rows,
             "estimate_at_issue_speed": {
                 "note": "NOT measured: the shipped figures scaled by the issue's baseline midpoints (LiteLLM defaults "
                         "+14 ms, 75 requests/s) over this run's baseline",

@@ -36,6 +36,11 @@ def test_events_of_one_call_merge_into_one_row_the_final_answer_winning(tmp_path
     assert rows == [(10.0, 503, "http://b:1", 12.0, "what the client got", 1)]
 
 
+def test_the_file_is_readable_by_its_owner_only(tmp_path):
+    store.connect(tmp_path / "r.db").close()
+    assert (tmp_path / "r.db").stat().st_mode & 0o777 == 0o600
+
+
 def test_retention_by_age_and_by_row_cap(tmp_path):
     conn = store.connect(tmp_path / "r.db")
     now = 1_000_000.0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import sqlite3
 import time
@@ -70,7 +71,10 @@ class BadQuery(ValueError):
 def connect(path: Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
     """Open (creating) the log for writing: WAL, so readers never block the writer, and a busy timeout for other workers."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
     conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+    if new:
+        os.chmod(path, 0o600)  # owner only, whatever the umask; SQLite gives the -wal and -shm files the same mode
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupts
