@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -102,6 +103,8 @@ class RequestLog(CustomLogger):
     def record(self, row: dict) -> None:
         """Queue a row; never raises into the request."""
         try:
+            # A row without an id would fail its whole batch (call_id is NOT NULL): give it one of its own.
+            row["call_id"] = str(row.get("call_id") or f"unknown-{uuid.uuid4()}")
             row["worker_pid"] = os.getpid()
             self.writer().put(row)
         except Exception:  # noqa: BLE001 - the log must never fail a request
@@ -224,8 +227,6 @@ class RequestLog(CustomLogger):
         }
         if self.content:
             row["prompt"] = _clip(_text_of_messages(data.get("messages") or data.get("prompt")), CONTENT_CHARS)
-        if not row["call_id"]:
-            return {}
         return row
 
 

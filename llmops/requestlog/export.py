@@ -6,6 +6,7 @@ import json
 import sqlite3
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 from . import store
@@ -14,7 +15,7 @@ from . import store
 def export(db: Path, out, since: float | None = None) -> int:
     """Write every row (from `since`, unix seconds) to the text stream `out`; return how many."""
     count = 0
-    with store.connect_readonly(db) as conn:
+    with closing(store.connect_readonly(db)) as conn:
         for record in store.iter_records(conn):
             if since is not None and record["ts"] < since:
                 continue

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextlib import closing
 
 from flask import Blueprint, jsonify, request
 
@@ -30,7 +31,7 @@ def blueprint(settings, clock=time.time) -> Blueprint:
         if not path.exists():
             return {"log": state, **compute(None)}
         try:
-            with store.connect_readonly(path) as conn:
+            with closing(store.connect_readonly(path)) as conn:
                 return {"log": state, **compute(conn)}
         except sqlite3.Error as exc:
             state["degraded"] = state["degraded"] or f"cannot read {path.name}: {exc}"
