@@ -11,6 +11,7 @@ upserts on it, so a failure seen by both an event and the hook is one row, the h
 """
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import time
@@ -97,6 +98,7 @@ class RequestLog(CustomLogger):
                                           status_dir=Path(status_dir) if status_dir else None)
                     self._writer.on_drop = _count_dropped
                     self._writer.start()
+                    atexit.register(self._writer.close, 2.0)  # a clean stop writes the queue out
                     self._pid = os.getpid()
         return self._writer
 
