@@ -87,6 +87,7 @@
     }
     detail.replaceChildren(node("h3", {}, `Request ${r.call_id || ""}`), dl);
     detail.hidden = false;
+    detail.scrollIntoView({ block: "nearest" });
   }
 
   function render(doc, append) {

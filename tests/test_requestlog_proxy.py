@@ -207,7 +207,11 @@ def test_locked_database_drops_rows_keeps_serving_and_says_degraded(proxies, fak
     assert any(line.startswith("llmops_requestlog_dropped_rows_total ") and float(line.split()[1]) >= 1
                for line in dropped.splitlines()), "the dropped-rows counter is exported"
     after = proxy.chat("after the lock")
-    proxy.wait_rows([after.headers["x-litellm-call-id"]], within=20)
+    try:
+        proxy.wait_rows([after.headers["x-litellm-call-id"]], within=40)
+    except AssertionError:
+        print("status:", writer.read_status(proxy.status_dir), list(proxy.status_dir.glob("*")))
+        raise
     wait_for(lambda: app.get("/api/requests").get_json()["log"]["degraded"] is None, 20, "the log to recover")
 
 
