@@ -23,7 +23,7 @@ import requests
 from llmops.requestlog import store, writer
 from llmops.requestlog.callback import CONTENT_CHARS
 from tests.conftest import ROOT, test_environ
-from tests.fakes_requestlog import DRIBBLE, DribblingOllama
+from tests.fakes_requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
 from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -246,6 +246,18 @@ def test_a_retried_500_is_one_row_with_two_attempts_and_content_is_truncated(pro
     assert (bad["outcome"], bad["status"], bad["attempts"]) == ("server_error", 500, 2)
     assert "boom twice" in bad["prompt"]
     assert good["answer"] == "ok" and len(good["prompt"]) < CONTENT_CHARS + 100 and "more characters" in good["prompt"]
+
+
+def test_a_success_after_a_failed_attempt_is_one_ok_row_with_two_attempts(proxies, fake):
+    proxy = proxies["two"]
+    fake.reset()
+    answer = proxy.chat(f"{FAIL_ONCE} {uuid.uuid4().hex}")
+    assert answer.status_code == 200 and fake.attempts(FAIL_ONCE) == 2
+    call_id = answer.headers["x-litellm-call-id"]
+    # The failed attempt's event may be written first: the row says so until the success merges in.
+    row = wait_for(lambda: (r := proxy.rows().get(call_id)) and r["outcome"] == "ok" and r, 15, "the final row")
+    assert (row["outcome"], row["status"], row["attempts"], row["error_type"]) == ("ok", 200, 2, None), row
+    assert len([r for r in proxy.rows().values() if FAIL_ONCE in (r["prompt"] or "")]) == 1
 
 
 def test_sigkill_under_load_loses_at_most_the_queued_rows_and_the_file_stays_sound(proxies, fake):

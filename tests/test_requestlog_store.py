@@ -36,6 +36,18 @@ def test_events_of_one_call_merge_into_one_row_the_final_answer_winning(tmp_path
     assert rows == [(10.0, 503, "http://b:1", 12.0, "what the client got", 1)]
 
 
+def test_a_success_after_a_failed_attempt_keeps_no_error_whatever_the_order(tmp_path):
+    conn = store.connect(tmp_path / "r.db")
+    failed = row("a", 10.0, outcome="server_error", status=500, rank=1, error_type="InternalServerError",
+                 error_message="attempt 1 failed")
+    success = row("a", 10.0, attempts=2, deployment="http://b:1")
+    store.write_batch(conn, [failed])
+    store.write_batch(conn, [success])
+    store.write_batch(conn, [row("b", 10.0, attempts=2), {**failed, "call_id": "b"}])
+    rows = conn.execute("SELECT outcome, status, error_type, error_message, attempts FROM requests").fetchall()
+    assert rows == [("ok", 200, None, None, 2)] * 2
+
+
 def test_the_file_is_readable_by_its_owner_only(tmp_path):
     store.connect(tmp_path / "r.db").close()
     assert (tmp_path / "r.db").stat().st_mode & 0o777 == 0o600

@@ -40,11 +40,17 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("rank", "INTEGER NOT NULL DEFAULT 0"),
 )
 NAMES = tuple(name for name, _ in COLUMNS)
-_MERGED = [n for n in NAMES if n not in ("call_id", "ts", "attempts", "rank")]
+# The outcome comes whole from the most final event (a success after a failed attempt has no error);
+# the other fields are filled from whichever event knows them, the more final one first.
+_OUTCOME = ("outcome", "status", "error_type", "error_message", "finish_reason")
+_MERGED = [n for n in NAMES if n not in ("call_id", "ts", "attempts", "rank", *_OUTCOME)]
 _UPSERT = (
     f"INSERT INTO requests ({', '.join(NAMES)}) VALUES ({', '.join('?' for _ in NAMES)}) "
     "ON CONFLICT(call_id) DO UPDATE SET ts = min(requests.ts, excluded.ts), "
     "attempts = max(requests.attempts, excluded.attempts), rank = max(requests.rank, excluded.rank), "
+    + ", ".join(f"{n} = CASE WHEN excluded.rank >= requests.rank THEN excluded.{n} ELSE requests.{n} END"
+                for n in _OUTCOME)
+    + ", "
     + ", ".join(
         f"{n} = CASE WHEN excluded.rank >= requests.rank THEN coalesce(excluded.{n}, requests.{n}) "
         f"ELSE coalesce(requests.{n}, excluded.{n}) END"
