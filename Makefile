@@ -10,7 +10,7 @@ NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test compare gpu-probe screenshot \
+	traffic-quick traffic load-test compare gpu-probe screenshot requests-export \
 	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
 
 help: ## Show this help
@@ -70,6 +70,9 @@ load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16, say where throughput stops 
 compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (folders or names in logs/loadtests/)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<run> B=<run>, each a folder or a name in logs/loadtests/"; exit 2; }
 	@$(PY) scripts/traffic_generator.py --compare "$(A)" "$(B)"
+
+requests-export: $(STAMP) ## Write the proxy's request log (every request: outcome, latency, error) to logs/requests.jsonl
+	@$(PY) scripts/requests_export.py --output logs/requests.jsonl
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py

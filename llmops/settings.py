@@ -150,6 +150,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting("REQUEST_LOG", "1", "1 keeps a row per proxy request in REQUEST_LOG_PATH (docs/request-log.md); 0 turns it off.",
+            _positive_int),
+    Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
+    Setting("REQUEST_LOG_DAYS", "7", "Days the request log keeps rows; 0 keeps them until the row cap.", _positive_float),
+    Setting("REQUEST_LOG_MAX_ROWS", "200000", "Rows the request log keeps at most (the oldest go first).", _positive_int),
+    Setting("REQUEST_LOG_CONTENT", "0", "1 also keeps prompt and answer text (2,000 characters each at most); off by default.",
+            _positive_int),
     Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _seconds),
     Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _positive_float),
     Setting("LITELLM_CONFIG", "litellm_config.yaml", "The proxy's config file, relative to the project."),
@@ -234,6 +241,9 @@ class Settings:
     litellm_url = property(lambda self: self.url("LITELLM_PORT"))
     prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))
     dashboard_url = property(lambda self: self.url("DASHBOARD_PORT"))
+    request_log_path = property(lambda self: self.path("REQUEST_LOG_PATH"))
+    # Where each proxy worker's request-log writer reports rows written and dropped (emptied per start).
+    request_log_status_dir = property(lambda self: self.state_dir / "requestlog")
 
     def url(self, port_setting: str) -> str:
         """Base URL a client on this machine uses to reach a service."""

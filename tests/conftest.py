@@ -8,6 +8,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Importing litellm (the request-log callback's tests, the Router test) would otherwise load the
+# project's .env into os.environ (LiteLLM's DEV mode runs load_dotenv), leaking the user's key into tests.
+os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+
 # The test stack never collides with a stack the user runs: its own ports, state, logs and key.
 # LLMOPS_TEST_PORT_OFFSET shifts every test port, so two checkouts can run their suites side by side.
 _OFFSET = int(os.environ.get("LLMOPS_TEST_PORT_OFFSET", "0"))
@@ -15,6 +19,7 @@ TEST_ENV = {
     "LLMOPS_STATE_DIR": ".run-test/state",
     "LLMOPS_LOG_DIR": ".run-test/logs",
     "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
+    "REQUEST_LOG_PATH": ".run-test/requests.db",
     "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
     "OLLAMA_PORT": str(21434 + _OFFSET),
     "LITELLM_PORT": str(18000 + _OFFSET),

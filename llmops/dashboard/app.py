@@ -143,6 +143,9 @@ def create_app(config: dict | None = None) -> Flask:
             response.set_data(redact_bytes(response.get_data(), secret))
         return response
 
+    from llmops.dashboard.requests import blueprint as requestlog_blueprint
+
+    app.register_blueprint(requestlog_blueprint(settings, clock))  # the "Requests" section: docs/request-log.md
     from llmops.dashboard.loadtests import make_blueprint
     from llmops.traffic.results import dir_of
 

@@ -26,6 +26,8 @@ SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settin
 # cache; without them each request rescans the 4,255-entry cost map several times (bench/proxy_overhead.py).
 LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 LOCAL_PROVIDERS = ("ollama", "ollama_chat")
+# The request log's LiteLLM callback (llmops/requestlog/callback.py); REQUEST_LOG=0 leaves it out.
+REQUEST_LOG_CALLBACK = "llmops.requestlog.callback.request_log"
 
 
 def _line(node: yaml.Node) -> int:
@@ -137,6 +139,10 @@ def render(settings: Settings, source: Path | None = None) -> dict:
         interval = MULTI_BACKEND_HEALTH_CHECK_INTERVAL
     if interval is not None:
         data.setdefault("general_settings", {})["health_check_interval"] = int(interval)
+    if not settings.request_log:
+        callbacks = data.get("litellm_settings", {}).get("callbacks")
+        if isinstance(callbacks, list) and REQUEST_LOG_CALLBACK in callbacks:
+            callbacks.remove(REQUEST_LOG_CALLBACK)
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True
@@ -153,6 +159,17 @@ def write_rendered(settings: Settings) -> Path:
     body = yaml.safe_dump(render(settings), sort_keys=False)
     path.write_text("# Rendered from litellm_config.yaml at start; do not edit.\n" + body)
     return path
+
+
+def request_log_env(settings: Settings) -> dict[str, str]:
+    """What the request-log callback reads in each proxy worker; the project goes on PYTHONPATH so LiteLLM can import it."""
+    status_dir = settings.request_log_status_dir
+    shutil.rmtree(status_dir, ignore_errors=True)  # the workers of an earlier start wrote their own files
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
+            "REQUEST_LOG_PATH": str(settings.request_log_path), "REQUEST_LOG_STATUS_DIR": str(status_dir),
+            "REQUEST_LOG_DAYS": str(settings.request_log_days), "REQUEST_LOG_MAX_ROWS": str(settings.request_log_max_rows),
+            "REQUEST_LOG_CONTENT": "1" if settings.request_log_content else "0"}
 
 
 def launch(settings: Settings) -> None:
@@ -173,6 +190,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.setdefault("LITELLM_TELEMETRY", "False")
     env.setdefault("LITELLM_LOG", "WARNING")
+    env.update(request_log_env(settings))
     workers = settings.litellm_workers
     if workers > 1:
         # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).

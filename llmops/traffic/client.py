@@ -63,6 +63,7 @@ class RequestResult:
     finish_reason: str | None = None
     concurrency: int | None = None
     slo_ok: bool | None = None
+    call_id: str | None = None  # LiteLLM's x-litellm-call-id: the request's row in the proxy's request log
 
     def record(self) -> dict:
         """The JSON-ready line written to --output (ITL summarised, not listed)."""
@@ -76,7 +77,7 @@ class RequestResult:
             "itl_mean_s": r(sum(itl) / len(itl)) if itl else None, "itl_max_s": r(max(itl)) if itl else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "tokens_source": self.tokens_source, "finish_reason": self.finish_reason,
-            "concurrency": self.concurrency, "slo_ok": self.slo_ok,
+            "concurrency": self.concurrency, "slo_ok": self.slo_ok, "call_id": self.call_id,
         }
 
 
@@ -97,6 +98,7 @@ async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, st
     try:
         async with asyncio.timeout(timeout):
             async with session.post(endpoint, data=body) as resp:
+                result.call_id = resp.headers.get("x-litellm-call-id")
                 if resp.status != 200:
                     text = await resp.text(errors="replace")
                     result.http_status = resp.status

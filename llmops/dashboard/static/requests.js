@@ -1,0 +1,155 @@
+/* The "Requests" section: the request log from /api/requests, newest first, with filters, paging and details. */
+
+"use strict";
+
+(() => {
+  const section = document.getElementById("requests-section");
+  if (!section) return;
+  const form = document.getElementById("requests-filters");
+  const body = document.querySelector("#requests tbody");
+  const more = document.getElementById("requests-more");
+  const detail = document.getElementById("request-detail");
+  const degraded = document.getElementById("requests-degraded");
+  const logLine = document.getElementById("requests-log");
+  const WORDS = { ok: "ok", client_error: "client error", rate_limited: "rate limited", server_error: "server error", timeout: "timeout" };
+  const FIELDS = [
+    ["time", "time"], ["call_id", "call id"], ["kind", "kind"], ["model", "model"], ["served_by", "fallback used"],
+    ["deployment", "deployment"], ["outcome", "outcome"], ["status", "HTTP status"], ["retries", "retries"],
+    ["latency_ms", "latency (ms)"], ["ttft_ms", "time to first token (ms)"], ["stream", "stream"],
+    ["finish_reason", "finish reason"], ["prompt_tokens", "prompt tokens"], ["completion_tokens", "completion tokens"],
+    ["user_agent", "user agent"], ["key_alias", "key alias"], ["key_hash", "key hash"],
+    ["error_type", "error type"], ["error_message", "error"], ["prompt", "prompt"], ["answer", "answer"],
+  ];
+  let cursor = null;
+  let shown = [];
+  let selected = null;
+  let paged = false; // the user asked for older pages: stop refreshing the first one
+
+  function node(tag, attrs, ...children) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") n.className = v; else n.setAttribute(k, v);
+    }
+    for (const c of children) if (c !== null && c !== undefined) n.append(c instanceof Node ? c : String(c));
+    return n;
+  }
+
+  async function fetchJSON(url) {
+    const response = await fetch(url, { cache: "no-store" });
+    const doc = await response.json();
+    if (!response.ok) throw new Error(doc.error || `HTTP ${response.status}`);
+    return doc;
+  }
+
+  function params(withCursor) {
+    const data = new FormData(form);
+    const p = new URLSearchParams();
+    for (const name of ["model", "kind", "user_agent", "since", "q"]) {
+      const v = (data.get(name) || "").trim();
+      if (v) p.set(name, v);
+    }
+    const outcome = data.get("outcome");
+    if (data.get("failures") && (!outcome || outcome === "ok")) p.set("outcome", "failures");
+    else if (outcome) p.set("outcome", outcome);
+    p.set("limit", "50");
+    if (withCursor && cursor) p.set("cursor", cursor);
+    return p;
+  }
+
+  function when(iso) {
+    const t = new Date(iso);
+    return t.toDateString() === new Date().toDateString() ? t.toLocaleTimeString() : t.toLocaleString();
+  }
+
+  function row(r, index) {
+    const tokens = r.prompt_tokens == null ? "" : `${r.prompt_tokens} → ${r.completion_tokens ?? 0}`;
+    const tr = node("tr", { class: "row", tabindex: "0", "data-index": String(index), "data-call-id": r.call_id || "" },
+      node("td", {}, when(r.time)), node("td", {}, r.kind || ""), node("td", {}, r.model || ""),
+      node("td", { class: `oc oc-${r.outcome}` }, WORDS[r.outcome] || r.outcome), node("td", {}, r.status ?? ""),
+      node("td", {}, r.latency_ms == null ? "" : `${Math.round(r.latency_ms)} ms`), node("td", {}, tokens),
+      node("td", {}, r.user_agent || ""), node("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
+    return tr;
+  }
+
+  function showDetail(index) {
+    const r = shown[index];
+    if (!r) return;
+    for (const tr of body.querySelectorAll("tr.selected")) tr.classList.remove("selected");
+    const tr = body.querySelector(`tr[data-index="${index}"]`);
+    if (tr) tr.classList.add("selected");
+    selected = r.call_id;
+    const dl = node("dl", {});
+    for (const [key, label] of FIELDS) {
+      let v = key === "outcome" ? (WORDS[r.outcome] || r.outcome) : r[key];
+      if (v === null || v === undefined || v === "") continue;
+      if (typeof v === "boolean") v = v ? "yes" : "no";
+      dl.append(node("dt", {}, label), node("dd", {}, v));
+    }
+    detail.replaceChildren(node("h3", {}, `Request ${r.call_id || ""}`), dl);
+    detail.hidden = false;
+    detail.scrollIntoView({ block: "nearest" });
+  }
+
+  function render(doc, append) {
+    const log = doc.log || {};
+    degraded.hidden = !log.degraded;
+    degraded.textContent = log.degraded ? `request log degraded: ${log.degraded}${log.dropped ? ` (${log.dropped} rows dropped)` : ""}` : "";
+    logLine.textContent = log.enabled === false ? "request log off (REQUEST_LOG=0)" : "";
+    if (!append) { shown = []; body.replaceChildren(); }
+    const start = shown.length;
+    shown = shown.concat(doc.requests || []);
+    (doc.requests || []).forEach((r, i) => body.append(row(r, start + i)));
+    if (!shown.length) body.replaceChildren(node("tr", {}, node("td", { colspan: "9", class: "muted" }, "no requests match")));
+    cursor = doc.next_cursor;
+    more.hidden = !cursor;
+    const again = shown.findIndex((r) => r.call_id === selected);
+    if (again >= 0) body.querySelector(`tr[data-index="${again}"]`)?.classList.add("selected");
+  }
+
+  async function load(append) {
+    try {
+      render(await fetchJSON(`/api/requests?${params(append)}`), append);
+    } catch (err) {
+      degraded.hidden = false;
+      degraded.textContent = `request log unavailable: ${err.message}`;
+    }
+  }
+
+  function fillSelect(name, values) {
+    const select = form.elements[name];
+    const keep = select.value;
+    const options = [node("option", { value: "" }, "all")].concat(values.map((v) => node("option", { value: v }, v)));
+    select.replaceChildren(...options);
+    select.value = values.includes(keep) ? keep : "";
+  }
+
+  async function loadFacets() {
+    try {
+      const doc = await fetchJSON("/api/requests/facets");
+      fillSelect("model", doc.models || []);
+      fillSelect("kind", doc.kinds || []);
+      fillSelect("user_agent", doc.user_agents || []);
+    } catch (err) {
+      /* the table's own load reports an unreadable log */
+    }
+  }
+
+  body.addEventListener("click", (e) => {
+    const tr = e.target.closest("tr.row");
+    if (tr) showDetail(Number(tr.dataset.index));
+  });
+  body.addEventListener("keydown", (e) => {
+    const tr = e.target.closest("tr.row");
+    if (tr && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); showDetail(Number(tr.dataset.index)); }
+  });
+  more.addEventListener("click", () => { paged = true; load(true); });
+  form.addEventListener("change", () => { paged = false; load(false); });
+  let typing = null;
+  form.elements.q.addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => load(false), 300); });
+  form.addEventListener("submit", (e) => { e.preventDefault(); load(false); });
+
+  loadFacets().then(() => load(false));
+  // Refresh the first page while the user has not paged further back.
+  setInterval(() => { if (!document.hidden && !paged) load(false); }, 5000);
+  setInterval(() => { if (!document.hidden) loadFacets(); }, 30000);
+})();

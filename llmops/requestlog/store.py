@@ -1,0 +1,271 @@
+"""The request log's SQLite file: schema, batched upserts, retention, and read-only queries with cursor paging."""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .outcomes import CLASSES, OK
+
+# (name, SQL type). `rank` says which event a row's outcome came from: a later, more final event wins.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("call_id", "TEXT NOT NULL UNIQUE"),
+    ("ts", "REAL NOT NULL"),            # request start, unix seconds
+    ("kind", "TEXT"),                   # chat, completion, embeddings, ...
+    ("model", "TEXT"),                  # the model group the client asked for
+    ("served_by", "TEXT"),              # the model group that answered, when a fallback did
+    ("deployment", "TEXT"),             # the api_base of the deployment that served the last attempt
+    ("outcome", "TEXT NOT NULL"),
+    ("status", "INTEGER"),
+    ("latency_ms", "REAL"),
+    ("ttft_ms", "REAL"),
+    ("stream", "INTEGER"),
+    ("finish_reason", "TEXT"),          # of a success; a stream the client cut short has none
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),  # calls to a deployment (retries = attempts - 1); 0: none made
+    ("user_agent", "TEXT"),
+    ("key_alias", "TEXT"),
+    ("key_hash", "TEXT"),               # LiteLLM's sha256 of the key; the key itself is never stored
+    ("error_type", "TEXT"),
+    ("error_message", "TEXT"),
+    ("prompt", "TEXT"),                 # only with REQUEST_LOG_CONTENT=1, truncated
+    ("answer", "TEXT"),
+    ("worker_pid", "INTEGER"),
+    ("rank", "INTEGER NOT NULL DEFAULT 0"),
+)
+NAMES = tuple(name for name, _ in COLUMNS)
+# The outcome comes whole from the most final event (a success after a failed attempt has no error);
+# the other fields are filled from whichever event knows them, the more final one first.
+_OUTCOME = ("outcome", "status", "error_type", "error_message", "finish_reason")
+_MERGED = [n for n in NAMES if n not in ("call_id", "ts", "attempts", "rank", *_OUTCOME)]
+_UPSERT = (
+    f"INSERT INTO requests ({', '.join(NAMES)}) VALUES ({', '.join('?' for _ in NAMES)}) "
+    "ON CONFLICT(call_id) DO UPDATE SET ts = min(requests.ts, excluded.ts), "
+    "attempts = max(requests.attempts, excluded.attempts), rank = max(requests.rank, excluded.rank), "
+    + ", ".join(f"{n} = CASE WHEN excluded.rank >= requests.rank THEN excluded.{n} ELSE requests.{n} END"
+                for n in _OUTCOME)
+    + ", "
+    + ", ".join(
+        f"{n} = CASE WHEN excluded.rank >= requests.rank THEN coalesce(excluded.{n}, requests.{n}) "
+        f"ELSE coalesce(requests.{n}, excluded.{n}) END"
+        for n in _MERGED
+    )
+)
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, {', '.join(f'{n} {t}' for n, t in COLUMNS)})",
+    "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+    "CREATE INDEX IF NOT EXISTS requests_outcome_ts ON requests (outcome, ts)",
+)
+MAX_LIMIT = 500
+FAILURES = "failures"  # outcome filter: every class but ok
+
+
+class BadQuery(ValueError):
+    """A query parameter the API cannot use; `param` names it."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
+
+
+def connect(path: Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
+    """Open (creating) the log for writing: WAL, so readers never block the writer, and a busy timeout for other workers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
+    if new:
+        os.chmod(path, 0o600)  # owner only, whatever the umask; SQLite gives the -wal and -shm files the same mode
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupts
+    for statement in SCHEMA:
+        conn.execute(statement)
+    return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open the log read-only (the dashboard and the export never write)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def write_batch(conn: sqlite3.Connection, rows: list[dict]) -> None:
+    """Upsert rows in one transaction: several events of one call id merge into one row."""
+    values = [tuple(row.get(n) for n in NAMES) for row in rows]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_UPSERT, values)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def prune(conn: sqlite3.Connection, days: float, max_rows: int, now: float | None = None) -> int:
+    """Delete rows older than `days` and the oldest past `max_rows`; return how many went."""
+    now = time.time() if now is None else now
+    removed = 0
+    if days > 0:
+        removed += conn.execute("DELETE FROM requests WHERE ts < ?", (now - days * 86400,)).rowcount
+    if max_rows > 0:
+        cut = conn.execute("SELECT id FROM requests ORDER BY id DESC LIMIT 1 OFFSET ?", (max_rows,)).fetchone()
+        if cut:
+            removed += conn.execute("DELETE FROM requests WHERE id <= ?", (cut[0],)).rowcount
+    return removed
+
+
+# -- queries --------------------------------------------------------------------------------------------------
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(param: str, value: str, now: float) -> float:
+    """Unix seconds, ISO 8601 (`2026-12-01T09:00:00Z`), or an age like `15m`, `2h`, `7d`."""
+    text = value.strip()
+    if match := _RELATIVE.match(text):
+        return now - float(match.group(1)) * _UNIT[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(param, f"{value!r} is not unix seconds, ISO 8601 or an age like 15m") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+@dataclass
+class Query:
+    """Filters of one page of the log."""
+
+    model: str | None = None
+    outcome: str | None = None   # a class, or "failures"
+    kind: str | None = None
+    user_agent: str | None = None  # substring
+    since: float | None = None
+    until: float | None = None
+    q: str | None = None         # substring of the error type or message
+    limit: int = 50
+    cursor: tuple[float, int] | None = None
+
+
+def encode_cursor(ts: float, row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts!r}:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> tuple[float, int]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        ts, row_id = raw.split(":")
+        return float(ts), int(row_id)
+    except (ValueError, UnicodeDecodeError):
+        raise BadQuery("cursor", f"{value[:40]!r} is not a cursor from an earlier answer") from None
+
+
+def parse_query(args: dict[str, str], now: float | None = None) -> Query:
+    """Build a Query from URL parameters; a bad value raises BadQuery naming the parameter."""
+    now = time.time() if now is None else now
+    query = Query()
+    for name in ("model", "kind", "user_agent", "q"):
+        if args.get(name):
+            setattr(query, name, args[name])
+    outcome = args.get("outcome")
+    if outcome:
+        if outcome not in (*CLASSES, FAILURES):
+            raise BadQuery("outcome", f"{outcome!r} is not one of {', '.join((*CLASSES, FAILURES))}")
+        query.outcome = outcome
+    for name in ("since", "until"):
+        if args.get(name):
+            setattr(query, name, parse_time(name, args[name], now))
+    if args.get("limit"):
+        try:
+            query.limit = int(args["limit"])
+        except ValueError:
+            raise BadQuery("limit", f"{args['limit']!r} is not a whole number") from None
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise BadQuery("limit", f"{query.limit} is outside 1-{MAX_LIMIT}")
+    if args.get("cursor"):
+        query.cursor = decode_cursor(args["cursor"])
+    return query
+
+
+def _where(query: Query) -> tuple[str, list]:
+    clauses, params = [], []
+    for column in ("model", "kind"):
+        if getattr(query, column):
+            clauses.append(f"{column} = ?")
+            params.append(getattr(query, column))
+    if query.outcome == FAILURES:
+        clauses.append("outcome != ?")
+        params.append(OK)
+    elif query.outcome:
+        clauses.append("outcome = ?")
+        params.append(query.outcome)
+    if query.user_agent:
+        clauses.append("instr(user_agent, ?) > 0")
+        params.append(query.user_agent)
+    if query.q:
+        clauses.append("(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)")
+        params += [query.q, query.q]
+    if query.since is not None:
+        clauses.append("ts >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("ts < ?")
+        params.append(query.until)
+    if query.cursor:
+        clauses.append("(ts < ? OR (ts = ? AND id < ?))")
+        params += [query.cursor[0], query.cursor[0], query.cursor[1]]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def as_record(row: sqlite3.Row) -> dict:
+    """A row as the API and the export give it: ISO time, retries, no internal columns."""
+    record = {k: row[k] for k in row.keys() if k not in ("id", "rank")}
+    record["time"] = datetime.fromtimestamp(row["ts"], UTC).isoformat(timespec="milliseconds")
+    record["retries"] = max(0, (row["attempts"] or 0) - 1)
+    record["stream"] = bool(row["stream"]) if row["stream"] is not None else None
+    return record
+
+
+def search(conn: sqlite3.Connection, query: Query) -> dict:
+    """One page, newest first: {"requests": [...], "next_cursor": str | None}."""
+    where, params = _where(query)
+    rows = conn.execute(f"SELECT * FROM requests{where} ORDER BY ts DESC, id DESC LIMIT ?",
+                        [*params, query.limit + 1]).fetchall()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None
+    return {"requests": [as_record(r) for r in rows], "next_cursor": cursor}
+
+
+def facets(conn: sqlite3.Connection) -> dict:
+    """The distinct models, kinds and user agents, for the dashboard's filter menus (bounded)."""
+    out = {}
+    for column in ("model", "kind", "user_agent"):
+        out[column + "s"] = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT {column} FROM requests WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 100")]
+    return out
+
+
+def iter_records(conn: sqlite3.Connection, batch: int = 1000):
+    """Every row, oldest first (the export)."""
+    last = 0
+    while True:
+        rows = conn.execute("SELECT * FROM requests WHERE id > ? ORDER BY id LIMIT ?", (last, batch)).fetchall()
+        if not rows:
+            return
+        for row in rows:
+            yield as_record(row)
+        last = rows[-1]["id"]

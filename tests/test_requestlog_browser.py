@@ -1,0 +1,98 @@
+"""The dashboard's "Requests" section in real headless Chromium, over a request-log file written by the real store."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from llmops.dashboard import create_app
+from llmops.requestlog import store
+from tests.fakes_dashboard import KEY, FakeHTTP, healthy_stack, make_settings
+from tests.test_dashboard_browser import browser, open_page  # noqa: F401 - the module's Chromium fixture
+
+pytestmark = pytest.mark.browser
+
+
+def fill(db, now: float) -> None:
+    conn = store.connect(db)
+    rows = []
+    for i in range(60):
+        failed = i % 10 == 3
+        rows.append({"call_id": f"call-{i:02d}", "ts": now - 600 + i * 5, "kind": "chat", "model": "smollm2:135m",
+                     "deployment": "http://127.0.0.1:11434", "outcome": "rate_limited" if failed else "ok",
+                     "status": 429 if failed else 200, "latency_ms": 40.0 + i, "prompt_tokens": 9,
+                     "completion_tokens": 4, "attempts": 1, "user_agent": "curl/8" if i % 2 else "llmops-traffic/1",
+                     "key_hash": "litellm_proxy_master_key", "rank": 3,
+                     "error_type": "RateLimitError" if failed else None,
+                     "error_message": f"Deployment has all max_parallel_requests slots in use ({i})" if failed else None})
+    rows.append({"call_id": "call-timeout", "ts": now - 1, "kind": "chat", "model": "smollm2:135m", "outcome": "timeout",
+                 "status": 408, "attempts": 2, "user_agent": "curl/8", "rank": 2, "error_type": "Timeout",
+                 "error_message": "litellm.Timeout: Connection timed out"})
+    store.write_batch(conn, rows)
+    conn.close()
+
+
+def serve(tmp_path, degraded: str | None = None):
+    import waitress
+
+    state = tmp_path / "state"
+    (state / "requestlog").mkdir(parents=True)
+    status = {"pid": 1, "written": 61, "dropped": 3 if degraded else 0, "queued": 0, "degraded": degraded,
+              "updated": time.time()}
+    (state / "requestlog" / "1.json").write_text(json.dumps(status))
+    settings = make_settings(REQUEST_LOG_PATH=str(tmp_path / "requests.db"), LLMOPS_STATE_DIR=str(state))
+    app = create_app({"SETTINGS": settings, "HTTP_SESSION": FakeHTTP(healthy_stack()), "START_MONITOR": False,
+                      "SERVICE_PIDS": lambda: {"dashboard": os.getpid()}})
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", server
+
+
+def test_requests_section_lists_filters_pages_and_shows_details_without_console_errors(browser, tmp_path):  # noqa: F811
+    fill(tmp_path / "requests.db", time.time())
+    base, server = serve(tmp_path)
+    try:
+        page, errors = open_page(browser, base)
+        rows = page.locator("#requests tbody tr.row")
+        rows.first.wait_for()
+        assert rows.count() == 50
+        assert rows.first.get_attribute("data-call-id") == "call-timeout", "newest first"
+        assert page.locator("#requests-degraded").is_hidden()
+        page.click("#requests-more")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 61")
+        page.check("#requests-filters input[name=failures]")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 7")
+        assert set(page.locator("#requests tbody tr.row td.oc").all_inner_texts()) == {"rate limited", "timeout"}
+        page.fill("#requests-filters input[name=q]", "slots in use (43)")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 1")
+        page.click("#requests tbody tr.row")
+        detail = page.locator("#request-detail")
+        detail.wait_for()
+        assert "call-43" in detail.inner_text() and "RateLimitError" in detail.inner_text()
+        page.fill("#requests-filters input[name=q]", "")
+        page.uncheck("#requests-filters input[name=failures]")
+        page.select_option("#requests-filters select[name=user_agent]", "curl/8")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 31")
+        assert KEY not in page.content()
+        assert errors == []
+        page.close()
+    finally:
+        server.close()
+
+
+def test_requests_section_says_the_log_is_degraded(browser, tmp_path):  # noqa: F811
+    fill(tmp_path / "requests.db", time.time())
+    base, server = serve(tmp_path, degraded="database is locked")
+    try:
+        page, errors = open_page(browser, base)
+        banner = page.locator("#requests-degraded")
+        banner.wait_for()
+        assert banner.inner_text() == "request log degraded: database is locked (3 rows dropped)"
+        assert page.locator("#requests tbody tr.row").count() == 50, "what was written stays readable"
+        assert errors == []
+        page.close()
+    finally:
+        server.close()

@@ -1,0 +1,56 @@
+"""GET /api/requests: bad input is a 400 naming the parameter; a missing or broken log is a status, never a 500."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from llmops.dashboard import create_app
+from llmops.requestlog import store
+from tests.fakes_dashboard import FakeHTTP, healthy_stack, make_settings
+
+
+def client(tmp_path):
+    settings = make_settings(REQUEST_LOG_PATH=str(tmp_path / "requests.db"), LLMOPS_STATE_DIR=str(tmp_path / "state"))
+    app = create_app({"SETTINGS": settings, "HTTP_SESSION": FakeHTTP(healthy_stack()), "START_MONITOR": False,
+                      "SERVICE_PIDS": lambda: {}})
+    return app.test_client()
+
+
+@pytest.mark.parametrize("query, param", [
+    ("outcome=nope", "outcome"), ("limit=0", "limit"), ("limit=ten", "limit"), ("since=tuesday", "since"),
+    ("until=12:00", "until"), ("cursor=%%%", "cursor"),
+])
+def test_bad_parameter_is_a_400_naming_it_and_the_app_stays_up(tmp_path, query, param):
+    app = client(tmp_path)
+    answer = app.get(f"/api/requests?{query}")
+    assert answer.status_code == 400
+    assert answer.get_json()["param"] == param and param in answer.get_json()["error"]
+    assert app.get("/api/requests").status_code == 200
+
+
+def test_no_log_file_yet_is_an_empty_list_and_the_dashboard_creates_nothing(tmp_path):
+    answer = client(tmp_path).get("/api/requests").get_json()
+    assert answer["requests"] == [] and answer["next_cursor"] is None and answer["log"]["degraded"] is None
+    assert not (tmp_path / "requests.db").exists()
+
+
+def test_unreadable_log_says_degraded_instead_of_failing(tmp_path):
+    (tmp_path / "requests.db").write_bytes(b"garbage" * 1000)
+    for url in ("/api/requests", "/api/requests/facets"):
+        answer = client(tmp_path).get(url)
+        assert answer.status_code == 200
+        assert "cannot read requests.db" in answer.get_json()["log"]["degraded"]
+
+
+def test_rows_come_back_newest_first_with_facets(tmp_path):
+    conn = store.connect(tmp_path / "requests.db")
+    now = time.time()
+    store.write_batch(conn, [{"call_id": f"c{i}", "ts": now - 10 + i, "outcome": "ok", "status": 200, "kind": "chat",
+                              "model": "m", "user_agent": "ua", "attempts": 1, "rank": 3} for i in range(3)])
+    app = client(tmp_path)
+    answer = app.get("/api/requests?limit=2").get_json()
+    assert [r["call_id"] for r in answer["requests"]] == ["c2", "c1"] and answer["next_cursor"]
+    rest = app.get(f"/api/requests?limit=2&cursor={answer['next_cursor']}").get_json()
+    assert [r["call_id"] for r in rest["requests"]] == ["c0"]
+    assert app.get("/api/requests/facets").get_json()["models"] == ["m"]
