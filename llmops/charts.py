@@ -1,6 +1,7 @@
 """What the dashboard reads from Prometheus: chart series, the summary figures and firing alerts."""
 from __future__ import annotations
 
+from . import modelview
 from .errors import StackError
 from .probes import NON_MODEL_ROUTES
 from .promapi import MetricsUnavailable, PromAPI
@@ -154,6 +155,10 @@ def models_table(status: dict) -> dict:
                 {"backend": backend.get("backend"), "size": model.get("size"), "size_vram": model.get("size_vram"),
                  "expires_at": model.get("expires_at")}
             )
+    proxy_up = (components.get("proxy") or {}).get("status") == "healthy"
+    backends_up = any(b.get("status") == "healthy" for b in backends)
+    for entry in rows.values():
+        entry["note"] = modelview.route_note(entry["configured"], bool(entry["present_on"]), backends_up, proxy_up)
     return {
         "configured": configured,
         "backends": [{"backend": b.get("backend"), "status": b.get("status"), "present": b.get("present") or [],
