@@ -35,6 +35,17 @@ def _settings(config: dict):
     return settings
 
 
+def _routed_models(settings) -> dict[str, str]:
+    """Model name -> mode from the proxy's config ({} when it does not parse: the proxy says why)."""
+    from llmops import proxyconf
+    from llmops.errors import ConfigError
+
+    try:
+        return proxyconf.routed_models(proxyconf.validate(settings.litellm_config_path))
+    except ConfigError:
+        return {}
+
+
 class _TTLCache:
     """Remember answers for a few seconds so many open pages cost Prometheus one query set."""
 
@@ -84,7 +95,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter and routes. Starts probing unless told not to."""
     import requests
 
-    from llmops import charts, exporter
+    from llmops import charts, exporter, modeltraffic
     from llmops.errors import StackError
     from llmops.hostview import HostView, safe_pids, supervisor_pids
     from llmops.monitor import Monitor, default_checks
@@ -115,6 +126,12 @@ def create_app(config: dict | None = None) -> Flask:
     secret = str(settings.litellm_master_key or "")
     app.extensions["llmops"] = {"monitor": monitor, "settings": settings, "prometheus": prom}
     started = clock()
+    routed = _routed_models(settings)
+
+    def known_models() -> set[str]:
+        """Routed by the config, listed by the proxy, or present on a backend: what the model filter accepts."""
+        table = charts.models_table(monitor.status())
+        return set(routed) | {row["name"] for row in table["models"]}
 
     @app.get("/")
     def index():
@@ -128,6 +145,14 @@ def create_app(config: dict | None = None) -> Flask:
     def api_models():
         return jsonify(charts.models_table(monitor.status()))
 
+    @app.get("/api/models/traffic")
+    def api_models_traffic():
+        window = request.args.get("window", "1h")
+        charts.window_params(window, 0)  # a bad window is a 400
+        figures = cache.get(("models", window), lambda: modeltraffic.traffic(prom, window, charts.WINDOWS[window]))
+        rows = modeltraffic.merged_rows(charts.models_table(monitor.status()), figures, routed)
+        return jsonify(available=figures["available"], detail=figures["detail"], window=window, models=rows)
+
     @app.get("/api/metrics/summary")
     def api_summary():
         return jsonify(cache.get("summary", lambda: charts.summary(prom)))
@@ -136,7 +161,10 @@ def create_app(config: dict | None = None) -> Flask:
     def api_charts():
         window = request.args.get("window", "1h")
         charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-        return jsonify(cache.get(("charts", window), lambda: charts.charts(prom, window, clock())))
+        model = modeltraffic.check_model(request.args.get("model"), known_models())
+        embedders = [name for name, mode in routed.items() if mode == "embedding"]
+        return jsonify(cache.get(("charts", window, model),
+                                 lambda: charts.charts(prom, window, clock(), model, embedders)))
 
     @app.get("/api/alerts")
     def api_alerts():
@@ -164,7 +192,7 @@ def create_app(config: dict | None = None) -> Flask:
         """The one place errors become responses: JSON with a status code, never an HTML traceback."""
         if isinstance(exc, HTTPException):
             code, message = exc.code or 500, exc.description
-        elif isinstance(exc, charts.BadWindow):
+        elif isinstance(exc, (charts.BadWindow, modeltraffic.BadModel)):
             code, message = 400, str(exc)
         elif isinstance(exc, StackError):
             code, message = 503, str(exc)

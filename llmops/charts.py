@@ -1,7 +1,7 @@
 """What the dashboard reads from Prometheus: chart series, the summary figures and firing alerts."""
 from __future__ import annotations
 
-from . import modelview
+from . import modeltraffic, modelview
 from .errors import StackError
 from .probes import NON_MODEL_ROUTES
 from .promapi import MetricsUnavailable, PromAPI
@@ -70,12 +70,13 @@ def with_gaps(points: list, step: float) -> list:
     return out
 
 
-def charts(prom: PromAPI, window: str, now: float) -> dict:
-    """Every chart's series over the window; available=False with the reason when Prometheus is down."""
+def charts(prom: PromAPI, window: str, now: float, model: str | None = None, embedding_models=()) -> dict:
+    """Every chart's series over the window (one model's, or all); available=False with the reason when Prometheus is down."""
     start, end, step, rate = window_params(window, now)
-    doc = {"available": True, "detail": "", "window": window, "start": start, "end": end, "step": step, "charts": []}
+    doc = {"available": True, "detail": "", "window": window, "start": start, "end": end, "step": step, "charts": [],
+           "model": model or modeltraffic.ALL}
     try:
-        for spec in chart_specs(rate):
+        for spec in modeltraffic.model_specs(chart_specs(rate), model, rate, list(embedding_models)):
             chart = {"id": spec["id"], "title": spec["title"], "unit": spec["unit"], "series": []}
             for name, expr in spec["series"]:
                 found = prom.query_range(expr, start, end, step)

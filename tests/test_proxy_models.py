@@ -7,18 +7,14 @@ answer, and a real Prometheus scrapes the proxy, so the fallback is seen as the 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
 
 import openai
 import pytest
-import requests
 
-from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import EMBED_DIMS, EMBED_MODEL, FakeOllama
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
+from tests.proxyproc import prom_series, prom_sum, real_prometheus, real_proxy
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-proxy-models"
@@ -33,70 +29,17 @@ def fake():
 
 @pytest.fixture(scope="module")
 def proxy(fake, tmp_path_factory):
-    """The real proxy (scripts/start_litellm_proxy.sh, committed config) on a free port, 1 retry, 5 s timeout."""
+    """The real proxy (committed config) in front of the fake, 1 retry, 5 s timeout."""
     tmp = tmp_path_factory.mktemp("proxy-models")
-    port = free_port()
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url, "LITELLM_MASTER_KEY": KEY,
-                "LITELLM_TIMEOUT": "5", "LITELLM_NUM_RETRIES": "1",
-                "LLMOPS_STATE_DIR": str(tmp / "state"), "LLMOPS_ENV_FILE": str(tmp / "env")})
-    log = open(tmp / "litellm.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        assert proc.poll() is None, (tmp / "litellm.log").read_text()[-3000:]
-        try:
-            return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(ready, 120, "the proxy in front of the fake to start")
+    with real_proxy(tmp, KEY, OLLAMA_HOSTS=fake.url, LITELLM_TIMEOUT="5", LITELLM_NUM_RETRIES="1") as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def prometheus(proxy, tmp_path_factory):
-    """A real Prometheus scraping that proxy's /metrics/ every second, with the key."""
-    binary = shutil.which("prometheus")
-    if not binary:
-        pytest.fail("prometheus not found (apt-get install prometheus: `make setup`)")
-    tmp = tmp_path_factory.mktemp("prom-models")
-    port = free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n  - job_name: litellm\n    metrics_path: /metrics/\n"
-        f"    authorization: {{credentials: {KEY}}}\n"
-        f"    static_configs: [{{targets: ['{proxy.removeprefix('http://')}']}}]\n")
-    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(url), 60, "Prometheus to scrape the proxy")
+    """A real Prometheus scraping that proxy every second."""
+    with real_prometheus(tmp_path_factory.mktemp("prom-models"), proxy, KEY) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return _prom(url, 'up{job="litellm"}') == 1.0
-    except requests.RequestException:
-        return False
-
-
-def _prom(url: str, query: str) -> float | None:
-    result = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
-    return sum(float(r["value"][1]) for r in result) if result else None
 
 
 @pytest.fixture
@@ -141,7 +84,7 @@ def test_json_object_and_json_schema_reach_the_backend_as_ollama_format(client, 
 
 def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(client, fake, prometheus):
     query = (f'sum(litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}})')
-    before = _prom(prometheus, query) or 0.0
+    before = prom_sum(prometheus, query) or 0.0
     fake.set_fault("http500", model=PRIMARY)
     nonce = uuid.uuid4().hex
     raw = client.chat.completions.with_raw_response.create(
@@ -154,9 +97,8 @@ def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(c
     assert int(raw.headers["x-litellm-attempted-fallbacks"]) == 1
     seen = fake.model_counts("/api/chat", nonce)
     assert seen[PRIMARY] >= 2 and seen[FALLBACK] == 1  # the first model with its retry, then the fallback once
-    wait_for(lambda: (_prom(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
-    labels = requests.get(f"{prometheus}/api/v1/query", timeout=5, params={"query": (
-        f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')}).json()["data"]["result"]
+    wait_for(lambda: (prom_sum(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
+    labels = prom_series(prometheus, f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')
     assert any(FALLBACK in r["metric"].get("fallback_model", "") for r in labels), labels
 
 
