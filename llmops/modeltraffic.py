@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from . import modelview
 from .errors import StackError
 from .probes import NON_MODEL_ROUTES
 from .promapi import MetricsUnavailable, PromAPI
@@ -97,8 +98,13 @@ def merged_rows(table: dict, figures: dict, routed: dict[str, str]) -> list[dict
     """models_table's rows (configured/present/loaded/note) with each model's traffic and kind added."""
     rows = []
     known = {r["name"]: r for r in table.get("models", [])}
-    for name in list(known) + [m for m in figures.get("models", {}) if m not in known]:
-        base = known.get(name) or {"name": name, "configured": False, "present_on": [], "loaded_on": [], "note": None}
+    backends_up = any(b.get("status") == "healthy" for b in table.get("backends", []))
+    # The config's routes too: a routed model the proxy does not list yet and no backend has is worth a row.
+    names = list(known) + [m for m in routed if m not in known]
+    names += [m for m in figures.get("models", {}) if m not in names]
+    for name in names:
+        base = known.get(name) or {"name": name, "configured": name in routed, "present_on": [], "loaded_on": [],
+                                   "note": modelview.route_note(name in routed, False, backends_up)}
         traffic_row = figures.get("models", {}).get(name)
         kind = routed.get(name) or ("embedding" if traffic_row and traffic_row["embedding_requests"] else "chat")
         rows.append({**base, "kind": kind, "traffic": traffic_row})
