@@ -11,6 +11,7 @@ import uuid
 
 import openai
 import pytest
+import requests
 
 from tests.fakes_ollama_faults import EMBED_DIMS, EMBED_MODEL, FakeOllama
 from tests.helpers import wait_for
@@ -112,3 +113,55 @@ def test_both_chat_models_failing_is_one_clear_error(client, fake):
     assert info.value.status_code >= 500
     seen = fake.model_counts("/api/chat", nonce)
     assert seen[PRIMARY] >= 1 and seen[FALLBACK] >= 1  # the fallback was tried before giving up
+
+
+def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(proxy, fake, prometheus):
+    """Real proxy and Prometheus, the dashboard app in-process reading them: every request lands in its model's row
+    and its class, counted exactly (new series included, which increase() would undercount)."""
+    from dashboard import create_app
+    from llmops.promapi import PromAPI
+    from tests.fakes_dashboard import make_settings
+
+    fake.reset()
+    agent = {"User-Agent": f"llmops-test/rows-{uuid.uuid4().hex[:8]}"}
+    headers = {"Authorization": f"Bearer {KEY}", **agent}
+    app = create_app({"SETTINGS": make_settings(), "START_MONITOR": False, "CHECKS": [], "CACHE_SECONDS": 0,
+                      "PROMETHEUS": PromAPI(prometheus)})
+    client = app.test_client()
+
+    def rows() -> dict:
+        body = client.get("/api/models/traffic?window=15m").get_json()
+        assert body["available"], body
+        return {r["name"]: r["traffic"] or {"requests": 0, "outcomes": {}} for r in body["models"]}
+
+    before = rows()
+
+    def post(path: str, body: dict) -> int:
+        return requests.post(f"{proxy}/v1/{path}", json=body, headers=headers, timeout=60).status_code
+
+    chat = lambda model: post("chat/completions", {"model": model, "max_tokens": 4,  # noqa: E731
+                                                   "messages": [{"role": "user", "content": "hi"}]})
+    sent = {PRIMARY: [chat(PRIMARY) for _ in range(3)], FALLBACK: [chat(FALLBACK) for _ in range(2)]}
+    embeds = [post("embeddings", {"model": EMBED_MODEL, "input": ["a", "b"]}) for _ in range(2)]
+    embeds.append(post("embeddings", {"model": EMBED_MODEL, "input": [{"not": "text"}]}))  # LiteLLM: 400
+    fake.set_fault("http500", model=EMBED_MODEL)
+    embeds += [post("embeddings", {"model": EMBED_MODEL, "input": "c"}) for _ in range(2)]
+    sent[EMBED_MODEL] = embeds
+    classes = {2: "ok", 4: "client_error", 5: "server_error"}
+    expected = {m: {"requests": len(codes), **{c: sum(1 for x in codes if x // 100 == k) for k, c in classes.items()}}
+                for m, codes in sent.items()}
+    assert expected[EMBED_MODEL] == {"requests": 5, "ok": 2, "client_error": 1, "server_error": 2}, sent
+
+    def seen() -> dict:
+        now = rows()
+        out = {}
+        for model in sent:
+            new, old = now.get(model, {"requests": 0, "outcomes": {}}), before.get(model, {"requests": 0, "outcomes": {}})
+            out[model] = {"requests": new["requests"] - old["requests"],
+                          **{c: new["outcomes"].get(c, 0) - old["outcomes"].get(c, 0) for c in classes.values()}}
+        return out
+
+    wait_for(lambda: seen() == expected, 60, f"the dashboard's rows to show {expected} (last {seen()})")
+    embed_row = next(r for r in client.get("/api/models/traffic?window=15m").get_json()["models"]
+                     if r["name"] == EMBED_MODEL)
+    assert embed_row["kind"] == "embedding" and embed_row["traffic"]["embedding_requests"] >= 5
