@@ -69,55 +69,11 @@ def test_an_embedding_request_for_a_chat_model_is_a_clear_error(client):
     assert info.value.body  # an error in OpenAI's shape, not an empty answer
 
 
-def test_json_object_and_json_schema_reach_the_backend_as_ollama_format(client, fake):
-    plain = client.chat.completions.create(model=PRIMARY, messages=[{"role": "user", "content": "a JSON object"}],
-                                           response_format={"type": "json_object"}, max_tokens=16)
-    assert json.loads(plain.choices[0].message.content) == {"answer": "ok"}
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
-    shaped = client.chat.completions.create(
-        model=FALLBACK, messages=[{"role": "user", "content": "an answer"}], max_tokens=16,
-        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
-    assert json.loads(shaped.choices[0].message.content)["answer"] == "ok"
-    formats = [json.loads(s.body).get("format") for s in fake.seen
-               if s.path == "/api/chat" and b"test from litellm" not in s.body]
-    assert formats[0] == "json" and formats[1] == schema
-
-
-def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(client, fake, prometheus):
-    query = (f'sum(litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}})')
-    before = prom_sum(prometheus, query) or 0.0
-    fake.set_fault("http500", model=PRIMARY)
-    nonce = uuid.uuid4().hex
-    raw = client.chat.completions.with_raw_response.create(
-        model=PRIMARY, messages=[{"role": "user", "content": f"Say hello {nonce}"}], max_tokens=8)
-    answer = raw.parse()
-    assert answer.choices[0].message.content == "ok"
-    # The answer names the model that served it: the fallback, not the one asked for.
-    assert FALLBACK in answer.model and PRIMARY not in answer.model
-    assert raw.headers["x-litellm-model-group"] == FALLBACK
-    assert int(raw.headers["x-litellm-attempted-fallbacks"]) == 1
-    seen = fake.model_counts("/api/chat", nonce)
-    assert seen[PRIMARY] >= 2 and seen[FALLBACK] == 1  # the first model with its retry, then the fallback once
-    wait_for(lambda: (prom_sum(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
-    labels = prom_series(prometheus, f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')
-    assert any(FALLBACK in r["metric"].get("fallback_model", "") for r in labels), labels
-
-
-def test_both_chat_models_failing_is_one_clear_error(client, fake):
-    fake.set_fault("http500", model=PRIMARY)
-    fake.set_fault("http500", model=FALLBACK)
-    nonce = uuid.uuid4().hex
-    with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(model=PRIMARY, messages=[{"role": "user", "content": f"hi {nonce}"}],
-                                       max_tokens=8)
-    assert info.value.status_code >= 500
-    seen = fake.model_counts("/api/chat", nonce)
-    assert seen[PRIMARY] >= 1 and seen[FALLBACK] >= 1  # the fallback was tried before giving up
-
-
 def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(proxy, fake, prometheus):
     """Real proxy and Prometheus, the dashboard app in-process reading them: every request lands in its model's row
-    and its class, counted exactly (new series included, which increase() would undercount)."""
+    and its class, counted exactly (new series included, which increase() would undercount).
+
+    It runs before the fallback tests: the cooldowns and fallbacks they cause would move requests between models."""
     from dashboard import create_app
     from llmops.promapi import PromAPI
     from tests.fakes_dashboard import make_settings
@@ -165,3 +121,50 @@ def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(p
     embed_row = next(r for r in client.get("/api/models/traffic?window=15m").get_json()["models"]
                      if r["name"] == EMBED_MODEL)
     assert embed_row["kind"] == "embedding" and embed_row["traffic"]["embedding_requests"] >= 5
+
+
+def test_json_object_and_json_schema_reach_the_backend_as_ollama_format(client, fake):
+    plain = client.chat.completions.create(model=PRIMARY, messages=[{"role": "user", "content": "a JSON object"}],
+                                           response_format={"type": "json_object"}, max_tokens=16)
+    assert json.loads(plain.choices[0].message.content) == {"answer": "ok"}
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    shaped = client.chat.completions.create(
+        model=FALLBACK, messages=[{"role": "user", "content": "an answer"}], max_tokens=16,
+        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
+    assert json.loads(shaped.choices[0].message.content)["answer"] == "ok"
+    formats = [json.loads(s.body).get("format") for s in fake.seen
+               if s.path == "/api/chat" and b"test from litellm" not in s.body]
+    assert formats[0] == "json" and formats[1] == schema
+
+
+def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(client, fake, prometheus):
+    query = (f'sum(litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}})')
+    before = prom_sum(prometheus, query) or 0.0
+    fake.set_fault("http500", model=PRIMARY)
+    nonce = uuid.uuid4().hex
+    raw = client.chat.completions.with_raw_response.create(
+        model=PRIMARY, messages=[{"role": "user", "content": f"Say hello {nonce}"}], max_tokens=8)
+    answer = raw.parse()
+    assert answer.choices[0].message.content == "ok"
+    # The answer names the model that served it: the fallback, not the one asked for.
+    assert FALLBACK in answer.model and PRIMARY not in answer.model
+    assert raw.headers["x-litellm-model-group"] == FALLBACK
+    assert int(raw.headers["x-litellm-attempted-fallbacks"]) == 1
+    seen = fake.model_counts("/api/chat", nonce)
+    assert seen[PRIMARY] >= 2 and seen[FALLBACK] == 1  # the first model with its retry, then the fallback once
+    wait_for(lambda: (prom_sum(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
+    labels = prom_series(prometheus, f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')
+    assert any(FALLBACK in r["metric"].get("fallback_model", "") for r in labels), labels
+
+
+def test_both_chat_models_failing_is_one_clear_error(client, fake):
+    fake.set_fault("http500", model=PRIMARY)
+    fake.set_fault("http500", model=FALLBACK)
+    nonce = uuid.uuid4().hex
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model=PRIMARY, messages=[{"role": "user", "content": f"hi {nonce}"}],
+                                       max_tokens=8)
+    assert info.value.status_code >= 500
+    seen = fake.model_counts("/api/chat", nonce)
+    assert seen[PRIMARY] >= 1 and seen[FALLBACK] >= 1  # the fallback was tried before giving up
+
