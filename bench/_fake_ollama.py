@@ -30,9 +30,21 @@ async def chat(request: web.Request) -> web.Response:
     return web.json_response(CHAT)
 
 
+async def embed(request: web.Request) -> web.Response:
+    """Ollama's /api/embed: one fixed 384-number vector (all-minilm's size) per input."""
+    body = await request.json()
+    inputs = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+    return web.json_response({"model": body.get("model"), "embeddings": [VECTOR] * len(inputs),
+                              "total_duration": 1000, "load_duration": 0, "prompt_eval_count": 3 * len(inputs)})
+
+
+VECTOR = [0.05] * 384
+
+
 def app() -> web.Application:
     application = web.Application()
     application.router.add_post("/api/chat", chat)
+    application.router.add_post("/api/embed", embed)
     application.router.add_get("/api/version", lambda r: web.json_response({"version": "0.0.0-fake"}))
     application.router.add_get("/api/tags", lambda r: web.json_response(TAGS))
     return application

@@ -38,6 +38,9 @@ KEY = "sk-bench-proxy-overhead"
 BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 BODY_PROXY = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 HEADERS = {"Authorization": f"Bearer {KEY}", "User-Agent": "llmops-bench/1"}
+# The embeddings row: one short input, direct to the fake's /api/embed and through the 1-worker proxy.
+EMBED_DIRECT = {"model": "all-minilm:22m", "input": ["hi"]}
+EMBED_PROXY = {"model": "all-minilm:22m", "input": "hi"}
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 LATENCY_N = 150        # sequential requests per latency block
 THROUGHPUT_S = 3.0     # seconds per concurrency-10 block
@@ -224,10 +227,17 @@ def main() -> None:
             procs.append(proc)
             wait_http(url + "/health/liveliness", timeout=180)
             variants.append(Variant(name, url + "/v1/chat/completions", proc, note))
-        for v in variants:  # warm up; concurrent requests reach every worker
+        embeds = [Variant("direct_embed", f"http://127.0.0.1:{fake_port}/api/embed", None, "the fake's /api/embed"),
+                  Variant("shipped_1w_embed", variants[2].url.replace("/chat/completions", "/embeddings"),
+                          started[1][1], "litellm_config.yaml as shipped, 1 worker, /v1/embeddings")]
+        embeds[0].body, embeds[1].body = EMBED_DIRECT, EMBED_PROXY
+        for v in variants + embeds:  # warm up; concurrent requests reach every worker
             asyncio.run(latency(v.url, v.body, v.headers, 200))
             asyncio.run(throughput(v.url, v.body, v.headers, 10, 3))
         for r in range(ROUNDS):
+            for v in embeds:  # latency only, in the same rounds as the chat figures
+                lat = sorted(asyncio.run(latency(v.url, v.body, v.headers, LATENCY_N)))
+                v.p50s.append(statistics.median(lat))
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for v in order:
                 lat = sorted(asyncio.run(latency(v.url, v.body, v.headers, LATENCY_N)))
@@ -248,6 +258,9 @@ def main() -> None:
         def added(name: str) -> float:
             return round(by[name]["p50_ms"] - direct, 2)
 
+        embed_added = round(statistics.median(embeds[1].p50s) - statistics.median(embeds[0].p50s), 2)
+        print(f"embeddings   direct p50 {statistics.median(embeds[0].p50s):.2f} ms, through the 1-worker proxy "
+              f"+{embed_added} ms (chat +{added('shipped_1w')} ms)")
         baseline = f"same config without model_info, same run: +{added('baseline_1w')} ms"
         baseline_rps = f"same config without model_info, same run: {by['baseline_1w']['rps']:.0f} requests/s"
         metrics = {
@@ -263,6 +276,10 @@ def main() -> None:
                                                      baseline_rps),
             "proxy_rps_c10_2workers": benchfmt.metric(round(by["shipped_2w"]["rps"]), "requests/s", 200,
                                                       "higher", baseline_rps),
+            "embed_direct_p50_ms": benchfmt.metric(round(statistics.median(embeds[0].p50s), 2), "ms", None, "lower"),
+            "embed_added_p50_ms_c1_1worker": benchfmt.metric(
+                embed_added, "ms", None, "lower",
+                f"chat through the same proxy, same rounds: +{added('shipped_1w')} ms"),
             "best_added_p50_ms": benchfmt.metric(min(added("shipped_1w"), added("shipped_2w")), "ms", 8, "lower"),
             "best_rps_c10": benchfmt.metric(round(max(by["shipped_1w"]["rps"], by["shipped_2w"]["rps"])),
                                             "requests/s", 200, "higher"),
@@ -277,7 +294,8 @@ def main() -> None:
                                                      "mean of before/after: the machine's speed at the time"),
         }
         path = benchfmt.write("proxy_overhead", metrics, {
-            **by, "rounds": ROUNDS, "latency_requests_per_round": LATENCY_N,
+            **by, "rounds": ROUNDS,
+            "embeddings_p50_ms_per_round": {v.name: [round(x, 2) for x in v.p50s] for v in embeds}, "latency_requests_per_round": LATENCY_N,
             "throughput_seconds_per_round": THROUGHPUT_S,
             "sdk_in_process_p50_ms": {"before": speed_before, "after": speed_after},
             "profile_top_frames_1_worker": top,
