@@ -112,7 +112,7 @@ async function refreshModels() {
     }
     tbody.replaceChildren(...m.models.map(r => el("tr", {},
       el("td", {}, r.name),
-      el("td", r.note ? { class: "model-note" } : {}, (r.configured ? "yes" : "no") + (r.note ? ` (${r.note})` : "")),
+      el("td", {}, r.configured ? "yes" : "no"),
       el("td", {}, r.present_on.length ? r.present_on.join(", ") + (r.size ? ` (${bytes(r.size)})` : "") : "nowhere"),
       el("td", {}, r.loaded_on.length ? r.loaded_on.map(l =>
         `${l.backend}: ${bytes(l.size)}${l.size_vram ? `, ${bytes(l.size_vram)} VRAM` : ""}` +
