@@ -51,6 +51,7 @@ def queries(seconds: int) -> dict[str, str]:
         "p50_s": f"histogram_quantile(0.5, sum by (requested_model, le) (rate({latency}[{rate}])))",
         "p95_s": f"histogram_quantile(0.95, sum by (requested_model, le) (rate({latency}[{rate}])))",
         "ttft_p50_s": f"histogram_quantile(0.5, sum by (requested_model, le) (rate({ttft}[{rate}])))",
+        "fallbacks": f"sum by (requested_model) ({_window_count('litellm_deployment_successful_fallbacks_total', seconds)})",
         "output_tokens_per_s": f"sum by (requested_model) (rate(litellm_output_tokens_metric_total[{rate}]))",
         "input_tokens_per_s": f"sum by (requested_model) (rate(litellm_input_tokens_metric_total[{rate}]))",
     }
@@ -69,7 +70,7 @@ def traffic(prom: PromAPI, window: str, seconds: int) -> dict:
         return models.setdefault(model, {"requests": 0, "outcomes": {name: 0 for name, _ in CLASSES},
                                          "p50_s": None, "p95_s": None, "ttft_p50_s": None,
                                          "output_tokens_per_s": None, "embedding_requests": 0,
-                                         "embeddings_per_s": None})
+                                         "embeddings_per_s": None, "fallbacks": 0})
 
     for sample in found["counts"]:
         model = sample.labels.get("requested_model")
@@ -85,6 +86,10 @@ def traffic(prom: PromAPI, window: str, seconds: int) -> dict:
         if model and sample.value:
             row(model)["embedding_requests"] = int(round(sample.value))
             row(model)["embeddings_per_s"] = round(sample.value / seconds, 6)
+    for sample in found["fallbacks"]:  # answered by the fallback model instead of this one
+        model = sample.labels.get("requested_model")
+        if model and sample.value:
+            row(model)["fallbacks"] = int(round(sample.value))
     for name in ("p50_s", "p95_s", "ttft_p50_s", "output_tokens_per_s"):
         for sample in found[name]:
             model = sample.labels.get("requested_model")

@@ -34,8 +34,10 @@
   }
 
   function outcomes(t) {
-    if (!t || !t.requests) return "-";
-    return CLASSES.filter(([k]) => t.outcomes[k]).map(([k, label]) => `${label} ${t.outcomes[k]}`).join(", ");
+    if (!t || (!t.requests && !t.fallbacks)) return "-";
+    const parts = CLASSES.filter(([k]) => t.outcomes[k]).map(([k, label]) => `${label} ${t.outcomes[k]}`);
+    if (t.fallbacks) parts.push(`fell back ${t.fallbacks}`);  // answered by the fallback model
+    return parts.join(", ");
   }
 
   function row(r) {

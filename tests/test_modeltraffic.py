@@ -91,12 +91,14 @@ def test_traffic_rows_count_each_class_per_model():
         "embedding_requests": [s(4, requested_model="all-minilm:22m")],
         "p50_s": [s(0.2, requested_model="smollm2:135m"), s(None, requested_model="all-minilm:22m")],
         "output_tokens_per_s": [s(12.5, requested_model="smollm2:135m")],
+        "fallbacks": [s(2, requested_model="smollm2:135m")],
     })
     doc = modeltraffic.traffic(prom, "1h", 3600)
     chat, embed = doc["models"]["smollm2:135m"], doc["models"]["all-minilm:22m"]
     assert chat["requests"] == 12
     assert chat["outcomes"] == {"ok": 5, "client_error": 3, "rate_limited": 1, "timeout": 1, "server_error": 2}
     assert chat["p50_s"] == 0.2 and chat["output_tokens_per_s"] == 12.5 and chat["embedding_requests"] == 0
+    assert chat["fallbacks"] == 2 and embed["fallbacks"] == 0
     assert embed["requests"] == embed["embedding_requests"] == 4 and embed["p50_s"] is None
     assert embed["embeddings_per_s"] == pytest.approx(4 / 3600, abs=1e-6)
 

@@ -154,6 +154,15 @@ def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(c
     assert seen[PRIMARY] >= 2 and seen[FALLBACK] == 1  # the first model with its retry, then the fallback once
     wait_for(lambda: (prom_sum(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
     labels = prom_series(prometheus, f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')
+    # ...and the dashboard's row for the model that failed says it fell back.
+    from dashboard import create_app
+    from llmops.promapi import PromAPI
+    from tests.fakes_dashboard import make_settings
+
+    app = create_app({"SETTINGS": make_settings(), "START_MONITOR": False, "CHECKS": [], "CACHE_SECONDS": 0,
+                      "PROMETHEUS": PromAPI(prometheus)})
+    rows = {r["name"]: r for r in app.test_client().get("/api/models/traffic?window=15m").get_json()["models"]}
+    assert rows[PRIMARY]["traffic"]["fallbacks"] >= 1
     assert any(FALLBACK in r["metric"].get("fallback_model", "") for r in labels), labels
 
 
