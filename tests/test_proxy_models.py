@@ -3,6 +3,7 @@
 The committed litellm_config.yaml is used as is: two chat models (ollama_chat/), one embedding model (ollama/ ->
 /api/embed) and fallbacks between the chat models. The fake lets one model's deployment fail while the others
 answer, and a real Prometheus scrapes the proxy, so the fallback is seen as the client and the operator see it.
+The tests that make a model fail come last: the proxy cools a failed deployment down for 30 s (cooldown_time).
 """
 from __future__ import annotations
 
@@ -123,6 +124,29 @@ def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(p
     assert embed_row["kind"] == "embedding" and embed_row["traffic"]["embedding_requests"] >= 5
 
 
+def test_the_generator_through_the_real_proxy_counts_a_mix_and_embeddings_once(proxy, fake, tmp_path):
+    import json as _json
+
+    from llmops.traffic import TrafficConfig, run
+
+    fake.reset()
+    out = tmp_path / "mix.jsonl"
+    result = run(TrafficConfig(url=proxy, api_key=KEY, model=f"{PRIMARY},{FALLBACK}:3", max_requests=40,
+                               concurrency=4, seed=9, output=out, max_tokens=4))
+    lines = [_json.loads(line) for line in out.read_text().splitlines()]
+    assert result.exit_code == 0, result.verdict
+    assert sorted(r["id"] for r in lines) == list(range(1, 41)) and all(r["status"] == "ok" for r in lines)
+    by_model = {m: sum(1 for r in lines if r["model"] == m) for m in (PRIMARY, FALLBACK)}
+    assert {m: v["requests"]["total"] for m, v in result.summary["models"].items()} == by_model
+    sent = fake.model_counts("/api/chat")
+    assert sent[PRIMARY] >= by_model[PRIMARY] and sent[FALLBACK] >= by_model[FALLBACK]  # + health checks
+    embed = run(TrafficConfig(url=proxy, api_key=KEY, model=EMBED_MODEL, endpoint="embeddings", batch=4,
+                              max_requests=10, concurrency=2, seed=9))
+    assert embed.summary["requests"] == {**embed.summary["requests"], "total": 10, "ok": 10}
+    bodies = [_json.loads(s.body) for s in fake.seen if s.path == "/api/embed" and b"test from litellm" not in s.body]
+    assert len(bodies) == 10 and all(len(b["input"]) == 4 for b in bodies)
+
+
 def test_json_object_and_json_schema_reach_the_backend_as_ollama_format(client, fake):
     plain = client.chat.completions.create(model=PRIMARY, messages=[{"role": "user", "content": "a JSON object"}],
                                            response_format={"type": "json_object"}, max_tokens=16)
@@ -135,6 +159,20 @@ def test_json_object_and_json_schema_reach_the_backend_as_ollama_format(client, 
     formats = [json.loads(s.body).get("format") for s in fake.seen
                if s.path == "/api/chat" and b"test from litellm" not in s.body]
     assert formats[0] == "json" and formats[1] == schema
+
+
+def test_the_embedding_canary_sees_a_broken_embedding_route_without_traffic(proxy, fake):
+    import requests as http
+
+    from llmops import probes
+
+    fake.reset()
+    assert probes.probe_embedding_canary(http.Session(), proxy, KEY, EMBED_MODEL).status == "healthy"
+    fake.set_fault("http500", model=EMBED_MODEL)
+    broken = probes.probe_embedding_canary(http.Session(), proxy, KEY, EMBED_MODEL)
+    assert broken.status == "unhealthy" and f"embeddings for {EMBED_MODEL} answered HTTP 5" in broken.detail
+    # The chat canary still answers: the kinds are told apart.
+    assert probes.probe_canary(http.Session(), proxy, KEY, PRIMARY).status == "healthy"
 
 
 def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(client, fake, prometheus):
@@ -176,4 +214,3 @@ def test_both_chat_models_failing_is_one_clear_error(client, fake):
     assert info.value.status_code >= 500
     seen = fake.model_counts("/api/chat", nonce)
     assert seen[PRIMARY] >= 1 and seen[FALLBACK] >= 1  # the fallback was tried before giving up
-
