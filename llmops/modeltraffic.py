@@ -12,6 +12,7 @@ TOTAL = "litellm_proxy_total_requests_metric_total"
 REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"llmops-canary.*"'
 EMBEDDING_ROUTES = ".*embeddings"
 ALL = "all"
+SHARED = ("inflight",)  # charts of the one queue every model shares: not filtered by model
 # Outcome classes by the proxy's HTTP status (LiteLLM answers a backend timeout with 408).
 CLASSES = (("ok", "2.."), ("client_error", "4.."), ("rate_limited", "429"), ("timeout", "408"),
            ("server_error", "5.."))
@@ -166,6 +167,10 @@ def model_specs(specs: list[dict], model: str | None, rate: str, embedding_model
             bucket = f'litellm_request_total_latency_metric_bucket{{requested_model=~"{chosen}"}}'
             series += [(f"embeddings p{int(q * 100)}",
                         f"histogram_quantile({q}, sum by (le) (rate({bucket}[{rate}])))") for q in (0.5, 0.95)]
+        if model and spec["id"] in SHARED:
+            # In flight and queued are one queue for all models (no model label): shown whole, and said so.
+            out.append({**spec, "series": series, "title": f"{spec['title']} (all models)"})
+            continue
         if model:
             series = [(name, filter_expr(expr, model)) for name, expr in series]
         out.append({**spec, "series": series})
