@@ -22,8 +22,11 @@ from tests.proxyproc import prom_series, prom_sum, real_prometheus, real_proxy
 
 pytestmark = pytest.mark.integration
 CHAT_A, CHAT_B, EMBED = "smollm2:135m", "gemma3:270m", "all-minilm:22m"
-SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-          "required": ["name", "age"]}
+# maxLength keeps the answer within max_tokens: a grammar guarantees the shape, not that it ends in time.
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+                                           "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+          "required": ["name", "age"], "additionalProperties": False}
+JSON_TOKENS = 256
 
 
 def backend_models(stack) -> list[str]:
@@ -58,20 +61,25 @@ def test_embeddings_through_the_proxy_with_the_openai_client(ensure_stack_ready,
     assert many.usage.prompt_tokens > 0
 
 
-@pytest.mark.parametrize("model", [CHAT_A, CHAT_B])
+# Only the instruction-tuned model: gemma3:270m is a base checkpoint, and in json_object mode (no schema to bound
+# it) it kept adding keys past 256 tokens (measured on #15's backend): a grammar guarantees the shape, not an end.
+@pytest.mark.parametrize("model", [CHAT_A])
 def test_json_mode_through_the_proxy_parses(ensure_stack_ready, client, model):
-    need(ensure_stack_ready, CHAT_B, EMBED)  # grammar-constrained JSON came with #15's backend
+    need(ensure_stack_ready, CHAT_B)  # grammar-constrained JSON came with #15's backend, as gemma3:270m did
     answer = client.chat.completions.create(
-        model=model, max_tokens=64, response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": "Describe a cat as a JSON object with a name field."}])
-    assert isinstance(json.loads(answer.choices[0].message.content), dict)
+        model=model, max_tokens=JSON_TOKENS, response_format={"type": "json_object"}, temperature=0,
+        messages=[{"role": "user", "content": 'Reply with a JSON object like {"name": "Tom"} for a cat.'}])
+    choice = answer.choices[0]
+    if choice.finish_reason == "length":
+        pytest.fail(f"{model} did not finish its JSON within {JSON_TOKENS} tokens: {choice.message.content[:200]!r}")
+    assert isinstance(json.loads(choice.message.content), dict)
 
 
 @pytest.mark.parametrize("model", [CHAT_A, CHAT_B])
 def test_json_schema_through_the_proxy_validates(ensure_stack_ready, client, model):
-    need(ensure_stack_ready, CHAT_B, EMBED)
+    need(ensure_stack_ready, CHAT_B)
     answer = client.chat.completions.create(
-        model=model, max_tokens=64,
+        model=model, max_tokens=JSON_TOKENS, temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": SCHEMA}},
         messages=[{"role": "user", "content": "Invent a person: name and age."}])
     jsonschema.validate(json.loads(answer.choices[0].message.content), SCHEMA)
@@ -136,9 +144,11 @@ def test_the_generator_with_embeddings_counts_every_request_once(ensure_stack_re
 
 def test_the_generator_checks_json_answers_from_the_real_model(ensure_stack_ready, tmp_path):
     stack = ensure_stack_ready
-    need(stack, CHAT_B, EMBED)
+    need(stack, CHAT_B)
     schema = tmp_path / "person.json"
     schema.write_text(json.dumps(SCHEMA))
+    out = tmp_path / "requests.jsonl"
     result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, model=CHAT_A, max_requests=4,
-                               max_tokens=64, seed=2, response_format=str(schema)))
-    assert result.summary["requests"]["ok"] == 4, result.summary["failures"]
+                               max_tokens=JSON_TOKENS, seed=2, response_format=str(schema), output=out))
+    errors = [e for line in out.read_text().splitlines() if (e := json.loads(line)["error"])]
+    assert result.summary["requests"]["ok"] == 4, (result.summary["failures"], errors)

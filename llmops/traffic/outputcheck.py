@@ -48,7 +48,7 @@ class OutputCheck:
         try:
             doc = json.loads(text)
         except ValueError as exc:
-            return f"answer is not JSON ({exc.msg} at char {exc.pos}): {text[:80]!r}"
+            return f"answer is not JSON ({exc}): {text[:80]!r}"
         if self.schema is None:
             return None if isinstance(doc, dict) else f"answer is JSON but not an object: {text[:80]!r}"
         error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(self.schema)(self.schema)
