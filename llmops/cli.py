@@ -36,11 +36,24 @@ def cmd_status(stack: Stack, args: argparse.Namespace) -> int:
             health = "ok" if r["healthy"] else ("skipped" if r["optional"] and not r["healthy"] else "FAIL")
             print(f"{r['name']:<15}{r['state']:<21}{r['pid'] or '-':>8}  {r['address']:<22}"
                   f"{_uptime(r['uptime_s']):>8}  {health:<8}{latency:>9}  {r['health']}")
+        _print_models(stack)
         changed = stack.changed_settings() if stack.supervisor.running() else []
         if changed:
             print(f"note: the running stack was started with other settings ({'; '.join(changed)}); "
                   "`make start` or `make restart` applies these")
     return 0 if all(r["healthy"] for r in rows if not r["optional"]) else 1
+
+
+def _print_models(stack: Stack) -> None:
+    """Routed by the proxy vs present on the backends, one line a model (mismatches named)."""
+    import requests
+
+    from .stack import modelview
+
+    view = modelview.stack_models(stack.settings, requests.Session())
+    print("\n" + modelview.STATUS_HEADER)
+    for line in modelview.status_lines(view):
+        print(line)
 
 
 def cmd_health(stack: Stack, args: argparse.Namespace) -> int:

@@ -263,6 +263,32 @@ def probe_canary(
     return _timed(clock, body)
 
 
+def probe_embedding_canary(
+    session, proxy_url: str, key: str, model: str, timeout: float = 30.0, clock=time.perf_counter
+) -> ProbeResult:
+    """One one-word embeddings request through the proxy with the canary's User-Agent: the embedding route works."""
+
+    def body() -> ProbeResult:
+        headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        response = _call(session, "POST", f"{proxy_url}/v1/embeddings", timeout, headers=headers,
+                         json={"model": model, "input": "ping"})
+        if response.status_code != 200:
+            kind = "auth" if response.status_code in (401, 403) else "http"
+            return ProbeResult(UNHEALTHY, None, f"embeddings for {model} answered HTTP {response.status_code}", kind,
+                               {"model": model, "kind": "embedding"})
+        data = _json(response, "embeddings").get("data") or []
+        vector = data[0].get("embedding") if data and isinstance(data[0], dict) else None
+        if not vector:
+            return ProbeResult(UNHEALTHY, None, f"embeddings for {model} returned no vector", "empty",
+                               {"model": model, "kind": "embedding"})
+        return ProbeResult(HEALTHY, None, f"embeddings for {model} answered ({len(vector)} dims)", "",
+                           {"model": model, "kind": "embedding", "dims": len(vector)})
+
+    return _timed(clock, body)
+
+
 def probe_proxy_detail(session, base_url: str, key: str, timeout: float = 120.0, clock=time.perf_counter) -> ProbeResult:
     """LiteLLM's own /health (a real generation per model) and version: detail only, never the verdict."""
 

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Importing litellm (the request-log callback's tests, the Router test) would otherwise load the
 # project's .env into os.environ (LiteLLM's DEV mode runs load_dotenv), leaking the user's key into tests.
 os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # and must not reach for the network
 
 # The test stack never collides with a stack the user runs: its own ports, state, logs and key.
 # LLMOPS_TEST_PORT_OFFSET shifts every test port, so two checkouts can run their suites side by side.

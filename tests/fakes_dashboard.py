@@ -84,6 +84,8 @@ def proxy_routes(models=("smollm2:135m",), status=200) -> dict:
     return {
         f"GET {PROXY}/v1/models": models_answer,
         f"POST {PROXY}/v1/chat/completions": FakeResponse(200, {"choices": [{"message": {"content": "p"}}]}),
+        f"POST {PROXY}/v1/embeddings": FakeResponse(200, {"object": "list", "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.1] * 384}]}),
         f"GET {PROXY}/health/readiness": FakeResponse(200, {"status": "healthy", "litellm_version": "1.108.7"}),
         f"GET {PROXY}/health": FakeResponse(200, {"healthy_count": 1, "unhealthy_count": 0}),
     }

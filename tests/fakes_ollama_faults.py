@@ -1,5 +1,9 @@
 """The one FAKE Ollama of the tests and benchmarks: switchable faults (slow, 500, malformed JSON, truncated
-stream, 10 MB, reset), counted requests; `python tests/fakes_ollama_faults.py --port N` serves a healthy one."""
+stream, 10 MB, reset), counted requests; `python tests/fakes_ollama_faults.py --port N` serves a healthy one.
+
+It serves several models (chat ones and an embedding one, /api/embed and /api/embeddings); a fault can be set
+for one path, one model, or both, so a test can make one model's deployment fail while the others answer.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +18,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 MODEL = "smollm2:135m"
+CHAT_MODELS = (MODEL, "gemma3:270m")
+EMBED_MODEL = "all-minilm:22m"
+EMBED_DIMS = 384
+MODELS = (*CHAT_MODELS, EMBED_MODEL)
 HUGE_BYTES = 10 * 1024 * 1024
 # Every fault the fake can play; "ok" answers like a healthy Ollama.
 MODES = ("ok", "slow", "http500", "malformed", "truncated", "nodone", "huge", "reset")
@@ -41,11 +49,28 @@ def _stamp() -> str:
     return "2026-01-01T00:00:00Z"
 
 
-def _chat_line(content: str, done: bool) -> dict:
-    line = {"model": MODEL, "created_at": _stamp(), "message": {"role": "assistant", "content": content}, "done": done}
+def _chat_line(content: str, done: bool, model: str = MODEL) -> dict:
+    line = {"model": model, "created_at": _stamp(), "message": {"role": "assistant", "content": content}, "done": done}
     if done:
         line.update(done_reason="stop", total_duration=1000, prompt_eval_count=3, eval_count=2)
     return line
+
+
+def _model_of(body: bytes) -> str | None:
+    """The "model" field of a JSON request body, or None."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return data.get("model") if isinstance(data, dict) else None
+
+
+def _format_of(body: bytes) -> object:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return data.get("format") if isinstance(data, dict) else None
 
 
 def _ndjson(objs: list[dict]) -> bytes:
@@ -57,7 +82,8 @@ class FakeOllama:
 
     def __init__(self, port: int = 0):
         self._lock = threading.Lock()
-        self._faults: dict[str, Fault] = {}
+        self._faults: dict[tuple[str | None, str | None], Fault] = {}
+        self.models = list(MODELS)
         self.default = Fault()
         self.seen: list[Seen] = []
         self._loop = asyncio.new_event_loop()
@@ -66,15 +92,15 @@ class FakeOllama:
         self.port = port
 
     # -- control ---------------------------------------------------------------
-    def set_fault(self, mode: str, delay: float = 0.0, path: str | None = None) -> None:
-        """Play `mode` on `path` (e.g. "/api/chat"), or on every path when path is None."""
+    def set_fault(self, mode: str, delay: float = 0.0, path: str | None = None, model: str | None = None) -> None:
+        """Play `mode` on `path` (e.g. "/api/chat") and/or for `model`; on everything when both are None."""
         if mode not in MODES:
             raise ValueError(f"unknown fault {mode!r} (expected one of {', '.join(MODES)})")
         with self._lock:
-            if path is None:
+            if path is None and model is None:
                 self.default, self._faults = Fault(mode, delay), {}
             else:
-                self._faults[path] = Fault(mode, delay)
+                self._faults[(path, model)] = Fault(mode, delay)
 
     def reset(self) -> None:
         """Back to healthy answers everywhere and forget what was seen."""
@@ -86,6 +112,13 @@ class FakeOllama:
         """Requests received per path, e.g. {"/api/chat": 2}."""
         with self._lock:
             return Counter(s.path for s in self.seen)
+
+    def model_counts(self, path: str | None = None, marker: str | None = None) -> Counter:
+        """Requests received per model named in the body (on `path` only, and holding `marker`, when given)."""
+        needle = marker.encode() if marker else b""
+        with self._lock:
+            seen = [s for s in self.seen if (path is None or s.path == path) and needle in s.body]
+        return Counter(_model_of(s.body) for s in seen)
 
     def attempts(self, marker: str, path: str = "/api/chat") -> int:
         """Requests to `path` whose body holds `marker` (a nonce the test put in its prompt)."""
@@ -129,9 +162,12 @@ class FakeOllama:
         await web.SockSite(self._runner, sock).start()
 
     # -- serving ---------------------------------------------------------------
-    def _fault_for(self, path: str) -> Fault:
+    def _fault_for(self, path: str, model: str | None) -> Fault:
         with self._lock:
-            return self._faults.get(path, self.default)
+            for key in ((path, model), (None, model), (path, None)):
+                if key in self._faults:
+                    return self._faults[key]
+            return self.default
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -140,7 +176,8 @@ class FakeOllama:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self.seen.append(Seen(request.method, request.path, body))
-        fault = self._fault_for(request.path)
+        model = _model_of(body)
+        fault = self._fault_for(request.path, model)
         if fault.mode == "slow":
             await asyncio.sleep(fault.delay)
             if request.transport is None or request.transport.is_closing():
@@ -152,14 +189,38 @@ class FakeOllama:
         if fault.mode == "malformed":
             return web.Response(body=b'{"model": "smollm2:135m", "message": {"role": "assist', status=200,
                                 content_type="application/json")
+        if request.path in ("/api/chat", "/api/generate") and model is not None and model not in self.models:
+            return web.json_response({"error": f"model \"{model}\" not found, try pulling it first"}, status=404)
         if request.path == "/api/chat":
             try:
                 return await self._chat(request, body, fault.mode)
             except ConnectionResetError:
                 raise asyncio.CancelledError() from None  # the client hung up mid-stream
         if request.path == "/api/generate":
-            return web.json_response({"model": MODEL, "created_at": _stamp(), "response": "ok", "done": True})
+            return web.json_response({"model": model or MODEL, "created_at": _stamp(), "response": "ok", "done": True})
+        if request.path in ("/api/embed", "/api/embeddings"):
+            return self._embed(request.path, body)
         return self._info(request.path)
+
+    def _embed(self, path: str, body: bytes) -> web.Response:
+        """Ollama's /api/embed (input: a string or a list) and legacy /api/embeddings (prompt): 384 zeros-and-one."""
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            return web.json_response({"error": "fake ollama: request body is not JSON"}, status=400)
+        model = data.get("model")
+        if model not in self.models:
+            return web.json_response({"error": f"model \"{model}\" not found, try pulling it first"}, status=404)
+        vector = [1.0] + [0.0] * (EMBED_DIMS - 1)
+        if path == "/api/embeddings":
+            return web.json_response({"embedding": vector})
+        inputs = data.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            return web.json_response({"error": "invalid input type"}, status=400)
+        return web.json_response({"model": model, "embeddings": [vector for _ in inputs],
+                                  "total_duration": 1000, "load_duration": 0,
+                                  "prompt_eval_count": sum(len(i.split()) for i in inputs)})
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         """Close the socket with SO_LINGER 0: the peer gets an RST and no response at all."""
@@ -176,8 +237,8 @@ class FakeOllama:
         if path == "/api/version":
             return web.json_response({"version": "0.0.0-fake-faults"})
         if path == "/api/tags":
-            return web.json_response({"models": [{"name": MODEL, "model": MODEL, "size": 1000,
-                                                  "modified_at": _stamp()}]})
+            return web.json_response({"models": [{"name": m, "model": m, "size": 1000, "modified_at": _stamp()}
+                                                 for m in self.models]})
         if path == "/api/ps":
             return web.json_response({"models": []})
         if path == "/api/show":
@@ -190,29 +251,31 @@ class FakeOllama:
             stream = json.loads(body or b"{}").get("stream", True)
         except ValueError:
             return web.json_response({"error": "fake ollama: request body is not JSON"}, status=400)
-        content = "x" * HUGE_BYTES if mode == "huge" else "ok"
+        model = _model_of(body) or MODEL
+        # JSON mode (format "json" or a schema): a JSON object, as Ollama's grammar-constrained decoding gives.
+        content = "x" * HUGE_BYTES if mode == "huge" else ('{"answer": "ok"}' if _format_of(body) else "ok")
         if not stream:
             if mode in ("truncated", "nodone"):
                 # A non-streamed answer cut mid-object: the same bytes a dropped stream leaves.
-                text = json.dumps(_chat_line(content, True))
+                text = json.dumps(_chat_line(content, True, model))
                 return web.Response(body=text[: len(text) // 2].encode(), content_type="application/json")
-            return web.json_response(_chat_line(content, True))
+            return web.json_response(_chat_line(content, True, model))
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         if mode == "huge":
             piece = 256 * 1024
             for start in range(0, HUGE_BYTES, piece):
-                await response.write(_ndjson([_chat_line(content[start:start + piece], False)]))
-            await response.write(_ndjson([_chat_line("", True)]))
+                await response.write(_ndjson([_chat_line(content[start:start + piece], False, model)]))
+            await response.write(_ndjson([_chat_line("", True, model)]))
         elif mode == "truncated":
             # Two good lines, then half an object, then a clean end of the chunked body.
-            await response.write(_ndjson([_chat_line("Hel", False), _chat_line("lo", False)]))
-            await response.write(json.dumps(_chat_line(" world", False)).encode()[:20])
+            await response.write(_ndjson([_chat_line("Hel", False, model), _chat_line("lo", False, model)]))
+            await response.write(json.dumps(_chat_line(" world", False, model)).encode()[:20])
         elif mode == "nodone":
             # Well-formed lines that never say done:true (a backend that stopped early).
-            await response.write(_ndjson([_chat_line("Hel", False), _chat_line("lo", False)]))
+            await response.write(_ndjson([_chat_line("Hel", False, model), _chat_line("lo", False, model)]))
         else:
-            await response.write(_ndjson([_chat_line("o", False), _chat_line("k", False), _chat_line("", True)]))
+            await response.write(_ndjson([_chat_line("o", False, model), _chat_line("k", False, model), _chat_line("", True, model)]))
         await response.write_eof()
         return response
 

@@ -5,7 +5,9 @@ Behaviour keys (all optional): status (200), ttft (s before the first token), to
 tokens), tokens (4), usage (True: a usage chunk when asked with stream_options), truncate_after
 (close the connection after that many content chunks), hang (never answer), reset (close without
 answering), bad_json (a 200 that is not a chat completion), stream_error (an error event after the
-first token).
+first token), content (the answer's text instead of "tok " per token; streamed in 4-character pieces).
+POST /v1/embeddings answers one 8-number vector per input (behaviour keys status, hang, bad_json, short: one
+vector too few); `embeddings` keeps the bodies it received.
 
 Runs in a thread (`with FakeOpenAI(...) as fake:`) or as a process for benchmarks:
 `python tests/fakes_traffic.py [--port 0]` prints `PORT <n>` once it listens.
@@ -44,6 +46,7 @@ class FakeOpenAI:
         self.models = [MODEL] if models is None else models
         self.key = key
         self.requests: list[tuple[dict, dict]] = []
+        self.embeddings: list[dict] = []
         self.port = 0
         self._count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,6 +63,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embed)
         return app
 
     def _auth(self, request: web.Request) -> web.Response | None:
@@ -86,6 +90,28 @@ class FakeOpenAI:
             return self.plan(n, body)
         return self.plan[n % len(self.plan)]
 
+    async def _embed(self, request: web.Request) -> web.Response:
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        body = await request.json()
+        self.embeddings.append(body)
+        b = self._behaviour(body)
+        if b.get("hang"):
+            await self._release.wait()
+            return web.Response(status=503)
+        status = b.get("status", 200)
+        if status != 200:
+            return web.json_response({"error": {"message": f"fake {status}", "code": status}}, status=status)
+        if b.get("bad_json"):
+            return web.Response(text="<html>not json</html>", content_type="application/json")
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        n = len(inputs) - 1 if b.get("short") else len(inputs)
+        return web.json_response({
+            "object": "list", "model": body.get("model", MODEL),
+            "data": [{"object": "embedding", "index": i, "embedding": [0.125] * 8} for i in range(n)],
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         refused = self._auth(request)
         if refused is not None:
@@ -102,7 +128,11 @@ class FakeOpenAI:
         status = b.get("status", 200)
         if status != 200:
             return web.json_response({"error": {"message": f"fake {status}", "code": status}}, status=status)
-        tokens, ttft, gap = b.get("tokens", 4), b.get("ttft", 0.0), b.get("token_delay", 0.0)
+        content = b.get("content")
+        pieces = [content[i:i + 4] for i in range(0, len(content), 4)] if content else None
+        tokens = len(pieces) if pieces else b.get("tokens", 4)
+        ttft, gap = b.get("ttft", 0.0), b.get("token_delay", 0.0)
+        piece = (lambda i: pieces[i]) if pieces else (lambda i: "tok ")
         if not body.get("stream"):
             if ttft or gap:
                 await asyncio.sleep(ttft + gap * max(tokens - 1, 0))
@@ -110,7 +140,7 @@ class FakeOpenAI:
                 return web.Response(text="<html>not json</html>", content_type="application/json")
             return web.json_response({
                 "id": "chatcmpl-fake", "object": "chat.completion", "model": MODEL,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok " * tokens},
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content or "tok " * tokens},
                              "finish_reason": "length"}],
                 "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}})
         usage = b.get("usage", True) and (body.get("stream_options") or {}).get("include_usage")
@@ -122,7 +152,7 @@ class FakeOpenAI:
         plain = not (ttft or gap or b.get("truncate_after") is not None or b.get("stream_error")
                      or b.get("bad_json"))
         if plain:  # zero latency: the whole stream in one write, as cheap as the fake can be
-            payload = b"".join(_delta(i, "tok ") for i in range(tokens)) + tail
+            payload = b"".join(_delta(i, piece(i)) for i in range(tokens)) + tail
             return web.Response(body=payload, content_type="text/event-stream")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -134,7 +164,7 @@ class FakeOpenAI:
                 return resp
             if b.get("bad_json") and i == 1:
                 await resp.write(b"data: {not json\n\n")
-            await resp.write(_delta(i, "tok "))
+            await resp.write(_delta(i, piece(i)))
             if b.get("stream_error"):
                 await resp.write(_chunk({"error": {"message": "fake backend died", "code": 500}}))
                 await resp.write_eof()

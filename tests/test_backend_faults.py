@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import pytest
 import requests
+import yaml
 
 from llmops import health as probes
 from llmops.dashboard.monitor import Check, Monitor
@@ -92,10 +93,22 @@ class Outcome:
         return json.loads(self.body)["choices"][0]["finish_reason"]
 
 
+def single_model_config(tmp) -> str:
+    """The committed config without its fallbacks: these cases measure one model's own retries and timeouts
+    (with fallbacks the other model is tried too, doubling the attempts and the time; tests/test_proxy_models.py)."""
+    data = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    for key in ("fallbacks", "context_window_fallbacks"):
+        data.get("router_settings", {}).pop(key, None)
+    path = tmp / "litellm_config.single.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
 def start_proxy(fake: FakeOllama, timeout: float, tmp) -> Proxy:
     port = free_port()
     env = test_environ()
     env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url, "LITELLM_MASTER_KEY": KEY,
+                "LITELLM_CONFIG": single_model_config(tmp),
                 "LITELLM_TIMEOUT": f"{timeout:g}", "LITELLM_NUM_RETRIES": str(RETRIES),
                 "LLMOPS_STATE_DIR": str(tmp / f"state-{timeout:g}"), "LLMOPS_ENV_FILE": str(tmp / f"env-{timeout:g}")})
     log = open(tmp / f"litellm-{timeout:g}.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd

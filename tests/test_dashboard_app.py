@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dashboard import create_app
+from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.fakes_dashboard import (
     BACKEND,
@@ -115,8 +115,9 @@ def test_requests_chart_has_one_series_per_class():
     app, _ = build(healthy_stack(traffic={"200": 30, "400": 15}))
     body = app.test_client().get("/api/charts?window=15m").get_json()
     requests_chart, errors_chart = body["charts"][0], body["charts"][1]
-    assert [s["name"] for s in requests_chart["series"]] == [
+    assert [s["name"] for s in requests_chart["series"]][:5] == [
         "ok (2xx)", "client error (4xx)", "rate limited (429)", "server error (5xx)", "timeout"]
+    assert [s["name"] for s in requests_chart["series"]][5:] == ["embeddings (any outcome)"]  # its own kind
     values = {s["name"]: {v for _, v in s["points"]} for s in requests_chart["series"]}
     assert values["ok (2xx)"] == {2.0} and values["client error (4xx)"] == {1.0}  # per 15 s step
     assert values["timeout"] == {0.0}

@@ -50,9 +50,9 @@ def test_render_makes_one_deployment_per_backend_with_limits(tmp_path):
     s = settings.load(env_file=tmp_path / "x", environ={
         "BACKENDS": "3", "OLLAMA_PORT": "21000", "LITELLM_MAX_PARALLEL": "2", "LITELLM_RPM": "60"})
     data = proxyconf.render(s)
-    bases = [m["litellm_params"]["api_base"] for m in data["model_list"]]
+    bases = [m["litellm_params"]["api_base"] for m in data["model_list"] if m["model_name"] == "smollm2:135m"]
     assert bases == ["http://127.0.0.1:21000", "http://127.0.0.1:21001", "http://127.0.0.1:21002"]
-    assert {m["model_name"] for m in data["model_list"]} == {"smollm2:135m"}
+    assert len(data["model_list"]) == 3 * len(proxyconf.routed_models(data))
     assert all(m["litellm_params"]["max_parallel_requests"] == 2 for m in data["model_list"])
     assert all(m["litellm_params"]["rpm"] == 60 for m in data["model_list"])
     assert data["router_settings"]["enable_pre_call_checks"] is True
@@ -101,14 +101,14 @@ def test_local_models_get_cost_map_facts_and_explicit_ones_are_kept(tmp_path):
     path.write_text(
         "model_list:\n"
         "  - model_name: a\n    litellm_params: {model: ollama/a, api_base: os.environ/OLLAMA_API_BASE}\n"
-        "  - model_name: b\n    litellm_params: {model: ollama_chat/b, api_base: http://127.0.0.1:1}\n"
+        "  - model_name: b\n    litellm_params: {model: ollama/b, api_base: http://127.0.0.1:1}\n"
         "    model_info: {input_cost_per_token: 0.5, mode: embedding}\n"
         "  - model_name: c\n    litellm_params: {model: openai/c, api_base: http://127.0.0.1:2}\n")
     data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}), source=path)
     info = {m["model_name"]: m.get("model_info") for m in data["model_list"]}
     assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "ollama"}
     assert info["b"]["input_cost_per_token"] == 0.5 and info["b"]["mode"] == "embedding"
-    assert info["b"]["litellm_provider"] == "ollama_chat" and info["b"]["output_cost_per_token"] == 0.0
+    assert info["b"]["litellm_provider"] == "ollama" and info["b"]["output_cost_per_token"] == 0.0
     assert info["c"] is None  # a model priced by LiteLLM's own cost map is left alone
 
 
@@ -120,7 +120,9 @@ data = json.load(sys.stdin)
 router = litellm.Router(model_list=data["model_list"])
 for deployment in router.model_list:
     info = router.get_router_model_info(deployment=deployment, received_model_name=deployment["model_name"])
-    assert info["input_cost_per_token"] == 0.0 and info["litellm_provider"] == "ollama_chat", info
+    provider = deployment["litellm_params"]["model"].split("/", 1)[0]
+    assert info["input_cost_per_token"] == 0.0 and info["litellm_provider"] == provider, info
+    assert info["mode"] == deployment["model_info"]["mode"], info
     router.get_router_model_info(deployment=deployment, received_model_name=deployment["model_name"])
 cache = litellm.get_model_info.cache_info()
 print(json.dumps({"hits": cache.hits, "deployments": len(router.model_list)}))
@@ -141,4 +143,37 @@ def test_the_real_router_answers_model_info_for_the_committed_model_from_its_cac
                          text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["deployments"] == 2 and result["hits"] >= 2
+    assert result["deployments"] == 2 * len(proxyconf.routed_models(data)) and result["hits"] >= 2
+
+
+def test_committed_config_routes_two_chat_models_and_one_embedding_model_with_fallbacks(tmp_path):
+    data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={"BACKENDS": "2"}))
+    assert proxyconf.routed_models(data) == {"smollm2:135m": "chat", "gemma3:270m": "chat", "all-minilm:22m": "embedding"}
+    by_name: dict[str, list[dict]] = {}
+    for deployment in data["model_list"]:
+        by_name.setdefault(deployment["model_name"], []).append(deployment)
+    assert all(len(d) == 2 for d in by_name.values())  # one deployment per backend, every model
+    for deployment in by_name["all-minilm:22m"]:
+        assert deployment["litellm_params"]["model"] == "ollama/all-minilm:22m"  # posts /api/embed
+        assert deployment["model_info"]["mode"] == "embedding"
+        assert deployment["model_info"]["input_cost_per_token"] == 0.0
+        assert deployment["model_info"]["litellm_provider"] == "ollama"
+    for name in ("smollm2:135m", "gemma3:270m"):
+        assert all(d["litellm_params"]["model"] == f"ollama_chat/{name}" for d in by_name[name])
+    fallbacks = {k: v for item in data["router_settings"]["fallbacks"] for k, v in item.items()}
+    assert fallbacks == {"smollm2:135m": ["gemma3:270m"], "gemma3:270m": ["smollm2:135m"]}
+    assert data["router_settings"]["context_window_fallbacks"] == [{"smollm2:135m": ["gemma3:270m"]}]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("model_list:\n  - model_name: e\n    litellm_params: {model: ollama_chat/e, api_base: x}\n"
+     "    model_info:\n      mode: embedding\n", 5, "no ollama_chat/ embeddings route"),
+    ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama_chat/a, api_base: x}\n"
+     "router_settings:\n  fallbacks:\n    - a: [gemma]\n", 6, "names 'gemma', which no model_list entry routes"),
+])
+def test_bad_embedding_route_or_fallback_names_file_and_line(tmp_path, text, line, words):
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        proxyconf.validate(path)
+    assert f"{path}:{line}:" in str(info.value) and words in str(info.value)

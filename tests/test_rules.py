@@ -27,6 +27,8 @@ REQUIRED_ALERTS = {
     "GpuMemoryHigh",
     "GpuTemperatureHigh",
     "HostMemoryPressure",
+    "ModelFallbacks",
+    "EmbeddingLatencyHigh",
 }
 SEVERITIES = {"info", "warning", "critical"}
 
@@ -79,7 +81,7 @@ def test_prometheus_config_passes_promtool_check(promtool, tmp_path):
     (tmp_path / ".run" / "litellm_key").write_text("sk-dummy\n")
     result = _run([promtool, "check", "config", str(tmp_path / "prometheus.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 rule files found" in result.stdout
+    assert f"{len(RULE_FILES)} rule files found" in result.stdout
 
 
 def test_prometheus_config_keeps_the_key_out_and_scrapes_every_job():

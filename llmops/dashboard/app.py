@@ -38,6 +38,17 @@ def _settings(config: dict):
     return settings
 
 
+def _routed_models(settings) -> dict[str, str]:
+    """Model name -> mode from the proxy's config ({} when it does not parse: the proxy says why)."""
+    from llmops.errors import ConfigError
+    from llmops.render import litellm_config
+
+    try:
+        return litellm_config.routed_models(litellm_config.validate(settings.litellm_config_path))
+    except ConfigError:
+        return {}
+
+
 class _TTLCache:
     """Remember answers for a few seconds so many open pages cost Prometheus one query set."""
 
@@ -87,7 +98,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import charts, exporter, routes
+    from llmops.dashboard import charts, exporter, modeltraffic, routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks
     from llmops.dashboard.promapi import PromAPI
@@ -117,7 +128,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["llmops"] = {
         "monitor": monitor, "settings": settings, "prometheus": prom, "clock": clock, "started": clock(),
         "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
-        "host_view": host_view, "metrics_app": exporter.wsgi_app(registry),
+        "host_view": host_view, "metrics_app": exporter.wsgi_app(registry), "routed": _routed_models(settings),
     }
     app.register_blueprint(routes.bp)
 
@@ -126,7 +137,7 @@ def create_app(config: dict | None = None) -> Flask:
         """The one place errors become responses: JSON with a status code, never an HTML traceback."""
         if isinstance(exc, HTTPException):
             code, message = exc.code or 500, exc.description
-        elif isinstance(exc, charts.BadWindow):
+        elif isinstance(exc, (charts.BadWindow, modeltraffic.BadModel)):
             code, message = 400, str(exc)
         elif isinstance(exc, StackError):
             code, message = 503, str(exc)

@@ -5,6 +5,8 @@ import math
 
 from .. import counts, outcomes
 from ..errors import StackError
+from ..stack import modelview
+from . import modeltraffic
 from .promapi import MetricsUnavailable, PromAPI
 
 WINDOWS = {"15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200, "24h": 86400}
@@ -85,19 +87,22 @@ def with_gaps(points: list, step: float) -> list:
     return out
 
 
-def charts(prom: PromAPI, window: str, now: float) -> dict:
-    """Every chart's series over the window; available=False with the reason when Prometheus is down."""
+def charts(prom: PromAPI, window: str, now: float, model: str | None = None, embedding_models=()) -> dict:
+    """Every chart's series over the window (one model's, or all); available=False with the reason when Prometheus is down."""
     start, end, step, rate = window_params(window, now)
-    doc = {"available": True, "detail": "", "window": window, "start": start, "end": end, "step": step, "charts": []}
+    doc = {"available": True, "detail": "", "window": window, "start": start, "end": end, "step": step, "charts": [],
+           "model": model or modeltraffic.ALL}
     try:
         by_class = None
-        for spec in chart_specs(rate):
+        for spec in modeltraffic.model_specs(chart_specs(rate), model, rate, list(embedding_models)):
             chart = {"id": spec["id"], "title": spec["title"], "unit": spec["unit"], "series": []}
             if spec["series"] == BY_CLASS:
                 if by_class is None:
-                    by_class = class_series(prom.query_range(requests_expr(step), *aligned(start, end, step), step), step)
-                chart["series"] = by_class[spec["id"]]
-            for name, expr in [] if spec["series"] == BY_CLASS else spec["series"]:
+                    expr = requests_expr(step)
+                    expr = modeltraffic.filter_expr(expr, model) if model else expr
+                    by_class = class_series(prom.query_range(expr, *aligned(start, end, step), step), step)
+                chart["series"] = list(by_class[spec["id"]])
+            for name, expr in spec.get("extra", []) if spec["series"] == BY_CLASS else spec["series"]:
                 found = prom.query_range(expr, start, end, step)
                 points = found[0].points if found else []
                 chart["series"].append({"name": name, "points": with_gaps(points, step)})
@@ -244,6 +249,10 @@ def models_table(status: dict) -> dict:
                 {"backend": backend.get("backend"), "size": model.get("size"), "size_vram": model.get("size_vram"),
                  "expires_at": model.get("expires_at")}
             )
+    proxy_up = (components.get("proxy") or {}).get("status") == "healthy"
+    backends_up = any(b.get("status") == "healthy" for b in backends)
+    for entry in rows.values():
+        entry["note"] = modelview.route_note(entry["configured"], bool(entry["present_on"]), backends_up, proxy_up)
     return {
         "configured": configured,
         "backends": [{"backend": b.get("backend"), "status": b.get("status"), "present": b.get("present") or [],

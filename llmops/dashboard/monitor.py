@@ -12,6 +12,7 @@ from ..health import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pendin
 from . import verdict
 
 COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
+EMBEDDING_CANARY = "canary:embedding"  # the embedding model's canary; shown under the canary component
 # Failures that leave no doubt (nothing listens, or nothing answers within the timeout) turn a component
 # red at once; the others (an HTTP error, a bad body) need two in a row, against flapping.
 SILENT = ("timeout", "offline")
@@ -36,6 +37,7 @@ class Check:
     # A probe still waiting after this many seconds turns the component red at once (a SIGSTOPped
     # process accepts connections but never answers: waiting out a 10 s timeout twice is too slow).
     overdue_after: float | None = None
+    model: str | None = None  # the model a canary probes, shown before its first answer
 
 
 class Hysteresis:
@@ -319,7 +321,27 @@ class Monitor:
         row = _row(state)
         row["enabled"] = True
         row["model"] = state.effective.data.get("model")
-        return row
+        embedding = self.states.get(EMBEDDING_CANARY)
+        if embedding is None:
+            return row
+        # One canary per model kind; the component shows the worst, each kind its own row.
+        other = _row(embedding)
+        other["model"] = embedding.effective.data.get("model") or self.checks[EMBEDDING_CANARY].model
+        kinds = {"chat": dict(row), "embedding": other}
+        worst = next((k for k in kinds.values() if k["status"] != HEALTHY and k["error"] != "pending"), row)
+        return {**worst, "enabled": True, "model": row["model"], "kinds": kinds}
+
+
+def embedding_model(settings) -> str | None:
+    """The first embedding model the proxy config routes (the embedding canary's model), or None."""
+    from ..errors import ConfigError
+    from ..render import litellm_config as proxyconf
+
+    try:
+        routed = proxyconf.routed_models(proxyconf.validate(settings.litellm_config_path))
+    except ConfigError:
+        return None  # the proxy will not start either; its own check says why
+    return next((name for name, mode in routed.items() if mode == "embedding"), None)
 
 
 def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_interval: float = 300.0) -> list[Check]:
@@ -353,6 +375,11 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
     if settings.canary_interval > 0:
         checks.append(Check("canary", lambda: probes.probe_canary(session, proxy_url, key, canary_model()),
                             settings.canary_interval, "canary"))
+        embedder = embedding_model(settings)
+        if embedder:
+            checks.append(Check(EMBEDDING_CANARY,
+                                lambda: probes.probe_embedding_canary(session, proxy_url, key, embedder),
+                                settings.canary_interval, "canary", model=embedder))
     checks.append(Check("proxy_detail", lambda: probes.probe_proxy_detail(session, proxy_url, key),
                         detail_interval, "proxy_detail", fail_after=None))
     return checks

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
 
-from . import charts
+from . import charts, modeltraffic
 
 bp = Blueprint("dashboard", __name__)
 
@@ -29,6 +29,23 @@ def api_models():
     return jsonify(charts.models_table(_state()["monitor"].status()))
 
 
+@bp.get("/api/models/traffic")
+def api_models_traffic():
+    state = _state()
+    window = request.args.get("window", "1h")
+    charts.window_params(window, 0)  # a bad window is a 400
+    figures = state["cache"].get(("models", window),
+                                 lambda: modeltraffic.traffic(state["prometheus"], window, charts.WINDOWS[window]))
+    rows = modeltraffic.merged_rows(charts.models_table(state["monitor"].status()), figures, state["routed"])
+    return jsonify(available=figures["available"], detail=figures["detail"], window=window, models=rows)
+
+
+def _known_models(state: dict) -> set[str]:
+    """Routed by the config, listed by the proxy, or present on a backend: what the model filter accepts."""
+    table = charts.models_table(state["monitor"].status())
+    return set(state["routed"]) | {row["name"] for row in table["models"]}
+
+
 def _cached(key, compute):
     """An answer from Prometheus, reused for CACHE_SECONDS: many open pages cost it one query set."""
     return jsonify(_state()["cache"].get(key, compute))
@@ -43,7 +60,11 @@ def api_summary():
 def api_charts():
     window = request.args.get("window", "1h")
     charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-    return _cached(("charts", window), lambda: charts.charts(_state()["prometheus"], window, _state()["clock"]()))
+    state = _state()
+    model = modeltraffic.check_model(request.args.get("model"), _known_models(state))
+    embedders = [name for name, mode in state["routed"].items() if mode == "embedding"]
+    return _cached(("charts", window, model),
+                   lambda: charts.charts(state["prometheus"], window, state["clock"](), model, embedders))
 
 
 @bp.get("/api/alerts")

@@ -28,6 +28,7 @@ LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 LOCAL_PROVIDERS = ("ollama", "ollama_chat")
 # The request log's LiteLLM callback (llmops/requestlog/callback.py); REQUEST_LOG=0 leaves it out.
 REQUEST_LOG_CALLBACK = "llmops.requestlog.callback.request_log"
+FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
 def _line(node: yaml.Node) -> int:
@@ -78,11 +79,18 @@ def validate(path: Path = CONFIG) -> dict:
             )
         if model.split("/", 1)[0] in NEEDS_BASE and "api_base" not in params:
             raise ConfigError(f"{path}:{_line(entry)}: model {name!r} has no litellm_params.api_base")
+        mode = _mapping(info).get("mode") if info is not None else None
+        if mode is not None and mode.value == "embedding" and model.split("/", 1)[0] == "ollama_chat":
+            raise ConfigError(
+                f"{path}:{_line(mode)}: model {name!r}: LiteLLM has no ollama_chat/ embeddings route "
+                f"(it answers 400 \"Unmapped LLM provider\"); use ollama/{model.split('/', 1)[1]}"
+            )
     for key in ("litellm_settings", "router_settings", "general_settings"):
         node = top.get(key)
         if node is not None and not isinstance(node, yaml.MappingNode) and node.tag != "tag:yaml.org,2002:null":
             raise ConfigError(f"{path}:{_line(node)}: {key} must be a mapping")
     _validate_metrics_config(path, _mapping(top.get("litellm_settings")))
+    _check_fallbacks(path, top, {e.get("model_name") for e in data["model_list"]})
     return data
 
 
@@ -101,6 +109,32 @@ def _validate_metrics_config(path: Path, litellm_settings: dict[str, yaml.Node])
                               "and a list of metrics")
 
 
+def _check_fallbacks(path: Path, top: dict[str, yaml.Node], names: set) -> None:
+    """Every model a fallback list names must be routed: LiteLLM would only fail at request time."""
+    router = _mapping(top.get("router_settings")) if "router_settings" in top else {}
+    for key in FALLBACK_KEYS:
+        node = router.get(key)
+        if not isinstance(node, yaml.SequenceNode):
+            continue
+        for item in node.value:
+            for source, targets in (item.value if isinstance(item, yaml.MappingNode) else []):
+                wanted = [source] + (targets.value if isinstance(targets, yaml.SequenceNode) else [targets])
+                for ref in wanted:
+                    if isinstance(ref, yaml.ScalarNode) and ref.value not in names:
+                        raise ConfigError(f"{path}:{_line(ref)}: router_settings.{key} names {ref.value!r}, "
+                                          f"which no model_list entry routes")
+
+
+def routed_models(data: dict) -> dict[str, str]:
+    """Model name -> mode ("chat", "embedding", ...) for every model the config routes."""
+    routed: dict[str, str] = {}
+    for entry in data.get("model_list") or []:
+        provider = str(entry["litellm_params"]["model"]).split("/", 1)[0]
+        mode = (entry.get("model_info") or {}).get("mode") or ("chat" if provider == "ollama_chat" else "completion")
+        routed.setdefault(str(entry["model_name"]), mode)
+    return routed
+
+
 def render(settings: Settings, source: Path | None = None) -> dict:
     """The config the proxy runs with: one deployment per backend, limits from the settings."""
     data = validate(source or settings.litellm_config_path)
@@ -111,7 +145,8 @@ def render(settings: Settings, source: Path | None = None) -> dict:
         provider = str(params["model"]).split("/", 1)[0]
         if provider in LOCAL_PROVIDERS:
             info = entry.get("model_info") or {}
-            # ollama/ (/api/generate) keeps the mode LiteLLM gives it (completion for some models).
+            # ollama/ (/api/generate, or /api/embed for an embedding model) keeps the mode the file gives it:
+            # only the file knows that a model embeds; `mode: embedding` is kept below (**info).
             mode = {"mode": "chat"} if provider == "ollama_chat" else {}
             entry["model_info"] = {**LOCAL_MODEL_INFO, **mode, "litellm_provider": provider, **info}
         targets = backends if params.get("api_base") == BACKEND_ENV else [None]

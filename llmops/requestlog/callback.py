@@ -80,7 +80,7 @@ class RequestLog(CustomLogger):
         self._pid = 0
         self._lock = threading.Lock()
 
-    # -- settings, read from the proxy's environment (llmops.proxyconf.launch sets them) ------------------------
+    # -- settings, read from the proxy's environment (llmops.render.litellm_config.launch sets them) ------------------------
     @property
     def content(self) -> bool:
         return self.environ.get("REQUEST_LOG_CONTENT", "").strip().lower() in ("1", "true", "yes", "on")

@@ -33,10 +33,12 @@ from .config import (
     DEFAULT_MAX_ERROR_RATIO,
     DEFAULT_MAX_TOKENS,
     DEFAULT_TIMEOUT,
+    ENDPOINTS,
     SWEEP_LEVEL_DURATION,
     TrafficConfig,
     parse_duration,
 )
+from .permodel import models_table
 from .preflight import PreflightError
 from .report import LiveProgress, summary_tables, sweep_table
 from .runner import EXIT_INTERRUPTED, EXIT_PREFLIGHT, EXIT_USAGE, run
@@ -85,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("where")
     where.add_argument("--url", help="proxy base URL (default: LITELLM_PORT from .env, http://localhost:8000)")
     where.add_argument("--api-key", help="proxy key (default: LITELLM_MASTER_KEY from the environment or .env)")
-    where.add_argument("--model", help="model name (default: the first one /v1/models lists)")
+    where.add_argument("--model", metavar="A[,B[:W]]",
+                       help="model, or a mix like smollm2:135m,gemma3:270m:3 (a trailing :N is a weight; "
+                            "default: the first one /v1/models lists)")
     how = p.add_argument_group("how much and how fast")
     how.add_argument("--max", type=_int, dest="max_requests", metavar="N", help="stop after N requests")
     how.add_argument("--duration", type=_duration, metavar="DUR", help="stop sending after DUR")
@@ -105,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(default {SWEEP_LEVEL_DURATION:g}s each); reports where throughput stops growing")
     how.add_argument("--warmup", type=_int, default=0, metavar="N", help="N requests first, not counted")
     what = p.add_argument_group("what to send")
+    what.add_argument("--endpoint", choices=ENDPOINTS, default="chat",
+                      help="chat completions (default) or embeddings (/v1/embeddings, needs --model)")
+    what.add_argument("--batch", type=_int, default=1, metavar="N",
+                      help="embeddings: N texts per request (default 1)")
+    what.add_argument("--response-format", metavar="json|SCHEMA.json",
+                      help="ask for JSON (json_object) or for a JSON schema, and check every answer: one that "
+                           "does not parse or validate counts as invalid_output")
     what.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                       help="stream (SSE) to measure time to first token and inter-token latency (default on)")
     what.add_argument("--max-tokens", type=_int, metavar="N",
@@ -152,6 +163,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         prompts=args.prompts, categories=categories, seed=args.seed, warmup=args.warmup,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
         summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
+        endpoint=args.endpoint, batch=args.batch, response_format=args.response_format,
     ).validate()
 
 
@@ -183,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_INTERRUPTED, "interrupted before the run started")
     console = Console()
     console.print(summary_tables(result.summary))
+    if len(result.summary.get("models") or {}) > 1:
+        console.print(models_table(result.summary["models"]))
     if "sweep" in result.summary:
         console.print(sweep_table(result.summary["sweep"], result.summary["knee"]))
     print(f"{PROG}: {result.verdict}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""One chat completion over HTTP, timed and classified; it never raises except on cancellation."""
+"""One chat completion or embeddings request over HTTP, timed and classified; it never raises except on cancellation."""
 from __future__ import annotations
 
 import asyncio
@@ -34,8 +34,10 @@ STREAM_ERROR = "stream_error"  # an error event inside a 200 stream
 BAD_RESPONSE = "bad_response"  # 200 whose body is not a chat completion
 CLIENT_ERROR = "client_error"  # a fault in this client; should never happen
 CANCELLED = "cancelled"  # in flight when the run was interrupted; not a failure
+INVALID_OUTPUT = "invalid_output"  # a 200 whose content does not parse or validate (--response-format)
 STATUSES = (OK, RATE_LIMITED, TIMEOUT, CONNECTION_ERROR, HTTP_4XX, HTTP_5XX, TRUNCATED,
-            STREAM_ERROR, BAD_RESPONSE, CLIENT_ERROR, CANCELLED)
+            STREAM_ERROR, BAD_RESPONSE, CLIENT_ERROR, CANCELLED, INVALID_OUTPUT)
+CHAT, EMBEDDINGS = "chat", "embeddings"  # the request kinds
 
 _ERROR_CHARS = 300  # how much of an error body to keep
 
@@ -64,6 +66,10 @@ class RequestResult:
     concurrency: int | None = None
     slo_ok: bool | None = None
     call_id: str | None = None  # LiteLLM's x-litellm-call-id: the request's row in the proxy's request log
+    model: str = ""
+    kind: str = CHAT
+    inputs: int | None = None  # embeddings: texts sent in the request
+    text_parts: list[str] | None = None  # the answer's content, kept only when it is to be checked
 
     def record(self) -> dict:
         """The JSON-ready line written to --output (ITL summarised, not listed)."""
@@ -78,7 +84,15 @@ class RequestResult:
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "tokens_source": self.tokens_source, "finish_reason": self.finish_reason,
             "concurrency": self.concurrency, "slo_ok": self.slo_ok, "call_id": self.call_id,
+            **self._model_fields(),
         }
+
+    def _model_fields(self) -> dict:
+        return {"model": self.model, "kind": self.kind, "inputs": self.inputs}
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts or ())
 
 
 def classify_http(status: int) -> str:
@@ -135,13 +149,35 @@ def _snippet(text: str) -> str:
 
 
 def _read_json(raw: bytes, result: RequestResult) -> None:
-    """A non-streamed chat completion."""
+    """A non-streamed chat completion, or an embeddings answer."""
     doc = loads(raw)
+    if result.kind == EMBEDDINGS:
+        _read_embeddings(doc, raw, result)
+        return
     if not isinstance(doc, dict) or "choices" not in doc:
         raise ValueError(f"not a chat completion: {raw[:120]!r}")
     choice = doc["choices"][0] if doc["choices"] else {}
     result.finish_reason = choice.get("finish_reason")
+    if result.text_parts is not None:
+        result.text_parts.append((choice.get("message") or {}).get("content") or "")
     _take_usage(doc.get("usage"), result)
+    result.status = OK
+
+
+def _read_embeddings(doc: object, raw: bytes, result: RequestResult) -> None:
+    """An OpenAI embeddings list: one non-empty vector per input sent."""
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"not an embeddings list: {raw[:120]!r}")
+    if result.inputs is not None and len(data) != result.inputs:
+        raise ValueError(f"{len(data)} embeddings for {result.inputs} inputs")
+    if not all(isinstance(d, dict) and isinstance(d.get("embedding"), list | str) and d["embedding"] for d in data):
+        raise ValueError("an embedding is missing or empty")
+    usage = doc.get("usage")
+    if isinstance(usage, dict):
+        result.prompt_tokens = usage.get("prompt_tokens")
+        result.completion_tokens = 0
+        result.tokens_source = "usage"
     result.status = OK
 
 
@@ -183,6 +219,8 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
                 if choices:
                     choice = choices[0]
                     delta = choice.get("delta") or {}
+                    if result.text_parts is not None and delta.get("content"):
+                        result.text_parts.append(delta["content"])
                     if delta.get("content") or delta.get("reasoning_content"):
                         if last is None:
                             result.ttft_s = now - start

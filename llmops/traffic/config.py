@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .arrivals import ARRIVALS, Burst
+from .mix import ModelMix
+from .outputcheck import OutputCheck
 
 USER_AGENT = "llmops-traffic/0.1"
 DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
@@ -14,6 +16,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_ERROR_RATIO = 0.05
 SWEEP_LEVEL_DURATION = 20.0  # seconds per --sweep level when neither --duration nor --max is given
 SWEEP_GROWTH = 0.10  # a step that adds less than 10% throughput is where it stops growing
+ENDPOINTS = ("chat", "embeddings")
+MAX_BATCH = 2048  # OpenAI's own limit on inputs per embeddings request
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}
@@ -63,6 +67,14 @@ class TrafficConfig:
     progress: bool = False
     user_agent: str = USER_AGENT
     extra_body: dict = field(default_factory=dict)
+    endpoint: str = "chat"
+    batch: int = 1
+    response_format: str | None = None  # "json" or a JSON schema file
+
+    @property
+    def mix(self) -> ModelMix | None:
+        """The --model mix, or None when the model is to be taken from the proxy's list."""
+        return ModelMix.parse(self.model) if self.model else None
 
     @property
     def open_loop(self) -> bool:
@@ -98,6 +110,24 @@ class TrafficConfig:
             bad("--priority", f"must be >= 0, not {self.priority}")
         if not 0 <= self.max_error_ratio <= 1:
             bad("--max-error-ratio", f"must be within 0-1, not {self.max_error_ratio:g}")
+        if self.model is not None:
+            try:
+                ModelMix.parse(self.model)
+            except ValueError as exc:
+                bad("--model", str(exc))
+        if self.endpoint not in ENDPOINTS:
+            bad("--endpoint", f"must be one of {', '.join(ENDPOINTS)}, not {self.endpoint!r}")
+        if not 1 <= self.batch <= MAX_BATCH:
+            bad("--batch", f"must be within 1-{MAX_BATCH}, not {self.batch}")
+        if self.endpoint == "chat" and self.batch != 1:
+            bad("--batch", "is for --endpoint embeddings (inputs per request)")
+        if self.endpoint == "embeddings":
+            if self.model is None:
+                bad("--endpoint", "embeddings needs --model with an embedding model (e.g. all-minilm:22m)")
+            if self.response_format is not None:
+                bad("--response-format", "checks chat answers; it cannot be combined with --endpoint embeddings")
+        if self.response_format is not None:
+            OutputCheck.load(self.response_format)  # raises ConfigError naming the file
         if self.open_loop and self.delay:
             bad("--delay", "is for closed-loop runs; with --rate or --burst the schedule sets the pace")
         if self.sweep:

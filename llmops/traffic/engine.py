@@ -12,6 +12,8 @@ from . import client
 from .arrivals import worker_starts
 from .client import RequestResult
 from .config import DEFAULT_MAX_TOKENS, TrafficConfig
+from .mix import ModelPicker
+from .outputcheck import OutputCheck
 from .prompts import Prompt, PromptOrder
 from .stats import Recorder
 
@@ -22,10 +24,15 @@ class Engine:
     def __init__(self, session: aiohttp.ClientSession, endpoint: str, config: TrafficConfig, model: str,
                  order: PromptOrder, recorders: Iterable[Recorder], t0: float, ids: Iterator[int],
                  sink: Callable[[RequestResult], None] | None = None, phase: str = "measure",
-                 level: int | None = None) -> None:
+                 level: int | None = None, picker: ModelPicker | None = None,
+                 by_model: dict[str, Recorder] | None = None) -> None:
         self.session, self.endpoint, self.config, self.model = session, endpoint, config, model
         self.order, self.recorders, self.t0, self.ids = order, tuple(recorders), t0, ids
         self.sink, self.phase, self.level = sink, phase, level
+        # A model mix draws each request's model; by_model takes each result once more, under its model.
+        self.picker, self.by_model = picker, by_model
+        self.check = OutputCheck.load(config.response_format) if config.response_format else None
+        self.embeddings = config.endpoint == client.EMBEDDINGS
         self.interrupted = False
         self._bodies: dict[str, bytes] = {}
         self._workers: list[asyncio.Task] = []
@@ -34,12 +41,13 @@ class Engine:
         self._max: int | None = None
         self._deadline: float | None = None
 
-    def body(self, prompt: Prompt) -> bytes:
-        """The request body for a prompt, built once per prompt (it is the same every time)."""
-        cached = self._bodies.get(prompt.id)
+    def body(self, prompt: Prompt, model: str | None = None) -> bytes:
+        """The request body for a prompt and model, built once per pair (it is the same every time)."""
+        model = model or self.model
+        cached = self._bodies.get((model, prompt.id))
         if cached is None:
             c = self.config
-            doc: dict = {"model": self.model, "messages": list(prompt.messages),
+            doc: dict = {"model": model, "messages": list(prompt.messages),
                          "max_tokens": c.max_tokens or prompt.max_tokens or DEFAULT_MAX_TOKENS,
                          "stream": c.stream}
             if c.stream:
@@ -48,22 +56,42 @@ class Engine:
                 doc["temperature"] = c.temperature
             if c.priority:  # LiteLLM reads priority 0 as "no priority" and skips its scheduler
                 doc["priority"] = c.priority
+            if self.check is not None:
+                doc["response_format"] = self.check.response_format()
             doc.update(c.extra_body)
-            cached = self._bodies[prompt.id] = client.dumps(doc)
+            cached = self._bodies[(model, prompt.id)] = client.dumps(doc)
         return cached
+
+    def embeddings_body(self, index: int, model: str) -> bytes:
+        """--batch texts from the bank (the last user turn of consecutive prompts) as one embeddings request."""
+        batch = self.config.batch
+        texts = [self.order[index * batch + j].messages[-1]["content"] for j in range(batch)]
+        return client.dumps({"model": model, "input": texts[0] if batch == 1 else texts, **self.config.extra_body})
 
     async def _send(self, index: int, scheduled_s: float | None = None) -> None:
         # Nothing above the try may await: a task cancelled before its first step runs none of
         # this, so a request is either never sent and never counted, or counted once below.
-        prompt = self.order[index]
+        prompt = self.order[index * self.config.batch if self.embeddings else index]
+        model = self.picker.next() if self.picker is not None else self.model
         result = RequestResult(id=next(self.ids), phase=self.phase, prompt_id=prompt.id,
-                               category=prompt.category, scheduled_s=scheduled_s, concurrency=self.level)
+                               category=prompt.category, scheduled_s=scheduled_s, concurrency=self.level,
+                               model=model, kind=self.config.endpoint)
+        if self.embeddings:
+            result.inputs = self.config.batch
+        if self.check is not None:
+            result.text_parts = []
         started = time.perf_counter() - self.t0
-        for rec in self.recorders:
+        for rec in self._recorders_of(model):
             rec.started(started)
         try:
-            await client.execute(self.session, self.endpoint, self.body(prompt), self.config.stream,
+            body = self.embeddings_body(index, model) if self.embeddings else self.body(prompt, model)
+            await client.execute(self.session, self.endpoint, body, self.config.stream and not self.embeddings,
                                  self.config.timeout, result, self.t0)
+            if self.check is not None and result.status == client.OK:
+                # Judged here, before any recorder sees it: a request ends in exactly one class.
+                problem = self.check.problem(result.text)
+                if problem is not None:
+                    result.status, result.error = client.INVALID_OUTPUT, problem
         except asyncio.CancelledError:
             result.status, result.error, result.latency_s = client.CANCELLED, "run interrupted", None
             self._finish(result)
@@ -72,8 +100,15 @@ class Engine:
             result.status, result.error = client.CLIENT_ERROR, f"{type(exc).__name__}: {exc}"
         self._finish(result)
 
+    def _recorders_of(self, model: str) -> tuple[Recorder, ...]:
+        if self.by_model is None:
+            return self.recorders
+        if model not in self.by_model:
+            self.by_model[model] = Recorder(self.config.slo_ttft, self.config.slo_latency, self.config.seed)
+        return (*self.recorders, self.by_model[model])
+
     def _finish(self, result: RequestResult) -> None:
-        for rec in self.recorders:
+        for rec in self._recorders_of(result.model):
             rec.add(result)
         if self.sink is not None:
             self.sink(result)

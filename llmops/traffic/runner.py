@@ -20,7 +20,9 @@ from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
 from .engine import Engine
 from .keeper import RunKeeper
+from .mix import ModelMix, ModelPicker
 from .output import JsonlWriter, write_summary
+from .permodel import per_model
 from .preflight import check
 from .report import LiveProgress
 from .stats import Recorder
@@ -81,9 +83,14 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     async with aiohttp.ClientSession(headers=headers, connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=None)) as session:
-        model = await check(session, config.url, config.api_key or "", config.model)
-        run = _Run(session, config, model, prompts, seed, progress)
-        keeper = await RunKeeper.open(config, model, started_at, seed) if config.results_dir else None
+        mix = config.mix
+        if mix is None:
+            model = await check(session, config.url, config.api_key or "", None)
+            mix = ModelMix((model,), (1.0,))
+        for name in mix.models:
+            await check(session, config.url, config.api_key or "", name)
+        run = _Run(session, config, mix, prompts, seed, progress)
+        keeper = await RunKeeper.open(config, ",".join(mix.models), started_at, seed) if config.results_dir else None
         writer = JsonlWriter(config.output) if config.output else None
         sinks = [s for s in (writer, keeper) if s is not None]
         try:
@@ -120,10 +127,14 @@ def _tee(sinks: list):
 class _Run:
     """The phases of one run and the recorders they feed."""
 
-    def __init__(self, session, config: TrafficConfig, model: str, prompts, seed: int,
+    def __init__(self, session, config: TrafficConfig, mix: ModelMix, prompts, seed: int,
                  progress: LiveProgress) -> None:
-        self.session, self.config, self.model, self.seed, self.progress = session, config, model, seed, progress
-        self.endpoint = f"{config.url}/v1/chat/completions"
+        self.session, self.config, self.seed, self.progress = session, config, seed, progress
+        self.mix, self.model = mix, str(mix)
+        path = "embeddings" if config.endpoint == "embeddings" else "chat/completions"
+        self.endpoint = f"{config.url}/v1/{path}"
+        self.picker = ModelPicker(mix, seed)
+        self.by_model: dict[str, Recorder] = {}
         self.order = bank.PromptOrder(prompts, seed)
         self.warmup_order = bank.PromptOrder(prompts, seed + 1)
         self.total = Recorder(config.slo_ttft, config.slo_latency, seed)
@@ -140,8 +151,9 @@ class _Run:
             self._engine.interrupt()
 
     def _engine_for(self, order, recorders, sink, phase="measure", level=None) -> Engine:
-        self._engine = Engine(self.session, self.endpoint, self.config, self.model, order, recorders,
-                              self.t0, self.ids, sink, phase, level)
+        self._engine = Engine(self.session, self.endpoint, self.config, self.mix.models[0], order, recorders,
+                              self.t0, self.ids, sink, phase, level, picker=self.picker,
+                              by_model=self.by_model if phase == "measure" else None)
         return self._engine
 
     async def go(self, sink) -> None:
@@ -183,6 +195,8 @@ class _Run:
             "warmup": {"requests": self.warmup.total, "ok": self.warmup.ok},
             **summary, "config": self.config.public(),
         }
+        summary["endpoint"] = self.config.endpoint
+        summary["models"] = per_model(self.mix, self.by_model)
         if self.levels:
             levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in self.levels]
             summary["sweep"] = levels

@@ -51,6 +51,7 @@ class Recorder:
         self._rng = random.Random(seed)
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.inputs = 0  # embeddings computed (texts in ok embeddings requests)
         self.token_sources: Counter[str] = Counter()
         self.slo_met = 0
         self.first_start: float | None = None
@@ -104,6 +105,7 @@ class Recorder:
             self._add_itl(gap)
         self.prompt_tokens += r.prompt_tokens or 0
         self.completion_tokens += r.completion_tokens or 0
+        self.inputs += r.inputs or 0
         self.token_sources[r.tokens_source or "none"] += 1
         if has_slo:
             r.slo_ok = self.meets_slo(r)
@@ -185,6 +187,7 @@ class Recorder:
                 "requests_per_s": per_s(self.ok),
                 "output_tokens_per_s": per_s(self.completion_tokens),
                 "total_tokens_per_s": per_s(self.completion_tokens + self.prompt_tokens),
+                "embeddings_per_s": per_s(self.inputs) if self.inputs else None,
             },
             "tokens": {
                 "prompt": self.prompt_tokens, "completion": self.completion_tokens,

@@ -111,6 +111,7 @@ async function refreshStatus() {
 }
 
 async function refreshModels() {
+  if (window.llmopsModels) return window.llmopsModels.refresh();  // static/models.js: the per-model table
   const tbody = document.querySelector("#models tbody");
   try {
     const m = await getJSON("/api/models");
@@ -301,7 +302,8 @@ async function refreshCharts() {
   const grid = document.getElementById("charts");
   let doc;
   try {
-    doc = await getJSON(`/api/charts?window=${encodeURIComponent(windowName)}`);
+    const model = (document.getElementById("chart-model") || {}).value || "all";
+    doc = await getJSON(`/api/charts?window=${encodeURIComponent(windowName)}&model=${encodeURIComponent(model)}`);
   } catch (err) {
     doc = { available: false, detail: `metrics unavailable: ${err.message}`, charts: [] };
   }
