@@ -199,11 +199,7 @@ def main() -> None:
     }
     extra = {"tokens": args.tokens, "runs": args.runs, "num_ctx": args.num_ctx, "prompt": PROMPT,
              "raw_load_s": raw.load_s, "raw_runs": raw_runs, "backend_runs": http_runs}
-    path = benchfmt.write("backend", metrics, extra)
-    for name, entry in metrics.items():
-        goal = f"  (goal {entry['goal']})" if entry["goal"] is not None else ""
-        print(f"{name:20} {entry['value']:>10} {entry['unit']}{goal}")
-    print(f"wrote {path}")
+    benchfmt.report("backend", metrics, extra, width=20)
 
 
 if __name__ == "__main__":

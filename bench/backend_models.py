@@ -203,11 +203,7 @@ def main() -> None:
             extra.update(idle_rss_mb=round(idle / 2**20, 1), rss_after_unload_mb=round(after / 2**20, 1))
         finally:
             backend.close()
-    path = benchfmt.write("backend_models", metrics, extra)
-    for name, entry in metrics.items():
-        goal = f"  (goal {entry['goal']})" if entry["goal"] is not None else ""
-        print(f"{name:36} {entry['value']:>10} {entry['unit']}{goal}")
-    print(f"wrote {path}")
+    benchfmt.report("backend_models", metrics, extra)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,13 @@ def write(name: str, metrics: dict[str, dict], extra: dict | None = None, result
     path = results_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def report(name: str, metrics: dict[str, dict], extra: dict | None = None, width: int = 36) -> Path:
+    """Write bench/results/<name>.json, print one line a metric (with its goal) and the path; return the path."""
+    path = write(name, metrics, extra)
+    for key, entry in metrics.items():
+        goal = f"  (goal {entry['goal']})" if entry["goal"] is not None else ""
+        print(f"{key:{width}} {entry['value']!s:>10} {entry['unit']}{goal}")
+    print(f"wrote {path}")
+    return path

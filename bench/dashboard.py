@@ -199,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "paced_requests": len(paced_ms),
         "kill_backend_to_red_s": red,
     }
-    path = benchfmt.write("dashboard", metrics, extra)
-    for name, value in metrics.items():
-        print(f"{name:24} {value['value']} {value['unit']}")
-    print(f"wrote {path}")
+    benchfmt.report("dashboard", metrics, extra, width=24)
     return 0
 
 

@@ -23,26 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the numpy reference is test tooling (tests/minilm_reference.py)
 
-SENTENCES = [
-    "a cat sits on the mat",
-    "The quick brown fox jumps over the lazy dog.",
-    "Quarterly revenue rose 4% on strong demand in Europe.",
-    "Naïve café-goers don't tokenize éasily: 3.14, e-mail, [brackets]!",
-    "hello",
-    "Kubernetes schedules pods onto nodes, and the kubelet restarts containers that crash.",
-    # ~170 tokens: positions far beyond the short sentences'.
-    ("Retrieval-augmented generation splits documents into chunks, embeds each chunk as a vector, and stores "
-     "the vectors in an index. At query time the question is embedded with the same model, the nearest chunks "
-     "are found by cosine similarity, and they are pasted into the prompt of a chat model, which then answers "
-     "from them. The embedding model must therefore be stable: the same text must always give the same vector, "
-     "whether it is sent alone or in a batch, and whether the server has just started or has run for a week. "
-     "Chunk sizes of 200 to 500 tokens are common, with some overlap between neighbouring chunks so that a "
-     "sentence cut in two is still found. Evaluations such as MTEB compare models on retrieval, clustering, "
-     "classification and semantic similarity tasks across dozens of datasets in many languages."),
-]
-# Short texts, as a RAG application embeds chunks of queries: 32 distinct ones per batch.
-SHORT = [f"{s} (note {i})" for i in range(6) for s in SENTENCES[:6]][:32]
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,11 +32,13 @@ def main() -> int:
     import benchfmt
     import llama_cpp
     import numpy as np
-    from minilm_reference import MiniLM
+    from minilm_reference import SENTENCES, MiniLM
 
     from llmops.backend import embedmodel
     from llmops.backend.engine import default_threads
 
+    # Short texts, as a RAG application embeds chunks of queries: 32 distinct ones per batch.
+    short = [f"{s} (note {i})" for i in range(6) for s in SENTENCES[:6]][:32]
     zip_path = embedmodel.source_zip()
     conversions = []
     with tempfile.TemporaryDirectory() as folder:
@@ -92,18 +74,18 @@ def main() -> int:
     def rate(call) -> float:
         started = time.perf_counter()
         call()
-        return len(SHORT) / (time.perf_counter() - started)
+        return len(short) / (time.perf_counter() - started)
 
-    llama.embed(SHORT)  # warm-up
-    small.embed(SHORT)
+    llama.embed(short)  # warm-up
+    small.embed(short)
     single_rates, batch_rates, chunked_rates = [], [], []
     for _ in range(args.runs):
-        single_rates.append(rate(lambda: [llama.embed(text) for text in SHORT]))
-        batch_rates.append(rate(lambda: llama.embed(SHORT)))
-        chunked_rates.append(rate(lambda: small.embed(SHORT)))
+        single_rates.append(rate(lambda: [llama.embed(text) for text in short]))
+        batch_rates.append(rate(lambda: llama.embed(short)))
+        chunked_rates.append(rate(lambda: small.embed(short)))
     single, batch = statistics.median(single_rates), statistics.median(batch_rates)
     chunked = statistics.median(chunked_rates)
-    token_counts = [llama.tokenize(text.encode("utf-8")) for text in SHORT]
+    token_counts = [llama.tokenize(text.encode("utf-8")) for text in short]
     llama.close()
     small.close()
 
@@ -126,14 +108,11 @@ def main() -> int:
         else str(path), "gguf_sha256": embedmodel.sha256_file(path), "source": f"{embedmodel.SOURCE_DIST}=="
         f"{embedmodel.SOURCE_VERSION}", "cosines": cosines, "conversion_runs_s": [round(c, 3) for c in conversions],
         "single_runs": [round(r, 1) for r in single_rates], "batch32_runs": [round(r, 1) for r in batch_rates],
-        "batch32_chunked128_runs": [round(r, 1) for r in chunked_rates], "batch_texts": len(SHORT),
+        "batch32_chunked128_runs": [round(r, 1) for r in chunked_rates], "batch_texts": len(short),
         "batch_tokens": sum(len(llama_tokens) for llama_tokens in token_counts),
         "note": "measured on a machine shared with other engineers' work: absolute rates are noisy",
     }
-    out = benchfmt.write("embedmodel", metrics, details)
-    for name, entry in metrics.items():
-        print(f"{name:36s} {entry['value']} {entry['unit']}")
-    print(f"wrote {out}")
+    benchfmt.report("embedmodel", metrics, details)
     return 0
 
 

@@ -132,12 +132,10 @@ def main() -> int:
     metrics["true_requests_5m"] = benchfmt.metric(truth, "requests", better="higher")
     metrics["increase_5m_result"] = benchfmt.metric(round(old_value, 2), "requests", better="higher")
     metrics["exact_5m_result"] = benchfmt.metric(new_value, "requests", better="higher")
-    path = benchfmt.write("traffic_counting", metrics, {
+    benchfmt.report("traffic_counting", metrics, {
         "series": args.series, "hours": args.hours, "repeats": args.repeats, "scrape_interval_s": SCRAPE,
-        "note": "shared 2-core machine: compare the ratios, measured side by side, not the absolute figures"})
-    for name, entry in metrics.items():
-        print(f"{name:<28}{entry['value']:>12} {entry['unit']}")
-    print(f"wrote {path}")
+        "note": "shared 2-core machine: compare the ratios, measured side by side, not the absolute figures"},
+        width=28)
     return 0
 
 

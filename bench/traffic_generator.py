@@ -84,10 +84,7 @@ def main() -> None:
              "note": "median of repeats; the fake runs in its own process and its CPU is not charged; "
                      "fake_cpu_ms_per_request near 1000/requests_per_s means the fake, not the generator, "
                      "was the limit"}
-    path = benchfmt.write("traffic_generator", metrics, extra)
-    for name, m in metrics.items():
-        print(f"{name}: {m['value']} {m['unit']}" + (f" (goal {m['goal']:g})" if m["goal"] else ""))
-    print(f"wrote {path}")
+    benchfmt.report("traffic_generator", metrics, extra)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,26 @@ import numpy as np
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
+# What tests/test_embedmodel.py and bench/embedmodel.py compare with this reference: short and long,
+# plain and awkward (accents, numbers, punctuation, an unknown-ish word, caps).
+SENTENCES = [
+    "a cat sits on the mat",
+    "The quick brown fox jumps over the lazy dog.",
+    "Quarterly revenue rose 4% on strong demand in Europe.",
+    "Naïve café-goers don't tokenize éasily: 3.14, e-mail, [brackets]!",
+    "hello",
+    "Kubernetes schedules pods onto nodes, and the kubelet restarts containers that crash.",
+    # ~170 tokens: positions far beyond the short sentences'.
+    ("Retrieval-augmented generation splits documents into chunks, embeds each chunk as a vector, and stores "
+     "the vectors in an index. At query time the question is embedded with the same model, the nearest chunks "
+     "are found by cosine similarity, and they are pasted into the prompt of a chat model, which then answers "
+     "from them. The embedding model must therefore be stable: the same text must always give the same vector, "
+     "whether it is sent alone or in a batch, and whether the server has just started or has run for a week. "
+     "Chunk sizes of 200 to 500 tokens are common, with some overlap between neighbouring chunks so that a "
+     "sentence cut in two is still found. Evaluations such as MTEB compare models on retrieval, clustering, "
+     "classification and semantic similarity tasks across dozens of datasets in many languages."),
+]
+
 
 def _erf(x: np.ndarray) -> np.ndarray:
     """erf to within 1.5e-7 (Abramowitz & Stegun 7.1.26), vectorised: math.erf per element is ~20x slower."""

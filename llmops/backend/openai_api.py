@@ -8,9 +8,9 @@ import time
 from aiohttp import web
 
 from .engine import Stats
-from .handling import backend_of, collect, stream_out
+from .handling import backend_of, begin, collect, stream_out
 from .options import BadRequest, GenOptions, parse_stop
-from .protocol import dumps, get_bool, json_response, model_name, parse_messages, read_json
+from .protocol import dumps, get_bool, json_response, parse_messages
 from .structured import openai_response_format
 
 SSE = "text/event-stream"
@@ -70,11 +70,7 @@ def _finish(stats: Stats) -> str:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    arrived = time.perf_counter()
-    backend = backend_of(request)
-    data = await read_json(request)
-    name = model_name(data)
-    entry = backend.entry(name, need="chat")
+    arrived, backend, data, name, entry = await begin(request, need="chat")
     messages = parse_messages(data.get("messages"), allow_parts=True)
     if not messages:
         raise BadRequest("messages must not be empty")

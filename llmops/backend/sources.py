@@ -1,13 +1,12 @@
 """The models that PyPI packages ship, each as a ModelSource: SmolLM2, Gemma 3 270M, all-MiniLM."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 from ..errors import ConfigError
-from .model import default_model_path
+from .model import default_model_path, sha256_file
 from .registry import LINK, PACKAGE, ModelSource
 
 log = logging.getLogger(__name__)
@@ -15,14 +14,6 @@ log = logging.getLogger(__name__)
 SMOLLM2_TAG = "smollm2:135m"
 GEMMA_TAG = "gemma3:270m"
 EMBED_TAG = "all-minilm:22m"
-
-
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def gemma_path() -> Path:
@@ -47,12 +38,12 @@ def gemma_path() -> Path:
             seen = {}
         if seen == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": expected}:
             return target
-    if target.is_file() and _sha256(target) != expected:
+    if target.is_file() and sha256_file(target) != expected:
         log.warning("%s does not match its checksum: assembling it again", target)
         target.unlink()
     if not target.is_file():
         gemma.assemble(target)
-    digest = _sha256(target)
+    digest = sha256_file(target)
     if digest != expected:
         target.unlink()
         raise ConfigError(f"assembled {gemma.MODEL_NAME} has sha256 {digest}, expected {expected}")

@@ -1,4 +1,5 @@
-/* The dashboard's "Load tests" section: kept generator runs from /api/loadtests, each linked to its report. */
+/* The dashboard's "Load tests" section: kept generator runs from /api/loadtests, each linked to its report
+   (uses el and getJSON from app.js). */
 
 "use strict";
 
@@ -9,14 +10,6 @@
   const chartBox = document.getElementById("loadtests-chart");
   let chart = null;
 
-  function node(tag, attrs, ...children) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") n.className = v; else n.setAttribute(k, v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) n.append(c instanceof Node ? c : String(c));
-    return n;
-  }
   const ms = s => (s == null ? "-" : `${(s * 1000).toFixed(1)} ms`);
   const num = (x, d, unit) => (x == null ? "-" : `${x.toFixed(d)}${unit || ""}`);
 
@@ -29,16 +22,16 @@
 
   function row(run) {
     const done = run.status !== "incomplete";
-    const link = run.report_url ? node("a", { href: run.report_url, target: "_blank", rel: "noopener" }, "report") : "-";
-    const status = node("td", { class: done ? "" : "muted", title: run.reason || "" },
+    const link = run.report_url ? el("a", { href: run.report_url, target: "_blank", rel: "noopener" }, "report") : "-";
+    const status = el("td", { class: done ? "" : "muted", title: run.reason || "" },
       run.status + (done || !run.reason ? "" : ` (${run.reason})`));
     const cells = done
       ? [`${run.ok}/${run.requests}`, num(run.requests_per_s, 2), num(run.output_tokens_per_s, 1), ms(run.latency_p50_s),
         ms(run.latency_p95_s), ms(run.ttft_p50_s), num(run.error_ratio == null ? null : 100 * run.error_ratio, 1, " %")]
       : ["-", "-", "-", "-", "-", "-", "-"];
-    return node("tr", { "data-run": run.name, "data-status": run.status },
-      node("td", {}, node("strong", {}, label(run)), node("br"), node("span", { class: "muted" }, `${when(run)}, ${run.kind || "?"}`)),
-      status, node("td", {}, run.model || "-"), ...cells.map(c => node("td", {}, c)), node("td", {}, link));
+    return el("tr", { "data-run": run.name, "data-status": run.status },
+      el("td", {}, el("strong", {}, label(run)), el("br"), el("span", { class: "muted" }, `${when(run)}, ${run.kind || "?"}`)),
+      status, el("td", {}, run.model || "-"), ...cells.map(c => el("td", {}, c)), el("td", {}, link));
   }
 
   function drawChart(runs) {
@@ -73,9 +66,7 @@
 
   async function refresh() {
     try {
-      const response = await fetch("/api/loadtests", { cache: "no-store" });
-      const doc = await response.json();
-      if (!response.ok) throw new Error(doc.error || `HTTP ${response.status}`);
+      const doc = await getJSON("/api/loadtests");
       const runs = doc.runs || [];
       note.className = "panel muted";
       note.textContent = runs.length

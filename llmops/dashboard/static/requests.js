@@ -1,4 +1,5 @@
-/* The "Requests" section: the request log from /api/requests, newest first, with filters, paging and details. */
+/* The "Requests" section: the request log from /api/requests, newest first, with filters, paging and details
+   (uses el, getJSON and CLASS_WORDS from app.js). */
 
 "use strict";
 
@@ -11,7 +12,6 @@
   const detail = document.getElementById("request-detail");
   const degraded = document.getElementById("requests-degraded");
   const logLine = document.getElementById("requests-log");
-  const WORDS = { ok: "ok", client_error: "client error", rate_limited: "rate limited", server_error: "server error", timeout: "timeout" };
   const FIELDS = [
     ["time", "time"], ["call_id", "call id"], ["kind", "kind"], ["model", "model"], ["served_by", "fallback used"],
     ["deployment", "deployment"], ["outcome", "outcome"], ["status", "HTTP status"], ["retries", "retries"],
@@ -24,22 +24,6 @@
   let shown = [];
   let selected = null;
   let paged = false; // the user asked for older pages: stop refreshing the first one
-
-  function node(tag, attrs, ...children) {
-    const n = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") n.className = v; else n.setAttribute(k, v);
-    }
-    for (const c of children) if (c !== null && c !== undefined) n.append(c instanceof Node ? c : String(c));
-    return n;
-  }
-
-  async function fetchJSON(url) {
-    const response = await fetch(url, { cache: "no-store" });
-    const doc = await response.json();
-    if (!response.ok) throw new Error(doc.error || `HTTP ${response.status}`);
-    return doc;
-  }
 
   function params(withCursor) {
     const data = new FormData(form);
@@ -63,11 +47,11 @@
 
   function row(r, index) {
     const tokens = r.prompt_tokens == null ? "" : `${r.prompt_tokens} → ${r.completion_tokens ?? 0}`;
-    const tr = node("tr", { class: "row", tabindex: "0", "data-index": String(index), "data-call-id": r.call_id || "" },
-      node("td", {}, when(r.time)), node("td", {}, r.kind || ""), node("td", {}, r.model || ""),
-      node("td", { class: `oc oc-${r.outcome}` }, WORDS[r.outcome] || r.outcome), node("td", {}, r.status ?? ""),
-      node("td", {}, r.latency_ms == null ? "" : `${Math.round(r.latency_ms)} ms`), node("td", {}, tokens),
-      node("td", {}, r.user_agent || ""), node("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
+    const tr = el("tr", { class: "row", tabindex: "0", "data-index": String(index), "data-call-id": r.call_id || "" },
+      el("td", {}, when(r.time)), el("td", {}, r.kind || ""), el("td", {}, r.model || ""),
+      el("td", { class: `oc oc-${r.outcome}` }, CLASS_WORDS[r.outcome] || r.outcome), el("td", {}, r.status ?? ""),
+      el("td", {}, r.latency_ms == null ? "" : `${Math.round(r.latency_ms)} ms`), el("td", {}, tokens),
+      el("td", {}, r.user_agent || ""), el("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
     return tr;
   }
 
@@ -78,14 +62,14 @@
     const tr = body.querySelector(`tr[data-index="${index}"]`);
     if (tr) tr.classList.add("selected");
     selected = r.call_id;
-    const dl = node("dl", {});
+    const dl = el("dl", {});
     for (const [key, label] of FIELDS) {
-      let v = key === "outcome" ? (WORDS[r.outcome] || r.outcome) : r[key];
+      let v = key === "outcome" ? (CLASS_WORDS[r.outcome] || r.outcome) : r[key];
       if (v === null || v === undefined || v === "") continue;
       if (typeof v === "boolean") v = v ? "yes" : "no";
-      dl.append(node("dt", {}, label), node("dd", {}, v));
+      dl.append(el("dt", {}, label), el("dd", {}, v));
     }
-    detail.replaceChildren(node("h3", {}, `Request ${r.call_id || ""}`), dl);
+    detail.replaceChildren(el("h3", {}, `Request ${r.call_id || ""}`), dl);
     detail.hidden = false;
     detail.scrollIntoView({ block: "nearest" });
   }
@@ -99,7 +83,7 @@
     const start = shown.length;
     shown = shown.concat(doc.requests || []);
     (doc.requests || []).forEach((r, i) => body.append(row(r, start + i)));
-    if (!shown.length) body.replaceChildren(node("tr", {}, node("td", { colspan: "9", class: "muted" }, "no requests match")));
+    if (!shown.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "no requests match")));
     cursor = doc.next_cursor;
     more.hidden = !cursor;
     const again = shown.findIndex((r) => r.call_id === selected);
@@ -108,7 +92,7 @@
 
   async function load(append) {
     try {
-      render(await fetchJSON(`/api/requests?${params(append)}`), append);
+      render(await getJSON(`/api/requests?${params(append)}`), append);
     } catch (err) {
       degraded.hidden = false;
       degraded.textContent = `request log unavailable: ${err.message}`;
@@ -118,14 +102,14 @@
   function fillSelect(name, values) {
     const select = form.elements[name];
     const keep = select.value;
-    const options = [node("option", { value: "" }, "all")].concat(values.map((v) => node("option", { value: v }, v)));
+    const options = [el("option", { value: "" }, "all")].concat(values.map((v) => el("option", { value: v }, v)));
     select.replaceChildren(...options);
     select.value = values.includes(keep) ? keep : "";
   }
 
   async function loadFacets() {
     try {
-      const doc = await fetchJSON("/api/requests/facets");
+      const doc = await getJSON("/api/requests/facets");
       fillSelect("model", doc.models || []);
       fillSelect("kind", doc.kinds || []);
       fillSelect("user_agent", doc.user_agents || []);
