@@ -30,3 +30,18 @@ def wait_for(condition, timeout: float = 5.0, what: str = "condition", poll: flo
     if last:
         return last
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def single_model_config(tmp) -> str:
+    """The committed config without its fallbacks: these cases measure one model's own retries and timeouts
+    (with fallbacks the other model is tried too, doubling the attempts and the time; tests/test_proxy_models.py)."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    data = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    for key in ("fallbacks", "context_window_fallbacks"):
+        data.get("router_settings", {}).pop(key, None)
+    path = tmp / "litellm_config.single.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

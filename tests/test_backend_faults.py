@@ -25,13 +25,12 @@ from dataclasses import asdict, dataclass
 
 import pytest
 import requests
-import yaml
 
 from llmops import health as probes
 from llmops.dashboard.monitor import Check, Monitor
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import HUGE_BYTES, MODEL, FakeOllama
-from tests.helpers import free_port
+from tests.helpers import free_port, single_model_config
 
 KEY = "sk-test-backend-faults"
 RETRIES = 1
@@ -91,17 +90,6 @@ class Outcome:
             return next((c["choices"][0].get("finish_reason") for c in reversed(self.chunks())
                          if c["choices"][0].get("finish_reason")), None)
         return json.loads(self.body)["choices"][0]["finish_reason"]
-
-
-def single_model_config(tmp) -> str:
-    """The committed config without its fallbacks: these cases measure one model's own retries and timeouts
-    (with fallbacks the other model is tried too, doubling the attempts and the time; tests/test_proxy_models.py)."""
-    data = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
-    for key in ("fallbacks", "context_window_fallbacks"):
-        data.get("router_settings", {}).pop(key, None)
-    path = tmp / "litellm_config.single.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
 
 
 def start_proxy(fake: FakeOllama, timeout: float, tmp) -> Proxy:

@@ -23,8 +23,11 @@ from tests.proxyproc import prom_series, prom_sum, real_prometheus, real_proxy
 pytestmark = pytest.mark.integration
 CHAT_A, CHAT_B, EMBED = "smollm2:135m", "gemma3:270m", "all-minilm:22m"
 # maxLength keeps the answer within max_tokens: a grammar guarantees the shape, not that it ends in time.
+# No numeric bounds: llama-cpp-python 0.3.36's schema-to-grammar converter does not enforce minimum/maximum
+# (docs/backend.md), so a bound would test the model's luck, not the stack; the generator's own check of a
+# schema check is tested with the fake server (tests/test_traffic_models.py).
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
-                                           "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+                                           "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
 JSON_TOKENS = 256
 

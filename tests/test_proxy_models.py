@@ -75,9 +75,8 @@ def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(p
     and its class, counted exactly (new series included, which increase() would undercount).
 
     It runs before the fallback tests: the cooldowns and fallbacks they cause would move requests between models."""
-    from llmops.promapi import PromAPI
-
     from llmops.dashboard import create_app
+    from llmops.dashboard.promapi import PromAPI
     from tests.fakes_dashboard import make_settings
 
     fake.reset()
@@ -194,9 +193,8 @@ def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(c
     wait_for(lambda: (prom_sum(prometheus, query) or 0.0) >= before + 1, 60, "Prometheus to count the fallback")
     labels = prom_series(prometheus, f'litellm_deployment_successful_fallbacks_total{{requested_model="{PRIMARY}"}}')
     # ...and the dashboard's row for the model that failed says it fell back.
-    from llmops.promapi import PromAPI
-
     from llmops.dashboard import create_app
+    from llmops.dashboard.promapi import PromAPI
     from tests.fakes_dashboard import make_settings
 
     app = create_app({"SETTINGS": make_settings(), "START_MONITOR": False, "CHECKS": [], "CACHE_SECONDS": 0,

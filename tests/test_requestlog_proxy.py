@@ -24,7 +24,7 @@ from llmops.requestlog import store, writer
 from llmops.requestlog.callback import CONTENT_CHARS
 from tests.conftest import ROOT, test_environ
 from tests.fakes_requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, single_model_config, wait_for
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-requestlog-9f3c2a"
@@ -63,7 +63,9 @@ def start_proxy(fake, tmp: Path, name: str, **extra: str) -> Proxy:
     env = test_environ()
     env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url, "LITELLM_MASTER_KEY": KEY,
                 "LLMOPS_STATE_DIR": str(tmp / f"state-{name}"), "LLMOPS_ENV_FILE": str(tmp / f"env-{name}"),
-                "REQUEST_LOG_PATH": str(tmp / f"{name}.db"), **extra})
+                "REQUEST_LOG_PATH": str(tmp / f"{name}.db"),
+                # One model's own retries and outcomes: no fallback to the other chat model.
+                "LITELLM_CONFIG": single_model_config(tmp), **extra})
     log = open(tmp / f"litellm-{name}.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -185,13 +187,13 @@ def test_key_and_content_are_not_in_the_database_file(proxies, fake):
 
 
 def test_locked_database_drops_rows_keeps_serving_and_says_degraded(proxies, fake, test_settings):
-    import dashboard
+    from llmops.dashboard import create_app
 
     proxy = proxies["one"]
     fake.reset()
     settings = type(test_settings)(values={**test_settings.values, "LLMOPS_STATE_DIR": str(proxy.state),
                                            "REQUEST_LOG_PATH": str(proxy.db)}, env_file=test_settings.env_file)
-    app = dashboard.create_app({"SETTINGS": settings, "START_MONITOR": False}).test_client()
+    app = create_app({"SETTINGS": settings, "START_MONITOR": False}).test_client()
     assert app.get("/api/requests").get_json()["log"]["degraded"] is None
     locker = sqlite3.connect(str(proxy.db), timeout=5, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the writer's busy timeout

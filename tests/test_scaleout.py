@@ -157,6 +157,18 @@ def hosts(request):
     return running
 
 
+def one_model_config(folder: Path) -> str:
+    """The committed proxy config with only smollm2:135m routed (and so no fallbacks)."""
+    data = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
+    data["model_list"] = [m for m in data["model_list"] if m["model_name"] == "smollm2:135m"]
+    for key in ("fallbacks", "context_window_fallbacks"):
+        data.get("router_settings", {}).pop(key, None)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "litellm_config.one-model.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def env(hosts):
     """The stack (proxy, Prometheus, dashboard) in front of the three namespaced hosts."""
@@ -168,6 +180,9 @@ def env(hosts):
         "PROMETHEUS_DATA_DIR": ".run-test/scaleout/prometheus-data",
         "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "scaleout" / "env"),
         "CANARY_INTERVAL": "0", "PROBE_INTERVAL": "1",
+        # Scale-out is about hosts, not models: one chat model, so the proxy's health checks (a real generation
+        # per model and host every 10 s) do not crowd the two cores the hosts share.
+        "LITELLM_CONFIG": one_model_config(ROOT / ".run-test" / "scaleout"),
     })
     started = cli(environ, "start")
     try:

@@ -216,7 +216,7 @@ def chart_totals(stack: dict) -> dict:
     requests_chart = next(c for c in doc["charts"] if c["id"] == "requests")
     names = {outcomes.LEGENDS[name]: name for name in outcomes.CLASSES}
     return {names[s["name"]]: round(sum(v * doc["step"] for _, v in s["points"] if v is not None))
-            for s in requests_chart["series"]}
+            for s in requests_chart["series"] if s["name"] in names}  # the embeddings series is a kind, not a class
 
 
 def counts_of(stack: dict) -> tuple[dict, dict]:
