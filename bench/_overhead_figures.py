@@ -1,0 +1,156 @@
+"""The metrics of bench/proxy_overhead.py (the issues' goals among them) from its rows' summaries, and what each
+removed setting buys (a helper, not a benchmark: bench.sh skips _*.py)."""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+import benchfmt
+
+
+def figures(by: dict, variants: list, log_rows: dict) -> tuple[dict, dict]:
+    """The metrics and, per removed setting, what it buys; `by` maps a row's name to its summary, `variants` are
+    the started rows (their spec and process), `log_rows` the request log's saturation figures."""
+    direct = by["direct"]["p50_ms"]
+
+    def added(name: str) -> float:
+        return round(by[name]["p50_ms"] - by[by[name]["added_to"]]["p50_ms"], 2)
+
+    def imports(name: str) -> float:
+        return by[name]["failing_imports_per_request"]["total"]
+
+    baseline = f"LiteLLM defaults, same run: +{added('baseline_1w')} ms"
+    baseline_rps = f"LiteLLM defaults, same run: {by['baseline_1w']['rps']:.0f} requests/s"
+    absolute = "; no goal of its own since issue 17 (the ratio goals below replace the absolute ones)"
+    share = round(added("shipped_1w") / added("baseline_1w"), 2)
+    scale = round(by["shipped_2w"]["rps"] / by["baseline_1w"]["rps"], 2)
+    share_note = "shipped 1 worker over LiteLLM defaults, same run: holds while the machine's speed drifts"
+    scale_note = "shipped 2 workers over LiteLLM defaults (1 worker), same run"
+    metrics = {
+        "direct_p50_ms": benchfmt.metric(round(direct, 2), "ms", None, "lower"),
+        "direct_rps_c10": benchfmt.metric(round(by["direct"]["rps"]), "requests/s", None, "higher"),
+        "added_p50_ms_c1_baseline": benchfmt.metric(added("baseline_1w"), "ms", None, "lower",
+                                                    "issue: LiteLLM defaults +12-16 ms"),
+        "added_p50_ms_c1_1worker": benchfmt.metric(added("shipped_1w"), "ms", None, "lower", baseline + absolute),
+        "added_p50_ms_c1_2workers": benchfmt.metric(added("shipped_2w"), "ms", None, "lower", baseline + absolute),
+        "proxy_rps_c10_baseline": benchfmt.metric(round(by["baseline_1w"]["rps"]), "requests/s", None, "higher",
+                                                  "issue: LiteLLM defaults 60-90 requests/s"),
+        "proxy_rps_c10_1worker": benchfmt.metric(round(by["shipped_1w"]["rps"]), "requests/s", None, "higher",
+                                                 baseline_rps + absolute),
+        "proxy_rps_c10_2workers": benchfmt.metric(round(by["shipped_2w"]["rps"]), "requests/s", None, "higher",
+                                                  baseline_rps + absolute),
+        "best_added_p50_ms": benchfmt.metric(min(added("shipped_1w"), added("shipped_2w")), "ms", None, "lower"),
+        "best_rps_c10": benchfmt.metric(round(max(by["shipped_1w"]["rps"], by["shipped_2w"]["rps"])), "requests/s",
+                                        None, "higher"),
+        # The same ratio against each issue's goal: issue 19 asks more than issue 17.
+        "added_p50_share_of_baseline": benchfmt.metric(share, "ratio", 0.45, "lower", share_note + " (issue 19)"),
+        "added_p50_share_of_baseline_issue17": benchfmt.metric(share, "ratio", 0.55, "lower",
+                                                               share_note + " (issue 17)"),
+        "rps_c10_2workers_over_baseline": benchfmt.metric(scale, "ratio", 3.0, "higher", scale_note + " (issue 19)"),
+        "rps_c10_2workers_over_baseline_issue17": benchfmt.metric(scale, "ratio", 2.5, "higher",
+                                                                  scale_note + " (issue 17)"),
+        "failing_imports_per_request_shipped": benchfmt.metric(
+            imports("shipped_1w"), "imports/request", 0, "lower",
+            f"LiteLLM defaults, same run: {imports('baseline_1w')} a request"),
+        "failing_imports_per_request_baseline": benchfmt.metric(imports("baseline_1w"), "imports/request", None,
+                                                                "lower"),
+        "cpu_per_request_share_of_baseline": benchfmt.metric(
+            per_round(by, "shipped_1w", "baseline_1w", "cpu_ms_per_request_per_round")["median"], "ratio", None,
+            "lower", "proxy CPU per request at concurrency 1, shipped 1 worker over LiteLLM defaults, median of the "
+            "rounds' ratios: the throughput ratio a machine of one's own would see, nearly free of the sharing"),
+        **embeddings_metrics(by, added),
+        **requestlog_metrics(by, log_rows),
+    }
+    ratios = {}
+    for v in variants:
+        if v.spec.removes:
+            # Above 1: the shipped config adds less latency / serves more than this variant without the setting.
+            ratios[v.spec.removes] = {
+                "variant": v.name,
+                "added_latency_shipped_over_without": round(added("shipped_1w") / added(v.name), 3),
+                "rps_shipped_over_without": round(by["shipped_1w"]["rps"] / by[v.name]["rps"], 3),
+                "failing_imports_per_request_without": imports(v.name),
+                "added_latency_per_round": per_round(by, "shipped_1w", v.name, "p50_ms_per_round"),
+                "rps_per_round": per_round(by, "shipped_1w", v.name, "rps_per_round"),
+                "cpu_per_request_per_round": per_round(by, "shipped_1w", v.name, "cpu_ms_per_request_per_round"),
+            }
+            metrics[f"buys_{v.spec.removes.replace('-', '_')}_cpu_ratio"] = benchfmt.metric(
+                ratios[v.spec.removes]["cpu_per_request_per_round"]["median"], "ratio", None, "lower",
+                f"proxy CPU per request, shipped 1 worker over {v.name}, median of the rounds' ratios")
+            metrics[f"buys_{v.spec.removes.replace('-', '_')}_latency_ratio"] = benchfmt.metric(
+                ratios[v.spec.removes]["added_latency_shipped_over_without"], "ratio", None, "lower",
+                f"shipped 1 worker over {v.name}, same run (below 1: the setting cuts added latency)")
+            metrics[f"buys_{v.spec.removes.replace('-', '_')}_rps_ratio"] = benchfmt.metric(
+                ratios[v.spec.removes]["rps_shipped_over_without"], "ratio", None, "higher",
+                f"shipped 1 worker over {v.name}, same run (above 1: the setting adds throughput)")
+    for v in variants:
+        if v.proc is not None and v.spec.direct == "direct":  # chat rows: the baseline is a chat row
+            ratios.setdefault("over_baseline", {})[v.name] = {
+                "added_latency": round(added(v.name) / added("baseline_1w"), 3),
+                "rps": round(by[v.name]["rps"] / by["baseline_1w"]["rps"], 3),
+                # The same ratios within each round, then their median: the other way to read a drifting machine.
+                "added_latency_per_round": per_round(by, v.name, "baseline_1w", "p50_ms_per_round"),
+                "rps_per_round": per_round(by, v.name, "baseline_1w", "rps_per_round"),
+                "cpu_per_request_per_round": per_round(by, v.name, "baseline_1w", "cpu_ms_per_request_per_round")}
+    ratios["embeddings_over_chat"] = {
+        "added_latency": round(added("shipped_embed_1w") / added("shipped_1w"), 3),
+        "added_latency_per_round": per_round(by, "shipped_embed_1w", "shipped_1w", "p50_ms_per_round"),
+        "cpu_per_request_per_round": per_round(by, "shipped_embed_1w", "shipped_1w", "cpu_ms_per_request_per_round")}
+    return metrics, ratios
+
+
+def embeddings_metrics(by: dict, added: Callable[[str], float]) -> dict:
+    """Issue 16's row: the proxy's added latency for one short embeddings input, beside the chat figure."""
+    chat = f"chat through the same config, same rounds: +{added('shipped_1w')} ms"
+    return {
+        "embed_direct_p50_ms": benchfmt.metric(round(by["direct_embed"]["p50_ms"], 2), "ms", None, "lower",
+                                               "the fake's /api/embed, one short input"),
+        "embed_added_p50_ms_c1_1worker": benchfmt.metric(added("shipped_embed_1w"), "ms", None, "lower", chat),
+        "embed_added_p50_over_chat": benchfmt.metric(
+            per_round(by, "shipped_embed_1w", "shipped_1w", "p50_ms_per_round")["median"], "ratio", None, "lower",
+            "embeddings' added p50 over chat's, shipped 1 worker each, median of the rounds' ratios"),
+        "embed_rps_c10_1worker": benchfmt.metric(round(by["shipped_embed_1w"]["rps"]), "requests/s", None, "higher",
+                                                 f"chat, same rounds: {by['shipped_1w']['rps']:.0f} requests/s"),
+    }
+
+
+def requestlog_metrics(by: dict, log_rows: dict) -> dict:
+    """Issue 17's figures: the shipped 1-worker proxy with the request log on against the same proxy with it off."""
+    on, off = by["shipped_1w"], by["shipped_nolog_1w"]
+    each = [round(a - b, 2) for a, b in zip(on["p50_ms_per_round"], off["p50_ms_per_round"], strict=True)]
+    cost = [round(1 - a / b, 3) for a, b in zip(on["rps_per_round"], off["rps_per_round"], strict=True)]
+    writer = log_rows["writer_alone"]
+    return {
+        "requestlog_added_p50_ms_c1": benchfmt.metric(
+            round(on["p50_ms"] - off["p50_ms"], 2), "ms", 0.3, "lower",
+            f"shipped 1 worker, log on minus log off, medians of the same rounds (round by round: {each}, "
+            f"median {statistics.median(each)})"),
+        "requestlog_rps_cost_c10": benchfmt.metric(
+            round(1 - on["rps"] / off["rps"], 3), "ratio", 0.05, "lower",
+            f"share of the concurrency-10 throughput the log costs, same rounds (round by round: {cost}, "
+            f"median {statistics.median(cost)})"),
+        "requestlog_cpu_ratio": benchfmt.metric(
+            per_round(by, "shipped_1w", "shipped_nolog_1w", "cpu_ms_per_request_per_round")["median"], "ratio",
+            None, "lower", "proxy CPU per request, log on over log off, median of the rounds' ratios"),
+        "requestlog_rows_per_s_saturated": benchfmt.metric(
+            log_rows["rows_per_s_proxy_saturated"], "rows/s", None, "higher",
+            f"rows written while the shipped 1-worker proxy was saturated at c=10 ({log_rows['rows_written']} rows "
+            f"for {log_rows['requests_served']} requests served)"),
+        "requestlog_writer_alone_rows_per_s": benchfmt.metric(
+            writer["rows_per_s"], "rows/s", None, "higher",
+            f"the writer thread alone, {writer['rows']} rows, {writer['dropped']} dropped"),
+        "requestlog_callback_us_per_request": benchfmt.metric(
+            log_rows["callback_us_per_request"], "us", None, "lower",
+            "the callback's own time per request on the event loop, writer running (a share of the 0.3 ms goal)"),
+    }
+
+
+def per_round(by: dict, name: str, over: str, key: str) -> dict:
+    """Ratios of name to `over` round by round (added latency for p50s, each over its own direct row), with their
+    median."""
+    a, b = by[name][key], by[over][key]
+    if key == "p50_ms_per_round":
+        a = [x - d for x, d in zip(a, by[by[name]["added_to"]][key], strict=True)]
+        b = [x - d for x, d in zip(b, by[by[over]["added_to"]][key], strict=True)]
+    each = [round(x / y, 3) for x, y in zip(a, b, strict=True)]
+    return {"each": each, "median": round(statistics.median(each), 3)}
