@@ -30,6 +30,8 @@ METRICS: dict[str, str] = {
     "litellm_deployment_state": "gauge",
     "litellm_deployment_successful_fallbacks": "counter",
     "litellm_deployment_failed_fallbacks": "counter",
+    # Failed calls per deployment (api_base label): which host of several failed (tests/test_scaleout.py reads it).
+    "litellm_deployment_failure_responses": "counter",
 }
 
 GROUP = "llmops"
