@@ -133,20 +133,19 @@ def test_each_listed_family_has_samples_after_traffic_and_unlisted_ones_are_gone
     assert re.search(r'^litellm_proxy_failed_requests_metric_total\{[^}]*exception_status=', text, re.MULTILINE)
 
 
-def test_a_warm_proxy_retries_no_otel_import_and_at_most_one_db_import_per_request(proxy):
+def test_a_warm_proxy_retries_no_failing_import_per_request(proxy):
     client = OpenAI(base_url=proxy["url"] + "/v1", api_key=KEY, default_headers=UA, max_retries=0)
     traffic(client, 3)  # warm: first-time imports happen here
     before = read_snapshot(proxy["pid"], proxy["audit"])
     traffic(client, 10)
-    requests_sent = 20
     after = read_snapshot(proxy["pid"], proxy["audit"])
     # The audit sees the proxy's imports: LiteLLM's per-request OTel import ran once and stayed loaded.
     assert "litellm.integrations.otel.logger" in after["loaded"]
     assert not after["hidden"]
     failed = failing_imports(before, after)
     assert not [name for name in failed if "otel" in name or "opentelemetry" in name], failed
-    # What no setting reaches in LiteLLM 1.108.7: auth's common checks look the master key's user
-    # ("default_user_id") up without a database, and the failure handler imports prisma: once a request. The
-    # budget metrics' second lookup is gone with the metrics list (without it: two a request, bench/proxy_overhead).
-    assert set(failed) <= {"prisma", "prisma.errors"}, failed
-    assert failed["prisma.errors"] <= requests_sent, failed
+    # LiteLLM 1.108.7's auth looks the master key's user ("default_user_id") up without a database on every
+    # request, and its failure handler imports prisma.errors: with the prisma package installed (requirements.txt)
+    # that import succeeds once and stays cached, so nothing fails and re-runs per request.
+    assert "prisma.errors" in after["loaded"]
+    assert not failed, failed
