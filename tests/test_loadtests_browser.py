@@ -14,26 +14,12 @@ from llmops.traffic import cli, results
 from llmops.traffic.sweep import knee
 from tests.fakes_dashboard import FakeHTTP, healthy_stack, make_settings
 from tests.fakes_gpu import FakeNVML
-from tests.test_dashboard_browser import ARGS, ARTIFACTS, CANVAS_INK, CHROMIUM, open_page
+from tests.test_dashboard_browser import ARTIFACTS, CANVAS_INK, browser, open_page  # noqa: F401 - the Chromium fixture
 
 pytestmark = pytest.mark.browser
 
 CHART_DATA = """id => { const c = document.querySelector(`figure[data-chart="${id}"] canvas`);
   const ch = c && Chart.getChart(c); return ch ? ch.data.datasets.map(d => d.data.length) : null; }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed: `make test` should have installed it")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,7 @@ def kept(tmp_path_factory):
     return root
 
 
-def test_a_report_opened_from_disk_draws_its_charts_offline_without_errors(browser, kept):
+def test_a_report_opened_from_disk_draws_its_charts_offline_without_errors(browser, kept):  # noqa: F811 - the imported Chromium fixture
     run = next(r for r in results.list_runs(kept) if r.name.endswith("-fake"))
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors, fetched = [], []
@@ -91,7 +77,7 @@ def serve(root):
     return f"http://127.0.0.1:{server.effective_port}", server
 
 
-def test_dashboard_load_tests_section_lists_runs_draws_a_chart_and_opens_a_report(browser, kept):
+def test_dashboard_load_tests_section_lists_runs_draws_a_chart_and_opens_a_report(browser, kept):  # noqa: F811 - the imported Chromium fixture
     base, server = serve(kept)
     try:
         page, errors = open_page(browser, base)
@@ -121,7 +107,7 @@ def test_dashboard_load_tests_section_lists_runs_draws_a_chart_and_opens_a_repor
         server.close()
 
 
-def test_a_comparison_page_draws_both_runs(browser, kept, tmp_path):
+def test_a_comparison_page_draws_both_runs(browser, kept, tmp_path):  # noqa: F811 - the imported Chromium fixture
     a, b = [r for r in results.list_runs(kept) if r.complete]
     assert cli.main(["--compare", str(a.path), str(b.path), "--results-dir", str(tmp_path)]) == 0
     (page_path,) = (tmp_path / "comparisons").iterdir()
@@ -132,7 +118,7 @@ def test_a_comparison_page_draws_both_runs(browser, kept, tmp_path):
     assert errors == []
 
 
-def test_load_tests_section_fits_a_phone_width(browser, kept):
+def test_load_tests_section_fits_a_phone_width(browser, kept):  # noqa: F811 - the imported Chromium fixture
     base, server = serve(kept)
     try:
         page, errors = open_page(browser, base, width=390, height=844)
