@@ -1,12 +1,15 @@
-"""Small helpers shared by the tests: waiting on a condition, free ports."""
+"""Small helpers shared by the tests: waiting on a condition or an HTTP answer, free ports."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
+
+import requests
 
 from llmops.polling import poll_until
 from llmops.stack.ports import free_port
 
-__all__ = ["free_port", "wait_for"]
+__all__ = ["free_port", "wait_for", "wait_http_ok"]
 
 
 def wait_for(condition, timeout: float = 5.0, what: str = "condition", poll: float = 0.2,
@@ -45,3 +48,19 @@ def single_model_config(tmp) -> str:
     path = tmp / "litellm_config.single.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
+
+
+def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | None = None,
+                 log: Path | None = None) -> None:
+    """Wait until GET url answers 200; fail at once, with the log's tail, when `proc` exits first."""
+
+    def ready() -> bool:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"{what}: the process exited {proc.returncode} first: {tail}")
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(ready, timeout, what)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import ROOT, test_environ
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, wait_for, wait_http_ok
 
 
 @contextmanager
@@ -27,16 +27,8 @@ def real_proxy(tmp: Path, key: str, **env: str):
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        assert proc.poll() is None, log_path.read_text()[-3000:]
-        try:
-            return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(ready, 120, "the proxy to start")
+        wait_http_ok(f"{url}/health/liveliness", 120, "the proxy to start", proc, log_path)
         yield url
     finally:
         if proc.poll() is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -12,10 +11,9 @@ import ollama
 import openai
 import psutil
 import pytest
-import requests
 
-from tests.conftest import ROOT, test_environ
-from tests.helpers import free_port, wait_for
+from tests.conftest import ROOT
+from tests.proxyproc import real_proxy
 from tests.test_backend_integration import BackendProcess
 
 pytestmark = pytest.mark.integration
@@ -186,25 +184,11 @@ EXTRA_MODELS = """
 
 
 def test_openai_response_format_and_embeddings_through_the_real_proxy(backend, client, tmp_path):
-    port = free_port()
     key = "sk-test-json-mode"
     shipped = (ROOT / "litellm_config.yaml").read_text()
     config = tmp_path / "litellm_config.yaml"
     config.write_text(shipped.replace("\nlitellm_settings:", EXTRA_MODELS + "\nlitellm_settings:", 1))
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": backend.url, "LLMOPS_STATE_DIR": str(tmp_path / "state"),
-                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": key, "LITELLM_CONFIG": str(config)})
-    log = open(tmp_path / "litellm.log", "w")
-    proxy = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready():
-            try:
-                return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(ready, 90, "the proxy to start")
+    with real_proxy(tmp_path, key, OLLAMA_HOSTS=backend.url, LITELLM_CONFIG=str(config)) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
         # Seeded (LiteLLM passes seed on as an option): open-ended JSON from a 135M model can ramble.
         colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
@@ -220,10 +204,6 @@ def test_openai_response_format_and_embeddings_through_the_real_proxy(backend, c
         if MINILM in [m.model for m in client.list().models]:
             vectors = api.embeddings.create(model=MINILM, input=["a cat", "a dog"])
             assert [len(d.embedding) for d in vectors.data] == [384, 384]
-    finally:
-        os.killpg(proxy.pid, 15)
-        proxy.wait(timeout=30)
-        log.close()
 
 
 def test_an_invalid_schema_is_a_400_and_the_server_stays_up(client):

@@ -18,7 +18,7 @@ from llmops import proxymetrics, settings
 from llmops.render import litellm_config as proxyconf
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, wait_for, wait_http_ok
 
 sys.path.insert(0, str(ROOT / "bench"))
 from _audited_proxy import failing_imports, read_snapshot  # noqa: E402
@@ -64,17 +64,8 @@ def proxy(tmp_path_factory):
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *argv[1:]], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        if proc.poll() is not None:
-            raise AssertionError(f"the proxy exited {proc.returncode}: {(tmp / 'litellm.log').read_text()[-3000:]}")
-        try:
-            return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
     try:
-        wait_for(ready, 120, "the proxy to start")
+        wait_http_ok(f"{url}/health/liveliness", 120, "the proxy to start", proc, tmp / "litellm.log")
         yield {"url": url, "pid": proc.pid, "audit": str(tmp / "audit.json"), "healthy": healthy}
     finally:
         os.killpg(proc.pid, 15)

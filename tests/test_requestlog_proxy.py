@@ -24,7 +24,7 @@ from llmops.requestlog import store, writer
 from llmops.requestlog.callback import CONTENT_CHARS
 from tests.conftest import ROOT, test_environ
 from tests.fakes_requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
-from tests.helpers import free_port, single_model_config, wait_for
+from tests.helpers import free_port, single_model_config, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-requestlog-9f3c2a"
@@ -72,15 +72,7 @@ def start_proxy(fake, tmp: Path, name: str, **extra: str) -> Proxy:
     log.close()
     proxy = Proxy(f"http://127.0.0.1:{port}", proc, tmp / f"{name}.db", tmp / f"state-{name}" / "requestlog",
                   tmp / f"state-{name}")
-
-    def ready():
-        assert proc.poll() is None, (tmp / f"litellm-{name}.log").read_text()[-3000:]
-        try:
-            return requests.get(f"{proxy.url}/health/liveliness", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, 120, f"proxy {name} ready")
+    wait_http_ok(f"{proxy.url}/health/liveliness", 120, f"proxy {name} ready", proc, tmp / f"litellm-{name}.log")
     return proxy
 
 

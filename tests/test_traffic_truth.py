@@ -25,7 +25,7 @@ from llmops import settings as settings_mod
 from llmops.stack.services import prometheus_binary
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, wait_for, wait_http_ok
 from tests.test_backend_integration import BackendProcess
 
 pytestmark = pytest.mark.integration
@@ -65,15 +65,7 @@ class Proxy:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def ready():
-            assert self.proc.poll() is None, f"proxy exited: {self.log.read_text()[-2000:]}"
-            try:
-                return requests.get(f"{self.url}/health/liveliness", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, 120, "the proxy to be ready")
+        wait_http_ok(f"{self.url}/health/liveliness", 120, "the proxy to be ready", self.proc, self.log)
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -123,14 +115,7 @@ def start_prometheus(tmp: Path, proxy_port: int, port: int) -> tuple[subprocess.
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     log.close()
     url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        try:
-            return requests.get(f"{url}/-/ready", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, 60, "Prometheus to be ready")
+    wait_http_ok(f"{url}/-/ready", 60, "Prometheus to be ready", proc, tmp / "prometheus.log")
     return proc, url
 
 
