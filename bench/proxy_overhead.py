@@ -195,8 +195,6 @@ VARIANTS = (
             launch="script"),
     Variant("no_metrics_config_1w", "shipped without litellm_settings.prometheus_metrics_config, 1 worker",
             edit=drop_metrics_config, removes="prometheus_metrics_config"),
-    Variant("no_httptools_1w", "shipped with httptools hidden (uvicorn falls back to h11), 1 worker",
-            hide=("httptools",), removes="httptools"),
     Variant("no_otel_sdk_1w", "shipped with opentelemetry-sdk hidden (the per-request OTel import fails), 1 worker",
             hide=("opentelemetry.sdk",), removes="opentelemetry-sdk"),
     Variant("no_prisma_1w", "shipped with prisma hidden (auth's per-request prisma.errors import fails), 1 worker",

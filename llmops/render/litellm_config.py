@@ -225,7 +225,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.setdefault("LITELLM_TELEMETRY", "False")
     env.setdefault("LITELLM_LOG", "WARNING")
-    # A crash in native code (one SIGSEGV was seen in libpython on a first start, 2026-12-01) then leaves the
+    # A crash in native code (SIGSEGVs were seen in libpython with httptools installed, 2026-12-01) then leaves the
     # Python stack of every thread in logs/litellm.log instead of nothing; supervisor restarts the proxy either way.
     env.setdefault("PYTHONFAULTHANDLER", "1")
     env.update(request_log_env(settings))
