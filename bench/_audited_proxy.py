@@ -1,6 +1,6 @@
 """Runs the LiteLLM proxy CLI in this process with an import audit (benchmark and test instrument).
 
-Usage: python bench/_audited_proxy.py <litellm CLI arguments>
+Usage: python bench/_audited_proxy.py <litellm CLI arguments> (litellm_config.litellm_args of the shipped argv)
 
 - An audit hook (sys.addaudithook) counts CPython's "import" events. CPython raises one only when a module is
   not in sys.modules, so once the proxy is warm every event is an import that failed before (or a module
@@ -22,6 +22,7 @@ import signal
 import sys
 from collections import Counter
 from importlib.abc import MetaPathFinder
+from pathlib import Path
 
 HIDDEN = tuple(name for name in os.environ.get("LLMOPS_HIDE_MODULES", "").split(",") if name)
 _imports: Counter[str] = Counter()      # every "import" event, nested ones included
@@ -103,7 +104,11 @@ def failing_imports(before: dict, after: dict, kind: str = "statements") -> Coun
 
 if __name__ == "__main__":
     signal.signal(signal.SIGUSR1, _dump)
+    # As the shipped launch does: Python 3.11's cyclic GC from a collector thread (LLMOPS_PROXY_GC=auto: not).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from litellm import run_server
+
+    import llmops.render.proxy_main  # noqa: F401
 
     sys.argv = ["litellm", *sys.argv[1:]]
     run_server()

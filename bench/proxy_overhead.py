@@ -189,16 +189,22 @@ HIDE_ALL = (*HIDE_BOTH, "prisma")
 VARIANTS = (
     Variant("direct", "the fake Ollama itself", launch="none", path="/api/chat", body=BODY_DIRECT),
     Variant("baseline_1w", "LiteLLM defaults: the rendered config without model_info and without the metrics list; "
-            "httptools, opentelemetry-sdk and prisma hidden; 1 worker", edit=litellm_defaults, hide=HIDE_ALL),
+            "httptools, opentelemetry-sdk and prisma hidden; CPython's automatic GC; 1 worker", edit=litellm_defaults,
+            hide=HIDE_ALL, env={"LLMOPS_PROXY_GC": "auto"}),
     Variant("shipped_1w", "litellm_config.yaml as rendered at start, 1 worker"),
     Variant("shipped_2w", "scripts/start_litellm_proxy.sh as make start runs it, 2 workers", workers=2,
             launch="script"),
     Variant("no_metrics_config_1w", "shipped without litellm_settings.prometheus_metrics_config, 1 worker",
             edit=drop_metrics_config, removes="prometheus_metrics_config"),
+    Variant("no_httptools_1w", "shipped with httptools hidden (uvicorn falls back to h11), 1 worker",
+            hide=("httptools",), removes="httptools"),
     Variant("no_otel_sdk_1w", "shipped with opentelemetry-sdk hidden (the per-request OTel import fails), 1 worker",
             hide=("opentelemetry.sdk",), removes="opentelemetry-sdk"),
     Variant("no_prisma_1w", "shipped with prisma hidden (auth's per-request prisma.errors import fails), 1 worker",
             hide=("prisma",), removes="prisma"),
+    # Not a speed setting: the collector thread that keeps Python 3.11's GC out of ContextVar.set (proxy_main).
+    Variant("auto_gc_1w", "shipped with CPython's automatic GC instead of the collector thread (LLMOPS_PROXY_GC=auto), "
+            "1 worker", env={"LLMOPS_PROXY_GC": "auto"}, removes="gc_collector"),
     Variant("none_of_the_three_1w", "shipped without the hot-path settings (the config as shipped before issue 19: "
             "no metrics list, httptools, opentelemetry-sdk or prisma), 1 worker",
             edit=drop_metrics_config, hide=HIDE_ALL, removes="all_three"),
@@ -271,7 +277,7 @@ def start(spec: Variant, fake_port: int, tmp: Path) -> Running:
         argv[argv.index("--config") + 1] = str(edited)
     audit = tmp / f"{spec.name}-audit.json"
     env.update(LLMOPS_IMPORT_AUDIT=str(audit), LLMOPS_HIDE_MODULES=",".join(spec.hide))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *argv[1:]], env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxyconf.litellm_args(argv)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Running(spec, url, proc, audit, db)
 

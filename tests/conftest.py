@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,67 @@ def stack(test_settings):
 
 
 @pytest.fixture
-def ensure_stack_ready(stack):
+def ensure_stack_ready(stack, request):
     """The session stack, restarted where an earlier test stopped a part of it."""
     saved = dict(os.environ)
     os.environ.update(TEST_ENV)
+    before = len(_STACK_EVENTS)
+    session_out, stack.out = stack.out, _STACK_EVENTS.append
     try:
         stack.start()
     finally:
+        stack.out = session_out
         os.environ.clear()
         os.environ.update(saved)
+    # What start() had to do for this test ("restarting", "starting litellm", a new pid), for a failed run's summary.
+    _STACK_EVENTS[before:] = [f"{request.node.nodeid}: {line}" for line in _STACK_EVENTS[before:] if _notable(line)]
     return stack
+
+
+_PIDS: dict[str, str] = {}
+
+
+def _notable(line: str) -> bool:
+    """Not the usual "already running (pid N)", unless N is new: then supervisor restarted the service meanwhile."""
+    found = re.match(r"\s*(\S+)\s+already running \(pid (\d+)\)", line)
+    if not found:
+        return bool(line.strip())
+    name, pid = found.groups()
+    seen, _PIDS[name] = _PIDS.get(name), pid
+    return seen is not None and seen != pid
+
+
+# Lines the session stack's start() printed from ensure_stack_ready, and crashes found in the logs, are written at
+# the very end of a failed run: CI keeps only the tail of the output, and a crashed proxy explains many failures.
+_STACK_EVENTS: list[str] = []
+_CRASH_MARKERS = ("Fatal Python error", "Segmentation fault", "terminated by SIGSEGV", "terminated by SIGABRT")
+
+
+def _crash_excerpts(folders: list[Path], lines_after: int = 12) -> list[str]:
+    found = []
+    for folder in folders:
+        for log in sorted(folder.rglob("*.log")) if folder.is_dir() else []:
+            try:
+                text = log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for i, line in enumerate(text):
+                if any(marker in line for marker in _CRASH_MARKERS):
+                    found.append(f"{log}:{i + 1}:")
+                    found.extend("    " + x for x in text[i:i + lines_after])
+                    break
+    return found
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not exitstatus:
+        return
+    folders = [ROOT / TEST_ENV["LLMOPS_LOG_DIR"]]
+    basetemp = getattr(config, "_tmp_path_factory", None)
+    if basetemp is not None:
+        folders.append(basetemp.getbasetemp())
+    crashes = _crash_excerpts(folders)
+    if _STACK_EVENTS or crashes:
+        terminalreporter.section("session stack: what ensure_stack_ready did, and crashes in the logs")
+        for line in _STACK_EVENTS[-10:] + (crashes[:30] or ["no crash marker in any log"]):
+            terminalreporter.write_line(line)

@@ -185,6 +185,15 @@ def test_opentelemetry_sdk_matches_the_installed_api_and_is_pinned():
     assert out.returncode == 0, out.stderr[-2000:]
 
 
+def test_uvicorn_parses_http_with_httptools():
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert AutoHTTPProtocol is HttpToolsProtocol
+    version = importlib.metadata.version("httptools")
+    assert f"httptools=={version}" in (ROOT / "requirements.txt").read_text().splitlines()
+
+
 def test_the_committed_config_leaves_tracing_off():
     data = yaml.safe_load(Path(proxyconf.CONFIG).read_text())
     callbacks = [str(c) for key in ("callbacks", "success_callback", "failure_callback")

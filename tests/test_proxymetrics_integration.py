@@ -61,7 +61,7 @@ def proxy(tmp_path_factory):
     argv, env = proxyconf.command(settings.load(env_file=tmp / "env", environ=environ))
     env["LLMOPS_IMPORT_AUDIT"] = str(tmp / "audit.json")
     log = open(tmp / "litellm.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *argv[1:]], env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxyconf.litellm_args(argv)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

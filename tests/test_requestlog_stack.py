@@ -33,8 +33,8 @@ def test_generator_records_and_the_log_agree_request_by_request(ensure_stack_rea
     output = tmp_path / "traffic.jsonl"
     result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, max_requests=6, concurrency=2,
                                max_tokens=8, seed=11, output=output))
-    assert result.exit_code == 0, result.verdict
     records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert result.exit_code == 0, (result.verdict, [r for r in records if r["status"] != "ok"])
     assert len(records) == 6 and all(r["call_id"] for r in records)
     rows = logged(stack.settings.request_log_path, [r["call_id"] for r in records])
     for record in records:

@@ -213,6 +213,14 @@ def launch(settings: Settings) -> None:
     os.execve(argv[0], argv, env)
 
 
+PROXY_MAIN = "llmops.render.proxy_main"
+
+
+def litellm_args(argv: list[str]) -> list[str]:
+    """LiteLLM's own command-line arguments within an argv that command() returned."""
+    return argv[argv.index(PROXY_MAIN) + 1:]
+
+
 def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """Validate and render the config; return the proxy's argv and environment (bench/ starts it this way too)."""
     if not settings.litellm_master_key:
@@ -225,7 +233,7 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     env.setdefault("LITELLM_TELEMETRY", "False")
     env.setdefault("LITELLM_LOG", "WARNING")
-    # A crash in native code (SIGSEGVs were seen in libpython with httptools installed, 2026-12-01) then leaves the
+    # A crash in native code (three SIGSEGVs in libpython, 2026-12-01: see proxy_main) then leaves the
     # Python stack of every thread in logs/litellm.log instead of nothing; supervisor restarts the proxy either way.
     env.setdefault("PYTHONFAULTHANDLER", "1")
     env.update(request_log_env(settings))
@@ -236,8 +244,8 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
         shutil.rmtree(multiproc, ignore_errors=True)
         multiproc.mkdir(parents=True)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    litellm = Path(sys.executable).parent / "litellm"
-    argv = [str(litellm), "--config", str(rendered), "--host", settings.bind_host,
+    # LiteLLM's own CLI (`litellm ...`), run by proxy_main so that Python 3.11's GC cannot crash it (see there).
+    argv = [sys.executable, "-m", PROXY_MAIN, "--config", str(rendered), "--host", settings.bind_host,
             "--port", str(settings.litellm_port), "--num_workers", str(workers)]
     return argv, env
 

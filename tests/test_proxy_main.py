@@ -1,0 +1,77 @@
+"""The proxy's process (llmops.render.proxy_main): Python 3.11's cyclic GC runs from a collector thread."""
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import threading
+import weakref
+
+import pytest
+
+from llmops import settings
+from llmops.render import litellm_config, proxy_main
+from tests.conftest import ROOT, test_environ
+from tests.helpers import wait_for
+
+AFFECTED = sys.version_info[:2] < proxy_main.FIXED_IN
+
+
+def python(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env={**test_environ(), **env}, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_schedule_collects_older_generations_less_often():
+    gens = [proxy_main.schedule(t) for t in range(1, 201)]
+    assert gens.count(2) == 2 and gens.count(1) == 18 and gens.count(0) == 180
+    assert gens[99] == 2 and gens[9] == 1 and gens[0] == 0
+
+
+@pytest.mark.skipif(not AFFECTED, reason="Python >= 3.12 keeps automatic GC")
+def test_the_crash_it_prevents_happens_without_it_and_not_with_it():
+    bare = python("tests/gc_reentry.py")
+    assert bare.returncode == -11, (bare.returncode, bare.stdout, bare.stderr)  # SIGSEGV: python/cpython#148891
+    guarded = python("tests/gc_reentry.py", "--collector")
+    assert guarded.returncode == 0 and "survived" in guarded.stdout, guarded.stderr
+
+
+def test_the_collector_thread_frees_cycles_while_automatic_gc_is_off():
+    saved = gc.isenabled()
+    stop = proxy_main.install(interval=0.01, version=(3, 11))
+    try:
+        assert not gc.isenabled() and any(t.name == "llmops-gc" for t in threading.enumerate())
+
+        class Node:
+            pass
+
+        node = Node()
+        node.cycle = node
+        ref = weakref.ref(node)
+        del node
+        wait_for(lambda: ref() is None, 10, "the collector to free a reference cycle")
+    finally:
+        stop.set()
+        if saved:
+            gc.enable()
+
+
+def test_fixed_pythons_and_the_opt_out_keep_automatic_gc(monkeypatch):
+    assert proxy_main.install(version=(3, 12)) is None
+    monkeypatch.setenv("LLMOPS_PROXY_GC", "auto")
+    assert proxy_main.install(version=(3, 11)) is None
+
+
+@pytest.mark.skipif(not AFFECTED, reason="Python >= 3.12 keeps automatic GC")
+def test_spawned_workers_run_the_collector_too():
+    # uvicorn starts LITELLM_WORKERS > 1 with multiprocessing's spawn, which imports the parent's main module.
+    done = python("-m", "tests.spawnprobe")
+    assert done.returncode == 0 and "parent=False child=False" in done.stdout, (done.stdout, done.stderr)
+
+
+def test_the_shipped_launch_runs_litellm_through_it(tmp_path):
+    environ = {**test_environ(), "LLMOPS_STATE_DIR": str(tmp_path / "state"), "LITELLM_MASTER_KEY": "sk-launch-test",
+               "REQUEST_LOG_PATH": str(tmp_path / "requests.db")}
+    argv, _ = litellm_config.command(settings.load(env_file=tmp_path / "env", environ=environ))
+    assert argv[:3] == [sys.executable, "-m", litellm_config.PROXY_MAIN]
+    assert litellm_config.litellm_args(argv)[:2] == ["--config", str(tmp_path / "state" / "litellm_config.yaml")]
