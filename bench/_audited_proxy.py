@@ -108,7 +108,9 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from litellm import run_server
 
-    import llmops.render.proxy_main  # noqa: F401
+    from llmops.render import proxy_main
+
+    proxy_main.install()
 
     sys.argv = ["litellm", *sys.argv[1:]]
     run_server()

@@ -2,8 +2,8 @@
 ContextVar while a collection runs inside another ContextVar.set. CPython 3.10/3.11 then free the HAMT the outer
 set is still walking and usually die with SIGSEGV within a second.
 
-Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector imports llmops.render.proxy_main first,
-as the proxy's process does. Prints "survived" and exits 0 when no crash happened.
+Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.render.proxy_main's collector
+first, as the proxy's process does. Prints "survived" and exits 0 when no crash happened.
 """
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ if __name__ == "__main__":
     if "--collector" in args:
         args.remove("--collector")
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        import llmops.render.proxy_main  # noqa: F401
+        from llmops.render import proxy_main
+
+        proxy_main.install()
     if gc.isenabled():  # automatic collection (without the collector): one at nearly every allocation
         gc.set_threshold(1, 1, 1)
     contextvars.copy_context().run(main, int(args[0]) if args else 300_000)

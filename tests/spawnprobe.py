@@ -1,21 +1,21 @@
-"""`python -m tests.spawnprobe`: a main module that imports llmops.render.proxy_main, as the proxy's does, and
-spawns a child the way uvicorn spawns its workers; prints whether automatic GC is on in the parent and the child."""
+"""`python -m tests.spawnprobe`: spawns a child with uvicorn's own multiprocessing context (how it starts
+LITELLM_WORKERS > 1) and prints the name this main module was imported under in the child."""
 from __future__ import annotations
 
-import gc
-import multiprocessing
+import sys
 
-import llmops.render.proxy_main  # noqa: F401
+from uvicorn._subprocess import spawn
+
+IMPORTED_AS = __name__
 
 
 def report(queue) -> None:
-    queue.put(gc.isenabled())
+    queue.put(sys.modules["__mp_main__"].IMPORTED_AS)
 
 
 if __name__ == "__main__":
-    spawn = multiprocessing.get_context("spawn")
     queue = spawn.Queue()
     child = spawn.Process(target=report, args=(queue,))
     child.start()
-    print(f"parent={gc.isenabled()} child={queue.get(timeout=60)}")
+    print(f"child imported the main module as {queue.get(timeout=60)}")
     child.join(timeout=60)

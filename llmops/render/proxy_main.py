@@ -9,15 +9,19 @@ LiteLLM 1.108.7's proxy sets and resets context variables on every request (`lit
 proxy died this way three times in test runs (2026-12-01), with `PYTHONFAULTHANDLER` showing the request in
 `ContextVar.set`. `bench/gc_crash.py` reproduces the crash in a few lines.
 
-So on Python < 3.12 automatic collection is off, and a daemon thread collects instead, on a schedule like
-CPython's own: the young generation every tick, the middle one every 10th, everything every 100th. A
-collection started by that thread can never run inside another thread's `ContextVar.set`, because that C
+So on Python < 3.12 automatic collection is off, and a daemon thread collects instead. Every tick (0.1 s)
+it applies CPython's own rule to the counts CPython keeps running (`gc.get_count()`, against `gc.get_threshold()`):
+the oldest generation whose count passed its threshold is collected, and the oldest one only when the objects
+that reached it since the last full collection are a quarter of those it held then (CPython's guard against
+quadratic full collections: one of the proxy's ~720,000 objects takes ~400 ms). An idle proxy collects nothing.
+A collection started by that thread can never run inside another thread's `ContextVar.set`, because that C
 function holds the GIL from start to end and runs no Python code unless a collection starts within it.
 `gc.collect()` from the thread runs the same finalizers automatic collection ran from whichever thread
 happened to allocate (LiteLLM's thread pools included), so no new kind of code runs off the event loop.
 
-`install()` runs when this module is imported, which also happens in each worker that uvicorn spawns for
-LITELLM_WORKERS > 1 (multiprocessing's spawn imports the parent's main module as `__mp_main__`).
+`install()` runs when this module runs as the main module, and in each worker that uvicorn spawns for
+LITELLM_WORKERS > 1 (multiprocessing's spawn imports the parent's main module there as `__mp_main__`). Imported
+under its own name (tests, benchmarks) it changes nothing.
 """
 from __future__ import annotations
 
@@ -31,16 +35,32 @@ DEFAULT_INTERVAL = 0.1
 FIXED_IN = (3, 12)
 
 
-def schedule(tick: int) -> int:
-    """The generation to collect at this tick (1, 2, ...): 2 every 100th, 1 every 10th, 0 otherwise."""
-    return 2 if tick % 100 == 0 else 1 if tick % 10 == 0 else 0
+def due(counts: tuple[int, int, int], thresholds: tuple[int, ...], oldest_now: int, oldest_after_full: int) -> int | None:
+    """The generation CPython's automatic collection would collect now, or None.
+
+    counts and thresholds as gc.get_count() and gc.get_threshold(); oldest_now: objects in the oldest generation
+    now; oldest_after_full: what it held after the last full collection."""
+    if counts[2] > thresholds[2] and oldest_now - oldest_after_full > oldest_after_full / 4:
+        return 2
+    if counts[1] > thresholds[1]:
+        return 1
+    if counts[0] > thresholds[0]:
+        return 0
+    return None
 
 
 def collect_forever(interval: float, stop: threading.Event) -> None:
-    tick = 0
+    oldest_after_full = len(gc.get_objects(2))
     while not stop.wait(interval):
-        tick += 1
-        gc.collect(schedule(tick))
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        # Counting the oldest generation is a walk of it: only when its count says a full collection may be due.
+        oldest_now = len(gc.get_objects(2)) if counts[2] > thresholds[2] else 0
+        generation = due(counts, thresholds, oldest_now, oldest_after_full)
+        if generation is None:
+            continue
+        gc.collect(generation)
+        if generation == 2:
+            oldest_after_full = len(gc.get_objects(2))
 
 
 def install(interval: float | None = None, version: tuple[int, int] = sys.version_info[:2]) -> threading.Event | None:
@@ -55,7 +75,8 @@ def install(interval: float | None = None, version: tuple[int, int] = sys.versio
     return stop
 
 
-_COLLECTOR = install()
+if __name__ in ("__main__", "__mp_main__"):
+    _COLLECTOR = install()
 
 
 def main() -> int:
