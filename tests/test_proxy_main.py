@@ -28,9 +28,43 @@ def test_it_collects_what_cpythons_own_rule_would():
     assert proxy_main.due((50_000, 3, 2), t, 0, 1000) == 0
     assert proxy_main.due((50_000, 11, 2), t, 0, 1000) == 1
     # The oldest generation only when a quarter more objects reached it since the last full collection.
-    assert proxy_main.due((50_000, 11, 11), t, 1200, 1000) == 1
-    assert proxy_main.due((50_000, 11, 11), t, 1300, 1000) == 2
-    assert proxy_main.due((0, 0, 11), t, 1300, 1000) == 2
+    assert proxy_main.due((50_000, 11, 11), t, 200, 1000) == 1
+    assert proxy_main.due((50_000, 11, 11), t, 300, 1000) == 2
+    assert proxy_main.due((0, 0, 11), t, 300, 1000) == 2
+
+
+def test_the_oldest_generation_is_walked_only_after_full_collections():
+    # Walking it (len(gc.get_objects(2)): ~70 ms in the proxy) every tick would cost a core.
+    walks, fulls = [], []
+    real = gc.get_objects
+
+    def counted(generation=None):
+        walks.append(generation)
+        return real(generation) if generation is not None else real()
+
+    def on_gc(phase, info):
+        if phase == "stop" and info["generation"] == 2:
+            fulls.append(info)
+
+    stop = threading.Event()
+    gc.get_objects = counted
+    gc.callbacks.append(on_gc)
+    try:
+        gc.disable()
+        thread = threading.Thread(target=proxy_main.collect_forever, args=(0.005, stop), daemon=True)
+        thread.start()
+        keep = []
+        for _ in range(300):
+            keep.append([[] for _ in range(50)])  # survivors: every generation's count moves on
+            stop.wait(0.002)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        gc.get_objects = real
+        gc.callbacks.remove(on_gc)
+        gc.enable()
+    assert walks.count(0) >= 1, "the collector ran middle-generation collections"
+    assert walks.count(2) <= 1 + len(fulls), (walks.count(2), len(fulls))
 
 
 @pytest.mark.skipif(not AFFECTED, reason="Python >= 3.12 keeps automatic GC")
