@@ -22,7 +22,6 @@ import signal
 import sys
 from collections import Counter
 from importlib.abc import MetaPathFinder
-from pathlib import Path
 
 HIDDEN = tuple(name for name in os.environ.get("LLMOPS_HIDE_MODULES", "").split(",") if name)
 _imports: Counter[str] = Counter()      # every "import" event, nested ones included
@@ -105,7 +104,6 @@ def failing_imports(before: dict, after: dict, kind: str = "statements") -> Coun
 if __name__ == "__main__":
     signal.signal(signal.SIGUSR1, _dump)
     # As the shipped launch does: Python 3.11's cyclic GC from a collector thread (LLMOPS_PROXY_GC=auto: not).
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from litellm import run_server
 
     from llmops.render import proxy_main

@@ -11,7 +11,6 @@ import contextvars
 import gc
 import sys
 import weakref
-from pathlib import Path
 
 
 class Node:
@@ -42,7 +41,6 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if "--collector" in args:
         args.remove("--collector")
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
         from llmops.render import proxy_main
 
         proxy_main.install()

@@ -21,6 +21,15 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
     assert data["router_settings"]["routing_strategy"] == "simple-shuffle"
 
 
+def assert_validate_names_file_and_line(tmp_path, text: str, line: int, words: str) -> None:
+    """validate() of a config with `text` raises a ConfigError naming the file, the line and `words`."""
+    path = tmp_path / "litellm_config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        proxyconf.validate(path)
+    assert f"{path}:{line}:" in str(info.value) and words in str(info.value)
+
+
 @pytest.mark.parametrize("text, line, words", [
     ("model_list:\n  - model_name: a\n    litellm_params: {model: ollama_chat/a\n", 4, "YAML does not parse"),
     ("model_list:\n  - model_name: a\n    litellm_params:\n      model: smollm2\n      api_base: x\n", 4, "names no provider"),
@@ -32,11 +41,7 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
      "unknown section 'router_setings'"),
 ])
 def test_bad_config_names_file_and_line(tmp_path, text, line, words):
-    path = tmp_path / "litellm_config.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        proxyconf.validate(path)
-    assert f"{path}:{line}:" in str(info.value) and words in str(info.value)
+    assert_validate_names_file_and_line(tmp_path, text, line, words)
 
 
 def test_cli_check_exits_non_zero_with_the_line(tmp_path, capsys):
@@ -172,8 +177,4 @@ def test_committed_config_routes_two_chat_models_and_one_embedding_model_with_fa
      "router_settings:\n  fallbacks:\n    - a: [gemma]\n", 6, "names 'gemma', which no model_list entry routes"),
 ])
 def test_bad_embedding_route_or_fallback_names_file_and_line(tmp_path, text, line, words):
-    path = tmp_path / "litellm_config.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        proxyconf.validate(path)
-    assert f"{path}:{line}:" in str(info.value) and words in str(info.value)
+    assert_validate_names_file_and_line(tmp_path, text, line, words)

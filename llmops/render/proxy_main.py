@@ -7,7 +7,7 @@ resets a variable of the same context: the inner set frees the HAMT the outer on
 LiteLLM 1.108.7's proxy sets and resets context variables on every request (`litellm/_internal_context.py`
 `service_target`, from auth), and coroutines the GC closes reset theirs from whatever context is current: the
 proxy died this way three times in test runs (2026-12-01), with `PYTHONFAULTHANDLER` showing the request in
-`ContextVar.set`. `bench/gc_crash.py` reproduces the crash in a few lines.
+`ContextVar.set`. `tests/gc_reentry.py` reproduces the CPython crash in a few lines.
 
 So on Python < 3.12 automatic collection is off, and a daemon thread collects instead. Every tick (0.1 s)
 it applies CPython's own rule to the counts CPython keeps running (`gc.get_count()`, against `gc.get_threshold()`):
@@ -30,7 +30,7 @@ import os
 import sys
 import threading
 
-# Seconds between two collections; LLMOPS_PROXY_GC_INTERVAL overrides it (bench/proxy_overhead.py measures it).
+# Seconds between two looks at CPython's counts.
 DEFAULT_INTERVAL = 0.1
 FIXED_IN = (3, 12)
 
@@ -65,12 +65,10 @@ def collect_forever(interval: float, stop: threading.Event) -> None:
             long_lived, pending = len(gc.get_objects(2)), 0
 
 
-def install(interval: float | None = None, version: tuple[int, int] = sys.version_info[:2]) -> threading.Event | None:
+def install(interval: float = DEFAULT_INTERVAL, version: tuple[int, int] = sys.version_info[:2]) -> threading.Event | None:
     """Move cyclic GC to a collector thread on an affected Python; returns the thread's stop event, or None."""
     if version >= FIXED_IN or os.environ.get("LLMOPS_PROXY_GC") == "auto":
         return None
-    if interval is None:
-        interval = float(os.environ.get("LLMOPS_PROXY_GC_INTERVAL", DEFAULT_INTERVAL))
     stop = threading.Event()
     gc.disable()
     threading.Thread(target=collect_forever, args=(interval, stop), name="llmops-gc", daemon=True).start()
@@ -78,7 +76,7 @@ def install(interval: float | None = None, version: tuple[int, int] = sys.versio
 
 
 if __name__ in ("__main__", "__mp_main__"):
-    _COLLECTOR = install()
+    install()
 
 
 def main() -> int:
