@@ -1,6 +1,7 @@
 """python/cpython#148891 on purpose (fault injection for tests/test_proxy_main.py): a finalizer that sets a
 ContextVar while a collection runs inside another ContextVar.set. CPython 3.10/3.11 then free the HAMT the outer
-set is still walking and usually die with SIGSEGV within a second.
+set is still walking and die within a second: with SIGSEGV on a release build, with SIGABRT at a failed assertion
+(e.g. "PyObject_GC_Track: object already tracked") where CPython was built with its assertions on.
 
 Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.render.proxy_main's collector
 first, as the proxy's process does. Prints "survived" and exits 0 when no crash happened.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from tests.conftest import ROOT, test_environ
 from tests.helpers import wait_for
 
 AFFECTED = sys.version_info[:2] < proxy_main.FIXED_IN
+CRASHES = {-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS}
 
 
 def python(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -70,7 +72,9 @@ def test_the_oldest_generation_is_walked_only_after_full_collections():
 @pytest.mark.skipif(not AFFECTED, reason="Python >= 3.12 keeps automatic GC")
 def test_the_crash_it_prevents_happens_without_it_and_not_with_it():
     bare = python("tests/gc_reentry.py")
-    assert bare.returncode == -11, (bare.returncode, bare.stdout, bare.stderr)  # SIGSEGV: python/cpython#148891
+    # python/cpython#148891 corrupts the context's HAMT. A release build then dies with SIGSEGV; a CPython built
+    # with its assertions on (CI's) stops first at one of them, with SIGABRT.
+    assert bare.returncode in CRASHES, (bare.returncode, bare.stdout, bare.stderr)
     guarded = python("tests/gc_reentry.py", "--collector")
     assert guarded.returncode == 0 and "survived" in guarded.stdout, guarded.stderr
 
