@@ -98,20 +98,25 @@ class FakeEngine:
             stats.eval_ns = int((time.perf_counter() - began) * 1e9)
             self.finished.set()
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
-        """A deterministic 8-dimensional vector of letter counts per text, L2-normalised."""
+    def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
+        """A deterministic 8-dimensional vector of letter counts per text, L2-normalised, and the words of
+        each group of `sizes` texts."""
         self.embed_calls.append(list(texts))
-        count = 0
+        counts = []
         vectors = []
         for text in texts:
             words = text.split()
             if len(words) > self.n_ctx and not truncate:
                 raise BadRequest("input length exceeds maximum context length")
             words = words[: self.n_ctx]
-            count += len(words)
+            counts.append(len(words))
             raw = [float(sum(ch in "aeiou"[i % 5] + "bcdfg"[i % 5] for ch in " ".join(words))) + 1.0 for i in range(8)]
             vectors.append(l2_normalize(raw))
-        return vectors, count
+        groups, at = [], 0
+        for size in sizes or [len(texts)]:
+            groups.append(sum(counts[at:at + size]))
+            at += size
+        return vectors, groups
 
     def close(self) -> None:
         self.closed = True

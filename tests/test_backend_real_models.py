@@ -94,6 +94,17 @@ def test_both_chat_models_answer_and_report_a_cold_load(client):
     assert shown.details.parameter_size == "268.10M" and shown.license == "gemma"
 
 
+def test_llama_cpps_state_is_built_at_start_without_its_loader_dump(backend, tmp_path):
+    # build_llama_state ran before "listening" (a vocabulary-only load): quiet, as Llama(verbose=False) is.
+    assert not [line for line in backend.log if line.startswith(("llama_model_loader", "print_info", "load:"))]
+    from llmops.backend.engine import build_llama_state
+
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + b"\xff" * 64)
+    build_llama_state(corrupt)  # llama.cpp refuses it; nothing is built, nothing raises
+    build_llama_state(tmp_path / "absent.gguf")
+
+
 def test_keep_alive_zero_empties_ps_and_rss_falls(client, backend):
     client.generate(model=SMOL, keep_alive=0)
     client.generate(model=GEMMA, keep_alive=0)
@@ -248,3 +259,30 @@ def test_a_chat_model_gives_embeddings_as_ollama_does(client):
     vectors = client.embed(model=SMOL, input=["a cat", "a dog"]).embeddings
     assert len(vectors) == 2 and len(vectors[0]) == 576
     assert abs(cosine(vectors[0], vectors[0]) - 1) < 1e-4
+
+
+def test_texts_embedded_in_one_batch_get_what_each_gets_alone():
+    # The server embeds requests that wait together as one llama.cpp batch (llmops.backend.embed_batch):
+    # llama.cpp keeps the sequences apart, so each text's vector and token count are its own.
+    path = embedding_gguf()
+    if path is None:
+        pytest.skip("all-minilm:22m is not built")
+    from llmops.backend.engine import LlamaEngine
+    from llmops.backend.gguf_meta import read_header
+    from llmops.backend.model import ModelInfo
+
+    header = read_header(path)
+    info = ModelInfo(tag=MINILM, path=path, metadata=header.metadata, context_length=512)
+    engine = LlamaEngine(path, MINILM, n_ctx=512, n_threads=1, info=info)
+    try:
+        texts = ["a cat sits on the mat", "tokens", "the railway departure is at midday, said the guard"]
+        batch, counts = engine.embed(texts, True, [1, 1, 1])
+        for text, vector, count in zip(texts, batch, counts, strict=True):
+            alone, [alone_count] = engine.embed([text], True)
+            assert cosine(vector, alone[0]) > 0.9999 and count == alone_count
+        assert len(set(counts)) == 3  # three different lengths: the counts are per text, not shared
+        _, [first, rest] = engine.embed(texts, True, [1, 2])  # two requests: one text, then two
+        assert (first, rest) == (counts[0], counts[1] + counts[2])
+        assert engine.embed(texts, True)[1] == [sum(counts)]
+    finally:
+        engine.close()

@@ -11,6 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.backend import BUSY_MESSAGE, create_app
+from llmops.backend.handling import BACKEND_KEY
 from tests.fakes_backend import FAKE_TAG, FakeEngine, ServerThread, expected_text, wait_for
 
 CHAT = {"model": FAKE_TAG, "messages": [{"role": "user", "content": "hi"}]}
@@ -173,3 +174,69 @@ def test_shutdown_stops_a_running_generation(tmp_path):
     assert srv.engine.last_stats.eval_count < 10_000
     lines = pending.result(10).text.splitlines()
     assert "error" in json.loads(lines[-1])
+
+
+def embed(url: str, text: str, **extra) -> dict:
+    response = requests.post(url + "/api/embed", json={"model": FAKE_TAG, "input": text, **extra}, timeout=20)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_embedding_requests_that_wait_together_run_as_one_batch(tmp_path):
+    gate = threading.Event()
+    texts = ["one small cat", "two dogs", "three birds in a tree"]
+    with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(4) as pool:
+        batcher = srv.app[BACKEND_KEY].embed_batches
+        busy = pool.submit(requests.post, srv.url + "/api/chat",
+                           json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="the generation that keeps the engine busy")
+        futures = [pool.submit(embed, srv.url, text) for text in texts]
+        wait_for(lambda: batcher.gathering(FAKE_TAG) == 3, what="three embedding requests to gather")
+        assert gauge(srv, "llm_backend_queue_depth") == 1  # one queue place for the batch
+        gate.set()
+        replies = [f.result(10) for f in futures]
+        assert busy.result(10).status_code == 200
+        assert len(srv.engine.embed_calls) == 1 and sorted(srv.engine.embed_calls[0]) == sorted(texts)
+        for text, reply in zip(texts, replies, strict=True):
+            alone = embed(srv.url, text)  # the engine is idle now: a batch of one
+            assert reply["embeddings"] == alone["embeddings"] and len(reply["embeddings"]) == 1
+            assert reply["prompt_eval_count"] == len(text.split()) == alone["prompt_eval_count"]
+        assert srv.engine.embed_calls[1:] == [[text] for text in texts]
+        assert metrics(srv)[("llm_backend_jobs_total", (("kind", "embed"),))] == 6
+
+
+def test_an_embedding_request_that_must_not_be_truncated_runs_alone_with_its_own_error(tmp_path):
+    gate = threading.Event()
+    with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(4) as pool:
+        busy = pool.submit(requests.post, srv.url + "/api/chat",
+                           json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="the generation that keeps the engine busy")
+        ok = pool.submit(embed, srv.url, "short text")
+        too_long = pool.submit(requests.post, srv.url + "/api/embed", timeout=20, json={
+            "model": FAKE_TAG, "input": "word " * (srv.engine.n_ctx + 1), "truncate": False})
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 2, what="both to queue, each in its own place")
+        gate.set()
+        assert len(ok.result(10)["embeddings"]) == 1
+        assert too_long.result(10).status_code == 400
+        assert busy.result(10).status_code == 200
+
+
+def test_an_embedding_batch_whose_clients_all_left_leaves_the_queue(tmp_path):
+    gate = threading.Event()
+    with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(1) as pool:
+        batcher = srv.app[BACKEND_KEY].embed_batches
+        first = pool.submit(requests.post, srv.url + "/api/chat",
+                            json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="first generation")
+        queued = [raw_request(srv.url, "/api/embed", {"model": FAKE_TAG, "input": t}) for t in ("a b", "c d")]
+        wait_for(lambda: batcher.gathering(FAKE_TAG) == 2, what="two embedding requests to gather")
+        queued[0].close()
+        gone = ("llm_backend_requests_total", (("endpoint", "/api/embed"), ("status", "499")))
+        wait_for(lambda: metrics(srv).get(gone) == 1, what="the first client's leaving to be counted")
+        assert gauge(srv, "llm_backend_queue_depth") == 1  # the other client still waits for the batch
+        queued[1].close()
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 0, what="the batch to leave the queue")
+        gate.set()
+        assert first.result(10).status_code == 200
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the engine to go idle")
+        assert srv.engine.embed_calls == []

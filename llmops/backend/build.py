@@ -1,15 +1,20 @@
 """The embedded backend as `make start` runs it: every packaged and dropped-in model, loaded on demand."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
-from .engine import LlamaEngine
+from ..errors import ConfigError
+from .engine import LlamaEngine, build_llama_state
 from .loader import LoadedModels
+from .model import default_model_path
 from .registry import ModelEntry, Registry
 from .server import create_app
 from .sources import package_sources
+
+log = logging.getLogger(__name__)
 
 
 def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | None = None, max_queue: int = 512,
@@ -29,6 +34,10 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
     from .loader import fix_malloc_thresholds
 
     fix_malloc_thresholds()
+    try:
+        build_llama_state(default_model_path())
+    except ConfigError as exc:  # no packaged model: the first load builds it instead
+        log.info("llama.cpp state not built at start: %s", exc)
 
     registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
     models: LoadedModels

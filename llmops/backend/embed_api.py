@@ -65,7 +65,7 @@ async def embeddings(request: web.Request) -> web.Response:
     parse_options(data.get("options"))
     entry = backend.entry(name)
     vectors, _count, _load, _waited = await backend.embed(entry, [prompt] if prompt else [], True, backend.keep_alive(data))
-    return json_response({"embedding": vectors[0] if vectors else []})
+    return json_response({"embedding": vectors[0] if len(vectors) else []})
 
 
 def _b64(vector: list[float]) -> str:

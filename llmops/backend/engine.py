@@ -46,7 +46,9 @@ class Engine(Protocol):
 
     def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]: ...
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]: ...
+    # One row per text (lists of floats, or a 2-D numpy array, which the JSON writer takes) and the tokens
+    # of each group of `sizes` consecutive texts (default: one group).
+    def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]: ...
 
     def close(self) -> None: ...
 
@@ -91,6 +93,27 @@ class StopMatcher:
 def default_threads() -> int:
     """llama.cpp threads: half the cores, at least one (the rest serve the proxy, Prometheus and clients)."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def build_llama_state(vocab_gguf: Path) -> None:
+    """Build llama.cpp's one-time process state now (the server calls this at start), not inside the first
+    model load: its backend, and the Unicode code-point table every tokenizer shares (2.1 MB, built on the
+    first tokenization and kept for the life of the process by design). A vocabulary-only load of a small
+    GGUF does it (~0.1 s). So the first cold load measures the model alone, and RSS after an unload is
+    compared with an idle process that holds what no unload can free."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    _logger.set_verbose(False)  # as Llama(verbose=False) does: no loader dump on stderr
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(vocab_gguf).encode("utf-8"), params)
+    if model:
+        llama_cpp.llama_model_free(model)
+    from .loader import release_heap
+
+    release_heap()  # what the vocabulary's load freed goes back to the OS, as after an unload
 
 
 class LlamaEngine:
@@ -228,8 +251,9 @@ class LlamaEngine:
             if first is not None:
                 stats.eval_ns = int((time.perf_counter() - first) * 1e9)
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
-        """L2-normalised vectors for texts (one batch) and the tokens evaluated."""
+    def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
+        """L2-normalised vectors for texts (one batch) and the tokens evaluated for each group of `sizes`
+        consecutive texts (default: one group, all of them)."""
         import numpy as np
 
         llama = self._llama if self.embedding_model else self._embedding_context()
@@ -239,10 +263,25 @@ class LlamaEngine:
                 if len(llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)) > limit:
                     raise BadRequest("input length exceeds maximum context length")
         vectors, count = llama.embed(texts, truncate=True, return_count=True)
-        matrix = np.asarray(vectors, dtype=np.float64)
+        # float32, as llama.cpp computes them and Ollama returns them; rows of an array, which the
+        # server's JSON writer (orjson) serialises without a Python float per value.
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix = np.divide(matrix, norms, out=matrix, where=norms > 0)
-        return matrix.tolist(), int(count)
+        return matrix, self._group_counts(llama, texts, sizes, int(count))  # type: ignore[return-value]
+
+    @staticmethod
+    def _group_counts(llama, texts: list[str], sizes: list[int] | None, total: int) -> list[int]:
+        """Llama.embed counts only the whole batch; a batch of several requests is counted per text
+        (its tokens, cut at n_batch as Llama.embed cuts them) and summed per request."""
+        if not sizes or len(sizes) == 1:
+            return [total]
+        each = [min(len(llama.tokenize(t.encode("utf-8"), add_bos=True, special=False)), llama.n_batch) for t in texts]
+        counts, at = [], 0
+        for size in sizes:
+            counts.append(sum(each[at:at + size]))
+            at += size
+        return counts
 
     def _embedding_context(self):
         """A chat model asked for embeddings: mean-pooled hidden states, as Ollama computes them for any model."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from .embed_batch import EmbedBatcher, Item, Outcome, split
 from .engine import Engine, Stats
 from .loader import LoadedModels
 from .metrics import BackendMetrics
@@ -30,6 +31,7 @@ class Backend:
         self.models = models
         self.metrics = metrics or BackendMetrics()
         self.scheduler = Scheduler(max_queue, self.metrics)
+        self.embed_batches = EmbedBatcher(self.run)
         self.started_at = time.time()
 
     def entry(self, name: str, need: str | None = None) -> ModelEntry:
@@ -92,27 +94,31 @@ class Backend:
         return gen, waited
 
     async def embed(self, entry: ModelEntry, texts: list[str], truncate: bool, keep_alive: float) -> tuple[list[list[float]], int, float, float]:
-        """Embeddings for texts as one batch: (vectors, tokens, load seconds, queue seconds)."""
+        """Embeddings for texts: (vectors, tokens, load seconds, queue seconds). Requests for the same model
+        that wait together run as one batch (embed_batch); an empty one (a load) or one that must not be
+        truncated runs alone, so that its error stays its own."""
         models, metrics, tag = self.models, self.metrics, entry.tag
 
-        def job(_gen: Generation) -> tuple[list[list[float]], int, float]:
-            began = time.perf_counter()
+        def run(items: list[Item], started: float) -> list[Outcome]:
             engine, load_seconds = models.acquire(entry)
-            count = 0
+            counts: list[int] = []
             try:
-                if not texts:
-                    return [], 0, load_seconds
-                vectors, count = engine.embed(texts, truncate)
-                return vectors, count, load_seconds
+                every = [text for item in items for text in item.texts]
+                sizes = [len(item.texts) for item in items]
+                vectors, counts = engine.embed(every, truncate, sizes) if every else ([], [0] * len(items))
+                return split(vectors, counts, items, load_seconds, started)
             finally:
-                metrics.prompt_tokens.labels(tag).inc(count)
-                metrics.generation.labels(tag).observe(time.perf_counter() - began)
-                metrics.jobs.labels("embed").inc()
-                models.release(tag, keep_alive)
+                metrics.prompt_tokens.labels(tag).inc(sum(counts))
+                metrics.generation.labels(tag).observe(time.perf_counter() - started)
+                metrics.jobs.labels("embed").inc(len(items))
+                models.release(tag, items[-1].keep_alive)  # as in Ollama, the latest request sets the expiry
 
-        gen, waited = await self.scheduler.start(job)
-        vectors, count, load_seconds = await gen.result()
-        return vectors, count, load_seconds, waited
+        item = Item(texts, keep_alive)
+        if texts and truncate:
+            outcome = await self.embed_batches.embed(tag, item, run)
+        else:
+            outcome = (await self.run(lambda: run([item], time.perf_counter())))[0]  # type: ignore[index]
+        return outcome.vectors, outcome.count, outcome.load_seconds, outcome.waited
 
     async def load_only(self, entry: ModelEntry, keep_alive: float) -> float:
         """Load a model (an empty request), setting its keep_alive; returns the load seconds."""

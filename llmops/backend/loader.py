@@ -51,7 +51,7 @@ def fix_malloc_thresholds() -> None:
         pass
 
 
-def _release_heap() -> None:
+def release_heap() -> None:
     """Hand freed heap pages back to the OS, so that RSS shows the unload (glibc keeps them otherwise)."""
     gc.collect()
     name = ctypes.util.find_library("c")
@@ -136,7 +136,7 @@ class LoadedModels:
             return False
         loaded.engine.close()
         del loaded
-        _release_heap()
+        release_heap()
         log.info("unloaded %s", tag)
         return True
 
