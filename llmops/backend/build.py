@@ -31,13 +31,14 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
     import numpy  # noqa: F401
 
     from . import grammar_sampler  # noqa: F401
-    from .loader import fix_malloc_thresholds
+    from .loader import fix_malloc_thresholds, release_heap
 
     fix_malloc_thresholds()
     try:
         build_llama_state(default_model_path())
     except ConfigError as exc:  # no packaged model: the first load builds it instead
         log.info("llama.cpp state not built at start: %s", exc)
+    release_heap()  # what the vocabulary's load freed goes back to the OS, as after an unload
 
     registry = Registry(package_sources(model_path, model_tag) + list(extra_sources or []), models_dir)
     models: LoadedModels

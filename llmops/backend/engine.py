@@ -99,8 +99,9 @@ def build_llama_state(vocab_gguf: Path) -> None:
     """Build llama.cpp's one-time process state now (the server calls this at start), not inside the first
     model load: its backend, and the Unicode code-point table every tokenizer shares (2.1 MB, built on the
     first tokenization and kept for the life of the process by design). A vocabulary-only load of a small
-    GGUF does it (~0.1 s). So the first cold load measures the model alone, and RSS after an unload is
-    compared with an idle process that holds what no unload can free."""
+    GGUF does it (~0.1 s; the caller then returns the freed heap with loader.release_heap). So the first
+    cold load measures the model alone, and RSS after an unload is compared with an idle process that
+    holds what no unload can free."""
     import llama_cpp
     from llama_cpp import _logger
 
@@ -111,9 +112,6 @@ def build_llama_state(vocab_gguf: Path) -> None:
     model = llama_cpp.llama_model_load_from_file(str(vocab_gguf).encode("utf-8"), params)
     if model:
         llama_cpp.llama_model_free(model)
-    from .loader import release_heap
-
-    release_heap()  # what the vocabulary's load freed goes back to the OS, as after an unload
 
 
 class LlamaEngine:
