@@ -32,7 +32,9 @@ def writer_alone(db: Path, n: int = WRITER_ROWS) -> dict:
     alone.start()
     started = time.perf_counter()
     for row in rows:
-        alone.queue.put(row)  # blocking: the writer's pace, not the queue's size
+        while alone.queued() >= writer.QUEUE_ROWS:  # the writer's pace, not the queue's size
+            time.sleep(0.001)
+        alone.put(row)
     alone.close(timeout=120)
     return {"rows_per_s": round(n / (time.perf_counter() - started)), "rows": n, "dropped": alone.dropped,
             "rows_in_file": count_rows(db)}

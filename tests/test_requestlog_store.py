@@ -103,6 +103,19 @@ def test_writer_batches_rows_and_reports_in_its_status_file(tmp_path):
     assert writer.read_status(tmp_path / "status")["degraded"] is None
 
 
+def test_a_full_batch_is_written_at_once_and_close_writes_the_rest(tmp_path):
+    w = writer.Writer(tmp_path / "r.db", flush_seconds=600).start()  # the clock alone would wait 10 minutes
+    for i in range(writer.BATCH_ROWS):
+        w.put(row(f"b{i}", time.time()))
+    wait_for(lambda: w.written == writer.BATCH_ROWS, 10, "a full batch written before the flush interval")
+    for i in range(3):
+        w.put(row(f"tail{i}", time.time()))
+    w.close(timeout=10)
+    assert w.written == writer.BATCH_ROWS + 3 and not w._thread.is_alive()
+    count = store.connect(tmp_path / "r.db").execute("SELECT count(*) FROM requests").fetchone()[0]
+    assert count == writer.BATCH_ROWS + 3
+
+
 def test_unwritable_place_drops_rows_counts_them_and_says_why(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("the database's folder is a file: no user, root included, can create it")
@@ -128,4 +141,4 @@ def test_a_full_queue_drops_rows_instead_of_growing(tmp_path, monkeypatch):
     w = writer.Writer(tmp_path / "r.db")  # not started: nothing drains the queue
     for i in range(8):
         w.put(row(f"q{i}", 1.0))
-    assert (w.queue.qsize(), w.dropped) == (5, 3) and "queue full" in w.degraded
+    assert (w.queued(), w.dropped) == (5, 3) and "queue full" in w.degraded
