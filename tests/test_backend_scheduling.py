@@ -50,6 +50,14 @@ def raw_request(url: str, path: str, body: dict) -> socket.socket:
     return sock
 
 
+def hold_engine(srv, pool):
+    """A one-token chat that holds the engine until the test sets the server's gate; returns its future."""
+    busy = pool.submit(requests.post, srv.url + "/api/chat",
+                       json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
+    wait_for(srv.engine.started.is_set, what="the generation that holds the engine")
+    return busy
+
+
 def test_past_the_queue_bound_requests_get_503_with_ollamas_message(tmp_path):
     gate = threading.Event()
     with serve(tmp_path, max_queue=1, gate=gate) as srv, ThreadPoolExecutor(2) as pool:
@@ -134,9 +142,7 @@ def test_client_disconnect_of_a_non_streamed_request_stops_the_generation(tmp_pa
 def test_client_that_leaves_the_queue_is_not_run(tmp_path):
     gate = threading.Event()
     with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(1) as pool:
-        first = pool.submit(requests.post, srv.url + "/api/chat",
-                            json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
-        wait_for(srv.engine.started.is_set, what="first generation")
+        first = hold_engine(srv, pool)
         queued = raw_request(srv.url, "/api/chat", {**CHAT, "stream": False})
         wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 1, what="second request to queue")
         queued.close()
@@ -187,9 +193,7 @@ def test_embedding_requests_that_wait_together_run_as_one_batch(tmp_path):
     texts = ["one small cat", "two dogs", "three birds in a tree"]
     with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(4) as pool:
         batcher = srv.app[BACKEND_KEY].embed_batches
-        busy = pool.submit(requests.post, srv.url + "/api/chat",
-                           json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
-        wait_for(srv.engine.started.is_set, what="the generation that keeps the engine busy")
+        busy = hold_engine(srv, pool)
         futures = [pool.submit(embed, srv.url, text) for text in texts]
         wait_for(lambda: batcher.gathering(FAKE_TAG) == 3, what="three embedding requests to gather")
         assert gauge(srv, "llm_backend_queue_depth") == 1  # one queue place for the batch
@@ -208,9 +212,7 @@ def test_embedding_requests_that_wait_together_run_as_one_batch(tmp_path):
 def test_an_embedding_request_that_must_not_be_truncated_runs_alone_with_its_own_error(tmp_path):
     gate = threading.Event()
     with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(4) as pool:
-        busy = pool.submit(requests.post, srv.url + "/api/chat",
-                           json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
-        wait_for(srv.engine.started.is_set, what="the generation that keeps the engine busy")
+        busy = hold_engine(srv, pool)
         ok = pool.submit(embed, srv.url, "short text")
         too_long = pool.submit(requests.post, srv.url + "/api/embed", timeout=20, json={
             "model": FAKE_TAG, "input": "word " * (srv.engine.n_ctx + 1), "truncate": False})
@@ -225,9 +227,7 @@ def test_an_embedding_batch_whose_clients_all_left_leaves_the_queue(tmp_path):
     gate = threading.Event()
     with serve(tmp_path, gate=gate) as srv, ThreadPoolExecutor(1) as pool:
         batcher = srv.app[BACKEND_KEY].embed_batches
-        first = pool.submit(requests.post, srv.url + "/api/chat",
-                            json={**CHAT, "stream": False, "options": {"num_predict": 1}}, timeout=20)
-        wait_for(srv.engine.started.is_set, what="first generation")
+        first = hold_engine(srv, pool)
         queued = [raw_request(srv.url, "/api/embed", {"model": FAKE_TAG, "input": t}) for t in ("a b", "c d")]
         wait_for(lambda: batcher.gathering(FAKE_TAG) == 2, what="two embedding requests to gather")
         queued[0].close()
