@@ -63,20 +63,23 @@ Runner = Callable[[list[Item], float], list[Outcome]]
 
 
 class EmbedBatcher:
-    """Open batches by model tag; everything here but the runner runs on the event loop."""
+    """Open batches by model (name and file); everything here but the runner runs on the event loop."""
 
     def __init__(self, schedule: Callable[[Callable[[], object]], Awaitable[object]]):
         self._schedule = schedule  # runs a function on the engine thread in turn with the generations
-        self._open: dict[str, Batch] = {}
+        self._open: dict[tuple[str, str], Batch] = {}
 
-    async def embed(self, tag: str, item: Item, run: Runner) -> Outcome:
-        batch = self._open.get(tag)
-        index = batch.join(item) if batch is not None else None
+    async def embed(self, key: tuple[str, str], item: Item, run: Runner) -> Outcome:
+        """`key` is the model's name and its file: a name re-pointed meanwhile gathers a batch of its own."""
+        batch = self._open.get(key)
+        # A batch whose task already ended (refused by a full queue) is forgotten one loop step later: not joined.
+        usable = batch is not None and not (batch.task is not None and batch.task.done())
+        index = batch.join(item) if usable else None  # type: ignore[union-attr]
         if index is None:
-            batch = self._open[tag] = Batch()
+            batch = self._open[key] = Batch()
             index = batch.join(item)
             batch.task = asyncio.ensure_future(self._schedule(lambda b=batch: self._start(b, run)))
-            batch.task.add_done_callback(lambda _t, b=batch: self._forget(tag, b))
+            batch.task.add_done_callback(lambda _t, b=batch: self._forget(key, b))
         assert batch.task is not None and index is not None
         batch.waiting += 1
         try:
@@ -86,19 +89,18 @@ class EmbedBatcher:
             batch.waiting -= 1
             if batch.waiting == 0 and not batch.closed:
                 batch.task.cancel()
-                self._forget(tag, batch)
+                self._forget(key, batch)
             raise
         batch.waiting -= 1
         return outcomes[index]  # type: ignore[index]
 
     def gathering(self, tag: str) -> int:
-        """Requests in the model's batch that has not started yet."""
-        batch = self._open.get(tag)
-        return len(batch.items) if batch is not None and not batch.closed else 0
+        """Requests in the model's batches that have not started yet."""
+        return sum(len(b.items) for key, b in self._open.items() if key[0] == tag and not b.closed)
 
-    def _forget(self, tag: str, batch: Batch) -> None:
-        if self._open.get(tag) is batch:
-            del self._open[tag]
+    def _forget(self, key: tuple[str, str], batch: Batch) -> None:
+        if self._open.get(key) is batch:
+            del self._open[key]
 
     @staticmethod
     def _start(batch: Batch, run: Runner) -> list[Outcome]:

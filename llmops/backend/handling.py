@@ -115,7 +115,7 @@ class Backend:
 
         item = Item(texts, keep_alive)
         if texts and truncate:
-            outcome = await self.embed_batches.embed(tag, item, run)
+            outcome = await self.embed_batches.embed((tag, str(entry.path)), item, run)
         else:
             outcome = (await self.run(lambda: run([item], time.perf_counter())))[0]  # type: ignore[index]
         return outcome.vectors, outcome.count, outcome.load_seconds, outcome.waited

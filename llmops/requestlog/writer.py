@@ -58,7 +58,7 @@ class Writer:
             self._drop(1, "queue full: the writer is behind")
             return
         self._rows.append(row)  # atomic; the writer takes it within flush_seconds
-        if len(self._rows) == BATCH_ROWS:
+        if len(self._rows) >= BATCH_ROWS and not self._wake.is_set():
             self._wake.set()  # under load the thread writes as fast as rows come, a batch at a time
 
     def queued(self) -> int:
@@ -75,12 +75,15 @@ class Writer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            self._wake.wait(self.flush_seconds)
+            if len(self._rows) < BATCH_ROWS:
+                self._wake.wait(self.flush_seconds)
             self._wake.clear()
             stopping = self._stopping
-            while self._rows:
-                take = min(len(self._rows), BATCH_ROWS)
+            pending = len(self._rows)  # what is queued now; rows that come meanwhile wait for the next cycle,
+            while pending > 0:         # so pruning and the status file keep their turn under any load
+                take = min(pending, BATCH_ROWS)
                 self._write([self._rows.popleft() for _ in range(take)])
+                pending -= take
             self._maybe_prune()
             self._write_status()
         self._write_status(force=True)
