@@ -1,16 +1,14 @@
 """The real LiteLLM proxy in front of the embedded backend, scraped by the real Prometheus."""
 from __future__ import annotations
 
-import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
+from tests.proxyproc import real_proxy
 
 pytestmark = pytest.mark.integration
 UA = {"User-Agent": "llmops-test/1"}
@@ -101,28 +99,11 @@ def test_models_without_the_key_is_an_error_not_a_list(ensure_stack_ready):
 def test_max_parallel_limit_answers_429(tmp_path):
     fake = FakeOllama().start()
     fake.set_fault("slow", 1.0, path="/api/chat")  # one second per answer: enough to fill a one-slot proxy
-    port = free_port()
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url,
-                "LITELLM_MAX_PARALLEL": "1", "LLMOPS_STATE_DIR": str(tmp_path / "state"),
-                "LLMOPS_ENV_FILE": str(tmp_path / "env"), "LITELLM_MASTER_KEY": "sk-test-429-key"})
-    log = open(tmp_path / "litellm.log", "w")
-    proxy = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": "Bearer sk-test-429-key", **UA}
     try:
-        def ready():
-            try:
-                return requests.get(f"{url}/health/liveliness", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(ready, 90, "the rate-limited proxy to start")
-        with ThreadPoolExecutor(6) as pool:
+        with real_proxy(tmp_path, "sk-test-429-key", OLLAMA_HOSTS=fake.url, LITELLM_MAX_PARALLEL="1") as url, \
+                ThreadPoolExecutor(6) as pool:
             codes = [r.status_code for r in pool.map(lambda _: chat(url, headers, timeout=60), range(6))]
         assert 200 in codes and 429 in codes, codes
     finally:
-        os.killpg(proxy.pid, 15)
-        proxy.wait(timeout=30)
         fake.stop()
-        log.close()
