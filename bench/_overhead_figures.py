@@ -136,6 +136,11 @@ def requestlog_metrics(by: dict, log_rows: dict) -> dict:
             log_rows["rows_per_s_proxy_saturated"], "rows/s", None, "higher",
             f"rows written while the shipped 1-worker proxy was saturated at c=10 ({log_rows['rows_written']} rows "
             f"for {log_rows['requests_served']} requests served)"),
+        "requestlog_rps_cost_c10_side_by_side": benchfmt.metric(
+            round(1 - log_rows["side_by_side"]["on_over_off"], 3), "ratio", None, "lower",
+            f"the same cost with both proxies under c=10 load at once, {log_rows['side_by_side']['blocks']} blocks "
+            f"of {log_rows['side_by_side']['seconds_per_block']:.0f} s (on over off per block: "
+            f"{log_rows['side_by_side']['on_over_off_per_block']})"),
         "requestlog_writer_alone_rows_per_s": benchfmt.metric(
             writer["rows_per_s"], "rows/s", None, "higher",
             f"the writer thread alone, {writer['rows']} rows, {writer['dropped']} dropped"),

@@ -4,7 +4,8 @@ Each row of VARIANTS is one proxy, all running side by side against the same fak
 workers), the LiteLLM-defaults baseline (the same rendered config without the shipped tuning: no model_info, no
 metrics list, h11 instead of httptools, no opentelemetry-sdk), and the shipped config with one setting removed at a
 time, so the results show what each setting buys. The shipped config with the request log off (REQUEST_LOG=0)
-gives the log's cost (issue 17), and an embeddings row (one short input to /v1/embeddings, and the fake's
+gives the log's cost (issue 17; after the rounds also with both proxies loaded at once, block by block), and an
+embeddings row (one short input to /v1/embeddings, and the fake's
 /api/embed directly) the proxy's added latency for embeddings beside the chat figure (issue 16). The machine's
 speed drifts and it is shared, so the variants
 are measured in interleaved rounds: at concurrency 1 (the added p50 latency, one keep-alive connection per
@@ -313,6 +314,23 @@ def audit_imports(v: Running) -> dict:
             "import_events_by_module": {name: round(count / AUDIT_N, 2) for name, count in events.most_common()}}
 
 
+SIDE_BLOCKS, SIDE_S = 6, 8.0  # the request log's side-by-side throughput: blocks, seconds each
+
+
+def requestlog_side_by_side(on: Running, off: Running) -> dict:
+    """Both shipped 1-worker proxies, log on and log off, under c=10 load at the same time: each block splits the
+    same moments of the machine between them, which the one-after-the-other 1.5 s blocks cannot."""
+    async def block() -> tuple[float, float]:
+        (a, _), (b, _) = await asyncio.gather(throughput(on.url, on.body, on.headers, 10, SIDE_S),
+                                              throughput(off.url, off.body, off.headers, 10, SIDE_S))
+        return a, b
+
+    blocks = [asyncio.run(block()) for _ in range(SIDE_BLOCKS)]
+    return {"on_over_off_per_block": [round(a / b, 3) for a, b in blocks],
+            "on_over_off": round(sum(a for a, _ in blocks) / sum(b for _, b in blocks), 3),
+            "blocks": SIDE_BLOCKS, "seconds_per_block": SIDE_S}
+
+
 def requestlog_saturation(v: Running, tmp: Path) -> dict:
     """Rows the request log wrote per second while the shipped 1-worker proxy was saturated (c=10), and its writer
     thread and callback on their own."""
@@ -403,6 +421,7 @@ def main() -> None:
             if v.audit is not None:
                 v.failing = audit_imports(v)
         log_rows = requestlog_saturation(by_name["shipped_1w"], tmp)
+        log_rows["side_by_side"] = requestlog_side_by_side(by_name["shipped_1w"], by_name["shipped_nolog_1w"])
         top = profile(by_name["shipped_1w"].proc.pid, 6, by_name["shipped_1w"].url, tmp)
         speed_after = sdk_probe(shipped_models)
         by = {v.name: v.summary() for v in variants}
@@ -434,10 +453,25 @@ def main() -> None:
         })
         print("\n".join(top))
         print(path)
+    except BaseException:
+        report_failure(tmp, procs)
+        raise
     finally:
         for proc in procs:
             stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_failure(tmp: Path, procs: list[subprocess.Popen]) -> None:
+    """A failed run says which proxies had exited and how each log ends, before the folder is removed."""
+    for proc in procs:
+        if proc.poll() is not None:
+            print(f"exited: pid {proc.pid} with {proc.returncode}: {' '.join(map(str, proc.args))[:160]}",
+                  file=sys.stderr)
+    for log in sorted(tmp.glob("*.log")):
+        lines = log.read_text(errors="replace").splitlines()
+        if any("Fatal Python error" in line or "Traceback" in line for line in lines):
+            print(f"--- {log.name} (last 30 lines)", *lines[-30:], sep="\n", file=sys.stderr)
 
 
 if __name__ == "__main__":
