@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from llmops.backend.engine import Stats, StopMatcher, l2_normalize
+from llmops.backend.engine import Stats, StopMatcher, group_sums, l2_normalize
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
 from llmops.backend.server import start
@@ -112,11 +112,7 @@ class FakeEngine:
             counts.append(len(words))
             raw = [float(sum(ch in "aeiou"[i % 5] + "bcdfg"[i % 5] for ch in " ".join(words))) + 1.0 for i in range(8)]
             vectors.append(l2_normalize(raw))
-        groups, at = [], 0
-        for size in sizes or [len(texts)]:
-            groups.append(sum(counts[at:at + size]))
-            at += size
-        return vectors, groups
+        return vectors, group_sums(counts, sizes)
 
     def close(self) -> None:
         self.closed = True

@@ -53,6 +53,15 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+def group_sums(each: list[int], sizes: list[int] | None) -> list[int]:
+    """Per-text counts summed per group of `sizes` consecutive texts (default: one group, all of them)."""
+    sums, at = [], 0
+    for size in sizes or [len(each)]:
+        sums.append(sum(each[at:at + size]))
+        at += size
+    return sums
+
+
 def l2_normalize(vector: list[float]) -> list[float]:
     norm = math.sqrt(sum(v * v for v in vector))
     return [v / norm for v in vector] if norm > 0 else list(vector)
@@ -275,11 +284,7 @@ class LlamaEngine:
         if not sizes or len(sizes) == 1:
             return [total]
         each = [min(len(llama.tokenize(t.encode("utf-8"), add_bos=True, special=False)), llama.n_batch) for t in texts]
-        counts, at = [], 0
-        for size in sizes:
-            counts.append(sum(each[at:at + size]))
-            at += size
-        return counts
+        return group_sums(each, sizes)
 
     def _embedding_context(self):
         """A chat model asked for embeddings: mean-pooled hidden states, as Ollama computes them for any model."""

@@ -133,7 +133,7 @@ class Writer:
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "path": str(self.path), "written": self.written, "dropped": self.dropped,
-                "queued": len(self._rows), "degraded": self.degraded, "updated": self.clock()}
+                "queued": self.queued(), "degraded": self.degraded, "updated": self.clock()}
 
     def _write_status(self, force: bool = False) -> None:
         """Refresh status_dir/<pid>.json (atomically) when something changed or every few seconds."""
