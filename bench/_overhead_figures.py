@@ -120,27 +120,39 @@ def requestlog_metrics(by: dict, log_rows: dict) -> dict:
     each = [round(a - b, 2) for a, b in zip(on["p50_ms_per_round"], off["p50_ms_per_round"], strict=True)]
     cost = [round(1 - a / b, 3) for a, b in zip(on["rps_per_round"], off["rps_per_round"], strict=True)]
     writer = log_rows["writer_alone"]
+    pair, side = log_rows["pair_c1"], log_rows["side_by_side"]
+    # The goals are judged on the paired phases (issue 17's "same interleaved rounds", with the two proxies alone):
+    # in the rounds the log-on/log-off differences move by ±0.6 ms and ±15 % a round, more than the goals.
     return {
         "requestlog_added_p50_ms_c1": benchfmt.metric(
-            round(on["p50_ms"] - off["p50_ms"], 2), "ms", 0.3, "lower",
-            f"shipped 1 worker, log on minus log off, medians of the same rounds (round by round: {each}, "
-            f"median {statistics.median(each)})"),
+            pair["added_p50_ms"], "ms", 0.3, "lower",
+            f"shipped 1 worker, log on minus log off, the two proxies alone, {pair['requests_each']} requests to each "
+            f"in turn (p50 {pair['p50_ms']['on']} against {pair['p50_ms']['off']} ms)"),
         "requestlog_rps_cost_c10": benchfmt.metric(
-            round(1 - on["rps"] / off["rps"], 3), "ratio", 0.05, "lower",
-            f"share of the concurrency-10 throughput the log costs, same rounds (round by round: {cost}, "
-            f"median {statistics.median(cost)})"),
+            round(1 - side["on_over_off"], 3), "ratio", 0.05, "lower",
+            f"share of the concurrency-10 throughput the log costs, both proxies under c=10 load at once, "
+            f"{side['blocks']} blocks of {side['seconds_per_block']:.0f} s (on over off per block: "
+            f"{side['on_over_off_per_block']})"),
         "requestlog_cpu_ratio": benchfmt.metric(
+            pair["cpu_ratio"], "ratio", None, "lower",
+            f"proxy CPU per request, log on over log off, the paired phase ({pair['cpu_ms_per_request']['on']} "
+            f"against {pair['cpu_ms_per_request']['off']} ms)"),
+        "requestlog_added_p50_ms_c1_rounds": benchfmt.metric(
+            round(on["p50_ms"] - off["p50_ms"], 2), "ms", None, "lower",
+            f"the same difference from the rounds' medians (round by round: {each}, median "
+            f"{statistics.median(each)})"),
+        "requestlog_rps_cost_c10_rounds": benchfmt.metric(
+            round(1 - on["rps"] / off["rps"], 3), "ratio", None, "lower",
+            f"the same cost from the rounds' 1.5 s blocks, one proxy after the other (round by round: {cost}, "
+            f"median {statistics.median(cost)})"),
+        "requestlog_cpu_ratio_rounds": benchfmt.metric(
             per_round(by, "shipped_1w", "shipped_nolog_1w", "cpu_ms_per_request_per_round")["median"], "ratio",
-            None, "lower", "proxy CPU per request, log on over log off, median of the rounds' ratios"),
+            None, "lower", "proxy CPU per request in the rounds (50 requests each among 13 variants, so the "
+                           "writer's fixed costs per second weigh more), median of the rounds' ratios"),
         "requestlog_rows_per_s_saturated": benchfmt.metric(
             log_rows["rows_per_s_proxy_saturated"], "rows/s", None, "higher",
             f"rows written while the shipped 1-worker proxy was saturated at c=10 ({log_rows['rows_written']} rows "
             f"for {log_rows['requests_served']} requests served)"),
-        "requestlog_rps_cost_c10_side_by_side": benchfmt.metric(
-            round(1 - log_rows["side_by_side"]["on_over_off"], 3), "ratio", None, "lower",
-            f"the same cost with both proxies under c=10 load at once, {log_rows['side_by_side']['blocks']} blocks "
-            f"of {log_rows['side_by_side']['seconds_per_block']:.0f} s (on over off per block: "
-            f"{log_rows['side_by_side']['on_over_off_per_block']})"),
         "requestlog_writer_alone_rows_per_s": benchfmt.metric(
             writer["rows_per_s"], "rows/s", None, "higher",
             f"the writer thread alone, {writer['rows']} rows, {writer['dropped']} dropped"),

@@ -314,7 +314,22 @@ def audit_imports(v: Running) -> dict:
             "import_events_by_module": {name: round(count / AUDIT_N, 2) for name, count in events.most_common()}}
 
 
-SIDE_BLOCKS, SIDE_S = 6, 8.0  # the request log's side-by-side throughput: blocks, seconds each
+SIDE_BLOCKS, SIDE_S = 10, 6.0  # the request log's side-by-side throughput: blocks, seconds each
+PAIR_N = 1000                  # the request log's paired latency: sequential requests to each of the two proxies
+
+
+def requestlog_pair(on: Running, off: Running) -> dict:
+    """The two shipped 1-worker proxies alone, log on and log off, one request to each in turn (order alternating),
+    PAIR_N each: the added p50 and the CPU per request at concurrency 1 from the same moments of the machine. In
+    the rounds each proxy gets 50 requests among 13 variants, and their p50s move by ±0.6 ms a round."""
+    cpu_before = {v.name: cpu_seconds(v.proc) for v in (on, off)}
+    timed = asyncio.run(latency_interleaved([on, off], PAIR_N))
+    cpu = {v.name: (cpu_seconds(v.proc) - cpu_before[v.name]) * 1000 / PAIR_N for v in (on, off)}
+    p50 = {name: statistics.median(times) for name, times in timed.items()}
+    return {"requests_each": PAIR_N, "p50_ms": {"on": round(p50[on.name], 3), "off": round(p50[off.name], 3)},
+            "added_p50_ms": round(p50[on.name] - p50[off.name], 3),
+            "cpu_ms_per_request": {"on": round(cpu[on.name], 3), "off": round(cpu[off.name], 3)},
+            "cpu_ratio": round(cpu[on.name] / cpu[off.name], 3)}
 
 
 def requestlog_side_by_side(on: Running, off: Running) -> dict:
@@ -421,6 +436,7 @@ def main() -> None:
             if v.audit is not None:
                 v.failing = audit_imports(v)
         log_rows = requestlog_saturation(by_name["shipped_1w"], tmp)
+        log_rows["pair_c1"] = requestlog_pair(by_name["shipped_1w"], by_name["shipped_nolog_1w"])
         log_rows["side_by_side"] = requestlog_side_by_side(by_name["shipped_1w"], by_name["shipped_nolog_1w"])
         top = profile(by_name["shipped_1w"].proc.pid, 6, by_name["shipped_1w"].url, tmp)
         speed_after = sdk_probe(shipped_models)

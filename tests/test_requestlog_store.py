@@ -103,6 +103,28 @@ def test_writer_batches_rows_and_reports_in_its_status_file(tmp_path):
     assert writer.read_status(tmp_path / "status")["degraded"] is None
 
 
+def test_status_file_refreshes_the_count_on_its_period_and_a_drop_at_once(tmp_path):
+    now = [1000.0]
+    w = writer.Writer(tmp_path / "r.db", status_dir=tmp_path / "status", clock=lambda: now[0])  # not started
+
+    def status():
+        return writer.read_status(tmp_path / "status", now=now[0])
+
+    w._write([row("s1", now[0])])
+    w._write_status()
+    assert status()["written"] == 1
+    w._write([row("s2", now[0])])
+    now[0] += writer.STATUS_SECONDS / 2
+    w._write_status()
+    assert status()["written"] == 1, "rows alone do not rewrite the file within its period"
+    now[0] += writer.STATUS_SECONDS / 2
+    w._write_status()
+    assert status()["written"] == 2
+    w._drop(1, "disk full")
+    w._write_status()
+    assert status()["dropped"] == 1 and status()["degraded"] == "disk full", "a drop is reported at once"
+
+
 def test_a_full_batch_is_written_at_once_and_close_writes_the_rest(tmp_path):
     w = writer.Writer(tmp_path / "r.db", flush_seconds=600).start()  # the clock alone would wait 10 minutes
     for i in range(writer.BATCH_ROWS):

@@ -20,7 +20,7 @@ FLUSH_SECONDS = 0.2     # how often the thread drains the queue: what a SIGKILL 
 BATCH_ROWS = 500
 QUEUE_ROWS = 10_000     # past this (a writer far behind) new rows are dropped, not buffered without bound
 PRUNE_SECONDS = 60.0
-STATUS_SECONDS = 2.0    # how often the status file is refreshed while nothing changes
+STATUS_SECONDS = 2.0    # how often the status file is refreshed while nothing is dropped and the health holds
 
 
 class Writer:
@@ -136,10 +136,13 @@ class Writer:
                 "queued": self.queued(), "degraded": self.degraded, "updated": self.clock()}
 
     def _write_status(self, force: bool = False) -> None:
-        """Refresh status_dir/<pid>.json (atomically) when something changed or every few seconds."""
+        """Refresh status_dir/<pid>.json (atomically) at once when rows are dropped or the health changes, and
+        every STATUS_SECONDS otherwise: the count of rows written may lag by that much. Rewriting it in every
+        cycle that wrote rows cost more of the writer's CPU than the rows did (0.45 ms a file against 0.25 ms a
+        commit, measured with one row every 0.15 s)."""
         if self.status_dir is None:
             return
-        key = (self.written, self.dropped, self.degraded)
+        key = (self.dropped, self.degraded)
         now = self.clock()
         if not force and key == self._status_key and now - self._last_status < STATUS_SECONDS:
             return
