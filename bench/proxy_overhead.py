@@ -4,7 +4,8 @@ Each row of VARIANTS is one proxy, all running side by side against the same fak
 workers), the LiteLLM-defaults baseline (the same rendered config without the shipped tuning: no model_info, no
 metrics list, h11 instead of httptools, no opentelemetry-sdk), and the shipped config with one setting removed at a
 time, so the results show what each setting buys. The shipped config with the request log off (REQUEST_LOG=0)
-gives the log's cost (issue 17; after the rounds also with both proxies loaded at once, block by block), and an
+gives the log's cost (issue 17: judged after the rounds on the two proxies alone, request by request at c=1 and
+both loaded at once at c=10, block by block; the rounds' own figures are kept beside them), and an
 embeddings row (one short input to /v1/embeddings, and the fake's
 /api/embed directly) the proxy's added latency for embeddings beside the chat figure (issue 16). The machine's
 speed drifts and it is shared, so the variants
