@@ -117,8 +117,8 @@ def embeddings_per_s(backend: Backend, llama, rounds: int, connections: int) -> 
         def client(i: int) -> None:
             for text in texts[i::connections]:
                 backend.post("/api/embed", {"model": MINILM, "input": text}, conn=clients[i])
-        for done in [pool.submit(client, i) for i in range(connections)]:
-            done.result()
+        for future in [pool.submit(client, i) for i in range(connections)]:
+            future.result()
 
     def raw(texts) -> None:
         llama.embed(texts, normalize=True)

@@ -105,6 +105,13 @@ async def latency_interleaved(variants: list, n: int) -> dict[str, list[float]]:
     return times
 
 
+def interleaved_with_cpu(variants: list, n: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """latency_interleaved, and each variant's proxy CPU (ms) per request over those requests."""
+    before = {v.name: cpu_seconds(v.proc) for v in variants}
+    timed = asyncio.run(latency_interleaved(variants, n))
+    return timed, {v.name: (cpu_seconds(v.proc) - before[v.name]) * 1000 / n for v in variants}
+
+
 async def throughput(url: str, body: dict, headers: dict, concurrency: int, seconds: float) -> tuple[float, int]:
     done = errors = 0
     stop = time.perf_counter() + seconds
@@ -323,9 +330,7 @@ def requestlog_pair(on: Running, off: Running) -> dict:
     """The two shipped 1-worker proxies alone, log on and log off, one request to each in turn (order alternating),
     PAIR_N each: the added p50 and the CPU per request at concurrency 1 from the same moments of the machine. In
     the rounds each proxy gets 50 requests among 13 variants, and their p50s move by ±0.6 ms a round."""
-    cpu_before = {v.name: cpu_seconds(v.proc) for v in (on, off)}
-    timed = asyncio.run(latency_interleaved([on, off], PAIR_N))
-    cpu = {v.name: (cpu_seconds(v.proc) - cpu_before[v.name]) * 1000 / PAIR_N for v in (on, off)}
+    timed, cpu = interleaved_with_cpu([on, off], PAIR_N)
     p50 = {name: statistics.median(times) for name, times in timed.items()}
     return {"requests_each": PAIR_N, "p50_ms": {"on": round(p50[on.name], 3), "off": round(p50[off.name], 3)},
             "added_p50_ms": round(p50[on.name] - p50[off.name], 3),
@@ -420,11 +425,10 @@ def main() -> None:
         by_name = {v.name: v for v in variants}
         for r in range(ROUNDS):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
-            cpu_before = {v.name: cpu_seconds(v.proc) for v in variants}
-            timed = asyncio.run(latency_interleaved(order, LATENCY_N))
+            timed, cpu_ms = interleaved_with_cpu(order, LATENCY_N)
             for v in variants:
                 if v.proc is not None:
-                    v.cpu_ms.append((cpu_seconds(v.proc) - cpu_before[v.name]) * 1000 / LATENCY_N)
+                    v.cpu_ms.append(cpu_ms[v.name])
             for name, times in timed.items():
                 lat = sorted(times)
                 by_name[name].p50s.append(statistics.median(lat))
