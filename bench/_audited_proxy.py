@@ -1,6 +1,6 @@
 """Runs the LiteLLM proxy CLI in this process with an import audit (benchmark and test instrument).
 
-Usage: python bench/_audited_proxy.py <litellm CLI arguments> (litellm_config.litellm_args of the shipped argv)
+Usage: python bench/_audited_proxy.py <litellm CLI arguments> (llmops.proxy.launch.litellm_args of the shipped argv)
 
 - An audit hook (sys.addaudithook) counts CPython's "import" events. CPython raises one only when a module is
   not in sys.modules, so once the proxy is warm every event is an import that failed before (or a module
@@ -106,7 +106,7 @@ if __name__ == "__main__":
     # As the shipped launch does: Python 3.11's cyclic GC from a collector thread (LLMOPS_PROXY_GC=auto: not).
     from litellm import run_server
 
-    from llmops.render import proxy_main
+    from llmops.proxy import launch as proxy_main
 
     proxy_main.install()
 

@@ -44,7 +44,7 @@ def callback_us(db: Path, n: int = CALLBACK_EVENTS) -> float:
     """Microseconds the callback spends on the proxy's event loop per request (building the row, queueing it),
     with its writer thread running."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # importing LiteLLM must not try the network
-    from llmops.requestlog.callback import RANK_SUCCESS, RequestLog
+    from llmops.proxy.plugins.requestlog import RANK_SUCCESS, RequestLog
 
     log = RequestLog(environ={"REQUEST_LOG_PATH": str(db)})
     now = time.time()

@@ -49,8 +49,9 @@ from _helpers import wait_http
 
 from llmops import settings
 from llmops.polling import poll_until
-from llmops.proxykey import auth_headers
-from llmops.render import litellm_config as proxyconf
+from llmops.proxy import config as proxyconf
+from llmops.proxy import launch as proxylaunch
+from llmops.proxy.key import auth_headers
 from llmops.stack.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,13 +212,13 @@ VARIANTS = (
             hide=("opentelemetry.sdk",), removes="opentelemetry-sdk"),
     Variant("no_prisma_1w", "shipped with prisma hidden (auth's per-request prisma.errors import fails), 1 worker",
             hide=("prisma",), removes="prisma"),
-    # Not a speed setting: the collector thread that keeps Python 3.11's GC out of ContextVar.set (proxy_main).
+    # Not a speed setting: the collector thread that keeps Python 3.11's GC out of ContextVar.set (llmops.proxy.launch).
     Variant("auto_gc_1w", "shipped with CPython's automatic GC instead of the collector thread (LLMOPS_PROXY_GC=auto), "
             "1 worker", env={"LLMOPS_PROXY_GC": "auto"}, removes="gc_collector"),
     Variant("none_of_the_three_1w", "shipped without the hot-path settings (the config as shipped before issue 19: "
             "no metrics list, httptools, opentelemetry-sdk or prisma), 1 worker",
             edit=drop_metrics_config, hide=HIDE_ALL, removes="all_three"),
-    # The request log (llmops.requestlog.callback.request_log) is on in the shipped config and in every row above.
+    # The request log (llmops.proxy.plugins.requestlog.request_log) is on in the shipped config and in every row above.
     # A feature, not a tuning setting: what it costs is reported as the requestlog_* metrics, not as buys_*.
     Variant("shipped_nolog_1w", "shipped with REQUEST_LOG=0 (the request-log callback left out of the rendered "
             "config), 1 worker", env={"REQUEST_LOG": "0"}),
@@ -275,8 +276,8 @@ def start(spec: Variant, fake_port: int, tmp: Path) -> Running:
                                 env={**os.environ, **environ}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         return Running(spec, url, proc, None, db)
-    # The shipped launch's own argv and environment (llmops.render.litellm_config.command), run under the import audit.
-    argv, env = proxyconf.command(settings.load(env_file=tmp / "env", environ=environ))
+    # The shipped launch's own argv and environment (llmops.proxy.launch.command), run under the import audit.
+    argv, env = proxylaunch.command(settings.load(env_file=tmp / "env", environ=environ))
     if spec.edit:
         config = Path(argv[argv.index("--config") + 1])
         data = yaml.safe_load(config.read_text())
@@ -286,7 +287,7 @@ def start(spec: Variant, fake_port: int, tmp: Path) -> Running:
         argv[argv.index("--config") + 1] = str(edited)
     audit = tmp / f"{spec.name}-audit.json"
     env.update(LLMOPS_IMPORT_AUDIT=str(audit), LLMOPS_HIDE_MODULES=",".join(spec.hide))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxyconf.litellm_args(argv)], env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxylaunch.litellm_args(argv)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Running(spec, url, proc, audit, db)
 

@@ -23,8 +23,8 @@ import yaml
 from _helpers import wait_http
 
 from llmops import settings
-from llmops.proxykey import auth_headers
-from llmops.render import litellm_config as proxyconf
+from llmops.proxy import config as proxyconf
+from llmops.proxy.key import auth_headers
 from llmops.stack.services import embedded_threads
 from llmops.traffic import TrafficConfig, run
 

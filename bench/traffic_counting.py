@@ -1,4 +1,4 @@
-"""Benchmark: what the exact request counts (llmops/counts.py) cost Prometheus, against the rate()/increase() queries.
+"""Benchmark: what the exact request counts (llmops/proxy/counts.py) cost Prometheus, against the rate()/increase() queries.
 
 Run: .venv/bin/python bench/traffic_counting.py [--series 60] [--hours 24] [--repeats 15]
 Backfills a TSDB (promtool tsdb create-blocks-from openmetrics) with `series` request counters scraped
@@ -20,9 +20,9 @@ from pathlib import Path
 import benchfmt
 import requests
 
-from llmops import counts
 from llmops.dashboard import charts
 from llmops.polling import poll_until
+from llmops.proxy import counts
 from llmops.stack.ports import free_port
 from llmops.stack.services import prometheus_binary
 

@@ -1,5 +1,4 @@
 """Entry point for `python -m llmops`."""
-from .cli import main
-from .entry import run
+from .cli import main, run
 
 run(main)

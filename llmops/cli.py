@@ -1,17 +1,24 @@
-"""`python -m llmops COMMAND`: the stack commands behind the Makefile targets."""
+"""`llmops COMMAND` (or `python -m llmops COMMAND`): the one command line behind the Makefile targets and scripts.
+
+The stack's own commands (setup, start, stop, restart, status, health, logs, show-key) are handled here; the
+commands of the parts (traffic, backend serve, dashboard serve, requests export, proxy check|launch) hand the
+rest of the command line to that part's own parser, so `llmops traffic --help` is the generator's help.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 
 import requests
 
 from . import settings as settings_module
 from .errors import StackError
 from .health import probe_proxy_detail
-from .proxykey import redact
+from .proxy.key import redact
 from .stack import Stack, bootstrap, envfile, probe
 
 
@@ -133,10 +140,106 @@ def cmd_show_key(stack: Stack, args: argparse.Namespace) -> int:
     return 0
 
 
+def run(main: Callable[[], int | None]) -> None:
+    """sys.exit(main()), except that a closed stdout (`... | head -1`) ends the program without a traceback.
+
+    This is the recipe of Python's signal module docs ("Note on SIGPIPE"): point stdout at devnull so the
+    interpreter's final flush cannot fail again, and exit 1.
+    """
+    try:
+        code = main()
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at interpreter exit
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+    sys.exit(code)
+
+
+def _traffic(argv: list[str]) -> int:
+    from .traffic.cli import main as traffic_main
+
+    return traffic_main(argv)
+
+
+def _backend_serve(argv: list[str]) -> int:
+    from .backend.serve import main as serve_main
+
+    return serve_main(argv)
+
+
+def _dashboard_serve(argv: list[str]) -> int:
+    from .dashboard import main as dashboard_main
+
+    dashboard_main(argv)
+    return 0
+
+
+def _requests_export(argv: list[str]) -> int:
+    from .requestlog.export import main as export_main
+
+    return export_main(argv)
+
+
+def _proxy_check(argv: list[str]) -> int:
+    """Validate the proxy's config file (default: litellm_config.yaml); errors name the file and line."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .proxy import config
+
+    parser = argparse.ArgumentParser(prog="llmops proxy check", description=_proxy_check.__doc__)
+    parser.add_argument("file", nargs="?", type=Path, default=config.CONFIG, help=f"default: {config.CONFIG.name}")
+    args = parser.parse_args(argv)
+    try:
+        config.validate(args.file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: ok")
+    return 0
+
+
+def _proxy_launch(argv: list[str]) -> int:
+    """Validate, render with this run's settings and exec the LiteLLM proxy (what the supervisor runs)."""
+    from .errors import ConfigError
+    from .proxy import launch
+
+    argparse.ArgumentParser(prog="llmops proxy launch", description=_proxy_launch.__doc__).parse_args(argv)
+    try:
+        launch.launch(settings_module.load())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# Commands whose arguments belong to a part's own parser: (command, subcommand or None) -> handler(argv).
+PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
+    ("traffic", None): (_traffic, "the traffic generator (`llmops traffic --help`)"),
+    ("backend", "serve"): (_backend_serve, "run the embedded Ollama-compatible backend"),
+    ("dashboard", "serve"): (_dashboard_serve, "serve the dashboard under waitress"),
+    ("requests", "export"): (_requests_export, "write the proxy's request log as JSON Lines"),
+    ("proxy", "check"): (_proxy_check, "validate litellm_config.yaml (or FILE)"),
+    ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),
+}
+
+
+def _part(argv: list[str]) -> tuple[Callable[[list[str]], int], list[str]] | None:
+    """The part's handler and its own arguments when argv names one of PARTS, else None."""
+    if not argv:
+        return None
+    if (argv[0], None) in PARTS:
+        return PARTS[(argv[0], None)][0], argv[1:]
+    if len(argv) > 1 and (argv[0], argv[1]) in PARTS:
+        return PARTS[(argv[0], argv[1])][0], argv[2:]
+    return None
+
+
 def parser() -> argparse.ArgumentParser:
     """The subcommands behind the Makefile targets; each names its handler."""
-    top = argparse.ArgumentParser(prog="python -m llmops", description=__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
+    top = argparse.ArgumentParser(prog="llmops", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     setup = sub.add_parser("setup", help="create .env and install system programs")
     setup.add_argument("--test-tools", action="store_true", help="also install what the tests need (Chromium)")
     setup.set_defaults(func=cmd_setup)
@@ -155,10 +258,28 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(func=cmd_logs)
     sub.add_parser("show-key").set_defaults(func=cmd_show_key)
+    parts: dict[str, list[str]] = {}
+    for (command, subcommand), (_, help_text) in PARTS.items():
+        parts.setdefault(command, []).append(f"{subcommand}: {help_text}" if subcommand else help_text)
+    for command, helps in parts.items():
+        sub.add_parser(command, help="; ".join(helps), add_help=False)  # parsed by the part itself (see main)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    part = _part(argv)
+    if part is not None:
+        handler, rest = part
+        try:
+            return handler(rest)
+        except StackError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    if argv and argv[0] in {command for command, _ in PARTS}:
+        wanted = [sub for command, sub in PARTS if command == argv[0]]
+        print(f"usage: llmops {argv[0]} {{{','.join(wanted)}}} ...", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     try:
         return args.func(Stack(settings_module.load()), args)
@@ -168,4 +289,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from . import counts, outcomes
-from .counts import NON_MODEL_ROUTES  # noqa: F401 - re-exported for the modules that read it here
+from . import outcomes
 from .errors import MetricsUnavailable
-from .proxykey import auth_headers
+from .proxy import counts
+from .proxy.key import auth_headers
 
 CANARY_USER_AGENT = "llmops-canary/0.1"
 PROXY_TIMEOUT = 10.0
@@ -205,7 +205,7 @@ def probe_traffic(
     min_ratio: float = 0.9,
     clock=time.perf_counter,
 ) -> ProbeResult:
-    """Outcomes of the real requests of the last window, counted from zero (llmops/counts.py).
+    """Outcomes of the real requests of the last window, counted from zero (llmops/proxy/counts.py).
 
     Only server errors and timeouts count against health (outcomes.FAILURES); client errors and
     429s are reported, by class and count, without turning the component red.

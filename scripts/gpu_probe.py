@@ -8,7 +8,7 @@ import sys
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from llmops.entry import run
+from llmops.cli import run
 from llmops.telemetry.gpu import GpuCollector, GpuReader
 
 

@@ -4,7 +4,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 .venv/bin/ruff check llmops scripts tests bench dashboard.py
-.venv/bin/python -m llmops.render.litellm_config check litellm_config.yaml
+.venv/bin/python -m llmops proxy check litellm_config.yaml
 if command -v promtool >/dev/null; then
   promtool check rules rules/*.rules.yml
 else

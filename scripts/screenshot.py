@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from llmops import settings
-from llmops.entry import run
+from llmops.cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

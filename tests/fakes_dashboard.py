@@ -127,7 +127,7 @@ def traffic_by_status(traffic) -> dict[str, int]:
 def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90, 2), model="smollm2:135m"):
     """A callable answering Prometheus's API: a sine wave for range queries, traffic counts for instant ones.
 
-    Request-count queries (the exact counts of llmops/counts.py) get one sample per status code of
+    Request-count queries (the exact counts of llmops/proxy/counts.py) get one sample per status code of
     `traffic`, labelled with `model` when the query groups by requested_model.
     """
     by_status = traffic_by_status(traffic)

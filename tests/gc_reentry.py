@@ -1,9 +1,9 @@
-"""python/cpython#148891 on purpose (fault injection for tests/test_proxy_main.py): a finalizer that sets a
+"""python/cpython#148891 on purpose (fault injection for tests/test_proxy_launch.py): a finalizer that sets a
 ContextVar while a collection runs inside another ContextVar.set. CPython 3.10/3.11 then free the HAMT the outer
 set is still walking and die within a second: with SIGSEGV on a release build, with SIGABRT at a failed assertion
 (e.g. "PyObject_GC_Track: object already tracked") where CPython was built with its assertions on.
 
-Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.render.proxy_main's collector
+Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.proxy.launch's collector
 first, as the proxy's process does. Prints "survived" and exits 0 when no crash happened.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     if "--collector" in args:
         args.remove("--collector")
-        from llmops.render import proxy_main
+        from llmops.proxy import launch as proxy_main
 
         proxy_main.install()
     if gc.isenabled():  # automatic collection (without the collector): one at nearly every allocation

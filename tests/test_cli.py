@@ -17,8 +17,24 @@ def env(tmp_path, monkeypatch):
 
 def test_every_makefile_command_is_a_subcommand_with_a_handler():
     sub = next(a for a in cli.parser()._actions if a.dest == "command")
-    assert set(sub.choices) == {"setup", "start", "stop", "restart", "status", "health", "logs", "show-key"}
-    assert all(callable(p.get_default("func")) for p in sub.choices.values())
+    stack = {"setup", "start", "stop", "restart", "status", "health", "logs", "show-key"}
+    parts = {command for command, _ in cli.PARTS}
+    assert set(sub.choices) == stack | parts == stack | {"traffic", "backend", "dashboard", "requests", "proxy"}
+    assert all(callable(sub.choices[name].get_default("func")) for name in stack)
+    assert all(callable(handler) for handler, _ in cli.PARTS.values())
+
+
+def test_a_part_command_gets_the_rest_of_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_list: [\n")
+    assert cli.main(["proxy", "check", str(bad)]) == 2
+    assert f"{bad}:" in capsys.readouterr().err
+    assert cli.main(["proxy", "check"]) == 0 and "litellm_config.yaml: ok" in capsys.readouterr().out
+
+
+def test_a_part_command_without_its_subcommand_says_which_there_are(capsys):
+    assert cli.main(["proxy"]) == 2
+    assert "usage: llmops proxy {check,launch}" in capsys.readouterr().err
 
 
 def test_show_key_prints_the_key_from_the_env_file(env, capsys):

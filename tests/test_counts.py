@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmops import counts
+from llmops import durations
 from llmops import health as probes
 from llmops.dashboard.promapi import Sample
+from llmops.proxy import counts
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL_TESTS = ROOT / "rules" / "tests" / "traffic_counting.test.yml"
@@ -33,13 +34,13 @@ def test_the_subquery_holds_exactly_window_over_grid_points():
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("90s", 90), ("1h30m", 5400), ("500ms", 0.5)])
 def test_durations_parse(text, seconds):
-    assert counts.seconds(text) == seconds
+    assert durations.promql_seconds(text) == seconds
 
 
 @pytest.mark.parametrize("bad", ["", "5", "m5", "5 m", "-5m"])
 def test_a_bad_duration_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="is not a duration"):
-        counts.seconds(bad)
+        durations.promql_seconds(bad)
 
 
 def test_tally_sums_classes_and_status_codes_and_rounds_float_noise():

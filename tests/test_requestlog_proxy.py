@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from llmops.proxy.plugins.requestlog import CONTENT_CHARS
 from llmops.requestlog import store, writer
-from llmops.requestlog.callback import CONTENT_CHARS
 from tests.conftest import ROOT, test_environ
 from tests.fakes_requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
 from tests.helpers import free_port, single_model_config, wait_for, wait_http_ok

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from llmops import settings
-from llmops.render import litellm_config as proxyconf
+from llmops.proxy import config as proxyconf
 from llmops.render import prometheus_config as promconfig
 from llmops.stack.services import backend_services, embedded_threads
 

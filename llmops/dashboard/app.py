@@ -6,7 +6,7 @@ import time
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..proxykey import redact_bytes
+from ..proxy.key import redact_bytes
 
 DEFAULTS = {
     "START_MONITOR": True,  # tests turn the background probes off and drive the monitor themselves
@@ -41,7 +41,7 @@ def _settings(config: dict):
 def _routed_models(settings) -> dict[str, str]:
     """Model name -> mode from the proxy's config ({} when it does not parse: the proxy says why)."""
     from llmops.errors import ConfigError
-    from llmops.render import litellm_config
+    from llmops.proxy import config as litellm_config
 
     try:
         return litellm_config.routed_models(litellm_config.validate(settings.litellm_config_path))

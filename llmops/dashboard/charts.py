@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import math
 
-from .. import counts, outcomes
+from .. import outcomes
+from ..durations import promql_duration, promql_seconds
 from ..errors import StackError
+from ..proxy import counts
 from ..stack import modelview
 from . import modeltraffic
 from .promapi import MetricsUnavailable, PromAPI
@@ -26,14 +28,14 @@ def _quantile(q: float, family: str, rate: str) -> str:
 
 
 def requests_expr(step: float) -> str:
-    """Real requests in each chart step, by status code, counted from zero (llmops/counts.py).
+    """Real requests in each chart step, by status code, counted from zero (llmops/proxy/counts.py).
 
     The grid is the chart's step itself: each point is the counter's difference since the previous
     point (a new series or a reset counted from zero), as cheap as rate(). Query it at multiples of
     the step (aligned()) so that the points tile the window; a reset then loses only what was scraped
     between the previous point and the crash.
     """
-    return counts.count_expr(counts.duration(step), by=("status_code",), grid=counts.duration(step))
+    return counts.count_expr(promql_duration(step), by=("status_code",), grid=promql_duration(step))
 
 
 def aligned(start: float, end: float, step: float) -> tuple[float, float]:
@@ -149,7 +151,7 @@ LATENCY = "litellm_request_total_latency_metric"
 
 def _figure_queries(window: str, by: tuple[str, ...]) -> dict[str, str]:
     """Latency, TTFT and output tokens/s over the window, grouped by `by` (() for the whole stack)."""
-    per_second = counts.seconds(window)
+    per_second = promql_seconds(window)
     queries = {f"latency_p{int(q * 100)}_s": _exact_quantile(q, LATENCY, window, by) for q in (0.5, 0.95)}
     for q in (0.5, 0.95):
         # LiteLLM observes TTFT only for streamed requests; the embedded backend sees every one (by `model`).
@@ -177,7 +179,7 @@ def _by_model(prom: PromAPI, window: str, found: list) -> dict[str, dict]:
 def summary(prom: PromAPI, window: str = "5m") -> dict:
     """Headline figures over the last window (None where there is no data yet), overall and per model.
 
-    Request counts are exact and count a new series from zero (llmops/counts.py); metrics.request_rate
+    Request counts are exact and count a new series from zero (llmops/proxy/counts.py); metrics.request_rate
     is every real request per second, whatever its outcome.
     """
     specs = {spec["id"]: spec for spec in chart_specs(window)}
@@ -192,7 +194,7 @@ def summary(prom: PromAPI, window: str = "5m") -> dict:
         return {"available": False, "detail": str(exc), "window": window, "metrics": {}, "requests": 0,
                 "outcomes": outcomes.empty_counts(), "status_codes": {}, "models": {}}
     total = counts.tally(found)
-    by_class, per_second = total["outcomes"], counts.seconds(window)
+    by_class, per_second = total["outcomes"], promql_seconds(window)
     failed = sum(by_class[name] for name in outcomes.FAILURES)
     judged = failed + by_class[outcomes.OK]
     values["request_rate"] = total["requests"] / per_second

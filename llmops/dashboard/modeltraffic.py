@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from .. import counts
 from ..errors import StackError
+from ..proxy import counts
 from ..stack import modelview
 from .promapi import MetricsUnavailable, PromAPI
 

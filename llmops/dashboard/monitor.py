@@ -335,7 +335,7 @@ class Monitor:
 def embedding_model(settings) -> str | None:
     """The first embedding model the proxy config routes (the embedding canary's model), or None."""
     from ..errors import ConfigError
-    from ..render import litellm_config as proxyconf
+    from ..proxy import config as proxyconf
 
     try:
         routed = proxyconf.routed_models(proxyconf.validate(settings.litellm_config_path))

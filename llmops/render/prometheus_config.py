@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import yaml
 
 from ..errors import ConfigError
-from ..proxykey import key_file
+from ..proxy.key import key_file
 from ..settings import ROOT, Settings
 
 SOURCE = ROOT / "prometheus.yml"

@@ -18,8 +18,8 @@ import requests
 from .. import health
 from ..errors import ConfigError, PortInUseError, ServiceError
 from ..polling import poll_until
-from ..proxykey import key_file, redact
-from ..render import litellm_config as proxyconf
+from ..proxy import config as proxyconf
+from ..proxy.key import key_file, redact
 from ..render import prometheus_config as promconfig
 from ..settings import Settings
 from . import envfile

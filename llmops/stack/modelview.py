@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import health as probes
 from ..errors import ConfigError
-from ..render import litellm_config as proxyconf
+from ..proxy import config as proxyconf
 
 NOT_ROUTED = "present on the backend, not routed by the proxy"
 NOT_PRESENT = "routed by the proxy, absent from the backend"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..durations import cli_seconds
 from ..errors import ConfigError
 from . import compare, results
 from . import prompts as bank
@@ -36,7 +37,6 @@ from .config import (
     ENDPOINTS,
     SWEEP_LEVEL_DURATION,
     TrafficConfig,
-    parse_duration,
 )
 from .permodel import models_table
 from .preflight import PreflightError
@@ -75,7 +75,7 @@ def _levels(text: str) -> tuple[int, ...]:
 
 _int = _typed(int, "an integer")
 _float = _typed(float, "a number")
-_duration = _typed(parse_duration, "a duration")
+_duration = _typed(cli_seconds, "a duration")
 _burst = _typed(Burst.parse, "SIZE@SECONDS")
 _sweep = _typed(_levels, "a list of levels")
 

@@ -19,18 +19,6 @@ SWEEP_GROWTH = 0.10  # a step that adds less than 10% throughput is where it sto
 ENDPOINTS = ("chat", "embeddings")
 MAX_BATCH = 2048  # OpenAI's own limit on inputs per embeddings request
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from `1.5`, `1.5s`, `200ms`, `2m` or `1h`."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 30, 30s, 200ms or 2m")
-    return float(match.group(1)) * _UNIT[match.group(2)]
-
-
 @dataclass
 class TrafficConfig:
     """Everything a run needs; `url`/`api_key`/`model` of None are resolved from settings and the proxy."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 
 from .. import settings as stack_settings
-from ..proxykey import auth_headers
+from ..proxy.key import auth_headers
 from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig

@@ -1,17 +1,14 @@
-"""The LiteLLM proxy's config: validation with file:line messages, rendering for N backends, and launch."""
+"""The LiteLLM proxy's config: validation with file:line messages, and rendering for N backends."""
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-import sys
 from pathlib import Path
 
 import yaml
 
-from .. import proxymetrics
 from ..errors import ConfigError
 from ..settings import ROOT, Settings
+from . import metrics as proxymetrics
 
 CONFIG = ROOT / "litellm_config.yaml"
 BACKEND_ENV = "os.environ/OLLAMA_API_BASE"
@@ -26,8 +23,8 @@ SECTIONS = ("model_list", "litellm_settings", "router_settings", "general_settin
 # cache; without them each request rescans the 4,255-entry cost map several times (bench/proxy_overhead.py).
 LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 LOCAL_PROVIDERS = ("ollama", "ollama_chat")
-# The request log's LiteLLM callback (llmops/requestlog/callback.py); REQUEST_LOG=0 leaves it out.
-REQUEST_LOG_CALLBACK = "llmops.requestlog.callback.request_log"
+# The request log's LiteLLM callback (llmops/proxy/plugins/requestlog.py); REQUEST_LOG=0 leaves it out.
+REQUEST_LOG_CALLBACK = "llmops.proxy.plugins.requestlog.request_log"
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
@@ -181,7 +178,7 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True
-    # Only the metrics the stack reads (llmops/proxymetrics.py); groups of one's own are kept beside ours.
+    # Only the metrics the stack reads (llmops/proxy/metrics.py); groups of one's own are kept beside ours.
     litellm_settings = data["litellm_settings"] = data.get("litellm_settings") or {}
     own = [g for g in litellm_settings.get("prometheus_metrics_config") or [] if g.get("group") != proxymetrics.GROUP]
     litellm_settings["prometheus_metrics_config"] = own + proxymetrics.metrics_config()
@@ -194,86 +191,3 @@ def write_rendered(settings: Settings) -> Path:
     body = yaml.safe_dump(render(settings), sort_keys=False)
     path.write_text("# Rendered from litellm_config.yaml at start; do not edit.\n" + body)
     return path
-
-
-def request_log_env(settings: Settings) -> dict[str, str]:
-    """What the request-log callback reads in each proxy worker; the project goes on PYTHONPATH so LiteLLM can import it."""
-    status_dir = settings.request_log_status_dir
-    shutil.rmtree(status_dir, ignore_errors=True)  # the workers of an earlier start wrote their own files
-    path = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
-            "REQUEST_LOG_PATH": str(settings.request_log_path), "REQUEST_LOG_STATUS_DIR": str(status_dir),
-            "REQUEST_LOG_DAYS": str(settings.request_log_days), "REQUEST_LOG_MAX_ROWS": str(settings.request_log_max_rows),
-            "REQUEST_LOG_CONTENT": "1" if settings.request_log_content else "0"}
-
-
-def launch(settings: Settings) -> None:
-    """Validate, render and exec the proxy (never returns on success)."""
-    argv, env = command(settings)
-    os.execve(argv[0], argv, env)
-
-
-PROXY_MAIN = "llmops.render.proxy_main"
-
-
-def litellm_args(argv: list[str]) -> list[str]:
-    """LiteLLM's own command-line arguments within an argv that command() returned."""
-    return argv[argv.index(PROXY_MAIN) + 1:]
-
-
-def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
-    """Validate and render the config; return the proxy's argv and environment (bench/ starts it this way too)."""
-    if not settings.litellm_master_key:
-        raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
-    rendered = write_rendered(settings)
-    env = dict(os.environ)
-    env["LITELLM_MASTER_KEY"] = settings.litellm_master_key
-    env["OLLAMA_API_BASE"] = settings.backend_urls[0]
-    # Offline: no fetch of the remote cost map, no telemetry.
-    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    env.setdefault("LITELLM_TELEMETRY", "False")
-    env.setdefault("LITELLM_LOG", "WARNING")
-    # A crash in native code (three SIGSEGVs in libpython, 2026-12-01: see proxy_main) then leaves the
-    # Python stack of every thread in logs/litellm.log instead of nothing; supervisor restarts the proxy either way.
-    env.setdefault("PYTHONFAULTHANDLER", "1")
-    env.update(request_log_env(settings))
-    workers = settings.litellm_workers
-    if workers > 1:
-        # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).
-        multiproc = settings.state_dir / "litellm-prometheus"
-        shutil.rmtree(multiproc, ignore_errors=True)
-        multiproc.mkdir(parents=True)
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-    # LiteLLM's own CLI (`litellm ...`), run by proxy_main so that Python 3.11's GC cannot crash it (see there).
-    argv = [sys.executable, "-m", PROXY_MAIN, "--config", str(rendered), "--host", settings.bind_host,
-            "--port", str(settings.litellm_port), "--num_workers", str(workers)]
-    return argv, env
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m llmops.render.litellm_config check [FILE]` validates; `launch` validates, renders and execs the proxy."""
-    import argparse
-
-    from .. import settings as settings_module
-
-    parser = argparse.ArgumentParser(prog="python -m llmops.render.litellm_config", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command")
-    check = sub.add_parser("check", help="validate the proxy's config file (the default command)")
-    check.add_argument("file", nargs="?", type=Path, default=CONFIG, help=f"default: {CONFIG.name}")
-    sub.add_parser("launch", help="validate, render with this run's settings and exec the LiteLLM proxy")
-    parser.set_defaults(command="check", file=CONFIG)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "launch":
-            launch(settings_module.load())
-            return 0
-        validate(args.file)
-        print(f"{args.file}: ok")
-        return 0
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""The LiteLLM proxy's process: LiteLLM's own command line, with Python 3.11's cyclic GC run from a safe place.
+"""The LiteLLM proxy's launch: its argv and environment, and its process (LiteLLM's own command line, with
+Python 3.11's cyclic GC run from a safe place).
 
 CPython 3.10 and 3.11 can crash with SIGSEGV in `ContextVar.set` when a garbage collection starts while
 `ContextVar.set` is allocating the context's new HAMT nodes, and a finalizer that collection runs sets or
@@ -27,8 +28,13 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 import threading
+
+from ..errors import ConfigError
+from ..settings import ROOT, Settings
+from .config import write_rendered
 
 # Seconds between two looks at CPython's counts.
 DEFAULT_INTERVAL = 0.1
@@ -79,8 +85,62 @@ if __name__ in ("__main__", "__mp_main__"):
     install()
 
 
+def request_log_env(settings: Settings) -> dict[str, str]:
+    """What the request-log callback reads in each proxy worker; the project goes on PYTHONPATH so LiteLLM can import it."""
+    status_dir = settings.request_log_status_dir
+    shutil.rmtree(status_dir, ignore_errors=True)  # the workers of an earlier start wrote their own files
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
+            "REQUEST_LOG_PATH": str(settings.request_log_path), "REQUEST_LOG_STATUS_DIR": str(status_dir),
+            "REQUEST_LOG_DAYS": str(settings.request_log_days), "REQUEST_LOG_MAX_ROWS": str(settings.request_log_max_rows),
+            "REQUEST_LOG_CONTENT": "1" if settings.request_log_content else "0"}
+
+
+def launch(settings: Settings) -> None:
+    """Validate, render and exec the proxy (never returns on success)."""
+    argv, env = command(settings)
+    os.execve(argv[0], argv, env)
+
+
+PROXY_MAIN = "llmops.proxy.launch"
+
+
+def litellm_args(argv: list[str]) -> list[str]:
+    """LiteLLM's own command-line arguments within an argv that command() returned."""
+    return argv[argv.index(PROXY_MAIN) + 1:]
+
+
+def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """Validate and render the config; return the proxy's argv and environment (bench/ starts it this way too)."""
+    if not settings.litellm_master_key:
+        raise ConfigError(f"{settings.env_file}: LITELLM_MASTER_KEY is empty; run `make setup` to generate one")
+    rendered = write_rendered(settings)
+    env = dict(os.environ)
+    env["LITELLM_MASTER_KEY"] = settings.litellm_master_key
+    env["OLLAMA_API_BASE"] = settings.backend_urls[0]
+    # Offline: no fetch of the remote cost map, no telemetry.
+    env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    env.setdefault("LITELLM_TELEMETRY", "False")
+    env.setdefault("LITELLM_LOG", "WARNING")
+    # A crash in native code (three SIGSEGVs in libpython, 2026-12-01: see the module docstring) then leaves the
+    # Python stack of every thread in logs/litellm.log instead of nothing; supervisor restarts the proxy either way.
+    env.setdefault("PYTHONFAULTHANDLER", "1")
+    env.update(request_log_env(settings))
+    workers = settings.litellm_workers
+    if workers > 1:
+        # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).
+        multiproc = settings.state_dir / "litellm-prometheus"
+        shutil.rmtree(multiproc, ignore_errors=True)
+        multiproc.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
+    # LiteLLM's own CLI (`litellm ...`), run by this module so that Python 3.11's GC cannot crash it (see there).
+    argv = [sys.executable, "-m", PROXY_MAIN, "--config", str(rendered), "--host", settings.bind_host,
+            "--port", str(settings.litellm_port), "--num_workers", str(workers)]
+    return argv, env
+
+
 def main() -> int:
-    """`python -m llmops.render.proxy_main ARGS`: LiteLLM's `litellm ARGS`, in this process."""
+    """`python -m llmops.proxy.launch ARGS`: LiteLLM's `litellm ARGS`, in this process."""
     from litellm.proxy.proxy_cli import run_server
 
     sys.argv[0] = "litellm"

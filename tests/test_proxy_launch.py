@@ -1,4 +1,4 @@
-"""The proxy's process (llmops.render.proxy_main): Python 3.11's cyclic GC runs from a collector thread."""
+"""The proxy's process (llmops.proxy.launch): Python 3.11's cyclic GC runs from a collector thread."""
 from __future__ import annotations
 
 import gc
@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 from llmops import settings
-from llmops.render import litellm_config, proxy_main
+from llmops.proxy import launch as proxy_main
 from tests.conftest import ROOT, test_environ
 from tests.helpers import wait_for
 
@@ -80,7 +80,7 @@ def test_the_crash_it_prevents_happens_without_it_and_not_with_it():
 
 
 def test_the_collector_thread_frees_cycles_while_automatic_gc_is_off():
-    assert gc.isenabled()  # importing proxy_main changed nothing in this process
+    assert gc.isenabled()  # importing the launch module changed nothing in this process
     stop = proxy_main.install(interval=0.01, version=(3, 11))
     try:
         assert not gc.isenabled() and any(t.name == "llmops-gc" for t in threading.enumerate())
@@ -118,9 +118,9 @@ def test_it_installs_as_the_main_module_and_in_spawned_workers_only():
     # __mp_main__ in each worker.
     spawned = python("-m", "tests.spawnprobe")
     assert spawned.returncode == 0 and "imported the main module as __mp_main__" in spawned.stdout, spawned.stderr
-    probe = ("import gc, runpy, sys; runpy.run_module('llmops.render.proxy_main', run_name=sys.argv[1]); "
+    probe = ("import gc, runpy, sys; runpy.run_module('llmops.proxy.launch', run_name=sys.argv[1]); "
              "print('automatic' if gc.isenabled() else 'collector')")
-    for run_name, expected in (("__mp_main__", "collector"), ("llmops.render.proxy_main", "automatic")):
+    for run_name, expected in (("__mp_main__", "collector"), ("llmops.proxy.launch", "automatic")):
         done = python("-c", probe, run_name)
         assert done.returncode == 0 and done.stdout.strip() == expected, (run_name, done.stdout, done.stderr)
 
@@ -128,6 +128,6 @@ def test_it_installs_as_the_main_module_and_in_spawned_workers_only():
 def test_the_shipped_launch_runs_litellm_through_it(tmp_path):
     environ = {**test_environ(), "LLMOPS_STATE_DIR": str(tmp_path / "state"), "LITELLM_MASTER_KEY": "sk-launch-test",
                "REQUEST_LOG_PATH": str(tmp_path / "requests.db")}
-    argv, _ = litellm_config.command(settings.load(env_file=tmp_path / "env", environ=environ))
-    assert argv[:3] == [sys.executable, "-m", litellm_config.PROXY_MAIN]
-    assert litellm_config.litellm_args(argv)[:2] == ["--config", str(tmp_path / "state" / "litellm_config.yaml")]
+    argv, _ = proxy_main.command(settings.load(env_file=tmp_path / "env", environ=environ))
+    assert argv[:3] == [sys.executable, "-m", proxy_main.PROXY_MAIN]
+    assert proxy_main.litellm_args(argv)[:2] == ["--config", str(tmp_path / "state" / "litellm_config.yaml")]

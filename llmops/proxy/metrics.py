@@ -1,10 +1,10 @@
 """The LiteLLM metrics the stack reads: the one list the proxy is told to export.
 
-The renderer (llmops/render/litellm_config.py) writes this list into the proxy's config as
+The renderer (llmops/proxy/config.py) writes this list into the proxy's config as
 `litellm_settings.prometheus_metrics_config`. LiteLLM 1.108.7 then registers only these families; every other
 one becomes a no-op. That matters for speed as well as for clutter: with the budget metrics off, the prometheus
 callback no longer looks the caller up in a database the stack does not have (two failing `prisma` imports per
-request; bench/proxy_overhead.py). tests/test_proxymetrics.py fails when the rules, the charts or the probes
+request; bench/proxy_overhead.py). tests/test_proxy_metrics.py fails when the rules, the charts or the probes
 read a `litellm_*` family that is not listed here.
 """
 from __future__ import annotations

@@ -18,11 +18,11 @@ mistaken for a new series.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from . import outcomes
+from .. import outcomes
+from ..durations import promql_duration, promql_seconds
 
 # A PromAPI Sample (labels, value) and a PromAPI: typed loosely, since the client lives in the dashboard above.
 Sample = Any
@@ -37,9 +37,6 @@ CANARY_PREFIX = "llmops-canary"  # the canary's User-Agent starts with this (pro
 HEALTH_CHECK_ALIAS = "litellm-internal-health-check"
 REAL = f'route!~"{NON_MODEL_ROUTES}",user_agent!~"{CANARY_PREFIX}.*",api_key_alias!="{HEALTH_CHECK_ALIAS}"'
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-
 GRID = "5s"  # half the scrape interval (prometheus.yml: 10s), so one grid step never holds two samples
 MEMORY = "5m"  # how far back a series' previous sample is looked for (Prometheus's own lookback); longer gaps read as new
 
@@ -52,20 +49,6 @@ def step_expr(selector: str = REAL, metric: str = TOTAL, grid: str = GRID, memor
     return f"(({last} - {prev}) >= 0 or {last} + 0)"
 
 
-def seconds(duration: str) -> float:
-    """A Prometheus duration ('5m', '1h30m', '90s', '500ms') in seconds; ValueError names a bad one."""
-    parts = _DURATION.findall(duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"{duration!r} is not a duration like 5m, 90s or 1h30m")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
-
-
-def duration(value: float) -> str:
-    """Seconds as a Prometheus duration with millisecond precision: 297.5 -> '297s500ms'."""
-    millis = int(round(value * 1000))
-    return f"{millis // 1000}s{millis % 1000}ms" if millis % 1000 else f"{millis // 1000}s"
-
-
 def count_expr(window: str, by: Iterable[str] = ("status_code",), selector: str = REAL, metric: str = TOTAL,
                grid: str = GRID, memory: str = MEMORY) -> str:
     """PromQL of the exact requests in the window ending now (an instant query), summed by `by`.
@@ -74,7 +57,7 @@ def count_expr(window: str, by: Iterable[str] = ("status_code",), selector: str 
     points whether range boundaries are closed (Prometheus 2) or open (Prometheus 3) on the left.
     """
     labels = ", ".join(by)
-    span = duration(seconds(window) - seconds(grid) / 2)
+    span = promql_duration(promql_seconds(window) - promql_seconds(grid) / 2)
     return f"sum by ({labels}) (sum_over_time({step_expr(selector, metric, grid, memory)}[{span}:{grid}]))"
 
 

@@ -1,6 +1,6 @@
 """The LiteLLM callback: one row per request through the proxy, handed to the worker's writer thread.
 
-Loaded by the proxy from `litellm_settings.callbacks: ["llmops.requestlog.callback.request_log"]`
+Loaded by the proxy from `litellm_settings.callbacks: ["llmops.proxy.plugins.requestlog.request_log"]`
 (LiteLLM imports the module; the start script puts the project on PYTHONPATH). Events it hears:
 - a deployment call succeeded or failed (`async_log_success_event` / `async_log_failure_event`,
   once per attempt, so retries show as attempts);
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from .outcomes import classify
-from .writer import Writer
+from ...requestlog.outcomes import classify
+from ...requestlog.writer import Writer
 
 CONTENT_CHARS = 2000  # REQUEST_LOG_CONTENT=1 keeps at most this many characters of prompt and of answer
 ERROR_CHARS = 2000
@@ -80,7 +80,7 @@ class RequestLog(CustomLogger):
         self._pid = 0
         self._lock = threading.Lock()
 
-    # -- settings, read from the proxy's environment (llmops.render.litellm_config.launch sets them) ------------------------
+    # -- settings, read from the proxy's environment (llmops.proxy.launch sets them) ------------------------
     @property
     def content(self) -> bool:
         return self.environ.get("REQUEST_LOG_CONTENT", "").strip().lower() in ("1", "true", "yes", "on")

@@ -2,9 +2,9 @@
 import pytest
 import yaml
 
-from llmops import settings
+from llmops import cli, settings
 from llmops.errors import ConfigError
-from llmops.render import litellm_config as proxyconf
+from llmops.proxy import config as proxyconf
 
 
 def test_committed_config_is_valid_and_uses_the_expected_keys():
@@ -15,7 +15,7 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
     assert model["litellm_params"]["api_base"] == "os.environ/OLLAMA_API_BASE"
     assert model["model_info"]["input_cost_per_token"] == 0.0
     assert data["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
-    assert data["litellm_settings"]["callbacks"] == ["prometheus", "llmops.requestlog.callback.request_log"]
+    assert data["litellm_settings"]["callbacks"] == ["prometheus", "llmops.proxy.plugins.requestlog.request_log"]
     assert data["litellm_settings"]["request_timeout"] == 120
     assert data["router_settings"]["num_retries"] == 1
     assert data["router_settings"]["routing_strategy"] == "simple-shuffle"
@@ -47,7 +47,7 @@ def test_bad_config_names_file_and_line(tmp_path, text, line, words):
 def test_cli_check_exits_non_zero_with_the_line(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text("model_list: [\n")
-    assert proxyconf.main(["check", str(path)]) == 2
+    assert cli.main(["proxy", "check", str(path)]) == 2
     assert f"{path}:" in capsys.readouterr().err
 
 

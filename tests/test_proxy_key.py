@@ -1,7 +1,7 @@
 """The proxy key's one header, one redaction marker and one key file path."""
 from pathlib import Path
 
-from llmops import proxykey
+from llmops.proxy import key as proxykey
 
 
 def test_the_header_carries_the_key_and_no_key_sends_no_header():

@@ -14,8 +14,10 @@ import requests
 import yaml
 from openai import OpenAI
 
-from llmops import proxymetrics, settings
-from llmops.render import litellm_config as proxyconf
+from llmops import settings
+from llmops.proxy import config as proxyconf
+from llmops.proxy import launch as proxylaunch
+from llmops.proxy import metrics as proxymetrics
 from tests.conftest import ROOT, test_environ
 from tests.fakes_ollama_faults import FakeOllama
 from tests.helpers import free_port, wait_for, wait_http_ok
@@ -58,10 +60,10 @@ def proxy(tmp_path_factory):
     environ.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": healthy.url, "LITELLM_WORKERS": "1",
                     "LLMOPS_STATE_DIR": str(tmp / "state"), "LITELLM_MASTER_KEY": KEY,
                     "LITELLM_CONFIG": str(fallback_config(tmp, broken.url))})
-    argv, env = proxyconf.command(settings.load(env_file=tmp / "env", environ=environ))
+    argv, env = proxylaunch.command(settings.load(env_file=tmp / "env", environ=environ))
     env["LLMOPS_IMPORT_AUDIT"] = str(tmp / "audit.json")
     log = open(tmp / "litellm.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxyconf.litellm_args(argv)], env=env,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxylaunch.litellm_args(argv)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,0 +1,1 @@
+"""LiteLLM plug-ins of the stack's own, loaded by the proxy from `litellm_settings.callbacks`."""
