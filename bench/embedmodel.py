@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/embedmodel.py [--runs 5]
 - conversion: the wheel's model.zip to GGUF into a temporary folder, median of --runs;
-- cosines: llama.cpp's embedding of the GGUF against tests/minilm_reference.py (numpy BERT straight from
+- cosines: llama.cpp's embedding of the GGUF against tests/support/minilm_reference.py (numpy BERT straight from
   the safetensors, Hugging Face tokenizer) for each sentence; the goal is >= 0.99 for the worst one;
 - embeddings/s: llama-cpp-python in-process with the backend's thread count, for 32 short texts one
   call each, as one list on a 512-token context (llama-cpp-python packs as many texts as fit into each
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the numpy reference is test tooling (tests/minilm_reference.py)
+sys.path.insert(0, str(ROOT / "tests"))  # the numpy reference is test tooling (tests/support/minilm_reference.py)
 
 
 def main() -> int:

@@ -406,7 +406,7 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     fake_port = free_port()
-    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakes_ollama_faults.py"), "--port", str(fake_port)],
+    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "fakes" / "ollama.py"), "--port", str(fake_port)],
                             start_new_session=True)
     procs = [fake]
     started_at = time.monotonic()

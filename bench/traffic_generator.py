@@ -22,7 +22,7 @@ from llmops.traffic import TrafficConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FAKE = ROOT / "tests" / "fakes_traffic.py"
+FAKE = ROOT / "tests" / "support" / "fakes" / "traffic.py"
 KEY = "sk-fake-test-key"
 CONCURRENCY = 64
 GOAL_RPS = 1000.0

@@ -7,31 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-# Importing litellm (the request-log callback's tests, the Router test) would otherwise load the
-# project's .env into os.environ (LiteLLM's DEV mode runs load_dotenv), leaking the user's key into tests.
-os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # and must not reach for the network
-
-# The test stack never collides with a stack the user runs: its own ports, state, logs and key.
-# LLMOPS_TEST_PORT_OFFSET shifts every test port, so two checkouts can run their suites side by side.
-_OFFSET = int(os.environ.get("LLMOPS_TEST_PORT_OFFSET", "0"))
-TEST_ENV = {
-    "LLMOPS_STATE_DIR": ".run-test/state",
-    "LLMOPS_LOG_DIR": ".run-test/logs",
-    "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
-    "REQUEST_LOG_PATH": ".run-test/requests.db",
-    "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
-    "OLLAMA_PORT": str(21434 + _OFFSET),
-    "LITELLM_PORT": str(18000 + _OFFSET),
-    "PROMETHEUS_PORT": str(19090 + _OFFSET),
-    "DASHBOARD_PORT": str(13001 + _OFFSET),
-    "NODE_EXPORTER_PORT": str(19100 + _OFFSET),
-    "PROBE_INTERVAL": "1",
-    "CANARY_INTERVAL": "10",
-    "BIND_HOST": "127.0.0.1",
-}
+from tests.support.env import ROOT, TEST_ENV, test_environ  # noqa: F401 - ROOT is read by fixtures below
 
 
 def pytest_configure(config):
@@ -50,16 +26,6 @@ def _loadtests_out_of_the_users_logs(tmp_path_factory):
         os.environ.pop("LLMOPS_LOADTEST_DIR", None)
     else:
         os.environ["LLMOPS_LOADTEST_DIR"] = saved
-
-
-def test_environ() -> dict[str, str]:
-    """os.environ with the test stack's settings (the environment wins over any .env)."""
-    env = dict(os.environ)
-    env.update(TEST_ENV)
-    return env
-
-
-test_environ.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="session")
@@ -161,3 +127,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("session stack: what ensure_stack_ready did, and crashes in the logs")
         for line in _STACK_EVENTS[-10:] + (crashes[:30] or ["no crash marker in any log"]):
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium for a module's tests. `make test` installs it, so a missing one fails the test.
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and the tests between browser modules call asyncio.run()."""
+    from tests.support.browser import ARGS, CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield instance
+        instance.close()

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from llmops.backend import create_app
-from tests.fakes_backend import FAKE_TAG, FakeEngine, ServerThread, expected_text
+from tests.support.fakes.backend import FAKE_TAG, FakeEngine, ServerThread, expected_text
 
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 COUNTS = ("prompt_eval_count", "eval_count")

@@ -1,6 +1,6 @@
 """A misbehaving backend (slow, 500, malformed JSON, cut streams, 10 MB, resets) through the real LiteLLM proxy and the probes.
 
-Measured with LiteLLM 1.108.7 against tests/fakes_ollama_faults.py, num_retries 1:
+Measured with LiteLLM 1.108.7 against tests/support/fakes/ollama.py, num_retries 1:
 - 500, malformed JSON, a cut non-streamed body, a reset and a timeout are all retried: the backend
   sees num_retries + 1 attempts. 500 / malformed / cut / reset reach the client as HTTP 500 with a
   JSON error; a timeout as HTTP 408. A streamed request that fails before its first chunk gets the
@@ -28,9 +28,9 @@ import requests
 
 from llmops import health as probes
 from llmops.dashboard.monitor import Check, Monitor
-from tests.conftest import ROOT, test_environ
-from tests.fakes_ollama_faults import HUGE_BYTES, MODEL, FakeOllama
-from tests.helpers import free_port, single_model_config
+from tests.support.env import ROOT, test_environ
+from tests.support.fakes.ollama import HUGE_BYTES, MODEL, FakeOllama
+from tests.support.helpers import free_port, single_model_config
 
 KEY = "sk-test-backend-faults"
 RETRIES = 1

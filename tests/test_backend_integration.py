@@ -1,70 +1,21 @@
 """The embedded backend with the real SmolLM2-135M model, driven by the official `ollama` client."""
 from __future__ import annotations
 
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import ollama
 import pytest
 import requests
 
-from tests.fakes_backend import wait_for
+from tests.support.backend import BackendProcess
+from tests.support.fakes.backend import wait_for
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG = "smollm2:135m"
 SHORT = {"num_predict": 24, "temperature": 0.7, "seed": 7}
-
-
-class BackendProcess:
-    """scripts/embedded_backend.py on a free port; its log lines are kept for assertions."""
-
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "embedded_backend.py"), "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.url = self._wait_for_url(timeout=30)
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line)
-            self.lines.put(line)
-
-    def _wait_for_url(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                return found.group(1)
-        self.stop()
-        raise AssertionError("embedded backend did not start:\n" + "".join(self.log))
-
-    def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

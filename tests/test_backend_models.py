@@ -15,7 +15,7 @@ import requests
 from llmops.backend import create_app
 from llmops.backend.loader import LoadedModels
 from llmops.backend.registry import ModelSource, Registry
-from tests.fakes_backend import FakeEngine, ServerThread, wait_for, write_gguf
+from tests.support.fakes.backend import FakeEngine, ServerThread, wait_for, write_gguf
 
 CHAT_A, CHAT_B, EMBED = "chat-a:1m", "chat-b:2m", "embed:1m"
 

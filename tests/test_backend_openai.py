@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from llmops.backend import create_app
-from tests.fakes_backend import FAKE_TAG, FakeEngine, ServerThread, expected_text
+from tests.support.fakes.backend import FAKE_TAG, FakeEngine, ServerThread, expected_text
 
 MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 

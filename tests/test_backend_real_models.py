@@ -12,9 +12,9 @@ import openai
 import psutil
 import pytest
 
-from tests.conftest import ROOT
-from tests.proxyproc import real_proxy
-from tests.test_backend_integration import BackendProcess
+from tests.support.backend import BackendProcess
+from tests.support.env import ROOT
+from tests.support.proxy import real_proxy
 
 pytestmark = pytest.mark.integration
 

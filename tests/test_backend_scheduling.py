@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.backend import BUSY_MESSAGE, create_app
 from llmops.backend.handling import BACKEND_KEY
-from tests.fakes_backend import FAKE_TAG, FakeEngine, ServerThread, expected_text, wait_for
+from tests.support.fakes.backend import FAKE_TAG, FakeEngine, ServerThread, expected_text, wait_for
 
 CHAT = {"model": FAKE_TAG, "messages": [{"role": "user", "content": "hi"}]}
 

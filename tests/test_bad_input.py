@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, test_environ
+from tests.support.env import ROOT, test_environ
 
 pytestmark = pytest.mark.integration
 

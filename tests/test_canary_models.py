@@ -5,7 +5,7 @@ from llmops import health as probes
 from llmops import settings
 from llmops.dashboard.monitor import EMBEDDING_CANARY, Check, Monitor, default_checks, embedding_model
 from llmops.health import HEALTHY, UNHEALTHY, ProbeResult
-from tests.fakes_dashboard import KEY, PROXY, FakeHTTP, FakeResponse, proxy_routes
+from tests.support.fakes.dashboard import KEY, PROXY, FakeHTTP, FakeResponse, proxy_routes
 
 EMBED = "all-minilm:22m"
 VECTOR = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1] * 384}]}

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, test_environ
+from tests.support.env import ROOT, test_environ
 
 PY = sys.executable
 
@@ -48,7 +48,7 @@ def test_head_reads_the_first_line_of_status_and_nothing_breaks():
 
 
 def test_a_traffic_run_into_a_closed_stdout_ends_without_a_traceback():
-    from tests.fakes_traffic import KEY, FakeOpenAI
+    from tests.support.fakes.traffic import KEY, FakeOpenAI
 
     with FakeOpenAI([{"tokens": 3}]) as fake:
         result = closed_reader([PY, "scripts/traffic_generator.py", "--url", fake.url, "--api-key", KEY, "--max", "3"])

@@ -8,7 +8,7 @@ import pytest
 
 from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import (
+from tests.support.fakes.dashboard import (
     BACKEND,
     FIRING_ALERTS,
     KEY,
@@ -19,7 +19,7 @@ from tests.fakes_dashboard import (
     make_settings,
     without,
 )
-from tests.fakes_gpu import FakeNVML, gpu
+from tests.support.fakes.gpu import FakeNVML, gpu
 
 NOW = 1_700_000_000.0
 ROUTES = ["/", "/api/status", "/api/models", "/api/metrics/summary", "/api/charts?window=15m",

@@ -1,74 +1,15 @@
 """The dashboard page in a real headless Chromium (Debian's), served by waitress in-process over a fake stack."""
 from __future__ import annotations
 
-import os
 import re
-import threading
-from pathlib import Path
 
 import pytest
 
-from llmops.dashboard import create_app
-from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import FIRING_ALERTS, PROM, FakeHTTP, healthy_stack, make_settings, without
-from tests.fakes_gpu import FakeNVML, gpu
+from tests.support.browser import ARTIFACTS, CANVAS_INK, open_page, serve
+from tests.support.fakes.dashboard import FIRING_ALERTS, PROM, healthy_stack, without
+from tests.support.fakes.gpu import gpu
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-CANVAS_INK = """sel => {
-  const c = document.querySelector(sel);
-  if (!c || !c.width) return 0;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
-  return n;
-}"""
-
-
-def serve(routes: dict, gpus=()):
-    """Serve an app over a fake stack and fake GPUs with waitress on a free port; return (base_url, server)."""
-    import waitress
-
-    app = create_app({"SETTINGS": make_settings(), "HTTP_SESSION": FakeHTTP(routes), "START_MONITOR": False,
-                      "GPU_READER": GpuReader(FakeNVML(gpus=gpus)),
-                      "SERVICE_PIDS": lambda: {"dashboard": os.getpid(), "litellm": None}})
-    for _ in range(2):
-        app.extensions["llmops"]["monitor"].run_once()
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    threading.Thread(target=server.run, daemon=True).start()
-    return f"http://127.0.0.1:{server.effective_port}", server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        # `make test` installs Chromium; in CI a missing browser is a failure, not a skip.
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is not installed: `make test` should have installed it")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield instance
-        instance.close()
-
-
-def open_page(browser, url: str, width: int = 1280, height: int = 900):
-    """A page that records console errors and uncaught exceptions."""
-    page = browser.new_page(viewport={"width": width, "height": height})
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-    page.goto(url)
-    return page, errors
-
 
 def test_page_shows_cards_a_drawn_chart_and_no_console_errors(browser):
     base, server = serve(healthy_stack(alerts=FIRING_ALERTS))

@@ -8,9 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import BACKEND, PROM, FakeHTTP, FakeResponse, healthy_stack, make_settings, without
-from tests.fakes_gpu import NVML_ERROR_DRIVER_NOT_LOADED, NVML_ERROR_UNKNOWN, FakeNVML, gpu
-from tests.helpers import wait_for
+from tests.support.fakes.dashboard import BACKEND, PROM, FakeHTTP, FakeResponse, healthy_stack, make_settings, without
+from tests.support.fakes.gpu import NVML_ERROR_DRIVER_NOT_LOADED, NVML_ERROR_UNKNOWN, FakeNVML, gpu
+from tests.support.helpers import wait_for
 
 NOW = 1_700_000_000.0
 ME = os.getpid()

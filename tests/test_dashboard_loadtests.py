@@ -5,12 +5,12 @@ import json
 import os
 
 import pytest
-from loadtest_runs import records, summary, write_run
 
 from llmops.dashboard.app import create_app
 from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import KEY, FakeHTTP, healthy_stack, make_settings
-from tests.fakes_gpu import FakeNVML
+from tests.support.fakes.dashboard import KEY, FakeHTTP, healthy_stack, make_settings
+from tests.support.fakes.gpu import FakeNVML
+from tests.support.loadtest_runs import records, summary, write_run
 
 
 def build(root):

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fakes_dashboard import BACKEND, FakeResponse, backend_routes, healthy_stack
-from tests.test_dashboard_browser import browser, open_page, serve  # noqa: F401 - browser is a fixture
+from tests.support.browser import open_page, serve
+from tests.support.fakes.dashboard import BACKEND, FakeResponse, backend_routes, healthy_stack
 
 pytestmark = pytest.mark.browser
 

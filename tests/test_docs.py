@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from llmops import settings
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 from tests.test_makefile import TARGET
 
 README = (ROOT / "README.md").read_text()

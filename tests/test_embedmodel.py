@@ -9,12 +9,12 @@ import gguf
 import llama_cpp
 import numpy as np
 import pytest
-from minilm_reference import SENTENCES, MiniLM
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 from tokenizers import Tokenizer
 
 from llmops.backend import bertgguf, embedmodel
+from tests.support.minilm_reference import SENTENCES, MiniLM
 
 MIN_COSINE = 0.99
 

@@ -5,7 +5,7 @@ from llmops import health
 from llmops.health import ReadyCheck
 from llmops.stack import lifecycle
 from llmops.stack.services import Service
-from tests.fakes_dashboard import BACKEND, KEY, PROXY, FakeHTTP, FakeResponse, backend_routes, proxy_routes
+from tests.support.fakes.dashboard import BACKEND, KEY, PROXY, FakeHTTP, FakeResponse, backend_routes, proxy_routes
 
 PROXY_CHECKS = [ReadyCheck("/health/liveliness"), ReadyCheck("/v1/models", with_key=True, needs_models=True)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 PACKAGE = ROOT / "llmops"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, test_environ
-from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import wait_for
+from tests.support.env import ROOT, test_environ
+from tests.support.fakes.ollama import FakeOllama
+from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from llmops.traffic import cli, results
-from tests.conftest import TEST_ENV
+from tests.support.env import TEST_ENV
 
 pytestmark = pytest.mark.integration
 

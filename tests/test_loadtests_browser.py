@@ -5,16 +5,16 @@ import os
 import threading
 
 import pytest
-from fakes_traffic import KEY, FakeOpenAI
-from loadtest_runs import records, summary, write_run
 
 from llmops.dashboard.app import create_app
 from llmops.telemetry.gpu import GpuReader
 from llmops.traffic import cli, results
 from llmops.traffic.sweep import knee
-from tests.fakes_dashboard import FakeHTTP, healthy_stack, make_settings
-from tests.fakes_gpu import FakeNVML
-from tests.test_dashboard_browser import ARTIFACTS, CANVAS_INK, browser, open_page  # noqa: F401 - the Chromium fixture
+from tests.support.browser import ARTIFACTS, CANVAS_INK, open_page
+from tests.support.fakes.dashboard import FakeHTTP, healthy_stack, make_settings
+from tests.support.fakes.gpu import FakeNVML
+from tests.support.fakes.traffic import KEY, FakeOpenAI
+from tests.support.loadtest_runs import records, summary, write_run
 
 pytestmark = pytest.mark.browser
 

@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 TARGET = re.compile(r"^([a-zA-Z0-9_-]+):(?!=)(.*)$")
 

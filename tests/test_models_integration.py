@@ -15,10 +15,10 @@ import pytest
 import requests
 
 from llmops.traffic import TrafficConfig, run
-from tests.conftest import ROOT
-from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import wait_for
-from tests.proxyproc import prom_series, prom_sum, real_prometheus, real_proxy
+from tests.support.env import ROOT
+from tests.support.fakes.ollama import FakeOllama
+from tests.support.helpers import wait_for
+from tests.support.proxy import prom_series, prom_sum, real_prometheus, real_proxy
 
 pytestmark = pytest.mark.integration
 CHAT_A, CHAT_B, EMBED = "smollm2:135m", "gemma3:270m", "all-minilm:22m"

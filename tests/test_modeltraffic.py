@@ -10,7 +10,7 @@ import yaml
 from llmops.dashboard import charts, create_app, modeltraffic
 from llmops.dashboard.promapi import Sample
 from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import (
+from tests.support.fakes.dashboard import (
     FakeHTTP,
     backend_routes,
     healthy_stack,
@@ -18,7 +18,7 @@ from tests.fakes_dashboard import (
     prometheus_routes,
     proxy_routes,
 )
-from tests.fakes_gpu import FakeNVML
+from tests.support.fakes.gpu import FakeNVML
 
 REAL = 'route="/v1/chat/completions", user_agent="app/1"'
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 from llmops.dashboard import create_app
 from llmops.stack import modelview
 from llmops.telemetry.gpu import GpuReader
-from tests.fakes_dashboard import BACKEND, FakeHTTP, backend_routes, make_settings, prometheus_routes, proxy_routes
-from tests.fakes_gpu import FakeNVML
+from tests.support.fakes.dashboard import (
+    BACKEND,
+    FakeHTTP,
+    backend_routes,
+    make_settings,
+    prometheus_routes,
+    proxy_routes,
+)
+from tests.support.fakes.gpu import FakeNVML
 
 ROUTED = {"smollm2:135m": "chat", "gemma3:270m": "chat", "all-minilm:22m": "embedding"}
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmops.dashboard.promapi import PromAPI
 from llmops.stack.services import find_node_exporter, node_exporter_argv
 from llmops.telemetry.host import host_summary
-from tests.helpers import free_port, wait_for
+from tests.support.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import sys
 
 from llmops.polling import poll_until
 from llmops.stack.supervisor import _alive
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 
 class FakeClock:

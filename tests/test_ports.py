@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from llmops.stack.ports import holder, port_open
-from tests.helpers import free_port, wait_for
+from tests.support.helpers import free_port, wait_for
 
 LISTEN = "import socket, sys, time; s = socket.socket(); s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(); time.sleep(120)"
 

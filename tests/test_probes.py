@@ -6,7 +6,7 @@ import requests
 
 from llmops import health as probes
 from llmops.dashboard.promapi import MetricsUnavailable, PromAPI
-from tests.fakes_dashboard import (
+from tests.support.fakes.dashboard import (
     BACKEND,
     KEY,
     PROM,

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import wait_for
-from tests.proxyproc import real_proxy
+from tests.support.fakes.ollama import FakeOllama
+from tests.support.helpers import wait_for
+from tests.support.proxy import real_proxy
 
 pytestmark = pytest.mark.integration
 UA = {"User-Agent": "llmops-test/1"}

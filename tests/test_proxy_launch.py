@@ -12,8 +12,8 @@ import pytest
 
 from llmops import settings
 from llmops.proxy import launch as proxy_main
-from tests.conftest import ROOT, test_environ
-from tests.helpers import wait_for
+from tests.support.env import ROOT, test_environ
+from tests.support.helpers import wait_for
 
 AFFECTED = sys.version_info[:2] < proxy_main.FIXED_IN
 CRASHES = {-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS}
@@ -71,11 +71,11 @@ def test_the_oldest_generation_is_walked_only_after_full_collections():
 
 @pytest.mark.skipif(not AFFECTED, reason="Python >= 3.12 keeps automatic GC")
 def test_the_crash_it_prevents_happens_without_it_and_not_with_it():
-    bare = python("tests/gc_reentry.py")
+    bare = python("tests/support/gc_reentry.py")
     # python/cpython#148891 corrupts the context's HAMT. A release build then dies with SIGSEGV; a CPython built
     # with its assertions on (CI's) stops first at one of them, with SIGABRT.
     assert bare.returncode in CRASHES, (bare.returncode, bare.stdout, bare.stderr)
-    guarded = python("tests/gc_reentry.py", "--collector")
+    guarded = python("tests/support/gc_reentry.py", "--collector")
     assert guarded.returncode == 0 and "survived" in guarded.stdout, guarded.stderr
 
 
@@ -116,7 +116,7 @@ def test_fixed_pythons_and_the_opt_out_keep_automatic_gc(monkeypatch):
 def test_it_installs_as_the_main_module_and_in_spawned_workers_only():
     # uvicorn starts LITELLM_WORKERS > 1 with multiprocessing's spawn, which imports the parent's main module as
     # __mp_main__ in each worker.
-    spawned = python("-m", "tests.spawnprobe")
+    spawned = python("-m", "tests.support.spawnprobe")
     assert spawned.returncode == 0 and "imported the main module as __mp_main__" in spawned.stdout, spawned.stderr
     probe = ("import gc, runpy, sys; runpy.run_module('llmops.proxy.launch', run_name=sys.argv[1]); "
              "print('automatic' if gc.isenabled() else 'collector')")

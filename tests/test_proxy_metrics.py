@@ -17,7 +17,7 @@ from llmops import settings
 from llmops.errors import ConfigError
 from llmops.proxy import config as proxyconf
 from llmops.proxy import metrics as proxymetrics
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 # A LiteLLM name in text: not part of a longer identifier, and not inside a recording rule's name (job:x:rate5m).
 TOKEN = re.compile(r"(?<![\w:])litellm_[a-z0-9_]+(?![\w:])")

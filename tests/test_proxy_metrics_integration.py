@@ -18,9 +18,9 @@ from llmops import settings
 from llmops.proxy import config as proxyconf
 from llmops.proxy import launch as proxylaunch
 from llmops.proxy import metrics as proxymetrics
-from tests.conftest import ROOT, test_environ
-from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import free_port, wait_for, wait_http_ok
+from tests.support.env import ROOT, test_environ
+from tests.support.fakes.ollama import FakeOllama
+from tests.support.helpers import free_port, wait_for, wait_http_ok
 
 sys.path.insert(0, str(ROOT / "bench"))
 from _audited_proxy import failing_imports, read_snapshot  # noqa: E402

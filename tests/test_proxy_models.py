@@ -1,4 +1,4 @@
-"""Every model through the real LiteLLM proxy, in front of the FAKE multi-model Ollama (tests/fakes_ollama_faults.py).
+"""Every model through the real LiteLLM proxy, in front of the FAKE multi-model Ollama (tests/support/fakes/ollama.py).
 
 The committed litellm_config.yaml is used as is: two chat models (ollama_chat/), one embedding model (ollama/ ->
 /api/embed) and fallbacks between the chat models. The fake lets one model's deployment fail while the others
@@ -14,9 +14,9 @@ import openai
 import pytest
 import requests
 
-from tests.fakes_ollama_faults import EMBED_DIMS, EMBED_MODEL, FakeOllama
-from tests.helpers import wait_for
-from tests.proxyproc import prom_series, prom_sum, real_prometheus, real_proxy
+from tests.support.fakes.ollama import EMBED_DIMS, EMBED_MODEL, FakeOllama
+from tests.support.helpers import wait_for
+from tests.support.proxy import prom_series, prom_sum, real_prometheus, real_proxy
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-proxy-models"
@@ -77,7 +77,7 @@ def test_the_dashboards_per_model_rows_equal_what_was_sent_per_model_and_class(p
     It runs before the fallback tests: the cooldowns and fallbacks they cause would move requests between models."""
     from llmops.dashboard import create_app
     from llmops.dashboard.promapi import PromAPI
-    from tests.fakes_dashboard import make_settings
+    from tests.support.fakes.dashboard import make_settings
 
     fake.reset()
     agent = {"User-Agent": f"llmops-test/rows-{uuid.uuid4().hex[:8]}"}
@@ -195,7 +195,7 @@ def test_a_failing_model_is_answered_by_its_fallback_and_counted_in_prometheus(c
     # ...and the dashboard's row for the model that failed says it fell back.
     from llmops.dashboard import create_app
     from llmops.dashboard.promapi import PromAPI
-    from tests.fakes_dashboard import make_settings
+    from tests.support.fakes.dashboard import make_settings
 
     app = create_app({"SETTINGS": make_settings(), "START_MONITOR": False, "CHECKS": [], "CACHE_SECONDS": 0,
                       "PROMETHEUS": PromAPI(prometheus)})

@@ -10,8 +10,8 @@ import pytest
 
 from llmops.dashboard import create_app
 from llmops.requestlog import store
-from tests.fakes_dashboard import KEY, FakeHTTP, healthy_stack, make_settings
-from tests.test_dashboard_browser import browser, open_page  # noqa: F401 - the module's Chromium fixture
+from tests.support.browser import open_page
+from tests.support.fakes.dashboard import KEY, FakeHTTP, healthy_stack, make_settings
 
 pytestmark = pytest.mark.browser
 

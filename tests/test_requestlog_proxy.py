@@ -1,6 +1,6 @@
 """The request log through the real LiteLLM proxy: one row per request for every outcome, failure contained.
 
-The proxy runs in front of tests/fakes_requestlog.py (a FAKE Ollama that injects faults) so each outcome
+The proxy runs in front of tests/support/fakes/requestlog.py (a FAKE Ollama that injects faults) so each outcome
 is known: ok, a stream, a stream the client cuts, 400 (unknown model), 429 (max_parallel 1), 500 and a
 timeout (408). Each test reads the SQLite file the proxy's callback writes.
 """
@@ -22,9 +22,9 @@ import requests
 
 from llmops.proxy.plugins.requestlog import CONTENT_CHARS
 from llmops.requestlog import store, writer
-from tests.conftest import ROOT, test_environ
-from tests.fakes_requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
-from tests.helpers import free_port, single_model_config, wait_for, wait_http_ok
+from tests.support.env import ROOT, test_environ
+from tests.support.fakes.requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
+from tests.support.helpers import free_port, single_model_config, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-requestlog-9f3c2a"

@@ -10,8 +10,8 @@ import pytest
 
 from llmops.requestlog import store
 from llmops.traffic import TrafficConfig, run
-from tests.conftest import ROOT
-from tests.helpers import wait_for
+from tests.support.env import ROOT
+from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from llmops.requestlog import outcomes, store, writer
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 
 def row(call_id: str, ts: float, **fields) -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from llmops.dashboard import create_app
 from llmops.requestlog import store
-from tests.fakes_dashboard import FakeHTTP, healthy_stack, make_settings
+from tests.support.fakes.dashboard import FakeHTTP, healthy_stack, make_settings
 
 
 def client(tmp_path):

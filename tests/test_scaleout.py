@@ -19,8 +19,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ROOT, test_environ
-from tests.helpers import wait_for
+from tests.support.env import ROOT, test_environ
+from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

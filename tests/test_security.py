@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 import stat
 
-import chaos
 import psutil
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import chaos
+from tests.support.env import ROOT
 
 BROAD_KILL = re.compile(r"\b(pkill|killall)\b|kill\s+-\d+\s+-1\b|os\.kill\(\s*-1|os\.killpg\(\s*0\b|kill\s+0\b")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
-import chaos
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import chaos
+from tests.support.env import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 GROWTH_BOUND_MB = 150.0

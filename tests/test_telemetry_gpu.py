@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.telemetry.gpu import NO_GPU, GpuCollector, GpuReader, read_gpus
-from tests.fakes_gpu import (
+from tests.support.fakes.gpu import (
     NVML_ERROR_DRIVER_NOT_LOADED,
     NVML_ERROR_GPU_IS_LOST,
     NVML_ERROR_LIBRARY_NOT_FOUND,

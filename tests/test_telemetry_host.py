@@ -21,7 +21,7 @@ from llmops.telemetry.host import (
     host_summary,
     psutil_host_summary,
 )
-from tests.helpers import wait_for
+from tests.support.helpers import wait_for
 
 # The parent starts a child that burns 0.35 s of CPU, then both wait on stdin (closed by the test). The test
 # waits for 0.3 s: /proc counts CPU in clock ticks, which can trail the child's own precise clock.

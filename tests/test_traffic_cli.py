@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes_traffic import KEY, FakeOpenAI
 
 from llmops.traffic import cli
+from tests.support.fakes.traffic import KEY, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "traffic_generator.py"

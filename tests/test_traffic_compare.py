@@ -3,10 +3,10 @@ import json
 import re
 
 import pytest
-from loadtest_runs import records, summary, write_run
 
 from llmops.traffic import cli, compare, results
 from llmops.traffic.sweep import knee
+from tests.support.loadtest_runs import records, summary, write_run
 
 DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 

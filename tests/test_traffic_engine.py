@@ -3,12 +3,12 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes_traffic import KEY, MODEL, FakeOpenAI
 
 from llmops.traffic import EXIT_ERRORS, EXIT_OK, PreflightError, TrafficConfig, run
 from llmops.traffic import prompts as bank
 from llmops.traffic.arrivals import Burst
-from tests import helpers
+from tests.support import helpers
+from tests.support.fakes.traffic import KEY, MODEL, FakeOpenAI
 
 BANK = Path(__file__).resolve().parent.parent / "data" / "prompts"
 

@@ -3,11 +3,10 @@ import html
 import json
 import re
 
-from fakes_traffic import KEY, FakeOpenAI
-from loadtest_runs import records, summary, write_run
-
 from llmops.traffic import cli, htmlreport, keeper, results
 from llmops.traffic.sweep import knee
+from tests.support.fakes.traffic import KEY, FakeOpenAI
+from tests.support.loadtest_runs import records, summary, write_run
 
 DATA = re.compile(r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 

@@ -4,13 +4,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fakes_traffic import KEY, FakeOpenAI
 
 from llmops.errors import ConfigError
 from llmops.traffic import TrafficConfig, run
 from llmops.traffic.cli import main
 from llmops.traffic.mix import ModelMix, ModelPicker
 from llmops.traffic.outputcheck import OutputCheck
+from tests.support.fakes.traffic import KEY, FakeOpenAI
 
 CHAT_A, CHAT_B, EMBED = "smollm2:135m", "gemma3:270m", "all-minilm:22m"
 MODELS = [CHAT_A, CHAT_B, EMBED]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from fakes_traffic import KEY, FakeOpenAI
-from loadtest_runs import records, summary, write_run
 
 from llmops.traffic import cli, keeper, results
+from tests.support.fakes.traffic import KEY, FakeOpenAI
+from tests.support.loadtest_runs import records, summary, write_run
 
 
 def main(*argv):

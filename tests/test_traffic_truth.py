@@ -1,7 +1,7 @@
 """Traffic truth from the first request: exact counts per outcome class on a fresh stack, and after a proxy SIGKILL.
 
 Real parts: the LiteLLM proxy, Prometheus and the embedded backend (llama.cpp), with the dashboard's own
-probes and summary in process. Fakes only where a failure must be injected (tests/fakes_ollama_faults.py):
+probes and summary in process. Fakes only where a failure must be injected (tests/support/fakes/ollama.py):
 one answers HTTP 500, one is slow, which fills LITELLM_MAX_PARALLEL (429s) and outlasts a model's timeout (408).
 Every request but the steady ok ones carries a User-Agent the stack has never seen: a new series each.
 """
@@ -23,10 +23,10 @@ import yaml
 from llmops import outcomes
 from llmops import settings as settings_mod
 from llmops.stack.services import prometheus_binary
-from tests.conftest import ROOT, test_environ
-from tests.fakes_ollama_faults import FakeOllama
-from tests.helpers import free_port, wait_for, wait_http_ok
-from tests.test_backend_integration import BackendProcess
+from tests.support.backend import BackendProcess
+from tests.support.env import ROOT, test_environ
+from tests.support.fakes.ollama import FakeOllama
+from tests.support.helpers import free_port, wait_for, wait_http_ok
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from llmops.dashboard.monitor import Check, Hysteresis, Monitor
 from llmops.dashboard.promapi import PromAPI
 from llmops.dashboard.verdict import decide
 from llmops.health import ProbeResult
-from tests.fakes_dashboard import (
+from tests.support.fakes.dashboard import (
     BACKEND,
     BACKEND2,
     KEY,

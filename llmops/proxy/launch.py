@@ -8,7 +8,7 @@ resets a variable of the same context: the inner set frees the HAMT the outer on
 LiteLLM 1.108.7's proxy sets and resets context variables on every request (`litellm/_internal_context.py`
 `service_target`, from auth), and coroutines the GC closes reset theirs from whatever context is current: the
 proxy died this way three times in test runs (2026-12-01), with `PYTHONFAULTHANDLER` showing the request in
-`ContextVar.set`. `tests/gc_reentry.py` reproduces the CPython crash in a few lines.
+`ContextVar.set`. `tests/support/gc_reentry.py` reproduces the CPython crash in a few lines.
 
 So on Python < 3.12 automatic collection is off, and a daemon thread collects instead. Every tick (0.1 s)
 it applies CPython's own rule to the counts CPython keeps running (`gc.get_count()`, against `gc.get_threshold()`):

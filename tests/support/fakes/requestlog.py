@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes_ollama_faults import FakeOllama, _chat_line, _ndjson
+from tests.support.fakes.ollama import FakeOllama, _chat_line, _ndjson
 
 DRIBBLE = "DRIBBLE"  # a prompt holding this word is answered as a stream of 40 chunks, 0.1 s apart
 FAIL_ONCE = "FAILONCE"  # the first request holding this word gets a 500, the next ones are answered

@@ -12,7 +12,7 @@ from llmops.backend.engine import Stats, StopMatcher, group_sums, l2_normalize
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
 from llmops.backend.server import start
-from tests import helpers
+from tests.support import helpers
 
 FAKE_TAG = "fake:1m"
 

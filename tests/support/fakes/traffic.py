@@ -10,7 +10,7 @@ POST /v1/embeddings answers one 8-number vector per input (behaviour keys status
 vector too few); `embeddings` keeps the bodies it received.
 
 Runs in a thread (`with FakeOpenAI(...) as fake:`) or as a process for benchmarks:
-`python tests/fakes_traffic.py [--port 0]` prints `PORT <n>` once it listens.
+`python tests/support/fakes/traffic.py [--port 0]` prints `PORT <n>` once it listens.
 """
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, test_environ
-from tests.helpers import free_port, wait_for, wait_http_ok
+from tests.support.env import ROOT, test_environ
+from tests.support.helpers import free_port, wait_for, wait_http_ok
 
 
 @contextmanager

@@ -1,5 +1,5 @@
 """The one FAKE Ollama of the tests and benchmarks: switchable faults (slow, 500, malformed JSON, truncated
-stream, 10 MB, reset), counted requests; `python tests/fakes_ollama_faults.py --port N` serves a healthy one.
+stream, 10 MB, reset), counted requests; `python tests/support/fakes/ollama.py --port N` serves a healthy one.
 
 It serves several models (chat ones and an embedding one, /api/embed and /api/embeddings); a fault can be set
 for one path, one model, or both, so a test can make one model's deployment fail while the others answer.

@@ -40,7 +40,7 @@ def single_model_config(tmp) -> str:
     (with fallbacks the other model is tried too, doubling the attempts and the time; tests/test_proxy_models.py)."""
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.support.env import ROOT
 
     data = yaml.safe_load((ROOT / "litellm_config.yaml").read_text())
     for key in ("fallbacks", "context_window_fallbacks"):

@@ -3,7 +3,7 @@ ContextVar while a collection runs inside another ContextVar.set. CPython 3.10/3
 set is still walking and die within a second: with SIGSEGV on a release build, with SIGABRT at a failed assertion
 (e.g. "PyObject_GC_Track: object already tracked") where CPython was built with its assertions on.
 
-Usage: python tests/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.proxy.launch's collector
+Usage: python tests/support/gc_reentry.py [--collector] [ROUNDS]; --collector installs llmops.proxy.launch's collector
 first, as the proxy's process does. Prints "survived" and exits 0 when no crash happened.
 """
 from __future__ import annotations
