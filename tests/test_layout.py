@@ -134,3 +134,22 @@ def test_the_backend_has_no_import_cycle():
         return False
 
     assert [m for m in graph if reaches(m, m, {m})] == []
+
+
+def test_the_traffic_results_never_import_the_load_side():
+    """llmops/traffic/results/ (what a run leaves behind) is told about a run through RunSpec and reads
+    documents; it never reaches back into the load side (config, engine, client, stats, ...)."""
+    results = PACKAGE / "traffic" / "results"
+    found = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in sorted(results.rglob("*.py"))
+             for line, target in imports(p)
+             if target.startswith("llmops.traffic") and not target.startswith("llmops.traffic.results")]
+    assert found == []
+
+
+def test_the_traffic_results_have_one_way_in():
+    """Outside llmops/traffic/results/ the package is imported as a whole (its __init__ says what it offers),
+    never one of its modules by path."""
+    results = PACKAGE / "traffic" / "results"
+    found = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in package_files() if results not in p.parents
+             for line, target in imports(p) if target.startswith("llmops.traffic.results.")]
+    assert found == []

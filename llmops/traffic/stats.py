@@ -1,4 +1,4 @@
-"""Aggregates of finished requests: counts, percentiles, throughput and goodput."""
+"""Aggregates of finished requests: counts, percentiles, throughput and goodput, in the summary's shape."""
 from __future__ import annotations
 
 import random
@@ -7,32 +7,10 @@ from array import array
 from collections import Counter, deque
 
 from . import client
+from .mix import ModelMix
+from .results import distribution, percentile
 
-PERCENTILES = (50, 90, 95, 99)
 ITL_RESERVOIR = 200_000  # inter-token gaps kept for percentiles; bounds memory on long runs
-
-
-def percentile(sorted_values, p: float) -> float | None:
-    """The p-th percentile (0-100) of sorted values, linearly interpolated like numpy's default."""
-    n = len(sorted_values)
-    if not n:
-        return None
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0-100, not {p}")
-    rank = (n - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, n - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
-
-
-def distribution(values) -> dict:
-    """count, mean, p50/p90/p95/p99 and max of a sample (None where empty)."""
-    ordered = sorted(values)
-    out: dict = {"count": len(ordered), "mean": sum(ordered) / len(ordered) if ordered else None}
-    for p in PERCENTILES:
-        out[f"p{p}"] = percentile(ordered, p)
-    out["max"] = ordered[-1] if ordered else None
-    return out
 
 
 class Recorder:
@@ -199,3 +177,19 @@ class Recorder:
             "tpot_s": distribution(self.tpot),
             "goodput": goodput,
         }
+
+
+def per_model(mix: ModelMix, recorders: dict[str, Recorder]) -> dict[str, dict]:
+    """The summary's "models" part: one entry per model of the mix (one that got no request has zero counts)."""
+    out: dict[str, dict] = {}
+    for model in (*mix.models, *(m for m in recorders if m not in mix.models)):
+        rec = recorders.get(model) or Recorder()
+        s = rec.summary()
+        out[model] = {
+            "share": mix.share(model) if model in mix.models else None,
+            "requests": s["requests"], "failures": s["failures"], "error_ratio": s["error_ratio"],
+            "throughput": s["throughput"], "tokens": s["tokens"],
+            "latency_s": {k: s["latency_s"][k] for k in ("count", "p50", "p95", "p99")},
+            "ttft_s": {k: s["ttft_s"][k] for k in ("count", "p50", "p95", "p99")},
+        }
+    return out

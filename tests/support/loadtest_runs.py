@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmops.traffic import keeper
+from llmops.traffic import results
 
 
 def dist(p50: float, scale: float = 1.0) -> dict:
@@ -49,5 +49,5 @@ def write_run(root: Path, name: str, summary_doc: dict | None = None, lines: lis
     if summary_doc is not None:
         (path / "summary.json").write_text(json.dumps(summary_doc))
         if report:
-            keeper.write_report(path)
+            results.write_report(path)
     return path

@@ -3,7 +3,8 @@ import html
 import json
 import re
 
-from llmops.traffic import cli, htmlreport, keeper, results
+from llmops.traffic import cli, results
+from llmops.traffic.results import htmlreport
 from llmops.traffic.sweep import knee
 from tests.support.fakes.traffic import KEY, FakeOpenAI
 from tests.support.loadtest_runs import records, summary, write_run
@@ -100,7 +101,7 @@ def test_a_cut_jsonl_still_gives_a_report_that_says_so(tmp_path):
     path = write_run(tmp_path, "20261201T100000Z-cut", summary(), records(4), report=False)
     with open(path / "requests.jsonl", "a") as f:
         f.write('{"id": 5, "sta')
-    keeper.write_report(path)
+    results.write_report(path)
     page = (path / "report.html").read_text()
     assert embedded(page)["records"] == {"lines": 4, "unreadable": 1, "statuses": {"ok": 4}}
     assert "1 line(s) of requests.jsonl could not be read" in page

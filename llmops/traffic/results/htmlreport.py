@@ -8,13 +8,11 @@ from pathlib import Path
 from string import Template
 
 from . import reportdata
-from .config import USER_AGENT
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
-ROOT = HERE.parent.parent
-# The vendored Chart.js, wherever the dashboard's static folder lives (it is being moved into the package).
-CHARTJS_CANDIDATES = (ROOT / "static" / "vendor" / "chartjs", HERE.parent / "dashboard" / "static" / "vendor" / "chartjs")
+CHARTJS = HERE.parents[1] / "dashboard" / "static" / "vendor" / "chartjs"  # the dashboard's vendored copy
+GENERATOR = "llmops-traffic"  # named at the foot of a page whose summary does not say which version drew it
 OUTCOME_COLORS = {"ok": "#059669", "rate_limited": "#d97706", "timeout": "#7c3aed", "http_5xx": "#dc2626",
                   "http_4xx": "#db2777", "connection_error": "#991b1b", "truncated_stream": "#0891b2",
                   "stream_error": "#ea580c", "bad_response": "#4b5563", "invalid_output": "#a16207",
@@ -23,10 +21,9 @@ OUTCOME_COLORS = {"ok": "#059669", "rate_limited": "#d97706", "timeout": "#7c3ae
 
 def chartjs_dir() -> Path:
     """The folder of the vendored Chart.js (its min.js and VERSION)."""
-    for folder in CHARTJS_CANDIDATES:
-        if (folder / "chart.umd.min.js").is_file():
-            return folder
-    raise FileNotFoundError("vendored Chart.js not found under static/vendor/chartjs/")
+    if (CHARTJS / "chart.umd.min.js").is_file():
+        return CHARTJS
+    raise FileNotFoundError(f"vendored Chart.js not found in {CHARTJS}")
 
 
 def chartjs_version() -> str:
@@ -182,11 +179,11 @@ def per_model_html(rows: list[dict]) -> str:
             f'<th class=n>TTFT p50</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def page(title: str, subtitle: str, body: str, data: dict) -> str:
-    """The whole self-contained page around a body and its embedded data."""
+def page(title: str, subtitle: str, body: str, data: dict, generator: str | None = None) -> str:
+    """The whole self-contained page around a body and its embedded data; `generator` is the tool that ran it."""
     folder = chartjs_dir()
     return Template((TEMPLATES / "report.html").read_text()).substitute(
-        title=html.escape(title), subtitle=html.escape(subtitle), body=body, generator=html.escape(USER_AGENT),
+        title=html.escape(title), subtitle=html.escape(subtitle), body=body, generator=html.escape(generator or GENERATOR),
         style=(TEMPLATES / "report.css").read_text(), data=embed_json(data),
         chartjs=(folder / "chart.umd.min.js").read_text(), chartjs_version=html.escape(chartjs_version()),
         script=(TEMPLATES / "report.js").read_text())
@@ -211,4 +208,5 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
             f"{per_model_html(d['per_model'])}<h2>Run</h2>{_facts(run or {}, summary)}")
     title = f"Load test {name}" if name else "Load test"
     subtitle = f"{summary.get('model', '?')} through {summary.get('url', '?')}, started {summary.get('started_at', '?')}"
-    return page(title, subtitle, body, d)
+    tool = summary.get("tool")
+    return page(title, subtitle, body, d, tool if isinstance(tool, str) else None)

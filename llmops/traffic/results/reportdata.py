@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from .stats import percentile
+from .summary import percentile
 
 NICE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 MAX_TIME_BINS = 60

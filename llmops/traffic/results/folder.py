@@ -1,4 +1,4 @@
-"""Kept results: one folder per generator run under logs/loadtests/, and reading those folders back.
+"""Kept runs: one folder per generator run under logs/loadtests/, its files written safely, and read back.
 
 A folder is `<UTC timestamp>-<name>/` holding `run.json` (command line, settings, stack versions;
 written first), `requests.jsonl` (one line per request as it ends), then `summary.json` and
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from .summary import check_summary
 
 RUN_FILE, SUMMARY_FILE, REQUESTS_FILE, REPORT_FILE = "run.json", "summary.json", "requests.jsonl", "report.html"
 FILES = (REPORT_FILE, SUMMARY_FILE, RUN_FILE, REQUESTS_FILE)  # what a run folder may hold; nothing else is served
@@ -31,7 +32,7 @@ def dir_of(settings) -> Path:
 
 def default_dir() -> Path:
     """LLMOPS_LOADTEST_DIR from the environment or .env, relative to the project (logs/loadtests)."""
-    from .. import settings as stack_settings
+    from ... import settings as stack_settings
 
     try:
         return dir_of(stack_settings.load(strict=False))
@@ -129,18 +130,6 @@ class StoredRun:
     @property
     def complete(self) -> bool:
         return self.status != "incomplete"
-
-
-def check_summary(doc: object) -> dict:
-    """The summary if it has what reports read; ValueError naming what is missing otherwise."""
-    if not isinstance(doc, dict):
-        raise ValueError("summary.json is not a JSON object")
-    for key, kind in (("requests", dict), ("throughput", dict), ("latency_s", dict)):
-        if not isinstance(doc.get(key), kind):
-            raise ValueError(f"summary.json has no {key!r}")
-    if not isinstance(doc["requests"].get("total"), int):
-        raise ValueError("summary.json has no request count")
-    return doc
 
 
 def _read_json(path: Path) -> dict:
