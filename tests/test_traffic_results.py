@@ -83,7 +83,7 @@ def test_the_key_is_in_no_kept_file(tmp_path, key_flag):
     for f in run_dir.iterdir():
         assert KEY not in f.read_text(), f.name
     run = json.loads((run_dir / "run.json").read_text())
-    assert "***" in " ".join(run["command"]) and run["settings"]["api_key"] == "***"
+    assert "[redacted]" in " ".join(run["command"]) and run["settings"]["api_key"] == "[redacted]"
 
 
 def test_key_from_the_environment_is_not_kept_either(tmp_path, monkeypatch):
@@ -162,9 +162,9 @@ def test_a_crash_cut_last_line_is_skipped_and_counted(tmp_path):
 
 def test_argv_redaction():
     assert folder.redact_argv(["--api-key", "sk-1", "--url", "http://x"], ("sk-1",)) == \
-        ["--api-key", "***", "--url", "http://x"]
+        ["--api-key", "[redacted]", "--url", "http://x"]
     assert folder.redact_argv(["--api-key=sk-1", "--name", "run-sk-1"], ("sk-1",)) == \
-        ["--api-key=***", "--name", "run-***"]
+        ["--api-key=[redacted]", "--name", "run-[redacted]"]
 
 
 def test_the_default_folder_is_the_setting(monkeypatch, tmp_path):

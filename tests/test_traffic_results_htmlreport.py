@@ -47,7 +47,7 @@ def test_report_of_a_run_with_known_delays_embeds_and_shows_the_summarys_figures
     assert data["figures"]["output tokens/s"] == f"{s['throughput']['output_tokens_per_s']:,.1f} tok/s"
     # Charts: every request in the timeline once, by outcome; every success in the histogram.
     tl = data["timeline"]
-    assert {k: sum(v) for k, v in tl["outcomes"].items()} == {"ok": 8, "http_5xx": 4}
+    assert {k: sum(v) for k, v in tl["outcomes"].items()} == {"ok": 8, "server_error": 4}
     assert sum(data["histogram"]["counts"]) == 8
     assert round(sum(tl["tokens_per_s"]) * tl["bin_s"]) == s["tokens"]["completion"] == 40
     ids = {c["id"] for c in data["charts"]}
@@ -117,7 +117,7 @@ def test_a_run_where_nothing_succeeded_still_gets_a_report(tmp_path):
     data = embedded(page)
     assert s["requests"]["ok"] == 0 and data["histogram"] == {"edges": [], "counts": []}
     assert {c["id"] for c in data["charts"]} == {"timeline", "tokens"}
-    assert data["timeline"]["outcomes"] == {"http_5xx": [3] + [0] * (len(data["timeline"]["t"]) - 1)}
+    assert data["timeline"]["outcomes"] == {"server_error": [3] + [0] * (len(data["timeline"]["t"]) - 1)}
 
 
 def test_an_empty_or_interrupted_run_says_so(tmp_path):

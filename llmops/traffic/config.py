@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..proxy.key import REDACTED
 from .arrivals import ARRIVALS, Burst
 from .mix import ModelMix
 from .outputcheck import OutputCheck
@@ -146,7 +147,7 @@ class TrafficConfig:
     def public(self) -> dict:
         """The options as JSON-ready data, the key left out."""
         out = asdict(self)
-        out["api_key"] = "***" if self.api_key else None
+        out["api_key"] = REDACTED if self.api_key else None
         out.pop("command")
         out["burst"] = f"{self.burst.size}@{self.burst.every:g}" if self.burst else None
         for key in ("prompts", "output", "summary_json", "results_dir"):

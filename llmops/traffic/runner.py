@@ -22,7 +22,7 @@ from .engine import Engine
 from .mix import ModelMix, ModelPicker
 from .preflight import check
 from .progress import LiveProgress
-from .results import RunSpec, RunWriter
+from .results import SUMMARY_FORMAT, RunSpec, RunWriter
 from .stats import Recorder, per_model
 from .sweep import knee
 
@@ -177,7 +177,7 @@ class _Run:
     def result(self, started_at: str) -> RunResult:
         summary = self.total.summary()
         summary = {
-            "tool": self.config.user_agent, "started_at": started_at, "url": self.config.url,
+            "format": SUMMARY_FORMAT, "tool": self.config.user_agent, "started_at": started_at, "url": self.config.url,
             "model": self.model, "seed": self.seed, "interrupted": self.interrupted,
             "warmup": {"requests": self.warmup.total, "ok": self.warmup.ok},
             **summary, "config": self.config.public(),
@@ -195,7 +195,8 @@ class _Run:
     def _verdict(self, summary: dict) -> tuple[int, str]:
         req, ratio, limit = summary["requests"], summary["error_ratio"], self.config.max_error_ratio
         if self.interrupted:
-            return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests accounted for"
+            cancelled = f", {req['cancelled']} cancelled in flight (not counted)" if req["cancelled"] else ""
+            return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests counted{cancelled}"
         if req["total"] and not req["ok"]:
             return EXIT_ERRORS, f"no request succeeded out of {req['total']}"
         if ratio > limit:

@@ -25,10 +25,10 @@ from .folder import (
     resolve_ref,
     shown_path,
 )
-from .summary import PERCENTILES, distribution, percentile
+from .summary import PERCENTILES, SUMMARY_FORMAT, distribution, outcome_counts, percentile
 from .writer import RunSpec, RunWriter, write_report
 
 __all__ = ["COMPARISONS", "FILES", "FORMAT", "PERCENTILES", "REPORT_FILE", "REQUESTS_FILE", "RUN_FILE", "RUN_NAME",
-           "SUMMARY_FILE", "RunSpec", "RunWriter", "StoredRun", "compare", "default_dir", "dir_of", "distribution",
-           "headline", "list_runs", "load_run", "percentile", "read_records", "resolve_ref", "shown_path", "text",
+           "SUMMARY_FILE", "SUMMARY_FORMAT", "RunSpec", "RunWriter", "StoredRun", "compare", "default_dir", "dir_of", "distribution",
+           "headline", "list_runs", "load_run", "outcome_counts", "percentile", "read_records", "resolve_ref", "shown_path", "text",
            "write_report"]

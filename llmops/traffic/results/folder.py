@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ...errors import ConfigError
-from .summary import check_summary
+from ...proxy.key import REDACTED, redact
+from .summary import check_summary, needs_records, upgrade_record, upgrade_summary
 
 RUN_FILE, SUMMARY_FILE, REQUESTS_FILE, REPORT_FILE = "run.json", "summary.json", "requests.jsonl", "report.html"
 FILES = (REPORT_FILE, SUMMARY_FILE, RUN_FILE, REQUESTS_FILE)  # what a run folder may hold; nothing else is served
 FORMAT = 1
 COMPARISONS = "comparisons"  # sub-folder of the results folder for --compare pages
 RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-REDACTED = "***"
 
 
 def dir_of(settings) -> Path:
@@ -56,7 +56,7 @@ def slug(name: str) -> str:
 
 
 def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
-    """The command line with the value of --api-key, and any secret anywhere, replaced by ***."""
+    """The command line with the value of --api-key, and any secret anywhere, replaced by [redacted]."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -69,8 +69,7 @@ def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
         elif arg.startswith("--api-key="):
             arg = f"--api-key={REDACTED}"
         for secret in secrets:
-            if secret:
-                arg = arg.replace(secret, REDACTED)
+            arg = redact(arg, secret)
         out.append(arg)
     return out
 
@@ -78,8 +77,7 @@ def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
 def _write_atomic(path: Path, text: str, secrets: tuple[str, ...] = ()) -> Path:
     """Write text so a reader never sees half a file; any secret in it is replaced first."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+        text = redact(text, secret)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -139,6 +137,11 @@ def _read_json(path: Path) -> dict:
     return doc
 
 
+def _upgraded(summary: dict, requests: Path) -> dict:
+    """The summary in the current format, counted again from the run's lines where an old format needs them."""
+    return upgrade_summary(summary, read_records(requests)[0] if needs_records(summary) else None)
+
+
 def load_run(path: Path) -> StoredRun:
     """Read a run folder; problems with its files make it incomplete, never an exception."""
     path = Path(path)
@@ -157,7 +160,7 @@ def load_run(path: Path) -> StoredRun:
         stored.reason = stored.reason or "no summary.json: the run crashed or is still running"
         return stored
     try:
-        stored.summary = check_summary(_read_json(path / SUMMARY_FILE))
+        stored.summary = _upgraded(check_summary(_read_json(path / SUMMARY_FILE)), path / REQUESTS_FILE)
     except (OSError, ValueError) as exc:
         stored.summary = None
         stored.reason = f"summary.json is unreadable ({exc})"
@@ -177,7 +180,7 @@ def list_runs(root: Path, limit: int = 100) -> list[StoredRun]:
 
 
 def read_records(path: Path) -> tuple[list[dict], int]:
-    """The JSON lines of a requests.jsonl and how many lines were unreadable (a crash cuts the last)."""
+    """The JSON lines of a requests.jsonl (in the current format) and how many were unreadable (a crash cuts the last)."""
     records: list[dict] = []
     bad = 0
     try:
@@ -191,7 +194,7 @@ def read_records(path: Path) -> tuple[list[dict], int]:
                     bad += 1
                     continue
                 if isinstance(doc, dict):
-                    records.append(doc)
+                    records.append(upgrade_record(doc))
                 else:
                     bad += 1
     except FileNotFoundError:
@@ -206,7 +209,7 @@ def resolve_ref(ref: str, root: Path) -> StoredRun:
         candidate = Path(root) / ref
     if candidate.is_file():
         try:
-            summary = check_summary(_read_json(candidate))
+            summary = _upgraded(check_summary(_read_json(candidate)), candidate.parent / REQUESTS_FILE)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{ref}: not a load-test summary ({exc})") from None
         return StoredRun(name=candidate.stem, path=candidate.parent, status="complete", summary=summary,

@@ -7,16 +7,15 @@ import shlex
 from pathlib import Path
 from string import Template
 
+from ... import outcomes
 from . import reportdata
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 CHARTJS = HERE.parents[1] / "dashboard" / "static" / "vendor" / "chartjs"  # the dashboard's vendored copy
 GENERATOR = "llmops-traffic"  # named at the foot of a page whose summary does not say which version drew it
-OUTCOME_COLORS = {"ok": "#059669", "rate_limited": "#d97706", "timeout": "#7c3aed", "http_5xx": "#dc2626",
-                  "http_4xx": "#db2777", "connection_error": "#991b1b", "truncated_stream": "#0891b2",
-                  "stream_error": "#ea580c", "bad_response": "#4b5563", "invalid_output": "#a16207",
-                  "cancelled": "#9ca3af"}
+OUTCOME_COLORS = {outcomes.OK: "#059669", outcomes.CLIENT_ERROR: "#db2777", outcomes.RATE_LIMITED: "#d97706",
+                  outcomes.SERVER_ERROR: "#dc2626", outcomes.TIMEOUT: "#7c3aed", outcomes.INVALID_OUTPUT: "#a16207"}
 
 
 def chartjs_dir() -> Path:
@@ -63,7 +62,8 @@ def run_charts(d: dict) -> list[dict]:
     if tl["t"]:
         x = {"title": f"seconds from the first request (bins of {tl['bin_s']:g} s)"}
         out.append(chart("timeline", "Requests over time, by outcome", "bar",
-                         [{"name": k, "data": v, "color": OUTCOME_COLORS.get(k)} for k, v in tl["outcomes"].items()],
+                         [{"name": outcomes.LEGENDS.get(k, k), "data": v, "color": OUTCOME_COLORS.get(k)}
+                          for k, v in tl["outcomes"].items()],
                          x, {"title": "requests started"}, labels=tl["t"], stacked=True))
         out.append(chart("tokens", "Output tokens/s over time", "line",
                          [{"name": "output tokens/s", "data": tl["tokens_per_s"]}], x, {"title": "tokens/s"},
@@ -199,6 +199,10 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
     notes = []
     if summary.get("interrupted"):
         notes.append("The run was interrupted (Ctrl-C): the figures cover what finished.")
+    cancelled = (summary.get("requests") or {}).get("cancelled")
+    if cancelled:
+        notes.append(f"{cancelled} request(s) in flight when the run was interrupted were cancelled by the generator "
+                     "and are not counted in any figure or chart.")
     if bad_lines:
         notes.append(f"{bad_lines} line(s) of requests.jsonl could not be read and are left out of the charts.")
     if d["sweep"] and d["sweep"]["knee_message"]:

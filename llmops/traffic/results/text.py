@@ -5,6 +5,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ... import outcomes
 from .summary import PERCENTILES
 
 
@@ -22,13 +23,15 @@ def summary_tables(summary: dict) -> Group:
     counts.add_row("requests", f"{req['total']}")
     counts.add_row("ok", f"{req['ok']}")
     counts.add_row("failed", f"{req['failed']}")
-    counts.add_row("  timed out", f"{req['timed_out']}")
-    counts.add_row("  rate limited (429)", f"{req['rate_limited']}")
-    for kind, n in summary["failures"].items():
-        if kind not in ("timeout", "rate_limited"):
-            counts.add_row(f"  {kind}", f"{n}")
+    shown = summary.get("outcomes") or {}
+    for name in outcomes.GENERATOR_CLASSES[1:]:
+        if shown.get(name) or name in (outcomes.TIMEOUT, outcomes.RATE_LIMITED):
+            counts.add_row(f"  {outcomes.LEGENDS[name]}", f"{shown.get(name, 0)}")
+    details = summary.get("details") or {}
+    if details:
+        counts.add_row("  details", ", ".join(f"{k} {v}" for k, v in details.items()))
     if req["cancelled"]:
-        counts.add_row("cancelled (interrupted)", f"{req['cancelled']}")
+        counts.add_row("cancelled by the interrupt (not counted)", f"{req['cancelled']}")
     if summary.get("warmup", {}).get("requests"):
         counts.add_row("warmup (not counted)", f"{summary['warmup']['requests']}")
     counts.add_row("error ratio", f"{summary['error_ratio']:.2%}")
@@ -80,7 +83,7 @@ def models_table(models: dict[str, dict]) -> Table:
         table.add_column(name, justify="left" if name in ("model", "failures") else "right")
     for model, m in models.items():
         thr = m["throughput"]
-        failures = ", ".join(f"{k} {v}" for k, v in m["failures"].items()) or "-"
+        failures = ", ".join(outcomes.describe(k, v) for k, v in m["failures"].items()) or "-"
         table.add_row(model, "-" if m["share"] is None else f"{m['share']:.0%}", str(m["requests"]["total"]),
                       str(m["requests"]["ok"]), failures, _ms(m["latency_s"]["p50"]), _ms(m["latency_s"]["p95"]),
                       _ms(m["ttft_s"]["p50"]),
