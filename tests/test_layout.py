@@ -153,3 +153,13 @@ def test_the_traffic_results_have_one_way_in():
     found = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in package_files() if results not in p.parents
              for line, target in imports(p) if target.startswith("llmops.traffic.results.")]
     assert found == []
+
+
+def test_pyproject_asks_for_the_python_the_code_is_written_for():
+    """The package uses 3.11's standard library (tomllib, datetime.UTC, ...); pip must refuse older Pythons."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    assert "sys.version_info < (3, 11)" in (ROOT / "scripts" / "setup.sh").read_text()

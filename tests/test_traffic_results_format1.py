@@ -9,9 +9,13 @@ import shutil
 
 import pytest
 
+from llmops.dashboard import create_app
+from llmops.telemetry.gpu import GpuReader
 from llmops.traffic import cli, results
 from llmops.traffic.results import reportdata
 from tests.support.env import ROOT
+from tests.support.fakes.dashboard import FakeHTTP, healthy_stack, make_settings
+from tests.support.fakes.gpu import FakeNVML
 from tests.support.loadtest_runs import summary, write_run
 
 FORMAT1 = ROOT / "tests" / "fixtures" / "loadtests-format1"
@@ -77,6 +81,7 @@ def test_an_old_run_is_drawn_with_the_classes_only(kept):
     assert data["records"]["statuses"] == {"ok": 2, "client_error": 1, "rate_limited": 1, "server_error": 5,
                                            "timeout": 1}
     assert "2 request(s) in flight when the run was interrupted were cancelled" in page
+    assert data["figures"]["cancelled (not counted)"] == "2" and data["figures"]["timeout"] == "1"
 
 
 def test_an_old_run_compares_with_a_new_one(kept, capsys):
@@ -89,6 +94,12 @@ def test_an_old_run_compares_with_a_new_one(kept, capsys):
 
 
 def test_the_dashboard_lists_old_runs_with_their_counted_figures(kept):
-    rows = {r["name"]: r for r in (results.headline(x) for x in results.list_runs(kept))}
+    app = create_app({"SETTINGS": make_settings(LLMOPS_LOADTEST_DIR=str(kept)), "HTTP_SESSION": FakeHTTP(healthy_stack()),
+                      "START_MONITOR": False, "GPU_READER": GpuReader(FakeNVML()), "SERVICE_PIDS": lambda: {}})
+    listed = app.test_client().get("/api/loadtests").get_json()
+    rows = {r["name"]: r for r in listed["runs"]}
     assert rows[MIXED]["status"] == "interrupted" and rows[MIXED]["requests"] == 10 and rows[MIXED]["ok"] == 2
-    assert rows[SWEEP]["kind"] == "sweep" and rows[SWEEP]["requests"] == 16
+    assert rows[SWEEP]["kind"] == "sweep" and rows[SWEEP]["requests"] == 16 and rows[SWEEP]["report_url"] is None
+    # The kept file itself is served as it was written.
+    served = app.test_client().get(rows[MIXED]["summary_url"])
+    assert served.status_code == 200 and served.get_json() == json.loads((kept / MIXED / "summary.json").read_text())
