@@ -81,6 +81,7 @@ def test_an_old_run_is_drawn_with_the_classes_only(kept):
     assert data["records"]["statuses"] == {"ok": 2, "client_error": 1, "rate_limited": 1, "server_error": 5,
                                            "timeout": 1}
     assert "2 request(s) in flight when the run was interrupted were cancelled" in page
+    assert data["figures"]["cancelled (not counted)"] == "2" and data["figures"]["timeout"] == "1"
 
 
 def test_an_old_run_compares_with_a_new_one(kept, capsys):

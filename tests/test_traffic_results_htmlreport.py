@@ -44,6 +44,9 @@ def test_report_of_a_run_with_known_delays_embeds_and_shows_the_summarys_figures
                          ("latency p95", s["latency_s"]["p95"])):
         assert f"{label} {htmlreport.fmt_ms(value)}" in " ".join(text.split())
     assert data["figures"]["throughput"] == f"{s['throughput']['requests_per_s']:,.2f} req/s"
+    # Each class that occurred is a figure of its own, named as the dashboard names it.
+    assert (data["figures"]["failed"], data["figures"]["server error (5xx)"]) == ("4", "4")
+    assert "timeout" not in data["figures"] and "cancelled (not counted)" not in data["figures"]
     assert data["figures"]["output tokens/s"] == f"{s['throughput']['output_tokens_per_s']:,.1f} tok/s"
     # Charts: every request in the timeline once, by outcome; every success in the histogram.
     tl = data["timeline"]

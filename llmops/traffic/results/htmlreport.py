@@ -122,8 +122,12 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     """The headline figures as (label, formatted value); the page shows exactly these."""
     req = summary.get("requests", {})
     thr = summary.get("throughput", {})
+    failures = summary.get("failures") if isinstance(summary.get("failures"), dict) else {}
     out = [("requests", f"{req.get('total', 0)}"), ("ok", f"{req.get('ok', 0)}"),
-           ("failed", f"{req.get('failed', 0)}"), ("error ratio", fmt((summary.get("error_ratio") or 0) * 100, " %", 2)),
+           ("failed", f"{req.get('failed', 0)}"),
+           *((outcomes.LEGENDS[k], f"{n}") for k, n in failures.items() if k in outcomes.LEGENDS),
+           *((("cancelled (not counted)", f"{req['cancelled']}"),) if req.get("cancelled") else ()),
+           ("error ratio", fmt((summary.get("error_ratio") or 0) * 100, " %", 2)),
            ("duration", fmt(summary.get("duration_s"), " s")),
            ("throughput", fmt(thr.get("requests_per_s"), " req/s")),
            ("output tokens/s", fmt(thr.get("output_tokens_per_s"), " tok/s", 1))]
