@@ -43,7 +43,7 @@ export SERVICE_HELP
 
 help: ## Show this help
 	@{ grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST); printf '%s\n' "$$SERVICE_HELP"; } | sed -E 's/^ +//; /^$$/d' \
-		| awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+		| awk -F':.*## ' '{printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-backend.txt requirements-model.txt pyproject.toml scripts/setup.sh
 	@scripts/setup.sh
