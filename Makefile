@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.requirements.sha256
-SERVICES := ollama litellm prometheus dashboard
+SERVICES := ollama litellm prometheus alertmanager dashboard
 # Targets that need the venv say so plainly when it is missing.
 NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make start' (or 'make setup') first"; exit 1; }
 # `make start BACKENDS=3` runs three embedded backends on consecutive ports.
@@ -46,7 +46,7 @@ show-key: ## Print the proxy key (LITELLM_MASTER_KEY from .env); the only target
 test: ## Install what the tests need and run them all (unit, integration with real services, browser, promtool)
 	@scripts/test.sh
 
-lint: $(STAMP) ## Static checks: ruff, and promtool on the configs and rules
+lint: $(STAMP) ## Static checks: ruff, promtool on the configs and rules, amtool on Alertmanager's rendered config
 	@scripts/lint.sh
 
 bench: $(STAMP) ## Run every benchmark under bench/ and write bench/results/<name>.json
@@ -124,6 +124,21 @@ health-prometheus: ## Probe Prometheus's /-/ready
 logs-prometheus: ## Show Prometheus's log
 	$(NEED_VENV)
 	@$(PY) -m llmops logs prometheus
+
+start-alertmanager: $(STAMP) ## Start Alertmanager (its config rendered from .env into .run/)
+	@$(PY) -m llmops start alertmanager
+stop-alertmanager: ## Stop Alertmanager (alerts are then not delivered)
+	$(NEED_VENV)
+	@$(PY) -m llmops stop alertmanager
+restart-alertmanager: ## Restart Alertmanager (re-renders its config from .env)
+	$(NEED_VENV)
+	@$(PY) -m llmops restart alertmanager
+health-alertmanager: ## Probe Alertmanager's /-/ready
+	$(NEED_VENV)
+	@$(PY) -m llmops health alertmanager
+logs-alertmanager: ## Show Alertmanager's log
+	$(NEED_VENV)
+	@$(PY) -m llmops logs alertmanager
 
 start-dashboard: $(STAMP) ## Start the dashboard on :3001
 	@$(PY) -m llmops start dashboard

@@ -193,6 +193,25 @@ def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.pe
     return _timed(clock, body)
 
 
+def probe_alertmanager(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff /-/ready answers 200; the version and cluster state come from /api/v2/status when it answers."""
+
+    def body() -> ProbeResult:
+        response = _call(session, "GET", f"{base_url}/-/ready", timeout)
+        if response.status_code != 200:
+            return ProbeResult(UNHEALTHY, None, f"/-/ready answered HTTP {response.status_code}", "http")
+        version = None
+        try:
+            info = _call(session, "GET", f"{base_url}/api/v2/status", timeout)
+            if info.status_code == 200:
+                version = (_json(info, "/api/v2/status").get("versionInfo") or {}).get("version")
+        except _Failed:
+            pass  # the version is decoration; readiness already answered
+        return ProbeResult(HEALTHY, None, "ready", "", {"version": version})
+
+    return _timed(clock, body)
+
+
 def traffic_queries(window: str = "5m") -> dict[str, str]:
     """PromQL for the exact real requests over the window (canary and non-model routes excluded)."""
     return {"by_model_and_status": counts.count_expr(window, by=("requested_model", "status_code"))}
