@@ -46,6 +46,8 @@ class FakeEngine:
         self.last_stats: Stats | None = None
         self.calls = 0
         self.prompts: list[str] = []  # in the order the engine thread took them
+        self.answers: list[str] = []  # scripted answers, one per generation (whitespace-split tokens)
+        self.options: list[GenOptions] = []  # every generation's options, in order
 
     def render_chat(self, messages: list[dict]) -> str:
         if any(m["role"] == "bad" for m in messages):
@@ -59,6 +61,10 @@ class FakeEngine:
     def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats):
         self.calls += 1
         self.last_opts = opts
+        self.options.append(opts)
+        if self.answers:
+            yield from self._scripted(self.answers.pop(0), tokens, opts, stats)
+            return
         self.finished.clear()
         self.last_stats = stats
         n_ctx = context_window(opts, self.n_ctx)
@@ -97,6 +103,21 @@ class FakeEngine:
         finally:
             stats.eval_ns = int((time.perf_counter() - began) * 1e9)
             self.finished.set()
+
+    def _scripted(self, answer: str, tokens: list[int], opts: GenOptions, stats: Stats):
+        """A scripted answer, a word a token (spaces kept), cut at num_predict; no grammar is applied."""
+        import re
+
+        words = re.findall(r"\S+\s*|\s+", answer)
+        limit = opts.num_predict if opts.num_predict > 0 else len(words)
+        stats.prompt_eval_count = len(tokens)
+        stats.done_reason = "length" if len(words) > limit else "stop"
+        stats.first_token_at = time.perf_counter()
+        for word in words[:limit]:
+            stats.eval_count += 1
+            stats.output_tokens.append(len(word))
+            yield word
+        self.finished.set()
 
     def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
         """A deterministic 8-dimensional vector of letter counts per text, L2-normalised, and the words of
