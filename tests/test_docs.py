@@ -8,7 +8,7 @@ from tests.support.env import ROOT
 from tests.test_makefile import TARGET
 
 README = (ROOT / "README.md").read_text()
-SERVICES = ("ollama", "litellm", "prometheus", "dashboard")
+SERVICES = ("ollama", "litellm", "prometheus", "alertmanager", "dashboard")
 VERBS = ("start", "stop", "restart", "health", "logs")
 
 

@@ -25,6 +25,6 @@ def test_help_is_the_default_and_lists_the_targets():
     for target in ("setup", "start", "stop", "restart", "status", "logs", "test", "lint", "bench", "clean",
                    "traffic-quick", "traffic", "load-test"):
         assert re.search(rf"^\s*(\x1b\[36m)?{re.escape(target)}\s", out, re.M), target
-    for service in ("ollama", "litellm", "prometheus", "dashboard"):
+    for service in ("ollama", "litellm", "prometheus", "alertmanager", "dashboard"):
         for verb in ("start", "stop", "restart", "health", "logs"):
             assert f"{verb}-{service}" in out

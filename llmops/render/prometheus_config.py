@@ -67,7 +67,7 @@ def render(settings: Settings, source: Path | None = None, skip: frozenset[str] 
             auth["credentials_file"] = str(key_file(settings.state_dir))
     data["rule_files"] = [str((source.parent / r).resolve()) for r in data.get("rule_files", [])]
     if settings.alertmanager_enabled and "alertmanager" not in skip:
-        data["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": jobs["alertmanager"]}]}]}
+        data["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(jobs["alertmanager"])}]}]}
     else:
         data.pop("alerting", None)
     return data

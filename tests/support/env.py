@@ -33,6 +33,11 @@ TEST_ENV = {
 }
 
 
+def offset_port(base: int) -> str:
+    """A test port shifted by LLMOPS_TEST_PORT_OFFSET (offsets are multiples of 100: keep bases off the session's)."""
+    return str(base + _OFFSET)
+
+
 def test_environ() -> dict[str, str]:
     """os.environ with the test stack's settings (the environment wins over any .env)."""
     env = dict(os.environ)
