@@ -317,23 +317,26 @@ class Monitor:
         )
         return row
 
-    def _alertmanager(self) -> dict:
-        state = self.states.get("alertmanager")
-        if not self.alertmanager_enabled or state is None:
-            return {"status": OFFLINE, "latency_ms": None, "detail": "off (ALERTMANAGER_ENABLED=false)", "error": "",
+    def _optional(self, name: str, enabled: bool, off: str) -> dict:
+        """The row of a component that can be turned off; while off it is offline with enabled False, so that
+        neither the verdict nor the exporter judges it."""
+        state = self.states.get(name)
+        if not enabled or state is None:
+            return {"status": OFFLINE, "latency_ms": None, "detail": f"off ({off})", "error": "",
                     "since": None, "checked_at": None, "enabled": False}
-        row = _row(state)
-        row["enabled"] = True
-        row.update(state.effective.data)
+        return {**_row(state), "enabled": True}
+
+    def _alertmanager(self) -> dict:
+        row = self._optional("alertmanager", self.alertmanager_enabled, "ALERTMANAGER_ENABLED=false")
+        if row["enabled"]:
+            row.update(self.states["alertmanager"].effective.data)
         return row
 
     def _canary(self) -> dict:
-        state = self.states.get("canary")
-        if not self.canary_enabled or state is None:
-            return {"status": OFFLINE, "latency_ms": None, "detail": "off (CANARY_INTERVAL=0)", "error": "",
-                    "since": None, "checked_at": None, "enabled": False}
-        row = _row(state)
-        row["enabled"] = True
+        row = self._optional("canary", self.canary_enabled, "CANARY_INTERVAL=0")
+        if not row["enabled"]:
+            return row
+        state = self.states["canary"]
         row["model"] = state.effective.data.get("model")
         embedding = self.states.get(EMBEDDING_CANARY)
         if embedding is None:
