@@ -38,6 +38,7 @@ endef
 $(eval $(call service,ollama,the Ollama slot,Probe the backend's /api/version,external Ollama$(comma) `ollama serve` or the embedded backend))
 $(eval $(call service,litellm,the LiteLLM proxy,Model ids from /v1/models and a summary of LiteLLM's own /health,scripts/start_litellm_proxy.sh under the supervisor))
 $(eval $(call service,prometheus,Prometheus,Probe Prometheus's /-/ready))
+$(eval $(call service,alertmanager,Alertmanager,Probe Alertmanager's /-/ready,its config rendered from .env into .run/; restart re-renders it))
 $(eval $(call service,dashboard,the dashboard,Probe the dashboard's /healthz,on :3001))
 export SERVICE_HELP
 
@@ -75,7 +76,7 @@ show-key: ## Print the proxy key (LITELLM_MASTER_KEY from .env); the only target
 test: ## Install what the tests need and run them all (unit, integration with real services, browser, promtool)
 	@scripts/test.sh
 
-lint: $(STAMP) ## Static checks: ruff, and promtool on the configs and rules
+lint: $(STAMP) ## Static checks: ruff, promtool on the configs and rules, amtool on Alertmanager's rendered config
 	@scripts/lint.sh
 
 bench: $(STAMP) ## Run every benchmark under bench/ and write bench/results/<name>.json

@@ -214,6 +214,29 @@ def _proxy_launch(argv: list[str]) -> int:
     return 0
 
 
+def _alerts_check(argv: list[str]) -> int:
+    """Render Alertmanager's config from .env into a temporary folder and run `amtool check-config` on it."""
+    import tempfile
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .render import alertmanager_config as amconfig
+
+    argparse.ArgumentParser(prog="llmops alerts check", description=_alerts_check.__doc__).parse_args(argv)
+    if amconfig.amtool() is None:
+        print("amtool not installed: Alertmanager's config not checked (make setup installs it)")
+        return 0
+    try:
+        settings = settings_module.load()
+        with tempfile.TemporaryDirectory() as folder:
+            settings.values["LLMOPS_STATE_DIR"] = str(Path(folder))
+            print(amconfig.check(amconfig.write(settings), settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 # Commands whose arguments belong to a part's own parser: (command, subcommand or None) -> handler(argv).
 PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("traffic", None): (_traffic, "the traffic generator (`llmops traffic --help`)"),
@@ -222,6 +245,7 @@ PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("requests", "export"): (_requests_export, "write the proxy's request log as JSON Lines"),
     ("proxy", "check"): (_proxy_check, "validate litellm_config.yaml (or FILE)"),
     ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),
+    ("alerts", "check"): (_alerts_check, "render Alertmanager's config from .env and run amtool check-config on it"),
 }
 
 

@@ -103,6 +103,55 @@ def _url_list(value: str) -> list[str]:
     return urls
 
 
+def _flag(value: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off); anything else is refused, not read as false."""
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _optional_url(value: str) -> str:
+    """An http(s) URL with a host, or empty (unset)."""
+    url = value.strip()
+    if url and not re.match(r"^https?://[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[^\s]*)?$", url):
+        raise ValueError("not an http:// or https:// URL with a host (the value is not repeated here)")
+    return url
+
+
+_ADDRESS = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*$")
+
+
+def _optional_address(value: str) -> str:
+    """An e-mail address (user@host), or empty."""
+    address = value.strip()
+    if address and not _ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not an e-mail address like alerts@example.com")
+    return address
+
+
+def _optional_addresses(value: str) -> list[str]:
+    """Comma-separated e-mail addresses (possibly none)."""
+    return [_optional_address(a) for a in value.split(",") if a.strip()]
+
+
+def _optional_host(value: str) -> str:
+    host = value.strip()
+    if host and not re.match(r"^[A-Za-z0-9._-]+$", host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address (the port goes in ALERT_SMTP_PORT)")
+    return host
+
+
+def _duration(value: str) -> str:
+    """A Prometheus-style duration (30s, 15m, 4h), kept as written for Alertmanager's config."""
+    text = value.strip()
+    if not re.match(r"^[0-9]+(ms|s|m|h|d)$", text) or int(re.match(r"^[0-9]+", text)[0]) == 0:
+        raise ValueError(f"{value!r} is not a duration above zero like 15s, 5m or 4h")
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("LITELLM_MASTER_KEY", "", "The proxy's key (sk-...). Generated into .env by `make setup`."),
     Setting("BIND_HOST", "127.0.0.1", "Address every service binds to (IPv4 or a host name).", _bind_host),
@@ -165,9 +214,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LLMOPS_LOG_DIR", "logs", "Service logs, relative to the project."),
     Setting("LLMOPS_LOADTEST_DIR", "logs/loadtests", "Kept load-test runs (one folder each), relative to the project."),
     Setting("PROMETHEUS_DATA_DIR", "data/prometheus", "Prometheus's history, relative to the project; `make clean` keeps it."),
+    Setting("ALERTMANAGER_ENABLED", "true", "true runs Alertmanager, which sends the firing alerts to the receivers below; "
+            "false neither runs nor judges it.", _flag),
+    Setting("ALERTMANAGER_PORT", "9093", "Port of Alertmanager.", _port),
+    Setting("ALERTMANAGER_DATA_DIR", "data/alertmanager",
+            "Alertmanager's silences and notification log, relative to the project; `make clean` keeps it."),
+    Setting("ALERT_GROUP_WAIT", "15s", "How long Alertmanager waits to group a new alert before sending it.", _duration),
+    Setting("ALERT_GROUP_INTERVAL", "1m", "How long Alertmanager waits before sending a change to a group.", _duration),
+    Setting("ALERT_REPEAT_INTERVAL", "4h", "How often a still-firing alert is sent again.", _duration),
+    Setting("ALERT_WEBHOOK_URL", "", "A receiver: POST Alertmanager's webhook JSON to this URL; empty means none.",
+            _optional_url),
+    Setting("ALERT_SLACK_WEBHOOK_URL", "", "A receiver: a Slack-compatible incoming webhook URL; empty means none.",
+            _optional_url),
+    Setting("ALERT_SMTP_HOST", "", "A receiver: e-mail through this SMTP smarthost; empty means no e-mail.",
+            _optional_host),
+    Setting("ALERT_SMTP_PORT", "587", "Port of the SMTP smarthost.", _port),
+    Setting("ALERT_SMTP_FROM", "", "Sender address of the alert e-mails.", _optional_address),
+    Setting("ALERT_SMTP_TO", "", "Comma-separated recipients of the alert e-mails.", _optional_addresses),
+    Setting("ALERT_SMTP_USER", "", "SMTP login user; empty means no authentication."),
+    Setting("ALERT_SMTP_PASSWORD", "", "SMTP login password (kept in .env only, never logged)."),
+    Setting("ALERT_SMTP_TLS", "true", "true requires STARTTLS with the smarthost; false sends in plain text "
+            "(a local relay).", _flag),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
+# Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
+# A Slack or generic webhook URL carries its token in the path.
+SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
@@ -237,6 +310,8 @@ class Settings:
         litellm_rpm: int | None
         probe_interval: float
         canary_interval: float
+        alertmanager_enabled: bool
+        alertmanager_port: int
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -254,6 +329,8 @@ class Settings:
     litellm_config_path = property(lambda self: self.path("LITELLM_CONFIG"))
     prometheus_config_path = property(lambda self: self.path("PROMETHEUS_CONFIG"))
     prometheus_data_dir = property(lambda self: self.path("PROMETHEUS_DATA_DIR"))
+    alertmanager_data_dir = property(lambda self: self.path("ALERTMANAGER_DATA_DIR"))
+    alertmanager_url = property(lambda self: self.url("ALERTMANAGER_PORT"))
     ollama_url = property(lambda self: self.url("OLLAMA_PORT"))
     litellm_url = property(lambda self: self.url("LITELLM_PORT"))
     prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))

@@ -33,7 +33,7 @@ def test_every_target_is_in_help_with_its_description():
 
 def test_every_service_has_its_five_targets_in_help():
     services = makefile.services()
-    assert {"ollama", "litellm", "prometheus", "dashboard"} <= set(services)
+    assert {"ollama", "litellm", "prometheus", "alertmanager", "dashboard"} <= set(services)
     entries = makefile.help_entries()
     missing = [f"{verb}-{s}" for s in services for verb in makefile.VERBS if not entries.get(f"{verb}-{s}")]
     assert missing == []

@@ -33,8 +33,10 @@ def test_the_key_is_in_no_log_and_secret_files_are_private(ensure_stack_ready):
     assert stat.S_IMODE(stack.settings.env_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((stack.settings.state_dir / "litellm_key").stat().st_mode) == 0o600
     assert stat.S_IMODE(stack.settings.state_dir.stat().st_mode) == 0o700
-    for rendered in ("prometheus.yml", "litellm_config.yaml", "supervisord.conf"):
+    for rendered in ("prometheus.yml", "litellm_config.yaml", "supervisord.conf", "alertmanager.yml"):
         assert stack.key not in (stack.settings.state_dir / rendered).read_text()
+    # Alertmanager's config holds the receivers' secrets (webhook tokens, the SMTP password).
+    assert stat.S_IMODE((stack.settings.state_dir / "alertmanager.yml").stat().st_mode) == 0o600
 
 
 def test_no_broad_process_kill_anywhere_in_the_code():

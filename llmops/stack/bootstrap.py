@@ -35,6 +35,10 @@ NODE_EXPORTER = SystemProgram(
     "node_exporter", ("prometheus-node-exporter|node_exporter",), ("prometheus-node-exporter",), "node_exporter",
     "host metrics (optional)", units=("prometheus-node-exporter",),
 )
+ALERTMANAGER = SystemProgram(
+    "Alertmanager", ("prometheus-alertmanager|alertmanager", "amtool"), ("prometheus-alertmanager",), "alertmanager",
+    "sending alerts", units=("prometheus-alertmanager",),
+)
 # With its recommended packages (fonts among them), as a page needs to render.
 CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test",
                          recommends=True)
@@ -141,7 +145,11 @@ def setup(settings: Settings, out: Printer = print, with_test_tools: bool = Fals
         # Not fatal for the stack: it runs without it, and the dashboard says metrics are unavailable.
         out("the stack will run without Prometheus; the dashboard will say metrics are unavailable")
     ensure_program(NODE_EXPORTER, out)
+    alertmanager = ensure_program(ALERTMANAGER, out) if settings.alertmanager_enabled else True
+    if not alertmanager:
+        out("the stack will run without Alertmanager; alerts show on the dashboard but are not sent anywhere")
     prepare_gemma(out)
     if with_test_tools:
-        return ensure_program(CHROMIUM, out) and prometheus  # the tests need both
+        # The tests need Chromium, Prometheus and Alertmanager (amtool included).
+        return ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
     return True
