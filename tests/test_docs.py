@@ -37,6 +37,19 @@ def test_every_setting_has_a_row_in_the_readme_settings_table():
     assert missing == [], f"add a row to README.md's settings table for: {missing}"
 
 
+def test_the_settings_table_is_the_one_generated_from_settings():
+    assert settings.with_table(README) == README, (
+        "README.md's settings table is stale: run `.venv/bin/llmops settings table --write`")
+
+
+def test_a_stale_settings_table_is_found():
+    added = (*settings.SETTINGS, settings.Setting("NO_SUCH_SETTING", "", "A row the README lacks."))
+    assert settings.with_table(README, added) != README
+    assert "| `NO_SUCH_SETTING` | empty | A row the README lacks. |" in settings.with_table(README, added)
+    changed = README.replace("| Port of the LiteLLM proxy. |", "| Port of the proxy. |")
+    assert changed != README and settings.with_table(changed) == README
+
+
 def test_the_settings_table_lists_no_setting_that_does_not_exist():
     assert settings_table_rows() - {s.name for s in settings.SETTINGS} == set()
 
