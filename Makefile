@@ -89,20 +89,20 @@ clean: ## Remove .venv, runtime state and logs (keeps .env and Prometheus histor
 	@scripts/clean.sh
 
 traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy and print the summary
-	@$(PY) scripts/traffic_generator.py --max 5 --concurrency 1 --max-tokens 32
+	@$(PY) -m llmops traffic --preset quick
 
 traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through the proxy; results in logs/
-	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --arrivals poisson --concurrency 4 --max-tokens 64 --output logs/traffic.jsonl --summary-json logs/traffic-summary.json
+	@$(PY) -m llmops traffic --preset steady
 
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16, say where throughput stops growing; ends with the report's path
-	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json --name load-test
+	@$(PY) -m llmops traffic --preset sweep
 
 compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (folders or names in logs/loadtests/)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<run> B=<run>, each a folder or a name in logs/loadtests/"; exit 2; }
-	@$(PY) scripts/traffic_generator.py --compare "$(A)" "$(B)"
+	@$(PY) -m llmops traffic --compare "$(A)" "$(B)"
 
 requests-export: $(STAMP) ## Write the proxy's request log (every request: outcome, latency, error) to logs/requests.jsonl
-	@$(PY) scripts/requests_export.py --output logs/requests.jsonl
+	@$(PY) -m llmops requests export --output logs/requests.jsonl
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py
