@@ -10,6 +10,9 @@ call sites never cast. This is a plain dataclass rather than pydantic-settings o
 table stays one row per setting (name, default, help, parser) that the README, .env.example and the
 tests read as data; the error must name the `.env` file and line, which pydantic-settings' dotenv
 source does not know; and it adds no dependency (pydantic would come only with LiteLLM's extras).
+
+A new setting is one new row: the README's settings table is written from SETTINGS
+(`llmops settings table --write`; tests/test_docs.py fails while it is stale), and .env.example names it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The package's layout: imports run one way (ARCHITECTURE.md), and Flask stays inside the dashboard."""
+"""The package's layout: imports run one way (the layer table below; llmops/__init__.py draws it), and Flask stays
+inside the dashboard."""
 from __future__ import annotations
 
 import ast

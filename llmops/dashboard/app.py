@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", help="override BIND_HOST")
     parser.add_argument("--port", type=int, help="override DASHBOARD_PORT")
-    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (4 measured best on 2 cores: bench/dashboard.py)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (why 4: docs/benchmarks.md)")
     args = parser.parse_args(argv)
     settings = settings_mod.load()
     app = create_app({"SETTINGS": settings})
