@@ -240,6 +240,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_SMTP_TO", "", "Comma-separated recipients of the alert e-mails.", _optional_addresses),
     Setting("ALERT_SMTP_USER", "", "SMTP login user; empty means no authentication."),
     Setting("ALERT_SMTP_PASSWORD", "", "SMTP login password (kept in `.env` only, never logged)."),
+    Setting("ALERT_RECEIVER_TOKEN", "", "The token Alertmanager sends to the dashboard's alert webhook (so nothing else "
+            "can write the alert history). Generated into .env by `make setup` and `make start`."),
+    Setting("ALERT_HISTORY_PATH", "data/alerts.db", "The dashboard's alert history (SQLite), relative to the project."),
+    Setting("ALERT_HISTORY_DAYS", "30", "Days the alert history keeps an alert after its last notification.", _count),
     Setting("ALERT_SMTP_TLS", "true", "true requires STARTTLS with the smarthost; false sends in plain text "
             "(a local relay).", _flag),
 )
@@ -247,7 +251,8 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME = {s.name: s for s in SETTINGS}
 # Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
 # A Slack or generic webhook URL carries its token in the path.
-SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL"})
+SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
+                     "ALERT_RECEIVER_TOKEN"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
@@ -319,6 +324,8 @@ class Settings:
         canary_interval: float
         alertmanager_enabled: bool
         alertmanager_port: int
+        alert_receiver_token: str
+        alert_history_days: int
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -338,6 +345,7 @@ class Settings:
     prometheus_data_dir = property(lambda self: self.path("PROMETHEUS_DATA_DIR"))
     alertmanager_data_dir = property(lambda self: self.path("ALERTMANAGER_DATA_DIR"))
     alertmanager_url = property(lambda self: self.url("ALERTMANAGER_PORT"))
+    alert_history_path = property(lambda self: self.path("ALERT_HISTORY_PATH"))
     ollama_url = property(lambda self: self.url("OLLAMA_PORT"))
     litellm_url = property(lambda self: self.url("LITELLM_PORT"))
     prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))

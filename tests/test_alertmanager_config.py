@@ -20,13 +20,14 @@ EMAIL = {"ALERT_SMTP_HOST": "smtp.example.com", "ALERT_SMTP_PORT": "2525", "ALER
          "ALERT_SMTP_TO": "ops@example.com, oncall@example.com", "ALERT_SMTP_USER": "llmops",
          "ALERT_SMTP_PASSWORD": "smtp-secret-pw"}
 RECEIVERS = {"webhook": WEBHOOK, "slack": SLACK, "email": EMAIL}
-SECRETS = ("slack-secret-token", "smtp-secret-pw")
+SECRETS = ("slack-secret-token", "smtp-secret-pw", "receiver-secret-token")
 
 
 def load(tmp_path, env_text: str = "", **environ) -> settings.Settings:
     env = tmp_path / ".env"
     env.write_text(env_text)
-    return settings.load(env_file=env, environ={"LLMOPS_STATE_DIR": str(tmp_path / "state"), **environ})
+    return settings.load(env_file=env, environ={"LLMOPS_STATE_DIR": str(tmp_path / "state"), "DASHBOARD_PORT": "13999",
+                                                "ALERT_RECEIVER_TOKEN": "receiver-secret-token", **environ})
 
 
 COMBINATIONS = [c for n in range(4) for c in itertools.combinations(RECEIVERS, n)]
@@ -38,16 +39,19 @@ def test_each_combination_renders_routes_to_every_receiver_and_passes_amtool(tmp
     s = load(tmp_path, **environ)
     config = amconfig.render(s)
     route = config["route"]
-    assert route["group_by"] == ["alertname", "instance"]
+    assert route["group_by"] == ["alertname", "instance", "backend"]
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == ("15s", "1m", "4h")
     got = [r["name"] for r in config["receivers"]]
-    if not names:
-        assert got == ["none"] and route["receiver"] == "none" and "routes" not in route
+    assert got == ["dashboard", *names]  # the dashboard's history is always a receiver
+    assert route["receiver"] == "dashboard"
+    if names:  # every receiver gets every alert
+        assert route["routes"] == [{"receiver": n, "continue": True} for n in got]
     else:
-        assert got == list(names)
-        assert route["receiver"] == names[0]
-        if len(names) > 1:  # every receiver gets every alert
-            assert route["routes"] == [{"receiver": n, "continue": True} for n in names]
+        assert "routes" not in route
+    (dashboard,) = config["receivers"][0]["webhook_configs"]
+    assert dashboard["url"] == "http://127.0.0.1:13999/api/alerts/webhook" and dashboard["max_alerts"] == 0
+    token_file = tmp_path / "state" / "alert_token"
+    assert dashboard["http_config"] == {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
     for receiver in config["receivers"]:
         for key, items in receiver.items():
             if key.endswith("_configs"):
@@ -60,6 +64,8 @@ def test_each_combination_renders_routes_to_every_receiver_and_passes_amtool(tmp
     path = amconfig.write(s)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # it holds the SMTP password and webhook URLs
     assert yaml.safe_load(path.read_text()) == config
+    assert "receiver-secret-token" not in path.read_text()  # the token is in its own file, for Alertmanager to read
+    assert token_file.read_text() == "receiver-secret-token" and stat.S_IMODE(token_file.stat().st_mode) == 0o600
     summary = amconfig.check(path, s)
     assert "SUCCESS" in summary
     assert not any(secret in summary for secret in SECRETS)

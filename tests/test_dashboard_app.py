@@ -110,7 +110,8 @@ def test_every_error_class_names_its_http_status():
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
     assert {c.__name__: c.http_status for c in classes} == {
         "StackError": 503, "ConfigError": 503, "PortInUseError": 503, "ServiceError": 503, "MetricsUnavailable": 503,
-        "PreflightError": 503, "BadInput": 400, "BadWindow": 400, "BadModel": 400, "BadQuery": 400}
+        "PreflightError": 503, "BadInput": 400, "BadWindow": 400, "BadModel": 400, "BadQuery": 400,
+        "Unauthorized": 401, "Forbidden": 403}
 
 
 def test_models_join_proxy_backend_and_loaded(client):

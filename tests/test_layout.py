@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "llmops.backend": 3,
     "llmops.telemetry": 3,
     "llmops.requestlog": 3,
+    "llmops.alerts": 3,
     "llmops.health": 2,
     "llmops.outcomes": 2,
     "llmops.proxy": 2,

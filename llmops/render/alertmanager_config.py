@@ -1,8 +1,10 @@
 """Alertmanager's config, rendered from `.env` at each start into the state folder (mode 0600: it holds secrets).
 
-Every receiver is optional: a generic webhook (Alertmanager's JSON), a Slack-compatible incoming webhook,
-and e-mail through an SMTP smarthost. Each configured receiver gets every alert (child routes with
-`continue: true`); with none configured, alerts go to a receiver that sends nothing.
+The dashboard is always a receiver (its alert history): Alertmanager's webhook JSON to /api/alerts/webhook,
+with ALERT_RECEIVER_TOKEN as a Bearer token read from a 0600 file in the state folder (so the token is not in
+this config). The others are optional: a generic webhook (Alertmanager's JSON), a Slack-compatible incoming
+webhook, and e-mail through an SMTP smarthost. Each receiver gets every alert (child routes with
+`continue: true`).
 """
 from __future__ import annotations
 
@@ -17,9 +19,12 @@ from ..errors import ConfigError
 from ..settings import Settings, parse_env_file
 
 FILE = "alertmanager.yml"
-# Grouped per alert and instance: two backends down are two notices, one backend flapping is one group.
-GROUP_BY = ["alertname", "instance"]
-NULL_RECEIVER = "none"
+TOKEN_FILE = "alert_token"
+DASHBOARD = "dashboard"
+WEBHOOK_PATH = "/api/alerts/webhook"
+# Grouped per alert and instance: two backends down are two notices, one backend flapping is one group. The
+# dashboard exports every backend's gauge, so its alerts share the dashboard's instance: `backend` tells them apart.
+GROUP_BY = ["alertname", "instance", "backend"]
 
 SLACK_TITLE = '[{{ .Status | toUpper }}{{ if eq .Status "firing" }}:{{ .Alerts.Firing | len }}{{ end }}] ' \
               '{{ .CommonLabels.alertname }}'
@@ -85,11 +90,22 @@ def receivers(settings: Settings) -> list[dict]:
     return found
 
 
-def render(settings: Settings, extra: list[dict] | None = None) -> dict:
-    """The config as a dict: `extra` receivers first (the dashboard's own), then those of `.env`."""
-    every = list(extra or []) + receivers(settings)
+def token_file(settings: Settings) -> Path:
+    return settings.state_dir / TOKEN_FILE
+
+
+def dashboard_receiver(settings: Settings) -> dict:
+    """The dashboard's alert history: every notification, firing and resolved, with the token in a header."""
+    return {"name": DASHBOARD, "webhook_configs": [{
+        "url": settings.url("DASHBOARD_PORT") + WEBHOOK_PATH, "send_resolved": True, "max_alerts": 0,
+        "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file(settings))}}}]}
+
+
+def render(settings: Settings) -> dict:
+    """The config as a dict: the dashboard's receiver first, then those of `.env`."""
+    every = [dashboard_receiver(settings)] + receivers(settings)
     route: dict = {
-        "receiver": every[0]["name"] if every else NULL_RECEIVER,
+        "receiver": every[0]["name"],
         "group_by": list(GROUP_BY),
         "group_wait": settings.values["ALERT_GROUP_WAIT"],
         "group_interval": settings.values["ALERT_GROUP_INTERVAL"],
@@ -98,27 +114,29 @@ def render(settings: Settings, extra: list[dict] | None = None) -> dict:
     if len(every) > 1:
         # Every receiver gets every alert: one child route each, each going on to the next.
         route["routes"] = [{"receiver": r["name"], "continue": True} for r in every]
-    return {
-        "route": route,
-        "receivers": every or [{"name": NULL_RECEIVER}],
-    }
+    return {"route": route, "receivers": every}
 
 
 def path(settings: Settings) -> Path:
     return settings.state_dir / FILE
 
 
-def write(settings: Settings, extra: list[dict] | None = None) -> Path:
-    """Write the rendered config, readable by its owner only (it holds webhook URLs and the SMTP password)."""
+def write(settings: Settings) -> Path:
+    """Write the rendered config and the token file, readable by their owner only (webhook URLs, SMTP password)."""
     target = path(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _private(token_file(settings), str(settings.values["ALERT_RECEIVER_TOKEN"]))
     body = "# Rendered from .env at start; do not edit (mode 0600: it holds secrets).\n" + \
-        yaml.safe_dump(render(settings, extra), sort_keys=False)
+        yaml.safe_dump(render(settings), sort_keys=False)
+    _private(target, body)
+    return target
+
+
+def _private(target: Path, body: str) -> None:
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(body)
     os.chmod(target, 0o600)
-    return target
 
 
 def _secrets(settings: Settings) -> list[str]:

@@ -19,6 +19,9 @@ TEST_ENV = {
     "LLMOPS_LOG_DIR": ".run-test/logs",
     "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
     "ALERTMANAGER_DATA_DIR": ".run-test/alertmanager-data",
+    "ALERT_HISTORY_PATH": ".run-test/alerts.db",
+    "ALERT_GROUP_WAIT": "1s",  # the tests' alerts reach the receivers in seconds
+    "ALERT_GROUP_INTERVAL": "2s",
     "REQUEST_LOG_PATH": ".run-test/requests.db",
     "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
     "OLLAMA_PORT": str(21434 + _OFFSET),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -64,8 +65,9 @@ class FakeHTTP:
 
 
 def make_settings(**overrides) -> settings_mod.Settings:
-    """Settings from defaults plus overrides, ignoring the real .env and environment."""
+    """Settings from defaults plus overrides, ignoring the real .env and environment; an alert history of its own."""
     environ = {
+        "ALERT_HISTORY_PATH": str(Path(tempfile.mkdtemp(prefix="llmops-alerts-")) / "alerts.db"),
         "LITELLM_MASTER_KEY": KEY,
         "LITELLM_PORT": "18000",
         "OLLAMA_PORT": "18434",
