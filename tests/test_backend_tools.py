@@ -297,13 +297,3 @@ def test_openai_bad_tool_input_is_a_400_in_openais_shape_and_the_backend_stays_u
     server.engine.answers = ["fine"]
     assert oai(server, {"messages": ASK}).json()["choices"][0]["message"]["content"] == "fine"
 
-
-# --- the proxy plug-in that carries tool_choice ----------------------------------------------------
-
-def test_the_plugin_copies_tool_choice_into_extra_body_only_beside_tools():
-    from llmops.proxy.plugins.toolchoice import carry
-
-    data = carry({"tools": [WEATHER], "tool_choice": "required", "extra_body": {"keep": 1}})
-    assert data["extra_body"] == {"keep": 1, "tool_choice": "required"}
-    assert "extra_body" not in carry({"tool_choice": "required"})
-    assert "extra_body" not in carry({"tools": [WEATHER]})
