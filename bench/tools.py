@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.support: the one way to run the backend
 
 import benchfmt  # noqa: E402 - bench/ is the script's folder
+
 from llmops.backend.templates import render_smollm2  # noqa: E402
 from llmops.backend.toolparse import parse_answer, validate_calls  # noqa: E402
 from llmops.backend.tools import parse_tools  # noqa: E402

@@ -8,9 +8,10 @@ import ollama
 import openai
 import pytest
 
-from llmops.backend.tools import parse_tools
 from llmops.backend.toolparse import validate_calls
+from llmops.backend.tools import parse_tools
 from llmops.requestlog import store
+from llmops.traffic import TrafficConfig, run
 from tests.support.backend import BackendProcess
 from tests.support.helpers import wait_for
 from tests.support.proxy import real_proxy
@@ -139,6 +140,15 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
         logged = wait_for(rows, 20, "eight rows in the request log")
         assert sum(r["tools"] == len(TOOLS) for r in logged) == 6
         assert {"model": TAG, "status": 400, "tools": 1, "tool_calls": None, "finish_reason": None} in logged
+
+        # The traffic generator with --tools through the same proxy: with the grammar no call is invalid.
+        tools_file = tmp_path / "tools.json"
+        tools_file.write_text(json.dumps(TOOLS))
+        out = tmp_path / "traffic.jsonl"
+        result = run(TrafficConfig(url=url, api_key=key, model=TAG, tools=str(tools_file), max_requests=3,
+                                   concurrency=1, max_tokens=120, temperature=0.7, seed=4, output=out))
+        assert result.summary["requests"]["total"] == 3 and result.summary["failures"] == {}, result.summary
+        assert all("tool_calls" in json.loads(line) for line in out.read_text().splitlines())
         calls_made = len(choice.message.tool_calls)
         assert {"model": TAG, "status": 200, "tools": 2, "tool_calls": calls_made, "finish_reason": "tool_calls"} in logged
         assert any(r["status"] == 200 and r["tool_calls"] == 0 for r in logged)  # tool_choice none: text
