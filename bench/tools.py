@@ -55,7 +55,8 @@ LABELS = ["the pasta", "tea", "a break", "the laundry", "the oven", "stretching"
 
 
 def prompts(n: int, seed: int = 26) -> list[str]:
-    """n requests, a third for each tool, with its parameters' values in the words (deterministic)."""
+    """n requests, a third for each tool (prompt i is for TOOLS[i % 3]), with its parameters' values in the
+    words (deterministic)."""
     rnd = random.Random(seed)
     out = []
     for i in range(n):
@@ -89,7 +90,7 @@ def with_grammar(url: str, prompt: str, options: dict, tools: list[dict]) -> dic
     # An empty list is answered in text by a second, free generation: its counts are not the grammar's.
     one_generation = verdict in ("valid", "invalid", "cut")
     return {"verdict": verdict, "eval_count": body["eval_count"], "eval_ns": body["eval_duration"],
-            "one_generation": one_generation, "calls": len(calls)}
+            "one_generation": one_generation, "calls": len(calls), "names": [c["name"] for c in calls]}
 
 
 def without_grammar(url: str, prompt: str, options: dict, tools: list[dict]) -> dict:
@@ -102,12 +103,20 @@ def without_grammar(url: str, prompt: str, options: dict, tools: list[dict]) -> 
     if parsed.has_call_form and parsed.error and not cut:
         verdict = "invalid"
     return {"verdict": verdict, "eval_count": body["eval_count"], "eval_ns": body["eval_duration"],
-            "one_generation": True, "calls": len(parsed.calls), "text": body["response"][:160]}
+            "one_generation": True, "calls": len(parsed.calls), "names": [c["name"] for c in parsed.calls],
+            "text": body["response"][:160]}
 
 
 def tokens_per_s(runs: list[dict]) -> float:
     runs = [r for r in runs if r["one_generation"] and r["eval_ns"]]
     return sum(r["eval_count"] for r in runs) / (sum(r["eval_ns"] for r in runs) / 1e9) if runs else 0.0
+
+
+def right_tool(runs: list[dict]) -> float:
+    """Of the answers with calls, the share whose first call is the tool the prompt was written for."""
+    called = [(i, r) for i, r in enumerate(runs) if r["names"]]
+    hits = sum(r["names"][0] == TOOLS[i % 3]["function"]["name"] for i, r in called)
+    return round(hits / len(called), 4) if called else 0.0
 
 
 def tally(runs: list[dict]) -> dict:
@@ -146,6 +155,9 @@ def main() -> None:
                                                                  better="higher"),
         "free_prompts_with_valid_call_ratio": benchfmt.metric(round(f["valid"] / len(free), 4), "ratio",
                                                               better="higher"),
+        "grammar_first_call_right_tool_ratio": benchfmt.metric(right_tool(grammar), "ratio", better="higher"),
+        "grammar_calls_per_answer": benchfmt.metric(
+            round(sum(r["calls"] for r in grammar) / max(1, sum(bool(r["calls"]) for r in grammar)), 2), "calls"),
         "grammar_tokens_per_s": benchfmt.metric(round(g_tps, 1), "tokens/s", better="higher"),
         "free_tokens_per_s": benchfmt.metric(round(f_tps, 1), "tokens/s", better="higher"),
         "grammar_vs_free_tokens_per_s": benchfmt.metric(round(g_tps / f_tps, 3) if f_tps else 0.0, "ratio", goal=0.8,
