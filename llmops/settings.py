@@ -74,6 +74,23 @@ def _optional_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+def _flag(value: str) -> bool:
+    """1/0, true/false, yes/no, on/off."""
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not one of 1, 0, true, false, yes, no, on, off")
+
+
+def _priority(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 255:
+        raise ValueError(f"{number} is outside 0-255")
+    return number
+
+
 def _models_dir(value: str) -> str:
     """Kept as text: the backend resolves it against the checkout (Settings.root)."""
     return value.strip() or "models"
@@ -150,6 +167,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting("QUEUE_ENABLED", "true", "The proxy's priority queue: at most each backend's slots in flight, the rest wait "
+            "in the proxy by priority (docs/litellm.md); false leaves LiteLLM as it is.", _flag),
+    Setting("QUEUE_MAX", "512", "Requests that may wait in the queue; one more gets 429 at once.", _positive_int),
+    Setting("QUEUE_TIMEOUT", "60", "Seconds a request may wait for a slot before it gets 429.", _seconds),
+    Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level (no starvation).",
+            _positive_float),
+    Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request that names none (0-255, lower first).", _priority),
+    Setting("OLLAMA_NUM_PARALLEL", "1", "Slots of an external Ollama per model (its OLLAMA_NUM_PARALLEL; its API does "
+            "not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps a row per proxy request in REQUEST_LOG_PATH (docs/request-log.md); 0 turns it off.",
             _positive_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
@@ -219,6 +245,12 @@ class Settings:
         litellm_max_parallel: int | None
         litellm_rpm: int | None
         probe_interval: float
+        queue_enabled: bool
+        queue_max: int
+        queue_timeout: float
+        queue_ageing: float
+        queue_default_priority: int
+        ollama_num_parallel: int
         canary_interval: float
 
     def __getattr__(self, name: str) -> object:
