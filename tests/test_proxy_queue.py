@@ -8,19 +8,7 @@ import pytest
 from llmops.proxy import queue
 from llmops.proxy.plugins.queuestate import LocalState
 from llmops.proxy.queue import ADMITTED, WAITING, BadPriority, QueueRules, Rejected, parse_priority
-
-
-class FakeClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self, now: float = 1000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.fakes.clock import FakeClock
 
 
 def rules(slots: int = 1, max_waiting: int = 10, timeout: float = 60.0, ageing: float = 1.0, clock=None,

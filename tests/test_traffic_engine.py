@@ -1,4 +1,5 @@
 """The generator against a fake OpenAI-compatible server: counting, timing, classification, outputs."""
+import asyncio
 import json
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from llmops.traffic import EXIT_ERRORS, EXIT_OK, PreflightError, TrafficConfig, run
 from llmops.traffic import prompts as bank
 from llmops.traffic.arrivals import Burst
+from llmops.traffic.client import RequestResult, _read_stream
 from tests.support import helpers
 from tests.support.fakes.traffic import KEY, MODEL, FakeOpenAI
 
@@ -23,17 +25,19 @@ def lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+# (what the fake does, the request's detail, its outcome class)
 FAILURE_PLAN = [
-    ({}, "ok"),
-    ({"status": 429}, "rate_limited"),
-    ({"status": 500}, "http_5xx"),
-    ({"status": 503}, "http_5xx"),
-    ({"status": 400}, "http_4xx"),
-    ({"truncate_after": 2, "token_delay": 0.005}, "truncated_stream"),
-    ({"hang": True}, "timeout"),
-    ({"reset": True}, "connection_error"),
-    ({"bad_json": True, "token_delay": 0.001}, "bad_response"),
-    ({"stream_error": True}, "stream_error"),
+    ({}, "ok", "ok"),
+    ({"status": 429}, "http_429", "rate_limited"),
+    ({"status": 500}, "http_500", "server_error"),
+    ({"status": 503}, "http_503", "server_error"),
+    ({"status": 400}, "http_400", "client_error"),
+    ({"status": 408}, "http_408", "timeout"),  # LiteLLM's answer when the backend call timed out
+    ({"truncate_after": 2, "token_delay": 0.005}, "truncated_stream", "server_error"),
+    ({"hang": True}, "timeout", "timeout"),
+    ({"reset": True}, "connection_error", "server_error"),
+    ({"bad_json": True, "token_delay": 0.001}, "bad_response", "server_error"),
+    ({"stream_error": True}, "stream_error", "server_error"),
 ]
 
 
@@ -57,11 +61,17 @@ def test_every_request_is_counted_exactly_once_and_classified(tmp_path):
     assert summary["requests"]["total"] == 60
     assert sum(summary["failures"].values()) + summary["requests"]["ok"] == 60
     for r in records:
-        assert r["status"] == FAILURE_PLAN[by_prompt[_content_of(r["prompt_id"])]][1], r
-    counted = {}
+        _, detail, outcome = FAILURE_PLAN[by_prompt[_content_of(r["prompt_id"])]]
+        assert (r["detail"], r["status"]) == (detail, outcome), r
+    counted, details = {}, {}
     for r in records:
         counted[r["status"]] = counted.get(r["status"], 0) + 1
+        details[r["detail"]] = details.get(r["detail"], 0) + 1
+    assert set(counted) == {"ok", "client_error", "rate_limited", "server_error", "timeout"}
     assert summary["failures"] == {k: v for k, v in counted.items() if k != "ok"}
+    assert summary["outcomes"] == {**dict.fromkeys(("ok", "client_error", "rate_limited", "server_error", "timeout",
+                                                   "invalid_output"), 0), **counted}
+    assert summary["details"] == {k: v for k, v in sorted(details.items()) if k != "ok"}
     assert summary["requests"]["timed_out"] == counted["timeout"]
     assert summary["requests"]["rate_limited"] == counted["rate_limited"]
     # 429s are not backend failures: they stay out of the error ratio.
@@ -76,15 +86,67 @@ def _content_of(prompt_id, _bank={}):  # noqa: B006 - a cache of the shipped ban
     return _bank[prompt_id]
 
 
-def test_ttft_and_inter_token_latency_match_injected_delays():
+class FakeClock:
+    """FAKE perf_counter: reads what the stream below sets."""
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SteppedStream:
+    """FAKE streamed response: each read of the body arrives at its own time on the clock."""
+
+    def __init__(self, clock: FakeClock, reads: list[tuple[float, bytes]]):
+        self.clock, self.reads, self.content = clock, reads, self
+
+    async def iter_any(self):
+        for at, data in self.reads:
+            self.clock.now = at
+            yield data
+
+
+def _event(obj) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _delta(**delta) -> dict:
+    return {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+
+def test_ttft_inter_token_gaps_and_tpot_are_computed_from_the_chunks_arrival_times():
+    """On a fake clock, so the figures are exact: the role-only first chunk is not the first token, an event is
+    stamped when its last bytes arrive, two events in one read share that read's time."""
+    clock = FakeClock()
+    third = _event(_delta(content="c"))
+    reads = [
+        (10.05, _event(_delta(role="assistant", content=""))),
+        (10.20, _event(_delta(content="a"))),
+        (10.23, _event(_delta(content="b")) + third[:9]),
+        (10.27, third[9:]),
+        (10.30, _event({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}) + b"data: [DONE]\n\n"),
+    ]
+    result = RequestResult(id=1)
+    asyncio.run(_read_stream(SteppedStream(clock, reads), 10.0, result, clock))
+    assert result.detail == "ok" and (result.prompt_tokens, result.completion_tokens) == (7, 3)
+    assert result.ttft_s == pytest.approx(0.20)
+    assert result.itl_s == pytest.approx([0.03, 0.04])
+    assert result.latency_s == pytest.approx(0.30)
+    assert result.tpot_s == pytest.approx((0.30 - 0.20) / 2)
+
+
+def test_timings_through_a_server_are_at_least_its_injected_delays():
+    """Wall time through the fake server: each figure is at least the delay the server put in (a lower bound;
+    the exact arithmetic is the fake-clock test above)."""
     with FakeOpenAI([{"ttft": 0.2, "tokens": 6, "token_delay": 0.02}]) as fake:
         result = run(config(fake, max_requests=5))
     s = result.summary
     assert s["requests"]["ok"] == 5
-    assert abs(s["ttft_s"]["p50"] - 0.200) <= 0.005
-    assert abs(s["itl_s"]["p50"] - 0.020) <= 0.005
-    assert abs(s["tpot_s"]["p50"] - 0.020) <= 0.005
-    assert abs(s["latency_s"]["p50"] - 0.300) <= 0.010
+    assert s["ttft_s"]["p50"] >= 0.200 and s["ttft_s"]["p50"] < s["latency_s"]["p50"]
+    assert s["itl_s"]["p50"] >= 0.020 and s["tpot_s"]["p50"] >= 0.020
+    assert s["latency_s"]["p50"] >= 0.200 + 5 * 0.020
     assert s["tokens"]["completion"] == 30 and s["tokens"]["source"] == "usage"
 
 
@@ -114,10 +176,12 @@ def test_request_carries_key_user_agent_model_and_options():
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
 
 
-def test_priority_zero_and_defaults_are_not_sent():
+def test_priority_zero_is_sent_and_defaults_are_not():
     with FakeOpenAI() as fake:
         run(config(fake, max_requests=1, priority=0, categories=("classification",)))
-        body = fake.requests[0][1]
+        run(config(fake, max_requests=1, categories=("classification",)))
+        zero, body = fake.requests[0][1], fake.requests[1][1]
+    assert zero["priority"] == 0  # the proxy's queue serves 0 first; LiteLLM read it as none
     assert "priority" not in body and "temperature" not in body
     assert body["max_tokens"] == 8  # the prompt's own budget
     assert body["messages"][0]["role"] == "system"
@@ -205,7 +269,7 @@ def test_output_and_summary_files_are_valid_json(tmp_path):
     summary = json.loads(summ.read_text())
     assert {"id", "status", "latency_s", "ttft_s", "itl_mean_s", "completion_tokens", "slo_ok"} <= set(records[0])
     assert all(r["slo_ok"] is True for r in records)
-    assert summary["goodput"]["ratio"] == 1.0 and summary["config"]["api_key"] == "***"
+    assert summary["goodput"]["ratio"] == 1.0 and summary["config"]["api_key"] == "[redacted]"
     assert KEY not in summ.read_text() and KEY not in out.read_text()
 
 

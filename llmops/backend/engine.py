@@ -139,7 +139,7 @@ class LlamaEngine:
         train_ctx = info.context_length if info and info.context_length else 0
         n_ctx = min(n_ctx, train_ctx) if train_ctx else n_ctx
         # The same count for prompt processing: llama.cpp's default (all cores) with OpenMP's spinning
-        # threads collapses when the proxy and the load share the cores (measured: 47 vs 214 tokens/s).
+        # threads collapses when the proxy and the load share the cores (docs/backend.md, Threads).
         kwargs = dict(n_ctx=n_ctx, n_threads=self._threads, n_threads_batch=self._threads, verbose=False)
         if self.embedding_model:
             kwargs.update(embedding=True, n_batch=n_ctx, n_ubatch=n_ctx)

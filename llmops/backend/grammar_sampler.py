@@ -10,6 +10,7 @@ candidate is allowed, and exactly llama-cpp-python's otherwise.
 from __future__ import annotations
 
 import ctypes
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -51,6 +52,31 @@ def _keep_allowed(arr) -> int:
     return count
 
 
+def trigger_pattern(trigger: str) -> str:
+    """llama.cpp matches a lazy grammar's patterns against all the output so far; the grammar then reads
+    from the first capture group on (as llama.cpp's common code builds patterns from trigger words)."""
+    return r"[\s\S]*?(" + re.escape(trigger) + r")[\s\S]*"
+
+
+def grammar_sampler(vocab, gbnf: str, triggers: list[str] | None = None):
+    """A llama.cpp grammar sampler for GenOptions.grammar, lazy when GenOptions.grammar_triggers is set.
+
+    The one hook a sampler chain needs (this module's, or a per-sequence chain): the caller owns the
+    returned pointer (llama_sampler_free, or a chain that frees it)."""
+    import llama_cpp
+
+    if triggers:
+        patterns = [trigger_pattern(t).encode("utf-8") for t in triggers]
+        array = (ctypes.c_char_p * len(patterns))(*patterns)
+        sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+            vocab, gbnf.encode("utf-8"), b"root", array, len(patterns), None, 0)
+    else:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+    if not sampler:
+        raise ValueError("llama.cpp could not parse the grammar")
+    return sampler
+
+
 def constrained_tokens(llama, tokens: list[int], opts, gbnf: str, seed: int) -> Iterator[int]:
     """Evaluate the prompt, then yield grammar-allowed tokens one by one (the caller stops the loop)."""
     import llama_cpp
@@ -58,9 +84,7 @@ def constrained_tokens(llama, tokens: list[int], opts, gbnf: str, seed: int) -> 
     model = llama._model
     vocab = model.vocab
     n_vocab = llama.n_vocab()
-    grammar = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
-    if not grammar:
-        raise ValueError("llama.cpp could not parse the grammar")
+    grammar = grammar_sampler(vocab, gbnf, getattr(opts, "grammar_triggers", None))
     grammar_chain = _Chain(grammar)
     top_k = opts.top_k if opts.top_k > 0 else 40
     head = _Chain(

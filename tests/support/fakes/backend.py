@@ -1,7 +1,6 @@
 """Test helpers for the embedded backend: FakeEngine (a deterministic stand-in for llama.cpp) and a server thread."""
 from __future__ import annotations
 
-import asyncio
 import functools
 import struct
 import threading
@@ -12,7 +11,7 @@ from llmops.backend.engine import Stats, StopMatcher, group_sums, l2_normalize
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
 from llmops.backend.server import start
-from tests.support import helpers
+from tests.support import helpers, serverthread
 
 FAKE_TAG = "fake:1m"
 
@@ -46,6 +45,8 @@ class FakeEngine:
         self.last_stats: Stats | None = None
         self.calls = 0
         self.prompts: list[str] = []  # in the order the engine thread took them
+        self.answers: list[str] = []  # scripted answers, one per generation (whitespace-split tokens)
+        self.options: list[GenOptions] = []  # every generation's options, in order
 
     def render_chat(self, messages: list[dict]) -> str:
         if any(m["role"] == "bad" for m in messages):
@@ -59,6 +60,10 @@ class FakeEngine:
     def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats):
         self.calls += 1
         self.last_opts = opts
+        self.options.append(opts)
+        if self.answers:
+            yield from self._scripted(self.answers.pop(0), tokens, opts, stats)
+            return
         self.finished.clear()
         self.last_stats = stats
         n_ctx = context_window(opts, self.n_ctx)
@@ -97,6 +102,21 @@ class FakeEngine:
         finally:
             stats.eval_ns = int((time.perf_counter() - began) * 1e9)
             self.finished.set()
+
+    def _scripted(self, answer: str, tokens: list[int], opts: GenOptions, stats: Stats):
+        """A scripted answer, a word a token (spaces kept), cut at num_predict; no grammar is applied."""
+        import re
+
+        words = re.findall(r"\S+\s*|\s+", answer)
+        limit = opts.num_predict if opts.num_predict > 0 else len(words)
+        stats.prompt_eval_count = len(tokens)
+        stats.done_reason = "length" if len(words) > limit else "stop"
+        stats.first_token_at = time.perf_counter()
+        for word in words[:limit]:
+            stats.eval_count += 1
+            stats.output_tokens.append(len(word))
+            yield word
+        self.finished.set()
 
     def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
         """A deterministic 8-dimensional vector of letter counts per text, L2-normalised, and the words of
@@ -144,42 +164,11 @@ def expected_text(n: int) -> str:
     return " ".join(f"w{i}" for i in range(n))
 
 
-class ServerThread:
-    """Serves an aiohttp app on 127.0.0.1:<free port> from a background event loop."""
+class ServerThread(serverthread.ServerThread):
+    """The backend's app on 127.0.0.1:<free port>, started as `llmops backend serve` starts it (server.start)."""
 
     def __init__(self, app):
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="test-backend", daemon=True)
-        self._ready = threading.Event()
-        self.url = ""
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.runner, port = self.loop.run_until_complete(start(self.app, "127.0.0.1", 0))
-            self.url = f"http://127.0.0.1:{port}"
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("test server did not start in 10 s")
-        if self.error:
-            raise self.error
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(15)
+        super().__init__(app, name="test-backend", serve_app=lambda a: start(a, "127.0.0.1", 0))
 
 
 # The backend's own fakes answer in milliseconds: poll often.
