@@ -9,7 +9,7 @@ NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test compare gpu-probe screenshot requests-export
+	traffic-quick traffic load-test compare gpu-probe screenshot requests-export alerts-test
 
 # The per-service targets. One line a service, $(call service,NAME,WHAT IT IS,WHAT health-NAME DOES[,HOW IT STARTS])
 # makes start-NAME, stop-NAME, restart-NAME, health-NAME and logs-NAME, and their lines in `make help`.
@@ -103,6 +103,9 @@ compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (
 
 requests-export: $(STAMP) ## Write the proxy's request log (every request: outcome, latency, error) to logs/requests.jsonl
 	@$(PY) -m llmops requests export --output logs/requests.jsonl
+
+alerts-test: $(STAMP) ## Send a test alert through Alertmanager to every receiver; per receiver, whether it went out (and why not)
+	@$(PY) -m llmops alerts test
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py

@@ -237,6 +237,40 @@ def _alerts_check(argv: list[str]) -> int:
     return 0
 
 
+def _alerts_test(argv: list[str]) -> int:
+    """Send a test alert through Alertmanager to every receiver and say, per receiver, whether it went out."""
+    import requests
+
+    from .alerts import selftest
+    from .durations import promql_seconds
+    from .errors import ConfigError, ServiceError
+    from .render import alertmanager_config as amconfig
+
+    parser = argparse.ArgumentParser(prog="llmops alerts test", description=_alerts_test.__doc__)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for every receiver (default: ALERT_GROUP_WAIT + 30)")
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_module.load()
+        if not settings.alertmanager_enabled:
+            print("Alertmanager is off (ALERTMANAGER_ENABLED=false): no alert is sent anywhere", file=sys.stderr)
+            return 1
+        receivers = selftest.integrations(amconfig.render(settings))
+        timeout = args.timeout if args.timeout is not None else promql_seconds(settings.values["ALERT_GROUP_WAIT"]) + 30
+        print(f"sending {selftest.TEST_ALERT} through {settings.alertmanager_url} to "
+              f"{', '.join(name for name, _ in receivers)} (waiting up to {timeout:g} s)")
+        results = selftest.run(requests.Session(), settings.alertmanager_url, receivers,
+                               settings.log_dir / "alertmanager.log", timeout,
+                               lambda text: amconfig.redact(text, settings))
+    except (ConfigError, ServiceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        word = {True: "sent", False: "FAILED", None: "UNKNOWN"}[r.ok]
+        print(f"  {r.receiver:<10} {r.integration:<8} {word}{': ' + r.reason if r.reason else ''}")
+    return 0 if all(r.ok for r in results) else 1
+
+
 def _settings_table(argv: list[str]) -> int:
     """Print the README's settings table from settings.SETTINGS; --write rewrites it in README.md (or FILE)."""
     from pathlib import Path
@@ -272,6 +306,7 @@ PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),
     ("settings", "table"): (_settings_table, "print the README's settings table (--write rewrites README.md)"),
     ("alerts", "check"): (_alerts_check, "render Alertmanager's config from .env and run amtool check-config on it"),
+    ("alerts", "test"): (_alerts_test, "send a test alert to every receiver and report, per receiver, whether it went out"),
 }
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +28,9 @@ HERE = ROOT / ".run-test" / "ad"
 SMTP_LOGIN = ("llmops", "smtp-secret-pw-3e1b")
 SLACK_PATH = "/services/T0/B0/slack-secret-token-9f2c"
 WAIT = 30.0  # seconds from the backend stopping to every receiver having the notice (group_wait is 1 s here)
+
+
+_ENVIRON: dict[str, str] = {}  # this module's settings, for the commands it runs
 
 
 def fast_rules(target: Path) -> None:
@@ -74,6 +79,7 @@ def stack(receivers):
         "ALERT_SMTP_USER": SMTP_LOGIN[0], "ALERT_SMTP_PASSWORD": SMTP_LOGIN[1],
     }
     environ = {**test_environ(), **overrides}
+    _ENVIRON.update(overrides)
     envfile.ensure(Path(overrides["LLMOPS_ENV_FILE"]), ROOT / ".env.example")
     instance = Stack(settings_mod.load(env_file=Path(overrides["LLMOPS_ENV_FILE"]), environ=environ), out=print)
     saved = dict(os.environ)
@@ -148,6 +154,33 @@ def test_a_notification_without_the_token_is_refused_by_the_real_dashboard(stack
         assert answer.status_code == 401 and answer.json()["status"] == 401
 
 
+def alerts_test(*args: str) -> subprocess.CompletedProcess:
+    """`make alerts-test` (its command) against this module's stack."""
+    env = {**test_environ(), **_ENVIRON}
+    return subprocess.run([sys.executable, "-m", "llmops", "alerts", "test", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_alerts_test_reports_each_receiver_and_names_the_one_that_failed(stack, receivers):
+    http, smtp = receivers
+    result = alerts_test("--timeout", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == {"dashboard", "webhook", "slack", "email"}, result.stdout
+    assert all(" sent" in line for line in lines.values()), result.stdout
+    assert poll_until(lambda: history(stack, name="LlmopsTestAlert"), 20)  # the dashboard has it too
+    http.failing = True  # the Slack-shaped fake (and the webhook: one server) answers 503 now
+    try:
+        result = alerts_test("--timeout", "20")
+    finally:
+        http.failing = False
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert "FAILED" in lines["slack"] and "503" in lines["slack"], result.stdout
+    assert "FAILED" in lines["webhook"] and " sent" in lines["dashboard"] and " sent" in lines["email"], result.stdout
+    assert "slack-secret-token-9f2c" not in result.stdout + result.stderr
+
+
 def test_no_secret_is_in_a_log_a_page_or_the_api(stack):
     secrets = [SMTP_LOGIN[1], "slack-secret-token-9f2c", stack.settings.alert_receiver_token, stack.key]
     logs = list(stack.settings.log_dir.glob("*.log"))
@@ -160,3 +193,42 @@ def test_no_secret_is_in_a_log_a_page_or_the_api(stack):
         text = requests.get(base + route, timeout=10).text
         assert not [s for s in secrets if s in text], route
     assert not [s for s in secrets if s in (stack.settings.state_dir / "settings.json").read_text()]
+
+
+def post_alert(stack, name: str, starts: str, ends: str | None = None) -> None:
+    """An alert as Prometheus posts it (ends set: resolved)."""
+    alert = {"labels": {"alertname": name, "severity": "warning"}, "annotations": {"summary": f"{name} summary"},
+             "startsAt": starts, **({"endsAt": ends} if ends else {})}
+    answer = requests.post(f"{stack.settings.alertmanager_url}/api/v2/alerts", json=[alert], timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def rows(stack, name: str) -> list[dict]:
+    return history(stack, name=name)
+
+
+def failed_webhook_sends(stack) -> float:
+    text = requests.get(f"{stack.settings.alertmanager_url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("alertmanager_notifications_failed_total{") and 'integration="webhook"' in line)
+
+
+def test_the_dashboard_down_makes_alertmanager_retry_and_the_latest_state_arrives(stack):
+    """Fired before the outage and resolved during it: the resolved notice arrives; fired during it: the firing one."""
+    stamp = int(time.time())
+    before, during = f"OutageBefore{stamp}", f"OutageDuring{stamp}"
+    now = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # noqa: E731
+    started = now()
+    post_alert(stack, before, started)
+    assert poll_until(lambda: rows(stack, before), 30), "the first notice never reached the dashboard"
+    failed = failed_webhook_sends(stack)
+    stack.stop("dashboard")
+    try:
+        post_alert(stack, before, started, ends=now())
+        post_alert(stack, during, now())
+        # Alertmanager tries, fails (nothing listens) and keeps the notices to try again.
+        assert poll_until(lambda: failed_webhook_sends(stack) > failed, 30), "Alertmanager never tried the dashboard"
+    finally:
+        stack.start("dashboard")
+    assert poll_until(lambda: [r["state"] for r in rows(stack, before)] == ["resolved"], 60), rows(stack, before)
+    assert poll_until(lambda: [r["state"] for r in rows(stack, during)] == ["firing"], 60), rows(stack, during)

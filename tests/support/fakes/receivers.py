@@ -7,54 +7,47 @@ import socket
 import threading
 from email import message_from_bytes
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiohttp import web
+
+from tests.support.serverthread import ServerThread
 
 
 class FakeHTTPReceiver:
     """Records every POST (path, headers, JSON body) and answers as Slack's incoming webhooks do (200 "ok");
-    `down()` makes it answer 503, as a receiver that cannot take the notification."""
+    with `failing` set it answers 503, as a receiver that cannot take the notification. Served by the tests'
+    one server-in-a-thread harness."""
 
     def __init__(self):
         self.posts: list[dict] = []
         self.failing = False
         self._lock = threading.Lock()
-        owner = self
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self._post)
+        self.server = ServerThread(app, name="fake-alert-receiver").start()
+        self.port = self.server.port
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if owner.failing:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                try:
-                    doc = json.loads(body)
-                except ValueError:
-                    doc = None
-                with owner._lock:
-                    owner.posts.append({"path": self.path, "headers": dict(self.headers), "json": doc})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    async def _post(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.failing:
+            return web.Response(status=503, text="unavailable")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        with self._lock:
+            self.posts.append({"path": request.path, "headers": dict(request.headers), "json": doc})
+        return web.Response(text="ok")
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.server.url}{path}"
 
     def received(self, path: str) -> list[dict]:
         with self._lock:
             return [p["json"] for p in self.posts if p["path"] == path]
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 class SMTPSink:
