@@ -244,6 +244,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_REPEAT_INTERVAL", "4h", "How often a still-firing alert is sent again.", _duration),
     Setting("ALERT_WEBHOOK_URL", "", "A receiver: POST Alertmanager's webhook JSON to this URL; empty means none.",
             _optional_url),
+    Setting("ALERT_WEBHOOK_TOKEN", "", "Sent to ALERT_WEBHOOK_URL as `Authorization: Bearer ...`; empty means no header. "
+            "Put a receiver's credentials here, not in its URL: Alertmanager 0.25 logs that URL when a send fails."),
     Setting("ALERT_SLACK_WEBHOOK_URL", "", "A receiver: a Slack-compatible incoming webhook URL; empty means none.",
             _optional_url),
     Setting("ALERT_SMTP_HOST", "", "A receiver: e-mail through this SMTP smarthost; empty means no e-mail.",
@@ -265,7 +267,7 @@ BY_NAME = {s.name: s for s in SETTINGS}
 # Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
 # A Slack or generic webhook URL carries its token in the path.
 SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
-                     "ALERT_RECEIVER_TOKEN"})
+                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from ..durations import cli_seconds
 from ..errors import ConfigError
-from . import datasets, results
+from . import capacity, datasets, results
 from . import prompts as bank
 from .arrivals import ARRIVALS, Burst
 from .config import (
@@ -86,6 +86,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
                "--output", "logs/traffic.jsonl", "--summary-json", "logs/traffic-summary.json"),
     "sweep": ("--sweep", "1,2,4,8,16", "--duration", "20", "--warmup", "2", "--max-tokens", "32",
               "--summary-json", "logs/load-test.json", "--name", "load-test"),
+    "capacity": ("--capacity", "--duration", "20", "--warmup", "2", "--max-tokens", "32",
+                 "--summary-json", "logs/capacity.json", "--name", "capacity"),
 }
 
 
@@ -114,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_argument_group("how much and how fast")
     how.add_argument("--preset", choices=tuple(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
                      help="a named run: quick (5 requests), steady (3 minutes at 1/s, Poisson), sweep "
-                          "(concurrency 1-16, 20 s each); flags after it override its own")
+                          "(concurrency 1-16, 20 s each), capacity (--capacity, 20 s a level); flags after it "
+                          "override its own")
     how.add_argument("--max", type=_int, dest="max_requests", metavar="N", help="stop after N requests")
     how.add_argument("--duration", type=_duration, metavar="DUR", help="stop sending after DUR")
     how.add_argument("--concurrency", type=_int, metavar="N",
@@ -131,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--sweep", type=_sweep, default=(), metavar="LEVELS",
                      help="closed loop at each concurrency (e.g. 1,2,4,8,16) for --duration or --max each "
                           f"(default {SWEEP_LEVEL_DURATION:g}s each); reports where throughput stops growing")
+    how.add_argument("--capacity", action="store_true",
+                     help="answer how many concurrent streams stay within --slo: closed loop up the levels "
+                          f"(--sweep, default {','.join(map(str, capacity.DEFAULT_LEVELS))}; --duration or --max "
+                          "each), stop at the first that breaks it, bisect the gap below")
+    how.add_argument("--slo", metavar="BOUNDS",
+                     help=f"--capacity's bounds on each level (default {capacity.DEFAULT_SLO.replace('%', '%%')!r}): "
+                          "ttft/itl/tpot/latency_p50|p90|p95|p99<=DUR, errors<=PCT (429s count), goodput>=PCT")
     how.add_argument("--warmup", type=_int, default=0, metavar="N", help="N requests first, not counted")
     what = p.add_argument_group("what to send")
     what.add_argument("--endpoint", choices=ENDPOINTS, default="chat",
@@ -194,6 +204,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         url=args.url, api_key=args.api_key, model=args.model, max_requests=args.max_requests,
         duration=args.duration, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
         ramp=args.ramp, burst=args.burst, delay=args.delay, sweep=args.sweep, stream=args.stream,
+        capacity=args.capacity, slo=args.slo,
         max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
         prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
@@ -232,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(results.text.run_tables(result.summary))
     print(f"{PROG}: {result.dataset_line}", file=sys.stderr)
+    for warning in (result.summary.get("capacity") or {}).get("warnings", ()):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"{PROG}: {result.verdict}", file=sys.stderr)
     if result.report is not None:
         print(f"report: {results.shown_path(result.report)}", flush=True)
