@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"max_tokens (default: the prompt's own, else {DEFAULT_MAX_TOKENS})")
     what.add_argument("--temperature", type=_float, metavar="T", help="temperature (default: the server's)")
     what.add_argument("--priority", type=_int, metavar="N",
-                      help="LiteLLM request priority; sent only when >= 1 (0 means no priority)")
+                      help="request priority for the proxy's queue, 0-255, lower first (docs/queue.md); 0 is sent too")
     what.add_argument("--prompts", type=Path, metavar="FILE|DIR",
                       help="prompts, the format by the suffix: .jsonl (one {\"prompt\"|\"text\"|\"messages\"} "
                            "a line, max_tokens or output_tokens optional: GuideLLM, llmperf), .json (ShareGPT, "

@@ -130,8 +130,8 @@ class TrafficConfig:
             bad("--arrivals", "needs --rate")
         if self.temperature is not None and not 0 <= self.temperature <= 2:
             bad("--temperature", f"must be within 0-2, not {self.temperature:g}")
-        if self.priority is not None and self.priority < 0:
-            bad("--priority", f"must be >= 0, not {self.priority}")
+        if self.priority is not None and not 0 <= self.priority <= 255:
+            bad("--priority", f"must be within 0-255 (lower is served first), not {self.priority}")
         if not 0 <= self.max_error_ratio <= 1:
             bad("--max-error-ratio", f"must be within 0-1, not {self.max_error_ratio:g}")
         if self.model is not None:

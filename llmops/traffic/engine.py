@@ -55,7 +55,7 @@ class Engine:
                 doc["stream_options"] = {"include_usage": True}
             if c.temperature is not None:
                 doc["temperature"] = c.temperature
-            if c.priority:  # LiteLLM reads priority 0 as "no priority" and skips its scheduler
+            if c.priority is not None:  # 0 included: the proxy's queue serves it first (docs/queue.md)
                 doc["priority"] = c.priority
             if self.check is not None:
                 doc["response_format"] = self.check.response_format()
