@@ -1,6 +1,8 @@
 """Outcome classes of a request, the one definition every counter uses (dashboard, request log, traffic generator).
 
-A request is counted once, in exactly one class. Timeouts are told apart from other 4xx because LiteLLM
+A request is counted once, in exactly one class. The traffic generator, which checks answers, has one class
+more (invalid output), and keeps its finer status as a detail beside the class (`classify_request`).
+Timeouts are told apart from other 4xx because LiteLLM
 answers a request whose backend call timed out with HTTP 408 (litellm.Timeout sets status_code 408, and
 its prometheus callback records that as status_code="408", exception_class="<Provider>.Timeout"), and a
 client that gives up waiting has no status code at all.
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 OK, CLIENT_ERROR, RATE_LIMITED, SERVER_ERROR, TIMEOUT = "ok", "client_error", "rate_limited", "server_error", "timeout"
 CLASSES = (OK, CLIENT_ERROR, RATE_LIMITED, SERVER_ERROR, TIMEOUT)
+INVALID_OUTPUT = "invalid_output"  # the generator only: a 200 whose answer fails its JSON or schema check
+GENERATOR_CLASSES = (*CLASSES, INVALID_OUTPUT)
 
 # How each class reads in a sentence ("3 client errors") and on a chart legend.
 LABELS = {
@@ -17,9 +21,10 @@ LABELS = {
     RATE_LIMITED: ("rate limited", "rate limited"),
     SERVER_ERROR: ("server error", "server errors"),
     TIMEOUT: ("timeout", "timeouts"),
+    INVALID_OUTPUT: ("invalid output", "invalid outputs"),
 }
 LEGENDS = {OK: "ok (2xx)", CLIENT_ERROR: "client error (4xx)", RATE_LIMITED: "rate limited (429)",
-           SERVER_ERROR: "server error (5xx)", TIMEOUT: "timeout"}
+           SERVER_ERROR: "server error (5xx)", TIMEOUT: "timeout", INVALID_OUTPUT: "invalid output"}
 
 # Classes that count against the stack's health (see docs/traffic-counting.md): a server error or a
 # timeout is the stack failing a request it accepted; a client error is the caller's mistake and a 429
@@ -54,9 +59,40 @@ def classify(status: int | str | None, timed_out: bool = False) -> str:
     return CLIENT_ERROR if code < 500 else SERVER_ERROR
 
 
-def empty_counts() -> dict[str, int]:
-    """{class: 0} for every class, in CLASSES order."""
-    return {name: 0 for name in CLASSES}
+# The generator's details (a request's finer status) that have no HTTP status of their own, by class. A stream
+# that broke or carried an error event after its 200, or a 200 that is not an answer, is the stack failing a
+# request it accepted; a bug in the generator itself is the caller's mistake, a client error. The last three
+# are the names runs kept before the outcome classes wrote for HTTP answers (their http_status decides).
+DETAILS = {
+    OK: OK, "timeout": TIMEOUT, "connection_error": SERVER_ERROR, "truncated_stream": SERVER_ERROR,
+    "stream_error": SERVER_ERROR, "bad_response": SERVER_ERROR, "generator_error": CLIENT_ERROR,
+    INVALID_OUTPUT: INVALID_OUTPUT,
+    RATE_LIMITED: RATE_LIMITED, "http_4xx": CLIENT_ERROR, "http_5xx": SERVER_ERROR,
+}
+
+
+def http_detail(status: int) -> str:
+    """The detail of a non-200 answer: 'http_503'."""
+    return f"http_{status}"
+
+
+def classify_request(detail: str, http_status: int | None = None) -> str:
+    """The class of one generator request: its non-200 HTTP status decides (classify()), else its detail.
+
+    Raises ValueError for a detail that is neither in DETAILS nor an http_NNN one.
+    """
+    if http_status is not None and http_status != 200:
+        return classify(http_status)
+    if detail in DETAILS:
+        return DETAILS[detail]
+    if detail.startswith("http_") and detail[5:].isdigit():
+        return classify(int(detail[5:]))
+    raise ValueError(f"{detail!r} is not a request detail the generator writes")
+
+
+def empty_counts(classes: tuple[str, ...] = CLASSES) -> dict[str, int]:
+    """{class: 0} for every class, in CLASSES order (or the order of the classes given)."""
+    return {name: 0 for name in classes}
 
 
 def describe(name: str, count: int) -> str:

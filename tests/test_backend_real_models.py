@@ -206,8 +206,8 @@ def test_openai_response_format_and_embeddings_through_the_real_proxy(backend, c
         # Seeded (LiteLLM passes seed on as an option): open-ended JSON from a 135M model can ramble.
         colour = [{"role": "user", "content": 'Give a JSON object with one key "colour" naming the colour of the sky.'}]
         # Seed 2: since prompts are prefilled in 128-token chunks beside other slots, seed 1's sampled path (at
-    # temperature 0.8) rambles past 200 tokens (finish_reason "length", still JSON as far as it goes).
-    loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=2,
+        # temperature 0.8) rambles past 200 tokens (finish_reason "length", still JSON as far as it goes).
+        loose = api.chat.completions.create(model=SMOL, messages=colour, max_tokens=200, seed=2,
                                             response_format={"type": "json_object"})
         assert isinstance(json.loads(loose.choices[0].message.content), dict)
         messages = [{"role": "user", "content": "Invent a person who repairs shoes."}]

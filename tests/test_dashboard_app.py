@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from llmops import errors
 from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.support.fakes.dashboard import (
@@ -61,6 +62,54 @@ def test_status_follows_the_contract(client):
 
 def test_status_is_not_cached_by_browsers(client):
     assert client.get("/api/status").headers["Cache-Control"] == "no-store"
+
+
+def test_status_is_served_before_flask_with_every_method_answered_as_before():
+    """The WSGI fast path is the one handler of /api/status: no Flask route serves it (the old one in routes.py
+    was never reached), and each method gets what the dashboard answered before that route went."""
+    app, _ = build(healthy_stack(alerts=FIRING))
+    assert [r.rule for r in app.url_map.iter_rules() if r.rule == "/api/status"] == []
+    client = app.test_client()
+    monitor = app.extensions["llmops"]["monitor"]
+    got = client.get("/api/status")
+    assert got.status_code == 200 and got.get_data() == monitor.status_json()
+    assert (got.headers["Content-Type"], got.headers["Cache-Control"]) == ("application/json", "no-store")
+    head = client.head("/api/status")
+    assert head.status_code == 200 and head.get_data() == b""
+    assert head.headers["Content-Length"] == str(len(monitor.status_json()))
+    options = client.options("/api/status")
+    assert (options.status_code, options.headers["Allow"], options.get_data()) == (200, "OPTIONS, HEAD, GET", b"")
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        answer = client.open("/api/status", method=method)
+        assert answer.status_code == 405 and answer.headers["Content-Type"] == "application/json", method
+        assert answer.get_data() == b'{"error":"The method is not allowed for the requested URL.","status":405}\n'
+    # Any other path still goes to Flask.
+    assert client.get("/api/status/").status_code == 404 and client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("exc, code, body", [
+    (errors.BadWindow("window '7d' is not one of 15m"), 400, {"error": "window '7d' is not one of 15m", "status": 400}),
+    (errors.BadQuery("limit", "0 is outside 1-500"), 400,
+     {"error": "limit: 0 is outside 1-500", "param": "limit", "status": 400}),
+    (errors.MetricsUnavailable("Prometheus down"), 503, {"error": "Prometheus down", "status": 503}),
+    (errors.ConfigError(".env line 3: bad"), 503, {"error": ".env line 3: bad", "status": 503}),
+    (KeyError("secret detail"), 500, {"error": "internal error: KeyError", "status": 500}),
+])
+def test_one_handler_answers_each_error_with_its_class_status(exc, code, body):
+    app, _ = build(healthy_stack())
+
+    def boom():
+        raise exc
+    app.add_url_rule("/boom", "boom", boom)
+    answer = app.test_client().get("/boom")
+    assert (answer.status_code, answer.get_json()) == (code, body)
+
+
+def test_every_error_class_names_its_http_status():
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
+    assert {c.__name__: c.http_status for c in classes} == {
+        "StackError": 503, "ConfigError": 503, "PortInUseError": 503, "ServiceError": 503, "MetricsUnavailable": 503,
+        "PreflightError": 503, "BadInput": 400, "BadWindow": 400, "BadModel": 400, "BadQuery": 400}
 
 
 def test_models_join_proxy_backend_and_loaded(client):

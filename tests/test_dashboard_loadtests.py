@@ -69,15 +69,15 @@ def test_crashed_and_corrupt_runs_are_listed_as_incomplete_never_a_500(kept):
 
 def test_a_run_folder_that_cannot_be_read_is_incomplete(kept, monkeypatch):
     root, _, _, _, unreadable = kept
-    from llmops.traffic import results
+    from pathlib import Path
 
-    real = results.Path.read_text
+    real = Path.read_text
 
     def deny(self, *a, **kw):
         if self.parent == unreadable:
             raise PermissionError(13, "Permission denied")
         return real(self, *a, **kw)
-    monkeypatch.setattr(results.Path, "read_text", deny)
+    monkeypatch.setattr(Path, "read_text", deny)
     r = build(root).get("/api/loadtests")
     assert r.status_code == 200
     row = next(x for x in r.get_json()["runs"] if x["name"] == unreadable.name)

@@ -1,6 +1,10 @@
 """The per-install .env: mode 0600, a fresh key each install, an existing key kept."""
 import stat
 
+import pytest
+
+from llmops import settings
+from llmops.errors import ConfigError
 from llmops.stack import envfile
 
 
@@ -36,9 +40,7 @@ def test_empty_key_is_filled(tmp_path):
 
 
 def test_env_is_ignored_by_git():
-    from llmops.settings import ROOT
-
-    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in (settings.ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_a_quoted_empty_key_is_filled(tmp_path):
@@ -47,3 +49,37 @@ def test_a_quoted_empty_key_is_filled(tmp_path):
         env.write_text(f"BIND_HOST=127.0.0.1\n{line}\n")
         assert envfile.ensure(env)
         assert "LITELLM_MASTER_KEY=sk-" in env.read_text()
+
+
+def test_a_key_line_with_only_a_comment_is_empty_and_filled_in_place(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("BIND_HOST=127.0.0.1\nLITELLM_MASTER_KEY= # x\nPROBE_INTERVAL=5 # seconds\n")
+    assert envfile.ensure(env)
+    lines = env.read_text().splitlines()
+    assert lines[0] == "BIND_HOST=127.0.0.1" and lines[2] == "PROBE_INTERVAL=5 # seconds"
+    assert lines[1].startswith("LITELLM_MASTER_KEY=sk-") and len(lines) == 3
+
+
+def test_a_key_with_a_comment_after_it_is_kept(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("export LITELLM_MASTER_KEY=sk-mine  # mine\n")
+    assert not envfile.ensure(env)
+    assert env.read_text() == "export LITELLM_MASTER_KEY=sk-mine  # mine\n"
+
+
+def test_the_key_file_is_read_by_the_settings_reader(tmp_path):
+    """What ensure() calls set is what the settings load: one reader, no pattern of its own."""
+    env = tmp_path / ".env"
+    for text in ("LITELLM_MASTER_KEY=\"\"\n", "LITELLM_MASTER_KEY=#x\n", "LITELLM_MASTER_KEY=sk-a\nLITELLM_MASTER_KEY=\n"):
+        env.write_text(text)
+        filled = envfile.ensure(env)
+        assert filled == (text != "LITELLM_MASTER_KEY=#x\n")
+        key = settings.load(env_file=env, environ={}).litellm_master_key
+        assert key == "#x" if not filled else key.startswith("sk-") and key != "sk-a"
+
+
+def test_a_malformed_line_fails_with_the_file_and_line(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("LITELLM_MASTER_KEY=\nnot a setting\n")
+    with pytest.raises(ConfigError, match=r"\.env:2: expected KEY=VALUE"):
+        envfile.ensure(env)

@@ -134,3 +134,32 @@ def test_the_backend_has_no_import_cycle():
         return False
 
     assert [m for m in graph if reaches(m, m, {m})] == []
+
+
+def test_the_traffic_results_never_import_the_load_side():
+    """llmops/traffic/results/ (what a run leaves behind) is told about a run through RunSpec and reads
+    documents; it never reaches back into the load side (config, engine, client, stats, ...)."""
+    results = PACKAGE / "traffic" / "results"
+    found = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in sorted(results.rglob("*.py"))
+             for line, target in imports(p)
+             if target.startswith("llmops.traffic") and not target.startswith("llmops.traffic.results")]
+    assert found == []
+
+
+def test_the_traffic_results_have_one_way_in():
+    """Outside llmops/traffic/results/ the package is imported as a whole (its __init__ says what it offers),
+    never one of its modules by path."""
+    results = PACKAGE / "traffic" / "results"
+    found = [f"{p.relative_to(ROOT)}:{line}: {target}" for p in package_files() if results not in p.parents
+             for line, target in imports(p) if target.startswith("llmops.traffic.results.")]
+    assert found == []
+
+
+def test_pyproject_asks_for_the_python_the_code_is_written_for():
+    """The package uses 3.11's standard library (tomllib, datetime.UTC, ...); pip must refuse older Pythons."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["requires-python"] == ">=3.11"
+    assert project["tool"]["ruff"]["target-version"] == "py311"
+    assert "sys.version_info < (3, 11)" in (ROOT / "scripts" / "setup.sh").read_text()

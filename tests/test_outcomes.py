@@ -29,7 +29,8 @@ def test_a_value_that_is_no_status_code_is_refused_naming_it(bad):
 
 
 def test_every_class_has_words_and_a_legend():
-    assert set(outcomes.LABELS) == set(outcomes.LEGENDS) == set(outcomes.CLASSES)
+    assert set(outcomes.LABELS) == set(outcomes.LEGENDS) == set(outcomes.GENERATOR_CLASSES)
+    assert outcomes.GENERATOR_CLASSES == (*outcomes.CLASSES, "invalid_output")
     assert outcomes.describe("client_error", 3) == "3 client errors"
     assert outcomes.describe("timeout", 1) == "1 timeout"
     assert set(outcomes.FAILURES) == {"server_error", "timeout"}

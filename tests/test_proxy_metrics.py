@@ -72,7 +72,7 @@ def names_in_code() -> dict[str, set[str]]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for token in TOKEN.findall(node.value):
                     found.setdefault(token, set()).add(str(path.relative_to(ROOT)))
-    front = [p for d in ("llmops/dashboard/static", "llmops/dashboard/templates", "llmops/traffic/templates")
+    front = [p for d in ("llmops/dashboard/static", "llmops/dashboard/templates", "llmops/traffic/results/templates")
              for p in sorted((ROOT / d).rglob("*"))
              if p.is_file() and "vendor" not in p.parts and p.suffix in (".js", ".html", ".css")]
     for path in front:

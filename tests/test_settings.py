@@ -101,3 +101,35 @@ def test_changed_settings_compare_with_the_started_snapshot_without_secrets(tmp_
     assert "NODE_EXPORTER_PORT (unset) -> 9100" in started.changed_settings()
     started.settings_file.write_text("[1, 2]")
     assert started.changed_settings() == []
+
+
+def _load_env(tmp_path, text: str) -> settings.Settings:
+    env = tmp_path / ".env"
+    env.write_text(text)
+    return settings.load(env_file=env, environ={})
+
+
+def test_an_inline_comment_after_an_unquoted_value_is_not_part_of_it(tmp_path):
+    s = _load_env(tmp_path, "PROBE_INTERVAL=5 # seconds\nCANARY_INTERVAL=30\t# tab before it\n"
+                            "MODEL_TAG=a#b\nLITELLM_MASTER_KEY= # no key yet\n")
+    assert s.probe_interval == 5.0 and s.canary_interval == 30.0
+    assert s.model_tag == "a#b"  # a `#` without whitespace before it is part of the value, as in python-dotenv
+    assert s.litellm_master_key == ""
+
+
+def test_quotes_and_export_keep_working_with_a_comment_after_them(tmp_path):
+    s = _load_env(tmp_path, 'export MODEL_TAG="tag # inside" # after\nLITELLM_MASTER_KEY=\'sk-q\'\nexport PROBE_INTERVAL=7\n')
+    assert s.model_tag == "tag # inside" and s.litellm_master_key == "sk-q" and s.probe_interval == 7.0
+
+
+def test_a_bad_value_before_a_comment_still_names_the_file_and_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"\.env:2: bad value for PROBE_INTERVAL: could not convert string to float: 'abc'"):
+        _load_env(tmp_path, "BIND_HOST=127.0.0.1\nPROBE_INTERVAL=abc # seconds\n")
+    with pytest.raises(ConfigError, match=r"\.env:1: bad value for PROBE_INTERVAL"):
+        _load_env(tmp_path, "PROBE_INTERVAL=abc\n")
+
+
+def test_the_env_example_loads_with_its_comments(tmp_path):
+    s = settings.load(env_file=settings.ROOT / ".env.example", environ={})
+    assert "#" in (settings.ROOT / ".env.example").read_text().split("PROBE_INTERVAL=", 1)[1].splitlines()[0]
+    assert s.probe_interval == 5.0 and s.canary_interval == 60.0

@@ -46,3 +46,11 @@ def test_path_settings_resolve_against_the_project_root(tmp_path):
     loaded = settings.load(env_file=tmp_path / "x", environ={"LLMOPS_STATE_DIR": ".run-x"})
     assert loaded.state_dir == (settings.ROOT / ".run-x").resolve()
     assert loaded.path("LITELLM_CONFIG") == (settings.ROOT / "litellm_config.yaml").resolve()
+
+
+@pytest.mark.parametrize("parser", ["_non_negative_int", "_non_negative_float"])
+def test_the_non_negative_parsers_accept_zero_and_refuse_below_it(parser):
+    parse = getattr(settings, parser)
+    assert parse("0") == 0
+    with pytest.raises(ValueError, match=r"^-1(\.0)? is negative$"):
+        parse("-1")

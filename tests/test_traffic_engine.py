@@ -23,17 +23,19 @@ def lines(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+# (what the fake does, the request's detail, its outcome class)
 FAILURE_PLAN = [
-    ({}, "ok"),
-    ({"status": 429}, "rate_limited"),
-    ({"status": 500}, "http_5xx"),
-    ({"status": 503}, "http_5xx"),
-    ({"status": 400}, "http_4xx"),
-    ({"truncate_after": 2, "token_delay": 0.005}, "truncated_stream"),
-    ({"hang": True}, "timeout"),
-    ({"reset": True}, "connection_error"),
-    ({"bad_json": True, "token_delay": 0.001}, "bad_response"),
-    ({"stream_error": True}, "stream_error"),
+    ({}, "ok", "ok"),
+    ({"status": 429}, "http_429", "rate_limited"),
+    ({"status": 500}, "http_500", "server_error"),
+    ({"status": 503}, "http_503", "server_error"),
+    ({"status": 400}, "http_400", "client_error"),
+    ({"status": 408}, "http_408", "timeout"),  # LiteLLM's answer when the backend call timed out
+    ({"truncate_after": 2, "token_delay": 0.005}, "truncated_stream", "server_error"),
+    ({"hang": True}, "timeout", "timeout"),
+    ({"reset": True}, "connection_error", "server_error"),
+    ({"bad_json": True, "token_delay": 0.001}, "bad_response", "server_error"),
+    ({"stream_error": True}, "stream_error", "server_error"),
 ]
 
 
@@ -57,11 +59,17 @@ def test_every_request_is_counted_exactly_once_and_classified(tmp_path):
     assert summary["requests"]["total"] == 60
     assert sum(summary["failures"].values()) + summary["requests"]["ok"] == 60
     for r in records:
-        assert r["status"] == FAILURE_PLAN[by_prompt[_content_of(r["prompt_id"])]][1], r
-    counted = {}
+        _, detail, outcome = FAILURE_PLAN[by_prompt[_content_of(r["prompt_id"])]]
+        assert (r["detail"], r["status"]) == (detail, outcome), r
+    counted, details = {}, {}
     for r in records:
         counted[r["status"]] = counted.get(r["status"], 0) + 1
+        details[r["detail"]] = details.get(r["detail"], 0) + 1
+    assert set(counted) == {"ok", "client_error", "rate_limited", "server_error", "timeout"}
     assert summary["failures"] == {k: v for k, v in counted.items() if k != "ok"}
+    assert summary["outcomes"] == {**dict.fromkeys(("ok", "client_error", "rate_limited", "server_error", "timeout",
+                                                   "invalid_output"), 0), **counted}
+    assert summary["details"] == {k: v for k, v in sorted(details.items()) if k != "ok"}
     assert summary["requests"]["timed_out"] == counted["timeout"]
     assert summary["requests"]["rate_limited"] == counted["rate_limited"]
     # 429s are not backend failures: they stay out of the error ratio.
@@ -205,7 +213,7 @@ def test_output_and_summary_files_are_valid_json(tmp_path):
     summary = json.loads(summ.read_text())
     assert {"id", "status", "latency_s", "ttft_s", "itl_mean_s", "completion_tokens", "slo_ok"} <= set(records[0])
     assert all(r["slo_ok"] is True for r in records)
-    assert summary["goodput"]["ratio"] == 1.0 and summary["config"]["api_key"] == "***"
+    assert summary["goodput"]["ratio"] == 1.0 and summary["config"]["api_key"] == "[redacted]"
     assert KEY not in summ.read_text() and KEY not in out.read_text()
 
 

@@ -72,7 +72,7 @@ def test_a_model_mix_sends_each_model_and_counts_every_request_once_per_model(tm
     models = summary["models"]
     assert list(models) == [CHAT_A, CHAT_B]
     assert models[CHAT_A]["requests"]["total"] == sent[CHAT_A] == models[CHAT_A]["requests"]["ok"]
-    assert models[CHAT_B]["requests"]["total"] == sent[CHAT_B] == models[CHAT_B]["failures"]["http_5xx"]
+    assert models[CHAT_B]["requests"]["total"] == sent[CHAT_B] == models[CHAT_B]["failures"]["server_error"]
     assert models[CHAT_B]["requests"]["ok"] == 0 and models[CHAT_A]["failures"] == {}
     assert sum(m["requests"]["total"] for m in models.values()) == summary["requests"]["total"] == 60
     assert models[CHAT_A]["latency_s"]["p50"] is not None and models[CHAT_B]["latency_s"]["p50"] is None
@@ -100,9 +100,10 @@ def test_embeddings_load_sends_batches_and_counts_embeddings_per_second(tmp_path
     assert all(isinstance(t, str) and t for b in bodies for t in b["input"])
     records = lines(out)
     summary = json.loads(summ.read_text())
-    assert Counter(r["status"] for r in records) == {"ok": 16, "bad_response": 4}
+    assert Counter((r["status"], r["detail"]) for r in records) == {("ok", "ok"): 16, ("server_error", "bad_response"): 4}
     assert all(r["kind"] == "embeddings" and r["inputs"] == 4 for r in records)
-    assert summary["requests"]["total"] == 20 and summary["failures"] == {"bad_response": 4}
+    assert summary["requests"]["total"] == 20 and summary["failures"] == {"server_error": 4}
+    assert summary["details"] == {"bad_response": 4}
     assert summary["endpoint"] == "embeddings"
     per_s = summary["throughput"]["embeddings_per_s"]
     assert per_s == pytest.approx(16 * 4 / summary["duration_s"])

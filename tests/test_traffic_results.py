@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from llmops.traffic import cli, keeper, results
+from llmops.traffic import cli, results
+from llmops.traffic.results import folder, writer
 from tests.support.fakes.traffic import KEY, FakeOpenAI
 from tests.support.loadtest_runs import records, summary, write_run
 
@@ -82,7 +83,7 @@ def test_the_key_is_in_no_kept_file(tmp_path, key_flag):
     for f in run_dir.iterdir():
         assert KEY not in f.read_text(), f.name
     run = json.loads((run_dir / "run.json").read_text())
-    assert "***" in " ".join(run["command"]) and run["settings"]["api_key"] == "***"
+    assert "[redacted]" in " ".join(run["command"]) and run["settings"]["api_key"] == "[redacted]"
 
 
 def test_key_from_the_environment_is_not_kept_either(tmp_path, monkeypatch):
@@ -100,7 +101,7 @@ def test_key_from_the_environment_is_not_kept_either(tmp_path, monkeypatch):
 def test_run_json_names_the_stacks_versions_when_it_answers(tmp_path, monkeypatch):
     root = tmp_path / "kept"
     with FakeStack([{"tokens": 2}]) as fake:
-        monkeypatch.setattr(keeper, "backend_urls_for", lambda url: [fake.url])
+        monkeypatch.setattr(writer, "backend_urls_for", lambda url: [fake.url])
         assert main("--url", fake.url, "--api-key", KEY, "--max", "1", "--no-progress", "--results-dir", str(root)) == 0
     stack = json.loads((only_run(root) / "run.json").read_text())["stack"]
     assert stack["proxy"]["software"] == "litellm" and stack["proxy"]["version"] == "1.108.7"
@@ -113,8 +114,8 @@ def test_backends_are_asked_only_when_the_run_targets_this_stacks_proxy(monkeypa
     env = tmp_path / ".env"
     env.write_text("LITELLM_PORT=18555\nOLLAMA_PORT=18556\n")
     monkeypatch.setenv("LLMOPS_ENV_FILE", str(env))
-    assert keeper.backend_urls_for("http://localhost:18555/") == ["http://127.0.0.1:18556"]
-    assert keeper.backend_urls_for("http://127.0.0.1:9999") == []
+    assert writer.backend_urls_for("http://localhost:18555/") == ["http://127.0.0.1:18556"]
+    assert writer.backend_urls_for("http://127.0.0.1:9999") == []
 
 
 def test_a_refused_run_leaves_no_folder(tmp_path):
@@ -128,9 +129,9 @@ def test_folder_names_are_unique_within_a_second(tmp_path):
     from datetime import UTC, datetime
 
     now = datetime(2026, 12, 1, 10, 0, 0, tzinfo=UTC)
-    a, b = results.create_dir(tmp_path, "x", now), results.create_dir(tmp_path, "x", now)
+    a, b = folder.create_dir(tmp_path, "x", now), folder.create_dir(tmp_path, "x", now)
     assert (a.name, b.name) == ("20261201T100000Z-x", "20261201T100000Z-x-2")
-    assert results.create_dir(tmp_path, "../../etc", now).parent == tmp_path
+    assert folder.create_dir(tmp_path, "../../etc", now).parent == tmp_path
 
 
 def test_half_written_and_corrupt_folders_read_as_incomplete(tmp_path):
@@ -160,10 +161,10 @@ def test_a_crash_cut_last_line_is_skipped_and_counted(tmp_path):
 
 
 def test_argv_redaction():
-    assert results.redact_argv(["--api-key", "sk-1", "--url", "http://x"], ("sk-1",)) == \
-        ["--api-key", "***", "--url", "http://x"]
-    assert results.redact_argv(["--api-key=sk-1", "--name", "run-sk-1"], ("sk-1",)) == \
-        ["--api-key=***", "--name", "run-***"]
+    assert folder.redact_argv(["--api-key", "sk-1", "--url", "http://x"], ("sk-1",)) == \
+        ["--api-key", "[redacted]", "--url", "http://x"]
+    assert folder.redact_argv(["--api-key=sk-1", "--name", "run-sk-1"], ("sk-1",)) == \
+        ["--api-key=[redacted]", "--name", "run-[redacted]"]
 
 
 def test_the_default_folder_is_the_setting(monkeypatch, tmp_path):
@@ -171,7 +172,7 @@ def test_the_default_folder_is_the_setting(monkeypatch, tmp_path):
     assert results.default_dir() == (tmp_path / "elsewhere").resolve()
     monkeypatch.delenv("LLMOPS_LOADTEST_DIR")
     monkeypatch.setenv("LLMOPS_ENV_FILE", os.devnull)
-    assert results.default_dir() == (Path(results.__file__).parents[2] / "logs" / "loadtests").resolve()
+    assert results.default_dir() == (Path(results.__file__).parents[3] / "logs" / "loadtests").resolve()
 
 
 def test_an_unusable_results_folder_is_one_line_and_exit_2(tmp_path, capsys):
@@ -187,7 +188,7 @@ def test_an_unusable_results_folder_is_one_line_and_exit_2(tmp_path, capsys):
 def test_a_report_that_cannot_be_drawn_keeps_the_results_and_the_exit_code(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("drawing failed")
-    monkeypatch.setattr(keeper.htmlreport, "render_run", broken)
+    monkeypatch.setattr(writer.htmlreport, "render_run", broken)
     root = tmp_path / "kept"
     with FakeOpenAI([{"tokens": 2}]) as fake:
         assert main("--url", fake.url, "--api-key", KEY, "--max", "2", "--no-progress", "--results-dir", str(root)) == 0

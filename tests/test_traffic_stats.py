@@ -23,7 +23,7 @@ def test_distribution_of_empty_sample_is_none():
 
 
 def ok(i, latency, ttft=None, tokens=10, itl=()):
-    return RequestResult(id=i, status=client.OK, start_s=float(i), latency_s=latency, ttft_s=ttft,
+    return RequestResult(id=i, detail=client.OK, start_s=float(i), latency_s=latency, ttft_s=ttft,
                          completion_tokens=tokens, prompt_tokens=5, tokens_source="usage", itl_s=list(itl))
 
 
@@ -33,17 +33,21 @@ def feed(rec, results):
         rec.add(r)
 
 
-def test_recorder_counts_each_status_and_leaves_429_out_of_the_error_ratio():
+def test_recorder_counts_each_class_and_leaves_429_and_cancelled_out_of_the_error_ratio():
     rec = Recorder()
     feed(rec, [ok(0, 1.0), ok(1, 1.0),
-               RequestResult(id=2, status=client.RATE_LIMITED, start_s=2.0, latency_s=0.01),
-               RequestResult(id=3, status=client.HTTP_5XX, start_s=3.0, latency_s=0.01),
-               RequestResult(id=4, status=client.TIMEOUT, start_s=4.0),
-               RequestResult(id=5, status=client.CANCELLED, start_s=5.0)])
+               RequestResult(id=2, detail="http_429", http_status=429, start_s=2.0, latency_s=0.01),
+               RequestResult(id=3, detail="http_503", http_status=503, start_s=3.0, latency_s=0.01),
+               RequestResult(id=4, detail=client.TIMEOUT, start_s=4.0),
+               RequestResult(id=5, detail=client.CANCELLED, start_s=5.0),
+               RequestResult(id=6, detail="http_408", http_status=408, start_s=6.0, latency_s=0.01),
+               RequestResult(id=7, detail=client.GENERATOR_ERROR, start_s=7.0)])
     s = rec.summary()
-    assert s["requests"] == {"total": 6, "ok": 2, "failed": 3, "timed_out": 1, "rate_limited": 1, "cancelled": 1}
-    assert s["failures"] == {"http_5xx": 1, "rate_limited": 1, "timeout": 1}
-    assert s["error_ratio"] == pytest.approx(2 / 5)
+    # The cancelled request is reported beside the counts, never inside them.
+    assert s["requests"] == {"total": 7, "ok": 2, "failed": 5, "timed_out": 2, "rate_limited": 1, "cancelled": 1}
+    assert s["failures"] == {"client_error": 1, "rate_limited": 1, "server_error": 1, "timeout": 2}
+    assert s["details"] == {"generator_error": 1, "http_408": 1, "http_429": 1, "http_503": 1, "timeout": 1}
+    assert s["error_ratio"] == pytest.approx(4 / 7)
     assert rec.in_flight == 0
 
 
@@ -60,7 +64,7 @@ def test_throughput_counts_ok_requests_over_the_measured_window():
 def test_goodput_is_the_share_meeting_every_slo():
     rec = Recorder(slo_ttft=0.2, slo_latency=1.0)
     results = [ok(0, 0.5, ttft=0.1), ok(1, 0.5, ttft=0.3), ok(2, 1.5, ttft=0.1),
-               RequestResult(id=3, status=client.HTTP_5XX, start_s=3.0, latency_s=0.01)]
+               RequestResult(id=3, detail="http_503", http_status=503, start_s=3.0, latency_s=0.01)]
     feed(rec, results)
     good = rec.summary()["goodput"]
     assert good["met"] == 1 and good["ratio"] == pytest.approx(0.25)

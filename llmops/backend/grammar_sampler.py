@@ -10,6 +10,7 @@ candidate is allowed, and exactly llama-cpp-python's otherwise.
 from __future__ import annotations
 
 import ctypes
+import re
 
 import numpy as np
 
@@ -90,18 +91,29 @@ class ChainSampler:
         self._chain.free()
 
 
-def _grammar(llama_cpp, vocab, gbnf: str, triggers: list[str] | None):
-    """llama.cpp's grammar sampler; with trigger words, a lazy one that starts where a trigger appears."""
-    if not triggers:
-        return llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
-    import re
+def trigger_pattern(trigger: str) -> str:
+    """llama.cpp matches a lazy grammar's patterns against all the output so far; the grammar then reads
+    from the first capture group on (as llama.cpp's common code builds patterns from trigger words)."""
+    return r"[\s\S]*?(" + re.escape(trigger) + r")[\s\S]*"
 
-    # As llama.cpp's common code turns trigger words into patterns: the grammar applies from the match on.
-    patterns = [f"[\\s\\S]*?({re.escape(word)}[\\s\\S]*)".encode() for word in triggers]
-    array = (ctypes.c_char_p * len(patterns))(*patterns)
-    no_tokens = (llama_cpp.llama_token * 1)()
-    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(vocab, gbnf.encode("utf-8"), b"root", array,
-                                                              len(patterns), no_tokens, 0)
+
+def grammar_sampler(vocab, gbnf: str, triggers: list[str] | None = None):
+    """A llama.cpp grammar sampler for GenOptions.grammar, lazy when GenOptions.grammar_triggers is set.
+
+    The one hook a sampler chain needs (GrammarSampler's, or any other chain): the caller owns the
+    returned pointer (llama_sampler_free, or a chain that frees it)."""
+    import llama_cpp
+
+    if triggers:
+        patterns = [trigger_pattern(t).encode("utf-8") for t in triggers]
+        array = (ctypes.c_char_p * len(patterns))(*patterns)
+        sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+            vocab, gbnf.encode("utf-8"), b"root", array, len(patterns), None, 0)
+    else:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+    if not sampler:
+        raise ValueError("llama.cpp could not parse the grammar")
+    return sampler
 
 
 class GrammarSampler:
@@ -112,10 +124,7 @@ class GrammarSampler:
         import llama_cpp
 
         self._lib, self._ctx, self._n_vocab = llama_cpp, ctx, n_vocab
-        grammar = _grammar(llama_cpp, vocab, gbnf, triggers)
-        if not grammar:
-            raise ValueError("llama.cpp could not parse the grammar")
-        self._grammar = _Chain(grammar)
+        self._grammar = _Chain(grammar_sampler(vocab, gbnf, triggers))
         top_k = opts.top_k if opts.top_k > 0 else 40
         self._head = _Chain(_penalties(llama_cpp, n_vocab, opts), llama_cpp.llama_sampler_init_top_k(top_k))
         self._wide_top_k = _Chain(llama_cpp.llama_sampler_init_top_k(top_k))
@@ -163,6 +172,5 @@ def make_sampler(ctx, vocab, n_vocab: int, opts, seed: int):
     """The sampler a sequence's options ask for: grammar-constrained (whole answer, or lazy from a trigger)
     or a plain chain."""
     if opts.grammar:
-        triggers = getattr(opts, "grammar_triggers", None) or None
-        return GrammarSampler(ctx, vocab, n_vocab, opts, opts.grammar, seed, triggers)
+        return GrammarSampler(ctx, vocab, n_vocab, opts, opts.grammar, seed, opts.grammar_triggers or None)
     return ChainSampler(ctx, n_vocab, opts, seed)

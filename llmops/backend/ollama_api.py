@@ -22,6 +22,8 @@ from .protocol import (
 )
 from .scheduler import Generation
 from .structured import ollama_format
+from .toolchat import ToolPlan, add_stats, first_answer, parse_tool_messages
+from .tools import parse_choice, parse_tools
 
 NDJSON = "application/x-ndjson"
 
@@ -93,8 +95,8 @@ def _timings(stats: Stats, arrived: float, waited: float) -> dict:
     }
 
 
-def _reject_unsupported(data: dict, tag: str) -> None:
-    if data.get("tools"):
+def _reject_unsupported(data: dict, tag: str, tools_ok: bool = False) -> None:
+    if data.get("tools") and not tools_ok:
         raise BadRequest(f"{tag} does not support tools")
     if data.get("think") is True:
         raise BadRequest(f'"{tag}" does not support thinking')
@@ -163,17 +165,39 @@ async def generate(request: web.Request) -> web.StreamResponse:
                         piece=lambda text: {"model": name, "created_at": now_rfc3339(), "response": text, "done": False})
 
 
+def ollama_tool_calls(calls: list[dict]) -> list[dict]:
+    """Calls as Ollama's message.tool_calls: the function's name and its arguments as an object."""
+    return [{"function": {"index": i, "name": c["name"], "arguments": c["arguments"]}} for i, c in enumerate(calls)]
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     arrived, backend, data, name, entry = await begin(request, need="chat")
-    _reject_unsupported(data, name)
-    messages = parse_messages(data.get("messages"))
+    template = entry.info.tool_template
+    _reject_unsupported(data, name, tools_ok=template is not None)
+    tools = parse_tools(data.get("tools"))
     stream = get_bool(data, "stream", True)
     opts = parse_options(data.get("options"))
-    opts.grammar = ollama_format(data.get("format"))
     keep_alive = backend.keep_alive(data)
+    if tools:
+        # tool_choice is OpenAI's; the proxy's plug-in carries it here (Ollama itself has none).
+        mode, tools = parse_choice(data.get("tool_choice"), tools)
+        messages = parse_tool_messages(data.get("messages"))
+        if data.get("format"):
+            raise BadRequest("format and tools cannot be combined")
+        if messages and tools:
+            return await _tool_chat(request, ToolPlan(template, tools, mode, messages), name, entry, opts, stream,
+                                    arrived, keep_alive)
+    else:
+        messages = parse_tool_messages(data.get("messages")) if template is not None else parse_messages(data.get("messages"))
+    opts.grammar = ollama_format(data.get("format"))
     if not messages:
         return await _empty(backend, entry, name, keep_alive, {"message": {"role": "assistant", "content": ""}})
-    gen, waited = await backend.generate(entry, opts, arrived, keep_alive, messages=messages, kind="chat")
+    if template is not None and any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        # A conversation with calls and results renders through the tool template even without tools.
+        gen, waited = await backend.generate(entry, opts, arrived, keep_alive, prompt=template.render(messages, []),
+                                             kind="chat")
+    else:
+        gen, waited = await backend.generate(entry, opts, arrived, keep_alive, messages=messages, kind="chat")
 
     def final(stats: Stats, text: str = "") -> dict:
         body = {
@@ -186,3 +210,40 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return await _reply(request, gen, stream, final, piece=lambda text: {
         "model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False,
     })
+
+
+async def _tool_chat(request: web.Request, plan: ToolPlan, name: str, entry, opts: GenOptions, stream: bool,
+                     arrived: float, keep_alive: float) -> web.StreamResponse:
+    """/api/chat with tools (toolchat): the calls in message.tool_calls, or a text answer."""
+    backend = backend_of(request)
+    answer, waited = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
+
+    def final(stats: Stats, text: str = "", calls: list[dict] | None = None) -> dict:
+        message: dict = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = ollama_tool_calls(calls)
+        body = {"model": name, "created_at": now_rfc3339(), "message": message,
+                "done_reason": stats.done_reason, "done": True}
+        body.update(_timings(stats, arrived, waited))
+        return body
+
+    def piece(text: str) -> dict:
+        return {"model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False}
+
+    if not answer.needs_text:
+        parsed = answer.parsed
+        text = parsed.content if parsed.calls else answer.raw
+        if not stream:
+            return json_response(final(answer.stats, text, parsed.calls))
+        # Streamed as Ollama streams calls: one chunk with the calls (and any text before them), then the end.
+        response = web.StreamResponse(headers={"Content-Type": NDJSON})
+        await response.prepare(request)
+        head = piece(text)
+        if parsed.calls:
+            head["message"]["tool_calls"] = ollama_tool_calls(parsed.calls)
+        end = final(answer.stats)
+        await response.write(dumps(head) + b"\n" + dumps(end) + b"\n")
+        await response.write_eof()
+        return response
+    gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+    return await _reply(request, gen, stream, lambda stats, text="": final(add_stats(answer.stats, stats), text), piece)

@@ -29,12 +29,17 @@ class GenOptions:
     seed: int = -1
     num_ctx: int = 0
     stop: list[str] = field(default_factory=list)
-    # GBNF text that constrains decoding (from `format` / `response_format`); not an Ollama option.
+    # GBNF text that constrains decoding (from `format` / `response_format`, or a request's tools); not an
+    # Ollama option. A sampler honours it with grammar_sampler.grammar_sampler(vocab, opts).
     grammar: str = ""
+    # With triggers the grammar is lazy: decoding is free until the output contains one of these strings,
+    # and from the trigger's first character on the grammar holds (llama.cpp's lazy grammar, as its server
+    # does for tool calls). Empty: the grammar holds from the first token.
+    grammar_triggers: list[str] = field(default_factory=list)
 
 
 _INT = {"num_predict", "top_k", "seed", "num_ctx"}
-_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop", "grammar"}
+_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop", "grammar", "grammar_triggers"}
 # Ollama's options that change nothing here (one CPU context, no GPU): ignored with one log line.
 _IGNORED = {
     "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",

@@ -1,11 +1,13 @@
 """The dashboard on :3001: Flask app factory and routes (thin; the work is in the modules beside it)."""
 from __future__ import annotations
 
+import json
 import time
 
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from ..errors import StackError
 from ..proxy.key import redact_bytes
 
 DEFAULTS = {
@@ -65,12 +67,32 @@ class _TTLCache:
         return value
 
 
+def error_body(code: int, message: str, param: str | None = None) -> bytes:
+    """The API's one error shape: {"error": message, "status": code} (and "param" when one is to blame)."""
+    doc = {"error": message, "status": code} if param is None else {"error": message, "param": param, "status": code}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
+def error_response(exc: Exception) -> tuple[int, bytes]:
+    """The status and body an exception is answered with: an HTTP error as itself, the toolkit's own errors
+    with their class's http_status (llmops/errors.py), anything else as a 500 that names only its type."""
+    if isinstance(exc, HTTPException):
+        return exc.code or 500, error_body(exc.code or 500, exc.description)
+    if isinstance(exc, StackError):
+        return exc.http_status, error_body(exc.http_status, str(exc), getattr(exc, "param", None))
+    return 500, error_body(500, f"internal error: {type(exc).__name__}")
+
+
 class _StatusFastPath:
-    """WSGI wrapper serving GET /api/status from pre-serialised bytes, skipping Flask's per-request work.
+    """WSGI wrapper that serves /api/status itself, from pre-serialised bytes, skipping Flask's per-request work.
 
     /api/status is the hot path (every open page and every script polls it); the body only changes when
     a probe finishes, so it is built once per change, with the same key redaction as every other answer.
+    Other methods get what Flask gave them when the route lived in the Blueprint: OPTIONS its Allow list,
+    the rest a 405 in the API's error shape.
     """
+
+    ALLOW = "OPTIONS, HEAD, GET"
 
     def __init__(self, wsgi_app, body_fn, secret: str):
         self.wsgi_app, self.body_fn, self.secret = wsgi_app, body_fn, secret
@@ -85,8 +107,17 @@ class _StatusFastPath:
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD")
-        if environ.get("PATH_INFO") != "/api/status" or method not in ("GET", "HEAD"):
+        if environ.get("PATH_INFO") != "/api/status":
             return self.wsgi_app(environ, start_response)
+        if method == "OPTIONS":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Allow", self.ALLOW),
+                                      ("Content-Length", "0")])
+            return []
+        if method not in ("GET", "HEAD"):
+            code, error = error_response(MethodNotAllowed())
+            start_response(f"{code} METHOD NOT ALLOWED", [("Content-Type", "application/json"),
+                                                          ("Content-Length", str(len(error)))])
+            return [error]
         body = self.body()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                    ("Cache-Control", "no-store")]
@@ -98,11 +129,11 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import charts, exporter, modeltraffic, routes
+    from llmops.dashboard import exporter, loadtests, routes
+    from llmops.dashboard import requests as requestlog_routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks
     from llmops.dashboard.promapi import PromAPI
-    from llmops.errors import StackError
     from llmops.telemetry.gpu import GpuCollector, default_reader
     from llmops.telemetry.host import ProcessCollector
 
@@ -130,21 +161,17 @@ def create_app(config: dict | None = None) -> Flask:
         "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
         "host_view": host_view, "metrics_app": exporter.wsgi_app(registry), "routed": _routed_models(settings),
     }
-    app.register_blueprint(routes.bp)
+    app.register_blueprint(routes.bp)  # the page, the JSON API, /healthz, /metrics
+    app.register_blueprint(requestlog_routes.bp)  # the "Requests" section: docs/request-log.md
+    app.register_blueprint(loadtests.bp)  # the "Load tests" section: docs/load-tests.md
 
     @app.errorhandler(Exception)
     def as_json(exc: Exception):
         """The one place errors become responses: JSON with a status code, never an HTML traceback."""
-        if isinstance(exc, HTTPException):
-            code, message = exc.code or 500, exc.description
-        elif isinstance(exc, (charts.BadWindow, modeltraffic.BadModel)):
-            code, message = 400, str(exc)
-        elif isinstance(exc, StackError):
-            code, message = 503, str(exc)
-        else:
+        if not isinstance(exc, HTTPException | StackError):
             app.logger.exception("unhandled error on %s", request.path)
-            code, message = 500, f"internal error: {type(exc).__name__}"
-        return jsonify(error=message, status=code), code
+        code, body = error_response(exc)
+        return Response(body, status=code, mimetype="application/json")
 
     @app.after_request
     def never_leak_the_key(response: Response):
@@ -154,13 +181,6 @@ def create_app(config: dict | None = None) -> Flask:
             response.set_data(redact_bytes(response.get_data(), secret))
         return response
 
-    from llmops.dashboard.requests import blueprint as requestlog_blueprint
-
-    app.register_blueprint(requestlog_blueprint(settings, clock))  # the "Requests" section: docs/request-log.md
-    from llmops.dashboard.loadtests import make_blueprint
-    from llmops.traffic.results import dir_of
-
-    app.register_blueprint(make_blueprint(lambda: dir_of(settings)))  # the "Load tests" section
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)
     if cfg["START_MONITOR"]:
         monitor.start()

@@ -5,7 +5,7 @@ import math
 
 from .. import outcomes
 from ..durations import promql_duration, promql_seconds
-from ..errors import StackError
+from ..errors import BadWindow
 from ..proxy import counts
 from ..stack import modelview
 from . import modeltraffic
@@ -17,10 +17,6 @@ POINTS = 120  # points per series: enough for a phone-width line, cheap for Prom
 REAL = counts.REAL
 TOTAL = counts.TOTAL
 BY_CLASS = "by_class"  # a series spec drawn from one query by status_code, one series per outcome class
-
-
-class BadWindow(StackError):
-    """The chart window is not one of WINDOWS."""
 
 
 def _quantile(q: float, family: str, rate: str) -> str:

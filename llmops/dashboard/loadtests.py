@@ -6,12 +6,12 @@ under logs/ (or anywhere) can be reached through these routes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, url_for
 
-from llmops.traffic import results
+from ..traffic import results
+from .state import app_state
 
 LIST_LIMIT = 50  # newest runs listed; older ones stay on disk
 MIMETYPES = {".html": "text/html; charset=utf-8", ".json": "application/json",
@@ -20,43 +20,46 @@ MIMETYPES = {".html": "text/html; charset=utf-8", ".json": "application/json",
 REPORT_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:"
 
 
-def make_blueprint(folder: Callable[[], Path]) -> Blueprint:
-    """Routes over the results folder that `folder()` names (called per request: settings may change)."""
-    bp = Blueprint("loadtests", __name__)
+bp = Blueprint("loadtests", __name__)
 
-    @bp.get("/api/loadtests")
-    def api_loadtests():
-        root = folder()
-        runs = []
-        for stored in results.list_runs(root, LIST_LIMIT):
-            row = results.headline(stored)
-            row["report_url"] = url_for(".run_file", name=stored.name, filename=results.REPORT_FILE) \
-                if row["report"] else None
-            row["summary_url"] = url_for(".run_file", name=stored.name, filename=results.SUMMARY_FILE) \
-                if stored.summary is not None else None
-            runs.append(row)
-        return jsonify(available=root.is_dir(), folder=root.name, runs=runs,
-                       detail="" if root.is_dir() else "no load test kept yet: run `make load-test`")
 
-    @bp.get("/loadtests/<name>/<filename>")
-    def run_file(name: str, filename: str):
-        if not results.RUN_NAME.match(name) or filename not in results.FILES:
-            abort(404, description="no such load-test file")
-        root = folder().resolve()
-        path = (root / name / filename).resolve()
-        # A symlinked folder or file pointing elsewhere resolves outside root and is refused.
-        if path.parent.parent != root or not path.is_file():
-            abort(404, description="no such load-test file")
-        try:
-            body = path.read_bytes()
-        except OSError:
-            abort(404, description="load-test file unreadable")
-        # Read, not streamed, so the app's last check for the key still sees the bytes.
-        response = Response(body, mimetype=None, content_type=MIMETYPES.get(path.suffix, "text/plain"))
-        response.headers["Cache-Control"] = "no-cache"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if filename == results.REPORT_FILE:
-            response.headers["Content-Security-Policy"] = REPORT_CSP
-        return response
+def _folder() -> Path:
+    """The results folder the settings name (read per request: settings may change)."""
+    return results.dir_of(app_state()["settings"])
 
-    return bp
+
+@bp.get("/api/loadtests")
+def api_loadtests():
+    root = _folder()
+    runs = []
+    for stored in results.list_runs(root, LIST_LIMIT):
+        row = results.headline(stored)
+        row["report_url"] = url_for(".run_file", name=stored.name, filename=results.REPORT_FILE) \
+            if row["report"] else None
+        row["summary_url"] = url_for(".run_file", name=stored.name, filename=results.SUMMARY_FILE) \
+            if stored.summary is not None else None
+        runs.append(row)
+    return jsonify(available=root.is_dir(), folder=root.name, runs=runs,
+                   detail="" if root.is_dir() else "no load test kept yet: run `make load-test`")
+
+
+@bp.get("/loadtests/<name>/<filename>")
+def run_file(name: str, filename: str):
+    if not results.RUN_NAME.match(name) or filename not in results.FILES:
+        abort(404, description="no such load-test file")
+    root = _folder().resolve()
+    path = (root / name / filename).resolve()
+    # A symlinked folder or file pointing elsewhere resolves outside root and is refused.
+    if path.parent.parent != root or not path.is_file():
+        abort(404, description="no such load-test file")
+    try:
+        body = path.read_bytes()
+    except OSError:
+        abort(404, description="load-test file unreadable")
+    # Read, not streamed, so the app's last check for the key still sees the bytes.
+    response = Response(body, mimetype=None, content_type=MIMETYPES.get(path.suffix, "text/plain"))
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if filename == results.REPORT_FILE:
+        response.headers["Content-Security-Policy"] = REPORT_CSP
+    return response

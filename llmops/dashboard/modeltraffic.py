@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 
-from ..errors import StackError
+from .. import outcomes
+from ..errors import BadModel
 from ..proxy import counts
 from ..stack import modelview
 from .promapi import MetricsUnavailable, PromAPI
@@ -13,25 +14,6 @@ REAL = counts.REAL  # the one real-traffic selector: canary, health checks and n
 EMBEDDING_ROUTES = ".*embeddings"
 ALL = "all"
 SHARED = ("inflight",)  # charts of the one queue every model shares: not filtered by model
-# Outcome classes by the proxy's HTTP status (LiteLLM answers a backend timeout with 408).
-CLASSES = (("ok", "2.."), ("client_error", "4.."), ("rate_limited", "429"), ("timeout", "408"),
-           ("server_error", "5.."))
-
-
-class BadModel(StackError):
-    """The chart filter names a model the stack does not know."""
-
-
-def status_class(code: str) -> str:
-    """The outcome class of a proxy status code ("other" for anything unexpected)."""
-    if code == "429":
-        return "rate_limited"
-    if code == "408":
-        return "timeout"
-    for name, pattern in CLASSES:
-        if re.fullmatch(pattern, code or ""):
-            return name
-    return "other"
 
 
 def _window_count(expr: str, seconds: int) -> str:
@@ -68,7 +50,7 @@ def traffic(prom: PromAPI, window: str, seconds: int) -> dict:
     models: dict[str, dict] = {}
 
     def row(model: str) -> dict:
-        return models.setdefault(model, {"requests": 0, "outcomes": {name: 0 for name, _ in CLASSES},
+        return models.setdefault(model, {"requests": 0, "outcomes": outcomes.empty_counts(),
                                          "p50_s": None, "p95_s": None, "ttft_p50_s": None,
                                          "output_tokens_per_s": None, "embedding_requests": 0,
                                          "embeddings_per_s": None, "fallbacks": 0})
@@ -80,8 +62,7 @@ def traffic(prom: PromAPI, window: str, seconds: int) -> dict:
         n = int(round(sample.value))
         entry = row(model)
         entry["requests"] += n
-        kind = status_class(sample.labels.get("status_code", ""))
-        entry["outcomes"][kind] = entry["outcomes"].get(kind, 0) + n
+        entry["outcomes"][counts.class_of(str(sample.labels.get("status_code", "")))] += n
     for sample in found["embedding_requests"]:
         model = sample.labels.get("requested_model")
         if model and sample.value:

@@ -1,7 +1,6 @@
-"""The dashboard's request-log routes (a Flask blueprint): `GET /api/requests` and its filter menus.
+"""The dashboard's "Requests" section (its Blueprint): `GET /api/requests` and its filter menus.
 
 Reads the SQLite file read-only (sqlite URI mode=ro) and the proxy workers' status files; never writes.
-Belongs with the dashboard modules (llmops/dashboard/ once the package is restructured).
 """
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from contextlib import closing
 from flask import Blueprint, jsonify, request
 
 from ..requestlog import store, writer
+from .state import app_state
 
 
 def log_state(settings, clock=time.time) -> dict:
@@ -21,35 +21,30 @@ def log_state(settings, clock=time.time) -> dict:
     return state
 
 
-def blueprint(settings, clock=time.time) -> Blueprint:
-    """Routes over the request log named by `settings` (REQUEST_LOG_PATH, the state dir)."""
-    bp = Blueprint("requestlog", __name__)
+bp = Blueprint("requestlog", __name__)
+
+
+def _answer(compute) -> dict:
+    """The log's state and `compute(connection)` (None when the file is missing or unreadable)."""
+    settings, clock = app_state()["settings"], app_state()["clock"]
     path = settings.request_log_path
+    log = log_state(settings, clock)
+    if not path.exists():
+        return {"log": log, **compute(None)}
+    try:
+        with closing(store.connect_readonly(path)) as conn:
+            return {"log": log, **compute(conn)}
+    except sqlite3.Error as exc:
+        log["degraded"] = log["degraded"] or f"cannot read {path.name}: {exc}"
+        return {"log": log, **compute(None)}
 
-    def answer(compute) -> dict:
-        state = log_state(settings, clock)
-        if not path.exists():
-            return {"log": state, **compute(None)}
-        try:
-            with closing(store.connect_readonly(path)) as conn:
-                return {"log": state, **compute(conn)}
-        except sqlite3.Error as exc:
-            state["degraded"] = state["degraded"] or f"cannot read {path.name}: {exc}"
-            return {"log": state, **compute(None)}
 
-    @bp.get("/api/requests")
-    def api_requests():
-        query = store.parse_query(request.args.to_dict(), now=clock())
-        return jsonify(answer(lambda conn: store.search(conn, query) if conn else
-                              {"requests": [], "next_cursor": None}))
+@bp.get("/api/requests")
+def api_requests():
+    query = store.parse_query(request.args.to_dict(), now=app_state()["clock"]())  # BadQuery: the app's 400
+    return jsonify(_answer(lambda conn: store.search(conn, query) if conn else {"requests": [], "next_cursor": None}))
 
-    @bp.get("/api/requests/facets")
-    def api_facets():
-        return jsonify(answer(lambda conn: store.facets(conn) if conn else
-                              {"models": [], "kinds": [], "user_agents": []}))
 
-    @bp.errorhandler(store.BadQuery)
-    def bad_query(exc: store.BadQuery):
-        return jsonify(error=str(exc), param=exc.param, status=400), 400
-
-    return bp
+@bp.get("/api/requests/facets")
+def api_facets():
+    return jsonify(_answer(lambda conn: store.facets(conn) if conn else {"models": [], "kinds": [], "user_agents": []}))

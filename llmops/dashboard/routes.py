@@ -1,37 +1,30 @@
-"""The dashboard's Blueprint: the page, the JSON API, /healthz and /metrics, over the state create_app built."""
+"""The dashboard's main Blueprint: the page, the JSON API, /healthz and /metrics, over the state create_app built.
+
+GET /api/status is not here: app.py serves it before Flask (the hot path every page and script polls)."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
 
 from . import charts, modeltraffic
+from .state import app_state
 
 bp = Blueprint("dashboard", __name__)
 
 
-def _state() -> dict:
-    """What create_app put in app.extensions["llmops"]: monitor, settings, prometheus, caches, clock."""
-    return current_app.extensions["llmops"]
-
-
 @bp.get("/")
 def index():
-    state = _state()
+    state = app_state()
     return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=state["settings"].probe_interval)
-
-
-@bp.get("/api/status")
-def api_status():
-    return Response(_state()["monitor"].status_json(), mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 
 @bp.get("/api/models")
 def api_models():
-    return jsonify(charts.models_table(_state()["monitor"].status()))
+    return jsonify(charts.models_table(app_state()["monitor"].status()))
 
 
 @bp.get("/api/models/traffic")
 def api_models_traffic():
-    state = _state()
+    state = app_state()
     window = request.args.get("window", "1h")
     charts.window_params(window, 0)  # a bad window is a 400
     figures = state["cache"].get(("models", window),
@@ -48,19 +41,19 @@ def _known_models(state: dict) -> set[str]:
 
 def _cached(key, compute):
     """An answer from Prometheus, reused for CACHE_SECONDS: many open pages cost it one query set."""
-    return jsonify(_state()["cache"].get(key, compute))
+    return jsonify(app_state()["cache"].get(key, compute))
 
 
 @bp.get("/api/metrics/summary")
 def api_summary():
-    return _cached("summary", lambda: charts.summary(_state()["prometheus"]))
+    return _cached("summary", lambda: charts.summary(app_state()["prometheus"]))
 
 
 @bp.get("/api/charts")
 def api_charts():
     window = request.args.get("window", "1h")
     charts.window_params(window, 0)  # validate before caching: a bad window is a 400
-    state = _state()
+    state = app_state()
     model = modeltraffic.check_model(request.args.get("model"), _known_models(state))
     embedders = [name for name, mode in state["routed"].items() if mode == "embedding"]
     return _cached(("charts", window, model),
@@ -69,18 +62,18 @@ def api_charts():
 
 @bp.get("/api/alerts")
 def api_alerts():
-    return _cached("alerts", lambda: charts.firing_alerts(_state()["prometheus"]))
+    return _cached("alerts", lambda: charts.firing_alerts(app_state()["prometheus"]))
 
 
 @bp.get("/api/host")
 def api_host():
-    state = _state()
+    state = app_state()
     return jsonify(state["host_cache"].get("host", state["host_view"].document))
 
 
 @bp.get("/healthz")
 def healthz():
-    state = _state()
+    state = app_state()
     monitor = state["monitor"]
     return jsonify(status="ok", monitor_running=monitor.running, uptime_s=round(state["clock"]() - state["started"], 3),
                    probe_updates=monitor.updates)
@@ -88,7 +81,7 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    return Response.from_app(_state()["metrics_app"], request.environ)  # Flask's after_request still guards it
+    return Response.from_app(app_state()["metrics_app"], request.environ)  # Flask's after_request still guards it
 
 
 @bp.get("/favicon.ico")

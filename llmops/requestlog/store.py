@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import BadQuery
 from .outcomes import CLASSES, OK
 
 # (name, SQL type). `rank` says which event a row's outcome came from: a later, more final event wins.
@@ -64,14 +65,6 @@ SCHEMA = (
 )
 MAX_LIMIT = 500
 FAILURES = "failures"  # outcome filter: every class but ok
-
-
-class BadQuery(ValueError):
-    """A query parameter the API cannot use; `param` names it."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(f"{param}: {message}")
-        self.param = param
 
 
 def connect(path: Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:

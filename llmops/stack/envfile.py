@@ -2,19 +2,12 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from pathlib import Path
 
-from ..settings import ROOT
+from ..settings import ROOT, parse_env_text
 
-KEY_LINE = re.compile(r"^\s*(?:export\s+)?LITELLM_MASTER_KEY\s*=.*$", re.MULTILINE)
-
-
-def _empty(line: str) -> bool:
-    """True when the key line sets nothing: `KEY=`, `KEY=""`, `KEY=''`, spaces around `=`."""
-    value = line.split("=", 1)[1].strip()
-    return value in ("", '""', "''")
+KEY = "LITELLM_MASTER_KEY"
 
 
 def new_key() -> str:
@@ -25,7 +18,8 @@ def new_key() -> str:
 def ensure(env_file: Path, example: Path = ROOT / ".env.example") -> bool:
     """Create env_file from the example with a new key when it is missing, or fill an empty key.
 
-    Returns True when the file was written. The mode is always left at 0600.
+    Returns True when the file was written. The mode is always left at 0600. A malformed line
+    fails here as it would when the settings load (ConfigError naming the file and the line).
     """
     written = False
     if not env_file.exists():
@@ -33,12 +27,16 @@ def ensure(env_file: Path, example: Path = ROOT / ".env.example") -> bool:
         written = True
     else:
         text = env_file.read_text()
-    match = KEY_LINE.search(text)
-    if match is None:
-        text = text.rstrip("\n") + f"\nLITELLM_MASTER_KEY={new_key()}\n"
+    # Read as the settings read it, so "set" means the same here: `KEY= # x` and `KEY=""` are empty.
+    found = parse_env_text(text, env_file).get(KEY)
+    if found is None:
+        text = text.rstrip("\n") + f"\n{KEY}={new_key()}\n"
         written = True
-    elif _empty(match.group(0)):
-        text = KEY_LINE.sub(f"LITELLM_MASTER_KEY={new_key()}", text, count=1)
+    elif found[0] == "":
+        lines = text.splitlines(keepends=True)
+        line = lines[found[1] - 1]
+        lines[found[1] - 1] = f"{KEY}={new_key()}" + line[len(line.splitlines()[0]):]  # keeps its line end
+        text = "".join(lines)
         written = True
     if written:
         # Create with 0600 from the first byte, so the key is never readable by others.

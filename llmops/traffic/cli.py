@@ -27,8 +27,8 @@ from rich.console import Console
 
 from ..durations import cli_seconds
 from ..errors import ConfigError
-from . import compare, results
 from . import prompts as bank
+from . import results
 from .arrivals import ARRIVALS, Burst
 from .config import (
     DEFAULT_MAX_ERROR_RATIO,
@@ -38,9 +38,8 @@ from .config import (
     SWEEP_LEVEL_DURATION,
     TrafficConfig,
 )
-from .permodel import models_table
 from .preflight import PreflightError
-from .report import LiveProgress, summary_tables, sweep_table
+from .progress import LiveProgress
 from .runner import EXIT_INTERRUPTED, EXIT_PREFLIGHT, EXIT_USAGE, run
 
 PROG = "traffic_generator"
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}\t{count}")
             return 0
         if args.compare:
-            return compare.main(*args.compare, results_dir=args.results_dir or results.default_dir())
+            return results.compare.main(*args.compare, results_dir=args.results_dir or results.default_dir())
         config = to_config(args)
         config.results_dir = args.results_dir or results.default_dir()
         config.run_name = args.name
@@ -194,11 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return fail(EXIT_INTERRUPTED, "interrupted before the run started")
     console = Console()
-    console.print(summary_tables(result.summary))
-    if len(result.summary.get("models") or {}) > 1:
-        console.print(models_table(result.summary["models"]))
-    if "sweep" in result.summary:
-        console.print(sweep_table(result.summary["sweep"], result.summary["knee"]))
+    console.print(results.text.run_tables(result.summary))
     print(f"{PROG}: {result.verdict}", file=sys.stderr)
     if result.report is not None:
         print(f"report: {results.shown_path(result.report)}", flush=True)

@@ -6,37 +6,23 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import orjson
 
-try:  # orjson comes with litellm; it halves the client's JSON cost, but plain json works too
-    import orjson as _json
+from .. import outcomes
 
-    def dumps(obj: object) -> bytes:
-        return _json.dumps(obj)
+dumps, loads = orjson.dumps, orjson.loads  # orjson (a dependency) halves the client's JSON cost against json
 
-    loads = _json.loads
-except ImportError:  # pragma: no cover - depends on the environment
-    import json as _stdjson
-
-    def dumps(obj: object) -> bytes:
-        return _stdjson.dumps(obj, separators=(",", ":")).encode()
-
-    loads = _stdjson.loads
-
-# Every request ends in exactly one of these.
-OK = "ok"
-RATE_LIMITED = "rate_limited"  # HTTP 429: the proxy's limits, not a backend failure
-TIMEOUT = "timeout"
+# A request's detail: its finer status, kept beside its class (llmops/outcomes.py: classify_request). A non-200
+# answer's detail is http_<status>; a request the run cancelled (Ctrl-C) has no class and is not counted.
+OK = outcomes.OK
+TIMEOUT = "timeout"  # no complete answer within --timeout
 CONNECTION_ERROR = "connection_error"
-HTTP_4XX = "http_4xx"
-HTTP_5XX = "http_5xx"
 TRUNCATED = "truncated_stream"  # the SSE stream ended or broke before `data: [DONE]`
 STREAM_ERROR = "stream_error"  # an error event inside a 200 stream
 BAD_RESPONSE = "bad_response"  # 200 whose body is not a chat completion
-CLIENT_ERROR = "client_error"  # a fault in this client; should never happen
-CANCELLED = "cancelled"  # in flight when the run was interrupted; not a failure
-INVALID_OUTPUT = "invalid_output"  # a 200 whose content does not parse or validate (--response-format)
-STATUSES = (OK, RATE_LIMITED, TIMEOUT, CONNECTION_ERROR, HTTP_4XX, HTTP_5XX, TRUNCATED,
-            STREAM_ERROR, BAD_RESPONSE, CLIENT_ERROR, CANCELLED, INVALID_OUTPUT)
+GENERATOR_ERROR = "generator_error"  # a fault in this generator; should never happen
+INVALID_OUTPUT = outcomes.INVALID_OUTPUT  # a 200 whose content does not parse or validate (--response-format)
+CANCELLED = "cancelled"  # in flight when the run was interrupted: not counted
 CHAT, EMBEDDINGS = "chat", "embeddings"  # the request kinds
 
 _ERROR_CHARS = 300  # how much of an error body to keep
@@ -50,7 +36,7 @@ class RequestResult:
     phase: str = "measure"
     prompt_id: str = ""
     category: str = ""
-    status: str = CLIENT_ERROR
+    detail: str = GENERATOR_ERROR
     http_status: int | None = None
     error: str | None = None
     scheduled_s: float | None = None
@@ -76,7 +62,8 @@ class RequestResult:
         r = lambda v: None if v is None else round(v, 6)  # noqa: E731 - microseconds are plenty
         itl = self.itl_s
         return {
-            "id": self.id, "phase": self.phase, "status": self.status, "http_status": self.http_status,
+            "id": self.id, "phase": self.phase, "status": self.outcome or CANCELLED, "detail": self.detail,
+            "http_status": self.http_status,
             "error": self.error, "prompt_id": self.prompt_id, "category": self.category,
             "scheduled_s": r(self.scheduled_s), "start_s": r(self.start_s), "latency_s": r(self.latency_s),
             "ttft_s": r(self.ttft_s), "tpot_s": r(self.tpot_s),
@@ -91,17 +78,13 @@ class RequestResult:
         return {"model": self.model, "kind": self.kind, "inputs": self.inputs}
 
     @property
+    def outcome(self) -> str | None:
+        """The request's class (outcomes.GENERATOR_CLASSES), or None when the run cancelled it."""
+        return None if self.detail == CANCELLED else outcomes.classify_request(self.detail, self.http_status)
+
+    @property
     def text(self) -> str:
         return "".join(self.text_parts or ())
-
-
-def classify_http(status: int) -> str:
-    """The failure class of a non-200 HTTP status."""
-    if status == 429:
-        return RATE_LIMITED
-    if status >= 500:
-        return HTTP_5XX
-    return HTTP_4XX
 
 
 async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, stream: bool,
@@ -116,7 +99,7 @@ async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, st
                 if resp.status != 200:
                     text = await resp.text(errors="replace")
                     result.http_status = resp.status
-                    result.status = classify_http(resp.status)
+                    result.detail = outcomes.http_detail(resp.status)
                     result.error = f"HTTP {resp.status}: {_snippet(text)}"
                     result.latency_s = time.perf_counter() - start
                     return result
@@ -127,18 +110,18 @@ async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, st
                     _read_json(await resp.read(), result)
                     result.latency_s = time.perf_counter() - start
     except TimeoutError:
-        result.status, result.error = TIMEOUT, f"no complete answer within {timeout:g} s"
+        result.detail, result.error = TIMEOUT, f"no complete answer within {timeout:g} s"
         result.latency_s = None
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         # Broken after a 200 stream had begun: truncated; before any answer: a connection error.
-        result.status = TRUNCATED if result.http_status == 200 else CONNECTION_ERROR
+        result.detail = TRUNCATED if result.http_status == 200 else CONNECTION_ERROR
         result.error = f"{type(exc).__name__}: {_snippet(str(exc))}"
         result.latency_s = None
     except aiohttp.ClientError as exc:
-        result.status, result.error = CONNECTION_ERROR, f"{type(exc).__name__}: {_snippet(str(exc))}"
+        result.detail, result.error = CONNECTION_ERROR, f"{type(exc).__name__}: {_snippet(str(exc))}"
         result.latency_s = None
     except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-        result.status, result.error = BAD_RESPONSE, f"{type(exc).__name__}: {_snippet(str(exc))}"
+        result.detail, result.error = BAD_RESPONSE, f"{type(exc).__name__}: {_snippet(str(exc))}"
         result.latency_s = None
     return result
 
@@ -161,7 +144,7 @@ def _read_json(raw: bytes, result: RequestResult) -> None:
     if result.text_parts is not None:
         result.text_parts.append((choice.get("message") or {}).get("content") or "")
     _take_usage(doc.get("usage"), result)
-    result.status = OK
+    result.detail = OK
 
 
 def _read_embeddings(doc: object, raw: bytes, result: RequestResult) -> None:
@@ -178,7 +161,7 @@ def _read_embeddings(doc: object, raw: bytes, result: RequestResult) -> None:
         result.prompt_tokens = usage.get("prompt_tokens")
         result.completion_tokens = 0
         result.tokens_source = "usage"
-    result.status = OK
+    result.detail = OK
 
 
 def _take_usage(usage: object, result: RequestResult) -> None:
@@ -211,7 +194,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
                     continue
                 obj = loads(payload)
                 if "error" in obj:
-                    result.status = STREAM_ERROR
+                    result.detail = STREAM_ERROR
                     result.error = f"error event: {_snippet(str(obj['error']))}"
                     result.latency_s = now - start
                     return
@@ -234,7 +217,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
                     _take_usage(obj["usage"], result)
     end = time.perf_counter()
     if not done:
-        result.status = TRUNCATED
+        result.detail = TRUNCATED
         result.error = f"stream ended after {chunks} content chunks without [DONE]"
         result.latency_s = None
         return
@@ -244,4 +227,4 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
         result.completion_tokens, result.tokens_source = chunks, "chunks"
     if result.ttft_s is not None and result.completion_tokens and result.completion_tokens > 1:
         result.tpot_s = (result.latency_s - result.ttft_s) / (result.completion_tokens - 1)
-    result.status = OK
+    result.detail = OK

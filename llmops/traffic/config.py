@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..proxy.key import REDACTED
 from .arrivals import ARRIVALS, Burst
 from .mix import ModelMix
 from .outputcheck import OutputCheck
@@ -69,6 +70,22 @@ class TrafficConfig:
         """Requests arrive on a schedule (rate or bursts) rather than as workers free up."""
         return self.rate is not None or self.burst is not None
 
+    @property
+    def kind(self) -> str:
+        """The load shape in words: closed loop, open loop or sweep."""
+        if self.sweep:
+            return "sweep"
+        return "open loop" if self.open_loop else "closed loop"
+
+    @property
+    def default_name(self) -> str:
+        """A kept run's name when --name is not given, from the load shape: c4, rate-2, burst, sweep-1-2-4."""
+        if self.sweep:
+            return "sweep-" + "-".join(map(str, self.sweep))
+        if self.open_loop:
+            return f"rate-{self.rate:g}" if self.rate is not None else "burst"
+        return f"c{self.concurrency or 1}"
+
     def validate(self) -> TrafficConfig:
         """Raise ConfigError naming the first bad option; return self."""
         def bad(flag: str, why: str) -> None:
@@ -130,7 +147,7 @@ class TrafficConfig:
     def public(self) -> dict:
         """The options as JSON-ready data, the key left out."""
         out = asdict(self)
-        out["api_key"] = "***" if self.api_key else None
+        out["api_key"] = REDACTED if self.api_key else None
         out.pop("command")
         out["burst"] = f"{self.burst.size}@{self.burst.every:g}" if self.burst else None
         for key in ("prompts", "output", "summary_json", "results_dir"):

@@ -87,17 +87,17 @@ class Engine:
             body = self.embeddings_body(index, model) if self.embeddings else self.body(prompt, model)
             await client.execute(self.session, self.endpoint, body, self.config.stream and not self.embeddings,
                                  self.config.timeout, result, self.t0)
-            if self.check is not None and result.status == client.OK:
+            if self.check is not None and result.detail == client.OK:
                 # Judged here, before any recorder sees it: a request ends in exactly one class.
                 problem = self.check.problem(result.text)
                 if problem is not None:
-                    result.status, result.error = client.INVALID_OUTPUT, problem
+                    result.detail, result.error = client.INVALID_OUTPUT, problem
         except asyncio.CancelledError:
-            result.status, result.error, result.latency_s = client.CANCELLED, "run interrupted", None
+            result.detail, result.error, result.latency_s = client.CANCELLED, "run interrupted", None
             self._finish(result)
             raise
         except Exception as exc:  # a bug in the client must still leave a record of the request
-            result.status, result.error = client.CLIENT_ERROR, f"{type(exc).__name__}: {exc}"
+            result.detail, result.error = client.GENERATOR_ERROR, f"{type(exc).__name__}: {exc}"
         self._finish(result)
 
     def _recorders_of(self, model: str) -> tuple[Recorder, ...]:

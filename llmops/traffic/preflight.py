@@ -6,13 +6,9 @@ import json
 
 import aiohttp
 
-from ..errors import StackError
+from ..errors import PreflightError
 
 PREFLIGHT_TIMEOUT = 10.0  # the same budget the dashboard's proxy probe uses
-
-
-class PreflightError(StackError):
-    """The proxy is unreachable, refuses the key, or does not list the model; one line says which."""
 
 
 async def check(session: aiohttp.ClientSession, url: str, api_key: str, model: str | None,

@@ -19,13 +19,11 @@ from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
 from .engine import Engine
-from .keeper import RunKeeper
 from .mix import ModelMix, ModelPicker
-from .output import JsonlWriter, write_summary
-from .permodel import per_model
 from .preflight import check
-from .report import LiveProgress
-from .stats import Recorder
+from .progress import LiveProgress
+from .results import SUMMARY_FORMAT, RunSpec, RunWriter
+from .stats import Recorder, per_model
 from .sweep import knee
 
 EXIT_OK = 0  # the run finished within --max-error-ratio
@@ -90,38 +88,27 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
         for name in mix.models:
             await check(session, config.url, config.api_key or "", name)
         run = _Run(session, config, mix, prompts, seed, progress)
-        keeper = await RunKeeper.open(config, ",".join(mix.models), started_at, seed) if config.results_dir else None
-        writer = JsonlWriter(config.output) if config.output else None
-        sinks = [s for s in (writer, keeper) if s is not None]
+        out = await RunWriter.open(run_spec(config), ",".join(mix.models), started_at, seed)
+        sink = (lambda result: out.record(result.record())) if out.takes_lines else None
         try:
             with _CtrlC(run.interrupt):
-                await run.go(_tee(sinks))
+                await run.go(sink)
         except BaseException:
-            if keeper is not None:
-                keeper.abandon()
+            out.abandon()
             raise
         finally:
             progress.stop()
-            if writer is not None:
-                writer.close()
     result = run.result(started_at)
-    if config.summary_json:
-        write_summary(config.summary_json, result.summary)
-    if keeper is not None:
-        result.run_dir, result.report = keeper.path, keeper.finish(result.summary)
-        result.report_error = keeper.report_error
+    result.report = out.finish(result.summary)
+    result.run_dir, result.report_error = out.path, out.report_error
     return result
 
 
-def _tee(sinks: list):
-    """One sink feeding every sink given (None when there is none)."""
-    if len(sinks) < 2:
-        return sinks[0] if sinks else None
-
-    def sink(result) -> None:
-        for each in sinks:
-            each(result)
-    return sink
+def run_spec(config: TrafficConfig) -> RunSpec:
+    """What the results are told about the run: once, before it starts."""
+    return RunSpec(url=config.url, api_key=config.api_key, tool=config.user_agent, kind=config.kind,
+                   name=config.run_name or config.default_name, settings=config.public(), command=config.command,
+                   results_dir=config.results_dir, output=config.output, summary_json=config.summary_json)
 
 
 class _Run:
@@ -190,7 +177,7 @@ class _Run:
     def result(self, started_at: str) -> RunResult:
         summary = self.total.summary()
         summary = {
-            "tool": self.config.user_agent, "started_at": started_at, "url": self.config.url,
+            "format": SUMMARY_FORMAT, "tool": self.config.user_agent, "started_at": started_at, "url": self.config.url,
             "model": self.model, "seed": self.seed, "interrupted": self.interrupted,
             "warmup": {"requests": self.warmup.total, "ok": self.warmup.ok},
             **summary, "config": self.config.public(),
@@ -208,7 +195,8 @@ class _Run:
     def _verdict(self, summary: dict) -> tuple[int, str]:
         req, ratio, limit = summary["requests"], summary["error_ratio"], self.config.max_error_ratio
         if self.interrupted:
-            return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests accounted for"
+            cancelled = f", {req['cancelled']} cancelled in flight (not counted)" if req["cancelled"] else ""
+            return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests counted{cancelled}"
         if req["total"] and not req["ok"]:
             return EXIT_ERRORS, f"no request succeeded out of {req['total']}"
         if ratio > limit:

@@ -1,4 +1,4 @@
-"""Aggregates of finished requests: counts, percentiles, throughput and goodput."""
+"""Aggregates of finished requests: counts, percentiles, throughput and goodput, in the summary's shape."""
 from __future__ import annotations
 
 import random
@@ -6,33 +6,12 @@ import time
 from array import array
 from collections import Counter, deque
 
+from .. import outcomes
 from . import client
+from .mix import ModelMix
+from .results import distribution, outcome_counts, percentile
 
-PERCENTILES = (50, 90, 95, 99)
 ITL_RESERVOIR = 200_000  # inter-token gaps kept for percentiles; bounds memory on long runs
-
-
-def percentile(sorted_values, p: float) -> float | None:
-    """The p-th percentile (0-100) of sorted values, linearly interpolated like numpy's default."""
-    n = len(sorted_values)
-    if not n:
-        return None
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0-100, not {p}")
-    rank = (n - 1) * p / 100
-    low = int(rank)
-    high = min(low + 1, n - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
-
-
-def distribution(values) -> dict:
-    """count, mean, p50/p90/p95/p99 and max of a sample (None where empty)."""
-    ordered = sorted(values)
-    out: dict = {"count": len(ordered), "mean": sum(ordered) / len(ordered) if ordered else None}
-    for p in PERCENTILES:
-        out[f"p{p}"] = percentile(ordered, p)
-    out["max"] = ordered[-1] if ordered else None
-    return out
 
 
 class Recorder:
@@ -42,7 +21,9 @@ class Recorder:
                  seed: int | None = None, clock=time.perf_counter) -> None:
         self.slo_ttft = slo_ttft
         self.slo_latency = slo_latency
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # by class (outcomes.GENERATOR_CLASSES)
+        self.details: Counter[str] = Counter()  # by detail, the finer status
+        self.cancelled = 0  # cancelled by the run itself (Ctrl-C): not counted anywhere else
         self.latency = array("d")
         self.ttft = array("d")
         self.tpot = array("d")
@@ -64,16 +45,17 @@ class Recorder:
 
     @property
     def total(self) -> int:
+        """Finished requests, each in one class; the ones the run cancelled are not among them."""
         return sum(self.counts.values())
 
     @property
     def ok(self) -> int:
-        return self.counts[client.OK]
+        return self.counts[outcomes.OK]
 
     @property
     def failed(self) -> int:
-        """Finished but not ok (rate limits and timeouts included, cancellations not)."""
-        return self.total - self.ok - self.counts[client.CANCELLED]
+        """Finished but not ok (rate limits and timeouts included)."""
+        return self.total - self.ok
 
     def started(self, start_s: float) -> None:
         """A request was sent at `start_s` (seconds from the run's start)."""
@@ -84,7 +66,13 @@ class Recorder:
     def add(self, r: client.RequestResult) -> None:
         """Account for one finished (or cancelled) request; call exactly once per request."""
         self.in_flight -= 1
-        self.counts[r.status] += 1
+        outcome = r.outcome
+        if outcome is None:
+            self.cancelled += 1
+            r.slo_ok = None
+            return
+        self.counts[outcome] += 1
+        self.details[r.detail] += 1
         now = self._clock()
         self._recent_done.append(now)
         if r.latency_s is not None:
@@ -92,8 +80,8 @@ class Recorder:
             if self.last_end is None or end > self.last_end:
                 self.last_end = end
         has_slo = self.slo_ttft is not None or self.slo_latency is not None
-        if r.status != client.OK:
-            r.slo_ok = False if has_slo and r.status != client.CANCELLED else None
+        if outcome != outcomes.OK:
+            r.slo_ok = False if has_slo else None
             return
         self.latency.append(r.latency_s)
         self._recent_latency.append(r.latency_s)
@@ -113,7 +101,7 @@ class Recorder:
 
     def meets_slo(self, r: client.RequestResult) -> bool:
         """Ok and within every SLO set; without a TTFT (not streamed) the whole latency stands in."""
-        if r.status != client.OK:
+        if r.outcome != outcomes.OK:
             return False
         if self.slo_ttft is not None:
             ttft = r.ttft_s if r.ttft_s is not None else r.latency_s
@@ -154,34 +142,24 @@ class Recorder:
         return max(self.last_end - self.first_start, 0.0)
 
     def error_ratio(self) -> float:
-        """Failures other than rate limits, over finished requests (cancellations left out)."""
-        finished = self.total - self.counts[client.CANCELLED]
-        if not finished:
-            return 0.0
-        return (self.failed - self.counts[client.RATE_LIMITED]) / finished
+        """Failures other than rate limits, over finished requests (cancellations are not among them)."""
+        return outcome_counts(self.counts, self.details, self.cancelled)["error_ratio"]
 
     def summary(self) -> dict:
         """The numbers `--summary-json` writes and the summary table shows."""
         elapsed = self.elapsed()
         per_s = (lambda n: n / elapsed) if elapsed > 0 else (lambda n: None)
-        failures = {k: v for k, v in sorted(self.counts.items()) if k not in (client.OK, client.CANCELLED)}
         sources = [k for k in self.token_sources if k != "none"]
         goodput = None
         if self.slo_ttft is not None or self.slo_latency is not None:
-            measured = self.total - self.counts[client.CANCELLED]
+            measured = self.total
             goodput = {
                 "slo_ttft_s": self.slo_ttft, "slo_latency_s": self.slo_latency, "met": self.slo_met,
                 "ratio": self.slo_met / measured if measured else None,
                 "requests_per_s": per_s(self.slo_met),
             }
         return {
-            "requests": {
-                "total": self.total, "ok": self.ok, "failed": self.failed,
-                "timed_out": self.counts[client.TIMEOUT], "rate_limited": self.counts[client.RATE_LIMITED],
-                "cancelled": self.counts[client.CANCELLED],
-            },
-            "failures": failures,
-            "error_ratio": self.error_ratio(),
+            **outcome_counts(self.counts, self.details, self.cancelled),
             "duration_s": elapsed,
             "throughput": {
                 "requests_per_s": per_s(self.ok),
@@ -199,3 +177,20 @@ class Recorder:
             "tpot_s": distribution(self.tpot),
             "goodput": goodput,
         }
+
+
+def per_model(mix: ModelMix, recorders: dict[str, Recorder]) -> dict[str, dict]:
+    """The summary's "models" part: one entry per model of the mix (one that got no request has zero counts)."""
+    out: dict[str, dict] = {}
+    for model in (*mix.models, *(m for m in recorders if m not in mix.models)):
+        rec = recorders.get(model) or Recorder()
+        s = rec.summary()
+        out[model] = {
+            "share": mix.share(model) if model in mix.models else None,
+            "requests": s["requests"], "outcomes": s["outcomes"], "failures": s["failures"], "details": s["details"],
+            "error_ratio": s["error_ratio"],
+            "throughput": s["throughput"], "tokens": s["tokens"],
+            "latency_s": {k: s["latency_s"][k] for k in ("count", "p50", "p95", "p99")},
+            "ttft_s": {k: s["ttft_s"][k] for k in ("count", "p50", "p95", "p99")},
+        }
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from llmops.traffic import keeper
+from llmops.traffic import results
 
 
 def dist(p50: float, scale: float = 1.0) -> dict:
@@ -15,13 +15,13 @@ def dist(p50: float, scale: float = 1.0) -> dict:
 
 def summary(rps: float = 10.0, p50: float = 0.2, ttft: float = 0.05, itl: float = 0.01, total: int = 20,
             ok: int | None = None, tokens_per_s: float = 100.0, **extra) -> dict:
-    """A summary.json document shaped as the generator writes it."""
+    """A summary.json document shaped as the generator writes it (format 2)."""
     ok = total if ok is None else ok
     doc = {
         "tool": "llmops-traffic/0.1", "started_at": "2026-12-01T10:00:00+00:00", "url": "http://127.0.0.1:8000",
         "model": "smollm2:135m", "seed": 1, "interrupted": False, "warmup": {"requests": 0, "ok": 0},
-        "requests": {"total": total, "ok": ok, "failed": total - ok, "timed_out": 0, "rate_limited": 0, "cancelled": 0},
-        "failures": {"http_5xx": total - ok} if total - ok else {}, "error_ratio": (total - ok) / total if total else 0.0,
+        **results.outcome_counts({"ok": ok, "server_error": total - ok}, {"http_503": total - ok} if total - ok else {}),
+        "format": results.SUMMARY_FORMAT,
         "duration_s": ok / rps if rps else 0.0,
         "throughput": {"requests_per_s": rps, "output_tokens_per_s": tokens_per_s, "total_tokens_per_s": tokens_per_s * 1.2},
         "tokens": {"prompt": 70, "completion": 200, "source": "usage"},
@@ -34,7 +34,7 @@ def summary(rps: float = 10.0, p50: float = 0.2, ttft: float = 0.05, itl: float 
 
 def records(n: int = 20, latency: float = 0.2, gap: float = 0.1, **extra) -> list[dict]:
     """Request lines: n requests started `gap` apart, all ok."""
-    return [{"id": i + 1, "phase": "measure", "status": "ok", "http_status": 200, "start_s": round(i * gap, 6),
+    return [{"id": i + 1, "phase": "measure", "status": "ok", "detail": "ok", "http_status": 200, "start_s": round(i * gap, 6),
              "latency_s": latency, "ttft_s": latency / 4, "completion_tokens": 10, **extra} for i in range(n)]
 
 
@@ -49,5 +49,5 @@ def write_run(root: Path, name: str, summary_doc: dict | None = None, lines: lis
     if summary_doc is not None:
         (path / "summary.json").write_text(json.dumps(summary_doc))
         if report:
-            keeper.write_report(path)
+            results.write_report(path)
     return path

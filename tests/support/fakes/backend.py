@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import struct
 import threading
 import time
@@ -37,13 +38,34 @@ class FakeSampler:
         self.engine.finished.set()
 
 
+class ScriptedSampler(FakeSampler):
+    """A sampler that answers a scripted text, a word a token (spaces kept), then the end-of-generation
+    token; num_predict cuts it as the slots cut any answer. No grammar is applied."""
+
+    def __init__(self, engine: FakeEngine, opts: GenOptions, seed: int, answer: str):
+        super().__init__(engine, opts, seed)
+        self.tokens = [engine.word_token(word) for word in re.findall(r"\S+\s*|\s+", answer)]
+
+    def sample(self, row: int) -> int:
+        self.seen.append(self.engine.rows[row])
+        token = self.tokens[self.count] if self.count < len(self.tokens) else EOG
+        self.count += 1
+        return token
+
+
+EOG = -1  # FakeEngine's end-of-generation token
+_WORD_BASE = 1 << 20  # scripted words are tokens from here on (the counting answer's tokens stay below)
+
+
 class FakeEngine:
     """Stand-in engine: token i of any answer is the word f"w{i}"; no model, no randomness. It is a
     slots.BatchModel with `n_slots` sequences: it records every batch and which KV cells each sequence holds.
 
     `gate` (when given) must be set for a decode step to run, so tests can hold generations open;
     `started` (a sequence got its sampler) and `finished` (a sampler was freed) let tests wait on a
-    generation instead of sleeping; `token_delay` is the time one decode step takes.
+    generation instead of sleeping; `token_delay` is the time one decode step takes. `answers` scripts
+    the next generations' texts (one each, in order, instead of the counting answer); `options` records
+    every generation's options.
     """
 
     def __init__(self, model_file: Path, tag: str = FAKE_TAG, n_ctx: int = 4096, token_delay: float = 0.0,
@@ -73,6 +95,9 @@ class FakeEngine:
         self.cells: dict[int, set[int]] = {}  # the KV positions each sequence holds
         self.rows: list[tuple[int, int]] = []  # the last batch's rows: (sequence, position)
         self.fail_next_decode: Exception | None = None
+        self.answers: list[str] = []  # scripted answers, one per generation (whitespace-split tokens)
+        self.options: list[GenOptions] = []  # every generation's options, in order
+        self._words: list[str] = []  # the scripted words' texts, token _WORD_BASE + i
 
     def render_chat(self, messages: list[dict]) -> str:
         if any(m["role"] == "bad" for m in messages):
@@ -115,16 +140,26 @@ class FakeEngine:
     def sampler(self, opts: GenOptions, seed: int) -> FakeSampler:
         self.calls += 1
         self.last_opts = opts
+        self.options.append(opts)
         self.finished.clear()
-        sampler = FakeSampler(self, opts, seed)
+        if self.answers:
+            sampler = ScriptedSampler(self, opts, seed, self.answers.pop(0))
+        else:
+            sampler = FakeSampler(self, opts, seed)
         self.samplers.append(sampler)
         self.started.set()
         return sampler
 
+    def word_token(self, word: str) -> int:
+        self._words.append(word)
+        return _WORD_BASE + len(self._words) - 1
+
     def is_eog(self, token: int) -> bool:
-        return False
+        return token == EOG
 
     def piece(self, token: int) -> bytes:
+        if token >= _WORD_BASE:
+            return self._words[token - _WORD_BASE].encode()
         return (f"w{token}" if token == 0 else f" w{token}").encode()
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:

@@ -1,4 +1,4 @@
-"""Kept results: one folder per generator run under logs/loadtests/, and reading those folders back.
+"""Kept runs: one folder per generator run under logs/loadtests/, its files written safely, and read back.
 
 A folder is `<UTC timestamp>-<name>/` holding `run.json` (command line, settings, stack versions;
 written first), `requests.jsonl` (one line per request as it ends), then `summary.json` and
@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import ConfigError
+from ...errors import ConfigError
+from ...proxy.key import REDACTED, redact
+from .summary import check_summary, needs_records, upgrade_record, upgrade_summary
 
 RUN_FILE, SUMMARY_FILE, REQUESTS_FILE, REPORT_FILE = "run.json", "summary.json", "requests.jsonl", "report.html"
 FILES = (REPORT_FILE, SUMMARY_FILE, RUN_FILE, REQUESTS_FILE)  # what a run folder may hold; nothing else is served
 FORMAT = 1
 COMPARISONS = "comparisons"  # sub-folder of the results folder for --compare pages
 RUN_NAME = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-REDACTED = "***"
 
 
 def dir_of(settings) -> Path:
@@ -31,7 +32,7 @@ def dir_of(settings) -> Path:
 
 def default_dir() -> Path:
     """LLMOPS_LOADTEST_DIR from the environment or .env, relative to the project (logs/loadtests)."""
-    from .. import settings as stack_settings
+    from ... import settings as stack_settings
 
     try:
         return dir_of(stack_settings.load(strict=False))
@@ -55,7 +56,7 @@ def slug(name: str) -> str:
 
 
 def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
-    """The command line with the value of --api-key, and any secret anywhere, replaced by ***."""
+    """The command line with the value of --api-key, and any secret anywhere, replaced by [redacted]."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
@@ -68,8 +69,7 @@ def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
         elif arg.startswith("--api-key="):
             arg = f"--api-key={REDACTED}"
         for secret in secrets:
-            if secret:
-                arg = arg.replace(secret, REDACTED)
+            arg = redact(arg, secret)
         out.append(arg)
     return out
 
@@ -77,8 +77,7 @@ def redact_argv(argv: list[str], secrets: tuple[str, ...] = ()) -> list[str]:
 def _write_atomic(path: Path, text: str, secrets: tuple[str, ...] = ()) -> Path:
     """Write text so a reader never sees half a file; any secret in it is replaced first."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+        text = redact(text, secret)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -131,23 +130,16 @@ class StoredRun:
         return self.status != "incomplete"
 
 
-def check_summary(doc: object) -> dict:
-    """The summary if it has what reports read; ValueError naming what is missing otherwise."""
-    if not isinstance(doc, dict):
-        raise ValueError("summary.json is not a JSON object")
-    for key, kind in (("requests", dict), ("throughput", dict), ("latency_s", dict)):
-        if not isinstance(doc.get(key), kind):
-            raise ValueError(f"summary.json has no {key!r}")
-    if not isinstance(doc["requests"].get("total"), int):
-        raise ValueError("summary.json has no request count")
-    return doc
-
-
 def _read_json(path: Path) -> dict:
     doc = json.loads(path.read_text(errors="replace"))
     if not isinstance(doc, dict):
         raise ValueError(f"{path.name} is not a JSON object")
     return doc
+
+
+def _upgraded(summary: dict, requests: Path) -> dict:
+    """The summary in the current format, counted again from the run's lines where an old format needs them."""
+    return upgrade_summary(summary, read_records(requests)[0] if needs_records(summary) else None)
 
 
 def load_run(path: Path) -> StoredRun:
@@ -168,7 +160,7 @@ def load_run(path: Path) -> StoredRun:
         stored.reason = stored.reason or "no summary.json: the run crashed or is still running"
         return stored
     try:
-        stored.summary = check_summary(_read_json(path / SUMMARY_FILE))
+        stored.summary = _upgraded(check_summary(_read_json(path / SUMMARY_FILE)), path / REQUESTS_FILE)
     except (OSError, ValueError) as exc:
         stored.summary = None
         stored.reason = f"summary.json is unreadable ({exc})"
@@ -188,7 +180,7 @@ def list_runs(root: Path, limit: int = 100) -> list[StoredRun]:
 
 
 def read_records(path: Path) -> tuple[list[dict], int]:
-    """The JSON lines of a requests.jsonl and how many lines were unreadable (a crash cuts the last)."""
+    """The JSON lines of a requests.jsonl (in the current format) and how many were unreadable (a crash cuts the last)."""
     records: list[dict] = []
     bad = 0
     try:
@@ -202,7 +194,7 @@ def read_records(path: Path) -> tuple[list[dict], int]:
                     bad += 1
                     continue
                 if isinstance(doc, dict):
-                    records.append(doc)
+                    records.append(upgrade_record(doc))
                 else:
                     bad += 1
     except FileNotFoundError:
@@ -217,7 +209,7 @@ def resolve_ref(ref: str, root: Path) -> StoredRun:
         candidate = Path(root) / ref
     if candidate.is_file():
         try:
-            summary = check_summary(_read_json(candidate))
+            summary = _upgraded(check_summary(_read_json(candidate)), candidate.parent / REQUESTS_FILE)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{ref}: not a load-test summary ({exc})") from None
         return StoredRun(name=candidate.stem, path=candidate.parent, status="complete", summary=summary,

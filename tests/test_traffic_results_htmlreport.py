@@ -3,7 +3,8 @@ import html
 import json
 import re
 
-from llmops.traffic import cli, htmlreport, keeper, results
+from llmops.traffic import cli, results
+from llmops.traffic.results import htmlreport
 from llmops.traffic.sweep import knee
 from tests.support.fakes.traffic import KEY, FakeOpenAI
 from tests.support.loadtest_runs import records, summary, write_run
@@ -43,10 +44,13 @@ def test_report_of_a_run_with_known_delays_embeds_and_shows_the_summarys_figures
                          ("latency p95", s["latency_s"]["p95"])):
         assert f"{label} {htmlreport.fmt_ms(value)}" in " ".join(text.split())
     assert data["figures"]["throughput"] == f"{s['throughput']['requests_per_s']:,.2f} req/s"
+    # Each class that occurred is a figure of its own, named as the dashboard names it.
+    assert (data["figures"]["failed"], data["figures"]["server error (5xx)"]) == ("4", "4")
+    assert "timeout" not in data["figures"] and "cancelled (not counted)" not in data["figures"]
     assert data["figures"]["output tokens/s"] == f"{s['throughput']['output_tokens_per_s']:,.1f} tok/s"
     # Charts: every request in the timeline once, by outcome; every success in the histogram.
     tl = data["timeline"]
-    assert {k: sum(v) for k, v in tl["outcomes"].items()} == {"ok": 8, "http_5xx": 4}
+    assert {k: sum(v) for k, v in tl["outcomes"].items()} == {"ok": 8, "server_error": 4}
     assert sum(data["histogram"]["counts"]) == 8
     assert round(sum(tl["tokens_per_s"]) * tl["bin_s"]) == s["tokens"]["completion"] == 40
     ids = {c["id"] for c in data["charts"]}
@@ -100,7 +104,7 @@ def test_a_cut_jsonl_still_gives_a_report_that_says_so(tmp_path):
     path = write_run(tmp_path, "20261201T100000Z-cut", summary(), records(4), report=False)
     with open(path / "requests.jsonl", "a") as f:
         f.write('{"id": 5, "sta')
-    keeper.write_report(path)
+    results.write_report(path)
     page = (path / "report.html").read_text()
     assert embedded(page)["records"] == {"lines": 4, "unreadable": 1, "statuses": {"ok": 4}}
     assert "1 line(s) of requests.jsonl could not be read" in page
@@ -116,7 +120,7 @@ def test_a_run_where_nothing_succeeded_still_gets_a_report(tmp_path):
     data = embedded(page)
     assert s["requests"]["ok"] == 0 and data["histogram"] == {"edges": [], "counts": []}
     assert {c["id"] for c in data["charts"]} == {"timeline", "tokens"}
-    assert data["timeline"]["outcomes"] == {"http_5xx": [3] + [0] * (len(data["timeline"]["t"]) - 1)}
+    assert data["timeline"]["outcomes"] == {"server_error": [3] + [0] * (len(data["timeline"]["t"]) - 1)}
 
 
 def test_an_empty_or_interrupted_run_says_so(tmp_path):

@@ -7,26 +7,22 @@ import shlex
 from pathlib import Path
 from string import Template
 
+from ... import outcomes
 from . import reportdata
-from .config import USER_AGENT
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
-ROOT = HERE.parent.parent
-# The vendored Chart.js, wherever the dashboard's static folder lives (it is being moved into the package).
-CHARTJS_CANDIDATES = (ROOT / "static" / "vendor" / "chartjs", HERE.parent / "dashboard" / "static" / "vendor" / "chartjs")
-OUTCOME_COLORS = {"ok": "#059669", "rate_limited": "#d97706", "timeout": "#7c3aed", "http_5xx": "#dc2626",
-                  "http_4xx": "#db2777", "connection_error": "#991b1b", "truncated_stream": "#0891b2",
-                  "stream_error": "#ea580c", "bad_response": "#4b5563", "invalid_output": "#a16207",
-                  "cancelled": "#9ca3af"}
+CHARTJS = HERE.parents[1] / "dashboard" / "static" / "vendor" / "chartjs"  # the dashboard's vendored copy
+GENERATOR = "llmops-traffic"  # named at the foot of a page whose summary does not say which version drew it
+OUTCOME_COLORS = {outcomes.OK: "#059669", outcomes.CLIENT_ERROR: "#db2777", outcomes.RATE_LIMITED: "#d97706",
+                  outcomes.SERVER_ERROR: "#dc2626", outcomes.TIMEOUT: "#7c3aed", outcomes.INVALID_OUTPUT: "#a16207"}
 
 
 def chartjs_dir() -> Path:
     """The folder of the vendored Chart.js (its min.js and VERSION)."""
-    for folder in CHARTJS_CANDIDATES:
-        if (folder / "chart.umd.min.js").is_file():
-            return folder
-    raise FileNotFoundError("vendored Chart.js not found under static/vendor/chartjs/")
+    if (CHARTJS / "chart.umd.min.js").is_file():
+        return CHARTJS
+    raise FileNotFoundError(f"vendored Chart.js not found in {CHARTJS}")
 
 
 def chartjs_version() -> str:
@@ -66,7 +62,8 @@ def run_charts(d: dict) -> list[dict]:
     if tl["t"]:
         x = {"title": f"seconds from the first request (bins of {tl['bin_s']:g} s)"}
         out.append(chart("timeline", "Requests over time, by outcome", "bar",
-                         [{"name": k, "data": v, "color": OUTCOME_COLORS.get(k)} for k, v in tl["outcomes"].items()],
+                         [{"name": outcomes.LEGENDS.get(k, k), "data": v, "color": OUTCOME_COLORS.get(k)}
+                          for k, v in tl["outcomes"].items()],
                          x, {"title": "requests started"}, labels=tl["t"], stacked=True))
         out.append(chart("tokens", "Output tokens/s over time", "line",
                          [{"name": "output tokens/s", "data": tl["tokens_per_s"]}], x, {"title": "tokens/s"},
@@ -125,8 +122,12 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     """The headline figures as (label, formatted value); the page shows exactly these."""
     req = summary.get("requests", {})
     thr = summary.get("throughput", {})
+    failures = summary.get("failures") if isinstance(summary.get("failures"), dict) else {}
     out = [("requests", f"{req.get('total', 0)}"), ("ok", f"{req.get('ok', 0)}"),
-           ("failed", f"{req.get('failed', 0)}"), ("error ratio", fmt((summary.get("error_ratio") or 0) * 100, " %", 2)),
+           ("failed", f"{req.get('failed', 0)}"),
+           *((outcomes.LEGENDS[k], f"{n}") for k, n in failures.items() if k in outcomes.LEGENDS),
+           *((("cancelled (not counted)", f"{req['cancelled']}"),) if req.get("cancelled") else ()),
+           ("error ratio", fmt((summary.get("error_ratio") or 0) * 100, " %", 2)),
            ("duration", fmt(summary.get("duration_s"), " s")),
            ("throughput", fmt(thr.get("requests_per_s"), " req/s")),
            ("output tokens/s", fmt(thr.get("output_tokens_per_s"), " tok/s", 1))]
@@ -182,11 +183,11 @@ def per_model_html(rows: list[dict]) -> str:
             f'<th class=n>TTFT p50</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
-def page(title: str, subtitle: str, body: str, data: dict) -> str:
-    """The whole self-contained page around a body and its embedded data."""
+def page(title: str, subtitle: str, body: str, data: dict, generator: str | None = None) -> str:
+    """The whole self-contained page around a body and its embedded data; `generator` is the tool that ran it."""
     folder = chartjs_dir()
     return Template((TEMPLATES / "report.html").read_text()).substitute(
-        title=html.escape(title), subtitle=html.escape(subtitle), body=body, generator=html.escape(USER_AGENT),
+        title=html.escape(title), subtitle=html.escape(subtitle), body=body, generator=html.escape(generator or GENERATOR),
         style=(TEMPLATES / "report.css").read_text(), data=embed_json(data),
         chartjs=(folder / "chart.umd.min.js").read_text(), chartjs_version=html.escape(chartjs_version()),
         script=(TEMPLATES / "report.js").read_text())
@@ -202,6 +203,10 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
     notes = []
     if summary.get("interrupted"):
         notes.append("The run was interrupted (Ctrl-C): the figures cover what finished.")
+    cancelled = (summary.get("requests") or {}).get("cancelled")
+    if cancelled:
+        notes.append(f"{cancelled} request(s) in flight when the run was interrupted were cancelled by the generator "
+                     "and are not counted in any figure or chart.")
     if bad_lines:
         notes.append(f"{bad_lines} line(s) of requests.jsonl could not be read and are left out of the charts.")
     if d["sweep"] and d["sweep"]["knee_message"]:
@@ -211,4 +216,5 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
             f"{per_model_html(d['per_model'])}<h2>Run</h2>{_facts(run or {}, summary)}")
     title = f"Load test {name}" if name else "Load test"
     subtitle = f"{summary.get('model', '?')} through {summary.get('url', '?')}, started {summary.get('started_at', '?')}"
-    return page(title, subtitle, body, d)
+    tool = summary.get("tool")
+    return page(title, subtitle, body, d, tool if isinstance(tool, str) else None)

@@ -1,68 +1,16 @@
-"""What people read: the live progress line and the summary tables, drawn with rich."""
+"""What a run's summary reads like on a terminal: the counts, latency, sweep and per-model tables (rich)."""
 from __future__ import annotations
 
-import asyncio
-import time
-
-from rich.console import Console, Group
-from rich.live import Live
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from .stats import PERCENTILES, Recorder
-
-REFRESH_S = 0.25
+from ... import outcomes
+from .summary import PERCENTILES
 
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:,.1f}"
-
-
-def progress_line(rec: Recorder, label: str, started: float) -> Text:
-    """done, failed, in flight, rate over the last 10 s, rolling p50 latency."""
-    rate, p50 = rec.rolling()
-    line = Text()
-    line.append(f"{label}  ", style="bold")
-    line.append(f"done {rec.ok}  ", style="green")
-    line.append(f"failed {rec.failed}  ", style="red" if rec.failed else "")
-    line.append(f"in flight {rec.in_flight}  rate {rate:.1f}/s  p50 {_ms(p50)} ms  ")
-    line.append(f"{time.perf_counter() - started:.0f} s", style="dim")
-    return line
-
-
-class LiveProgress:
-    """Redraws the progress line a few times a second from the event loop (never from a thread)."""
-
-    def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
-        self.console = console or Console(stderr=True)
-        self.enabled = enabled
-        self._task: asyncio.Task | None = None
-        self._live: Live | None = None
-
-    def watch(self, rec: Recorder, label: str) -> None:
-        """Start (or switch) what the line shows."""
-        if not self.enabled:
-            return
-        self.stop()
-        started = time.perf_counter()
-        self._live = Live(progress_line(rec, label, started), console=self.console,
-                          auto_refresh=False, transient=True)
-        self._live.start()
-
-        async def tick() -> None:
-            while True:
-                await asyncio.sleep(REFRESH_S)
-                self._live.update(progress_line(rec, label, started), refresh=True)
-
-        self._task = asyncio.get_running_loop().create_task(tick())
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
 
 
 def summary_tables(summary: dict) -> Group:
@@ -75,13 +23,15 @@ def summary_tables(summary: dict) -> Group:
     counts.add_row("requests", f"{req['total']}")
     counts.add_row("ok", f"{req['ok']}")
     counts.add_row("failed", f"{req['failed']}")
-    counts.add_row("  timed out", f"{req['timed_out']}")
-    counts.add_row("  rate limited (429)", f"{req['rate_limited']}")
-    for kind, n in summary["failures"].items():
-        if kind not in ("timeout", "rate_limited"):
-            counts.add_row(f"  {kind}", f"{n}")
+    shown = summary.get("outcomes") or {}
+    for name in outcomes.GENERATOR_CLASSES[1:]:
+        if shown.get(name) or name in (outcomes.TIMEOUT, outcomes.RATE_LIMITED):
+            counts.add_row(f"  {outcomes.LEGENDS[name]}", f"{shown.get(name, 0)}")
+    details = summary.get("details") or {}
+    if details:
+        counts.add_row("  details", ", ".join(f"{k} {v}" for k, v in details.items()))
     if req["cancelled"]:
-        counts.add_row("cancelled (interrupted)", f"{req['cancelled']}")
+        counts.add_row("cancelled by the interrupt (not counted)", f"{req['cancelled']}")
     if summary.get("warmup", {}).get("requests"):
         counts.add_row("warmup (not counted)", f"{summary['warmup']['requests']}")
     counts.add_row("error ratio", f"{summary['error_ratio']:.2%}")
@@ -123,3 +73,30 @@ def sweep_table(levels: list[dict], knee: dict) -> Group:
                       _ms(lvl["latency_s"]["p50"]), _ms(lvl["latency_s"]["p99"]), _ms(lvl["ttft_s"]["p50"]),
                       f"{lvl['error_ratio']:.1%}")
     return Group(table, Text(knee["message"], style="bold"))
+
+
+def models_table(models: dict[str, dict]) -> Table:
+    """requests, ok, failures by class, p50/p95 latency, TTFT and throughput, one row per model."""
+    table = Table(title="Per model", title_justify="left")
+    for name in ("model", "share", "requests", "ok", "failures", "p50 ms", "p95 ms", "TTFT p50 ms",
+                 "out tok/s", "emb/s"):
+        table.add_column(name, justify="left" if name in ("model", "failures") else "right")
+    for model, m in models.items():
+        thr = m["throughput"]
+        failures = ", ".join(outcomes.describe(k, v) for k, v in m["failures"].items()) or "-"
+        table.add_row(model, "-" if m["share"] is None else f"{m['share']:.0%}", str(m["requests"]["total"]),
+                      str(m["requests"]["ok"]), failures, _ms(m["latency_s"]["p50"]), _ms(m["latency_s"]["p95"]),
+                      _ms(m["ttft_s"]["p50"]),
+                      "-" if thr["output_tokens_per_s"] is None else f"{thr['output_tokens_per_s']:.1f}",
+                      "-" if thr["embeddings_per_s"] is None else f"{thr['embeddings_per_s']:.1f}")
+    return table
+
+
+def run_tables(summary: dict) -> Group:
+    """Everything a finished run prints: the summary tables, then per model (for a mix) and the sweep."""
+    parts = [summary_tables(summary)]
+    if len(summary.get("models") or {}) > 1:
+        parts.append(models_table(summary["models"]))
+    if "sweep" in summary:
+        parts.append(sweep_table(summary["sweep"], summary["knee"]))
+    return Group(*parts)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 
-from .stats import percentile
+from ...outcomes import GENERATOR_CLASSES
+from .summary import CANCELLED, percentile
 
 NICE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 MAX_TIME_BINS = 60
@@ -22,8 +23,9 @@ def _num(value) -> float | None:
 
 
 def _measured(records: list[dict]) -> list[dict]:
-    """The counted requests: warmup lines are not part of the result."""
-    return [r for r in records if r.get("phase", "measure") != "warmup" and _num(r.get("start_s")) is not None]
+    """The counted requests: warmup lines and requests the run cancelled itself are not part of the result."""
+    return [r for r in records if r.get("phase", "measure") != "warmup" and r.get("status") != CANCELLED
+            and _num(r.get("start_s")) is not None]
 
 
 def bin_width(span: float, max_bins: int = MAX_TIME_BINS) -> float:
@@ -59,7 +61,8 @@ def timeline(records: list[dict], width: float | None = None) -> dict:
         outcomes[status][min(int((_num(r["start_s"]) - t0) // width), n - 1)] += 1
         if status == "ok":
             tokens[min(int((end - t0) // width), n - 1)] += _num(r.get("completion_tokens")) or 0.0
-    ordered = dict(sorted(outcomes.items(), key=lambda kv: (kv[0] != "ok", kv[0])))
+    rank = {name: i for i, name in enumerate(GENERATOR_CLASSES)}
+    ordered = dict(sorted(outcomes.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
     return {"bin_s": width, "t": [round(i * width, 6) for i in range(n)], "outcomes": ordered,
             "tokens_per_s": [round(x / width, 6) for x in tokens]}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import htmlreport, reportdata, results
+from . import folder, htmlreport, reportdata
 from .htmlreport import chart, ms
 
 # (label, path in the summary, unit, which way is better)
@@ -88,11 +88,11 @@ def table(rows: list[dict], a_name: str, b_name: str) -> Table:
     return t
 
 
-def _records(stored: results.StoredRun) -> list[dict]:
-    return results.read_records(stored.path / results.REQUESTS_FILE)[0] if results.REQUESTS_FILE in stored.files else []
+def _records(stored: folder.StoredRun) -> list[dict]:
+    return folder.read_records(stored.path / folder.REQUESTS_FILE)[0] if folder.REQUESTS_FILE in stored.files else []
 
 
-def compare_charts(a: results.StoredRun, b: results.StoredRun) -> list[dict]:
+def compare_charts(a: folder.StoredRun, b: folder.StoredRun) -> list[dict]:
     """Both runs on the same axes: percentiles, latency histograms on shared bins, time series, sweeps."""
     out = []
     for key, title, qs in (("latency_s", "End-to-end latency", ("p50", "p90", "p95", "p99")),
@@ -148,7 +148,7 @@ def rows_html(rows: list[dict]) -> str:
             '</tbody></table></div>')
 
 
-def render(a: results.StoredRun, b: results.StoredRun, rows: list[dict]) -> str:
+def render(a: folder.StoredRun, b: folder.StoredRun, rows: list[dict]) -> str:
     """The comparison page: the ratio table and both runs drawn on the same axes."""
     charts = compare_charts(a, b)
     data = {"kind": "compare", "a": {"name": a.name, "summary": a.summary}, "b": {"name": b.name, "summary": b.summary},
@@ -164,12 +164,12 @@ def render(a: results.StoredRun, b: results.StoredRun, rows: list[dict]) -> str:
 
 def main(ref_a: str, ref_b: str, results_dir: Path, console: Console | None = None) -> int:
     """Print the comparison and write its page under <results_dir>/comparisons/; ConfigError for a bad run."""
-    a, b = results.resolve_ref(ref_a, results_dir), results.resolve_ref(ref_b, results_dir)
+    a, b = folder.resolve_ref(ref_a, results_dir), folder.resolve_ref(ref_b, results_dir)
     rows = comparison(a.summary, b.summary)
     console = console or Console()
-    console.print(table(rows, results.shown_path(a.path), results.shown_path(b.path)))
-    out_dir = Path(results_dir) / results.COMPARISONS
+    console.print(table(rows, folder.shown_path(a.path), folder.shown_path(b.path)))
+    out_dir = Path(results_dir) / folder.COMPARISONS
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = results.write_text(out_dir / f"{results.slug(a.name)}--vs--{results.slug(b.name)}.html", render(a, b, rows))
-    print(f"comparison: {results.shown_path(path)}", flush=True)
+    path = folder.write_text(out_dir / f"{folder.slug(a.name)}--vs--{folder.slug(b.name)}.html", render(a, b, rows))
+    print(f"comparison: {folder.shown_path(path)}", flush=True)
     return 0

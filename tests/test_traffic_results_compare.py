@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from llmops.traffic import cli, compare, results
+from llmops.traffic import cli, results
+from llmops.traffic.results import compare
 from llmops.traffic.sweep import knee
 from tests.support.loadtest_runs import records, summary, write_run
 

@@ -1,0 +1,215 @@
+"""Tool calling in the embedded backend: the smollm2 tool template, the call grammar, parsing, and
+/api/chat with tools against FakeEngine (scripted answers; the real model's runs are in
+test_backend_tools_real.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from llmops.backend import create_app
+from llmops.backend.model import ModelInfo
+from llmops.backend.options import BadRequest
+from llmops.backend.templates import render_smollm2, tool_template_for
+from llmops.backend.toolparse import parse_answer, validate_calls
+from llmops.backend.tools import calls_grammar, parse_choice, parse_tools
+from tests.support.fakes.backend import FakeEngine, ServerThread
+
+TAG = "smollm2:135m"
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string"}, "days": {"type": "integer"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}}
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
+    "type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}
+ASK = [{"role": "user", "content": "Weather in Paris?"}]
+CALL = '<tool_call>[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]</tool_call>'
+
+
+def tool_model(tmp_path, tag: str = TAG) -> ModelInfo:
+    path = tmp_path / "smol.gguf"
+    path.write_bytes(b"GGUF fake model file")
+    return ModelInfo(tag=tag, path=path, template="{{ messages }}", context_length=4096,
+                     metadata={"general.architecture": "llama", "general.basename": "smollm2", "general.file_type": "3"})
+
+
+@pytest.fixture
+def server(tmp_path):
+    engine = FakeEngine(tmp_path / "smol.gguf", tag=TAG, info=tool_model(tmp_path))
+    with ServerThread(create_app(engine, max_queue=4)) as srv:
+        srv.engine = engine
+        yield srv
+
+
+def chat(server, body, path="/api/chat"):
+    return requests.post(server.url + path, json={"model": TAG, "stream": False, **body}, timeout=10)
+
+
+# --- the template ---------------------------------------------------------------------------------
+
+def test_tools_go_into_the_system_prompt_in_ollamas_smollm2_form():
+    prompt = render_smollm2([{"role": "system", "content": "Be brief."}, *ASK], parse_tools([WEATHER]))
+    assert prompt.startswith("<|im_start|>system\nBe brief.\n\nYou are an expert in composing functions.")
+    tools_part = prompt.split("<tools>")[1].split("</tools>")[0]
+    assert json.loads(tools_part.strip())["function"]["name"] == "get_weather"
+    assert "NO other text MUST be included" in prompt and "'[]'" in prompt
+    assert prompt.endswith("<|im_start|>user\nWeather in Paris?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_calls_and_results_render_back_as_history():
+    messages = [*ASK, {"role": "assistant", "content": "", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]},
+                {"role": "tool", "content": "12 C", "tool_name": "get_weather"}]
+    prompt = render_smollm2(messages, [])
+    assert "<|im_start|>system" not in prompt  # no system text and no tools: no system turn
+    assert ('<|im_start|>assistant\n<tool_call>[\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n]</tool_call>'
+            '<|im_end|>\n') in prompt
+    assert prompt.endswith("<|im_start|>user\n<tool_response>\n12 C\n</tool_response><|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_only_smollm2_has_a_tool_template():
+    assert tool_template_for({"general.basename": "smollm2"}).calls_only
+    assert tool_template_for({"general.architecture": "gemma3", "general.basename": "gemma-3"}) is None
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+def test_a_call_list_parses_into_names_and_argument_objects():
+    parsed = parse_answer('thinking <tool_call>[{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": "{}"}]</tool_call>')
+    assert parsed.calls == [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {}}]
+    assert parsed.content == "thinking"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("<tool_call>[{\"name\": \"a\"", "no closing"),
+    ("<tool_call>[{name: a}]</tool_call>", "not JSON"),
+    ('<tool_call>[{"arguments": {}}]</tool_call>', "no name"),
+    ('<tool_call>[{"name": "a", "arguments": [1]}]</tool_call>', "not an object"),
+])
+def test_a_broken_call_is_reported_and_kept_as_text(text, error):
+    parsed = parse_answer(text)
+    assert error in parsed.error and parsed.calls == [] and parsed.content == text
+
+
+def test_plain_text_and_an_empty_list_are_no_calls():
+    assert parse_answer("Hello").calls == [] and not parse_answer("Hello").has_call_form
+    empty = parse_answer("<tool_call>[]</tool_call>")
+    assert empty.has_call_form and empty.calls == [] and not empty.error
+
+
+def test_calls_are_validated_against_the_tools_schemas():
+    tools = parse_tools([WEATHER])
+    assert validate_calls([{"name": "get_weather", "arguments": {"city": "P", "unit": "celsius"}}], tools) == ""
+    assert "unknown tool" in validate_calls([{"name": "func_name1", "arguments": {}}], tools)
+    assert "'kelvin' is not one of" in validate_calls([{"name": "get_weather", "arguments": {"city": "P", "unit": "kelvin"}}], tools)
+
+
+# --- tools and choices ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tools, fragment", [
+    ([{"type": "function", "function": {"description": "no name"}}], "tools[0].function.name is required"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "date"}}}}}],
+     "tool 'f' parameters"),
+    ([{"type": "retrieval"}], 'must be "function"'),
+    ([WEATHER, WEATHER], "given twice"),
+    ("get_weather", "tools must be a list"),
+])
+def test_bad_tools_are_refused_naming_the_problem(tools, fragment):
+    with pytest.raises(BadRequest, match=None) as err:
+        parse_tools(tools)
+    assert fragment in str(err.value)
+
+
+def test_tool_choice_none_offers_nothing_and_a_named_one_is_required_alone():
+    tools = parse_tools([WEATHER, TIME])
+    assert parse_choice("none", tools) == ("none", [])
+    assert parse_choice(None, tools) == ("auto", tools)
+    assert parse_choice("required", tools) == ("required", tools)
+    mode, chosen = parse_choice({"type": "function", "function": {"name": "get_time"}}, tools)
+    assert mode == "required" and [t["function"]["name"] for t in chosen] == ["get_time"]
+    with pytest.raises(BadRequest, match="not among the tools"):
+        parse_choice({"type": "function", "function": {"name": "nope"}}, tools)
+
+
+def test_the_grammar_is_the_call_markers_around_a_list_of_the_tools():
+    gbnf = calls_grammar(parse_tools([WEATHER, TIME]), required=False)
+    assert gbnf.startswith('root ::= "<tool_call>" tool-calls "</tool_call>"')
+    assert '"\\"get_weather\\""' in gbnf and '"\\"get_time\\""' in gbnf
+    assert "tool-calls ::= " in gbnf and "\nroot ::= \"[\"" not in gbnf
+
+
+# --- /api/chat with tools (FakeEngine: scripted answers, grammar recorded, not applied) ------------
+
+def test_show_lists_tools_and_the_tool_template(server):
+    body = requests.post(server.url + "/api/show", json={"model": TAG}, timeout=10).json()
+    assert body["capabilities"] == ["completion", "tools"]
+    assert "<tool_call>" in body["template"] and ".Tools" in body["template"]
+
+
+def test_a_call_comes_back_in_message_tool_calls(server):
+    server.engine.answers = [CALL]
+    body = chat(server, {"messages": ASK, "tools": [WEATHER]}).json()
+    assert body["message"]["tool_calls"] == [
+        {"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]
+    assert body["message"]["content"] == "" and body["done_reason"] == "stop" and body["done"] is True
+    opts = server.engine.options[-1]
+    assert opts.grammar.startswith("root ::=") and opts.grammar_triggers == []  # from the first token
+    assert "<tools>" in server.engine.prompts[-1]
+
+
+def test_a_streamed_call_is_one_chunk_then_the_end(server):
+    server.engine.answers = [CALL]
+    response = requests.post(server.url + "/api/chat", json={"model": TAG, "messages": ASK, "tools": [WEATHER]}, timeout=10)
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert len(lines) == 2 and lines[0]["done"] is False and lines[1]["done"] is True
+    assert lines[0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert lines[1]["done_reason"] == "stop" and lines[1]["eval_count"] > 0
+
+
+def test_an_empty_call_list_is_answered_in_text_without_the_tools(server):
+    server.engine.answers = ["<tool_call>[]</tool_call>", "Hello there"]
+    body = chat(server, {"messages": [{"role": "user", "content": "Hi"}], "tools": [WEATHER]}).json()
+    assert body["message"] == {"role": "assistant", "content": "Hello there"}
+    assert "<tools>" not in server.engine.prompts[-1] and server.engine.options[-1].grammar == ""
+    assert body["eval_count"] == 1 + 2  # both generations counted
+
+
+def test_after_a_tool_result_the_grammar_is_lazy(server):
+    server.engine.answers = ["It is 12 C in Paris."]
+    messages = [*ASK, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+                {"role": "tool", "content": "12 C", "tool_name": "get_weather"}]
+    body = chat(server, {"messages": messages, "tools": [WEATHER]}).json()
+    assert body["message"]["content"] == "It is 12 C in Paris." and "tool_calls" not in body["message"]
+    assert server.engine.options[-1].grammar_triggers == ["<tool_call>"]
+    assert "<tool_response>\n12 C\n</tool_response>" in server.engine.prompts[-1]
+
+
+def test_required_choice_forces_a_call_even_after_a_result(server):
+    server.engine.answers = [CALL]
+    messages = [*ASK, {"role": "tool", "content": "12 C"}]
+    chat(server, {"messages": messages, "tools": [WEATHER], "tool_choice": "required"})
+    opts = server.engine.options[-1]
+    assert opts.grammar_triggers == [] and "tool-calls ::= \"[\" space item (" in opts.grammar
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"tools": [{"type": "function", "function": {"parameters": {}}}]}, "tools[0].function.name is required"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "bogus"}}}}}]},
+     "tool 'f'"),
+    ({"tools": [WEATHER], "messages": [*ASK, {"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": "{city: Paris"}}]}]},
+     "messages[1].tool_calls[0].function.arguments is not JSON"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}}, "not among the tools"),
+])
+def test_bad_tool_input_is_400_and_the_backend_stays_up(server, body, fragment):
+    response = chat(server, {"messages": ASK, **body})
+    assert response.status_code == 400 and fragment in response.json()["error"]
+    server.engine.answers = ["fine"]
+    assert chat(server, {"messages": ASK}).json()["message"]["content"] == "fine"
+
+
+def test_a_model_without_tools_answers_ollamas_400(tmp_path):
+    engine = FakeEngine(tmp_path / "fake.gguf")
+    with ServerThread(create_app(engine, max_queue=4)) as srv:
+        response = requests.post(srv.url + "/api/chat", json={"model": engine.info.tag, "messages": ASK, "tools": [WEATHER]}, timeout=10)
+        assert response.status_code == 400 and response.json() == {"error": f"{engine.info.tag} does not support tools"}
