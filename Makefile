@@ -3,18 +3,48 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 STAMP := .venv/.requirements.sha256
-SERVICES := ollama litellm prometheus dashboard
 # Targets that need the venv say so plainly when it is missing.
 NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make start' (or 'make setup') first"; exit 1; }
 # `make start BACKENDS=3` runs three embedded backends on consecutive ports.
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test compare gpu-probe screenshot requests-export \
-	$(foreach s,$(SERVICES),start-$(s) stop-$(s) restart-$(s) health-$(s) logs-$(s))
+	traffic-quick traffic load-test compare gpu-probe screenshot requests-export alerts-test
+
+# The per-service targets. One line a service, $(call service,NAME,WHAT IT IS,WHAT health-NAME DOES[,HOW IT STARTS])
+# makes start-NAME, stop-NAME, restart-NAME, health-NAME and logs-NAME, and their lines in `make help`.
+SERVICES :=
+SERVICE_HELP :=
+hash := \#
+comma := ,
+define newline
+
+
+endef
+define service
+SERVICES += $(1)
+.PHONY: start-$(1) stop-$(1) restart-$(1) health-$(1) logs-$(1)
+start-$(1): $$(STAMP)
+	@$$(PY) -m llmops start $(1)
+stop-$(1) restart-$(1) health-$(1) logs-$(1):
+	$$(NEED_VENV)
+	@$$(PY) -m llmops $$(firstword $$(subst -, ,$$@)) $(1)
+SERVICE_HELP += start-$(1):$$(hash)$$(hash) Start $(2)$(if $(4), ($(4)))$$(newline)
+SERVICE_HELP += stop-$(1):$$(hash)$$(hash) Stop $(2) if this stack started it$$(newline)
+SERVICE_HELP += restart-$(1):$$(hash)$$(hash) Restart $(2)$$(newline)
+SERVICE_HELP += health-$(1):$$(hash)$$(hash) $(3)$$(newline)
+SERVICE_HELP += logs-$(1):$$(hash)$$(hash) Show the log of $(2)$$(newline)
+endef
+$(eval $(call service,ollama,the Ollama slot,Probe the backend's /api/version,external Ollama$(comma) `ollama serve` or the embedded backend))
+$(eval $(call service,litellm,the LiteLLM proxy,Model ids from /v1/models and a summary of LiteLLM's own /health,scripts/start_litellm_proxy.sh under the supervisor))
+$(eval $(call service,prometheus,Prometheus,Probe Prometheus's /-/ready))
+$(eval $(call service,alertmanager,Alertmanager,Probe Alertmanager's /-/ready,its config rendered from .env into .run/; restart re-renders it))
+$(eval $(call service,dashboard,the dashboard,Probe the dashboard's /healthz,on :3001))
+export SERVICE_HELP
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@{ grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST); printf '%s\n' "$$SERVICE_HELP"; } | sed -E 's/^ +//; /^$$/d' \
+		| awk -F':.*## ' '{printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-backend.txt requirements-model.txt pyproject.toml scripts/setup.sh
 	@scripts/setup.sh
@@ -46,7 +76,7 @@ show-key: ## Print the proxy key (LITELLM_MASTER_KEY from .env); the only target
 test: ## Install what the tests need and run them all (unit, integration with real services, browser, promtool)
 	@scripts/test.sh
 
-lint: $(STAMP) ## Static checks: ruff, and promtool on the configs and rules
+lint: $(STAMP) ## Static checks: ruff, promtool on the configs and rules, amtool on Alertmanager's rendered config
 	@scripts/lint.sh
 
 bench: $(STAMP) ## Run every benchmark under bench/ and write bench/results/<name>.json
@@ -59,83 +89,26 @@ clean: ## Remove .venv, runtime state and logs (keeps .env and Prometheus histor
 	@scripts/clean.sh
 
 traffic-quick: $(STAMP) ## Send a handful of chat completions through the proxy and print the summary
-	@$(PY) scripts/traffic_generator.py --max 5 --concurrency 1 --max-tokens 32
+	@$(PY) -m llmops traffic --preset quick
 
 traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through the proxy; results in logs/
-	@$(PY) scripts/traffic_generator.py --duration 180 --rate 1 --arrivals poisson --concurrency 4 --max-tokens 64 --output logs/traffic.jsonl --summary-json logs/traffic-summary.json
+	@$(PY) -m llmops traffic --preset steady
 
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16, say where throughput stops growing; ends with the report's path
-	@$(PY) scripts/traffic_generator.py --sweep 1,2,4,8,16 --duration 20 --warmup 2 --max-tokens 32 --summary-json logs/load-test.json --name load-test
+	@$(PY) -m llmops traffic --preset sweep
 
 compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (folders or names in logs/loadtests/)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<run> B=<run>, each a folder or a name in logs/loadtests/"; exit 2; }
-	@$(PY) scripts/traffic_generator.py --compare "$(A)" "$(B)"
+	@$(PY) -m llmops traffic --compare "$(A)" "$(B)"
 
 requests-export: $(STAMP) ## Write the proxy's request log (every request: outcome, latency, error) to logs/requests.jsonl
-	@$(PY) scripts/requests_export.py --output logs/requests.jsonl
+	@$(PY) -m llmops requests export --output logs/requests.jsonl
+
+alerts-test: $(STAMP) ## Send a test alert through Alertmanager to every receiver; per receiver, whether it went out (and why not)
+	@$(PY) -m llmops alerts test
 
 screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashboard.png (headless Chromium)
 	@$(PY) scripts/screenshot.py
 
 gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and the /metrics text
 	@$(PY) scripts/gpu_probe.py --metrics
-
-start-ollama: $(STAMP) ## Start the Ollama slot (external Ollama, `ollama serve`, or the embedded backend)
-	@$(PY) -m llmops start ollama
-stop-ollama: ## Stop the Ollama slot if this stack started it
-	$(NEED_VENV)
-	@$(PY) -m llmops stop ollama
-restart-ollama: ## Restart the Ollama slot
-	$(NEED_VENV)
-	@$(PY) -m llmops restart ollama
-health-ollama: ## Probe the backend's /api/version
-	$(NEED_VENV)
-	@$(PY) -m llmops health ollama
-logs-ollama: ## Show the backend's log
-	$(NEED_VENV)
-	@$(PY) -m llmops logs ollama
-
-start-litellm: $(STAMP) ## Start the LiteLLM proxy (scripts/start_litellm_proxy.sh under the supervisor)
-	@$(PY) -m llmops start litellm
-stop-litellm: ## Stop the LiteLLM proxy
-	$(NEED_VENV)
-	@$(PY) -m llmops stop litellm
-restart-litellm: ## Restart the LiteLLM proxy
-	$(NEED_VENV)
-	@$(PY) -m llmops restart litellm
-health-litellm: ## Model ids from /v1/models and a summary of LiteLLM's own /health
-	$(NEED_VENV)
-	@$(PY) -m llmops health litellm
-logs-litellm: ## Show the proxy's log
-	$(NEED_VENV)
-	@$(PY) -m llmops logs litellm
-
-start-prometheus: $(STAMP) ## Start Prometheus
-	@$(PY) -m llmops start prometheus
-stop-prometheus: ## Stop Prometheus
-	$(NEED_VENV)
-	@$(PY) -m llmops stop prometheus
-restart-prometheus: ## Restart Prometheus
-	$(NEED_VENV)
-	@$(PY) -m llmops restart prometheus
-health-prometheus: ## Probe Prometheus's /-/ready
-	$(NEED_VENV)
-	@$(PY) -m llmops health prometheus
-logs-prometheus: ## Show Prometheus's log
-	$(NEED_VENV)
-	@$(PY) -m llmops logs prometheus
-
-start-dashboard: $(STAMP) ## Start the dashboard on :3001
-	@$(PY) -m llmops start dashboard
-stop-dashboard: ## Stop the dashboard
-	$(NEED_VENV)
-	@$(PY) -m llmops stop dashboard
-restart-dashboard: ## Restart the dashboard
-	$(NEED_VENV)
-	@$(PY) -m llmops restart dashboard
-health-dashboard: ## Probe the dashboard's /healthz
-	$(NEED_VENV)
-	@$(PY) -m llmops health dashboard
-logs-dashboard: ## Show the dashboard's log
-	$(NEED_VENV)
-	@$(PY) -m llmops logs dashboard

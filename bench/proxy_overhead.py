@@ -406,8 +406,8 @@ def stop(proc: subprocess.Popen) -> None:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     fake_port = free_port()
-    fake = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "fakes" / "ollama.py"), "--port", str(fake_port)],
-                            start_new_session=True)
+    fake = subprocess.Popen([sys.executable, "-m", "tests.support.fakes.ollama", "--port", str(fake_port)],
+                            cwd=ROOT, start_new_session=True)
     procs = [fake]
     started_at = time.monotonic()
     try:

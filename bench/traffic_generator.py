@@ -22,7 +22,7 @@ from llmops.traffic import TrafficConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
-FAKE = ROOT / "tests" / "support" / "fakes" / "traffic.py"
+FAKE = "tests.support.fakes.traffic"  # run as a module from the checkout
 KEY = "sk-fake-test-key"
 CONCURRENCY = 64
 GOAL_RPS = 1000.0
@@ -30,8 +30,8 @@ GOAL_RPS = 1000.0
 
 def start_fake(tokens: int) -> tuple[subprocess.Popen, str]:
     """The zero-latency fake in its own process; returns it and its URL once it listens."""
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0", "--tokens", str(tokens)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", FAKE, "--port", "0", "--tokens", str(tokens)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()  # blocks until the fake prints its port (or dies)
     if not line.startswith("PORT "):
         proc.kill()

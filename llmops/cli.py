@@ -108,7 +108,7 @@ def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
 def _with_env(stack: Stack) -> Stack:
     """start and restart create .env with a fresh key when it is missing (then read the settings again)."""
     if envfile.ensure(stack.settings.env_file):
-        print(f"created {stack.settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+        print(f"created {stack.settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN")
         return Stack(settings_module.load())
     return stack
 
@@ -214,6 +214,88 @@ def _proxy_launch(argv: list[str]) -> int:
     return 0
 
 
+def _alerts_check(argv: list[str]) -> int:
+    """Render Alertmanager's config from .env into a temporary folder and run `amtool check-config` on it."""
+    import tempfile
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .render import alertmanager_config as amconfig
+
+    argparse.ArgumentParser(prog="llmops alerts check", description=_alerts_check.__doc__).parse_args(argv)
+    if amconfig.amtool() is None:
+        print("amtool not installed: Alertmanager's config not checked (make setup installs it)")
+        return 0
+    try:
+        settings = settings_module.load()
+        with tempfile.TemporaryDirectory() as folder:
+            settings.values["LLMOPS_STATE_DIR"] = str(Path(folder))
+            print(amconfig.check(amconfig.write(settings), settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _alerts_test(argv: list[str]) -> int:
+    """Send a test alert through Alertmanager to every receiver and say, per receiver, whether it went out."""
+    import requests
+
+    from .alerts import selftest
+    from .durations import promql_seconds
+    from .errors import ConfigError, ServiceError
+    from .render import alertmanager_config as amconfig
+
+    parser = argparse.ArgumentParser(prog="llmops alerts test", description=_alerts_test.__doc__)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for every receiver (default: ALERT_GROUP_WAIT + 30)")
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_module.load()
+        if not settings.alertmanager_enabled:
+            print("Alertmanager is off (ALERTMANAGER_ENABLED=false): no alert is sent anywhere", file=sys.stderr)
+            return 1
+        receivers = selftest.integrations(amconfig.render(settings))
+        timeout = args.timeout if args.timeout is not None else promql_seconds(settings.values["ALERT_GROUP_WAIT"]) + 30
+        print(f"sending {selftest.TEST_ALERT} through {settings.alertmanager_url} to "
+              f"{', '.join(name for name, _ in receivers)} (waiting up to {timeout:g} s)")
+        results = selftest.run(requests.Session(), settings.alertmanager_url, receivers,
+                               settings.log_dir / "alertmanager.log", timeout,
+                               lambda text: amconfig.redact(text, settings))
+    except (ConfigError, ServiceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        word = {True: "sent", False: "FAILED", None: "UNKNOWN"}[r.ok]
+        print(f"  {r.receiver:<10} {r.integration:<8} {word}{': ' + r.reason if r.reason else ''}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _settings_table(argv: list[str]) -> int:
+    """Print the README's settings table from settings.SETTINGS; --write rewrites it in README.md (or FILE)."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    parser = argparse.ArgumentParser(prog="llmops settings table", description=_settings_table.__doc__)
+    parser.add_argument("--write", nargs="?", type=Path, const=settings_module.ROOT / "README.md", metavar="FILE",
+                        help="rewrite the table between the README's markers in place (default: README.md)")
+    args = parser.parse_args(argv)
+    if args.write is None:
+        print(settings_module.markdown_table())
+        return 0
+    try:
+        text = args.write.read_text()
+        new = settings_module.with_table(text)
+    except (OSError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if new != text:
+        args.write.write_text(new)
+    print(f"{args.write}: settings table {'rewritten' if new != text else 'already current'}")
+    return 0
+
+
 # Commands whose arguments belong to a part's own parser: (command, subcommand or None) -> handler(argv).
 PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("traffic", None): (_traffic, "the traffic generator (`llmops traffic --help`)"),
@@ -222,6 +304,9 @@ PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("requests", "export"): (_requests_export, "write the proxy's request log as JSON Lines"),
     ("proxy", "check"): (_proxy_check, "validate litellm_config.yaml (or FILE)"),
     ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),
+    ("settings", "table"): (_settings_table, "print the README's settings table (--write rewrites README.md)"),
+    ("alerts", "check"): (_alerts_check, "render Alertmanager's config from .env and run amtool check-config on it"),
+    ("alerts", "test"): (_alerts_test, "send a test alert to every receiver and report, per receiver, whether it went out"),
 }
 
 

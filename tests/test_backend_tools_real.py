@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import ollama
+import openai
 import pytest
 
 from llmops.backend.tools import parse_tools
 from llmops.backend.toolparse import validate_calls
 from tests.support.backend import BackendProcess
+from tests.support.proxy import real_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +26,15 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def backend(tmp_path_factory):
     proc = BackendProcess("--num-ctx", "2048", "--models-dir", str(tmp_path_factory.mktemp("models")))
-    yield ollama.Client(host=proc.url, timeout=120)
+    yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(backend):
+    return ollama.Client(host=backend.url, timeout=120)
 
 
 def test_show_says_smollm2_has_tools_and_gemma_not(client):
@@ -61,3 +68,50 @@ def test_a_full_round_trip_ends_in_an_answer(client):
     text = "".join(c.message.content for c in chunks)
     calls = [c for chunk in chunks for c in (chunk.message.tool_calls or [])]
     assert text.strip() or calls
+
+
+def _calls(message) -> list[dict]:
+    return [{"name": c.function.name, "arguments": json.loads(c.function.arguments)} for c in message.tool_calls or []]
+
+
+def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(backend, tmp_path):
+    key = "sk-test-tools"
+    with real_proxy(tmp_path, key, OLLAMA_HOSTS=backend.url) as url:
+        api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+        messages = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
+        first = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, max_tokens=120, temperature=0)
+        choice = first.choices[0]
+        assert choice.finish_reason == "tool_calls", choice
+        calls = _calls(choice.message)  # arguments arrive as JSON strings
+        assert calls and validate_calls(calls, parse_tools(TOOLS)) == ""
+        # The tools are sent again with the result, as agent loops do; the answer ends the loop.
+        messages += [choice.message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": choice.message.tool_calls[0].id, "content": "12 degrees celsius"}]
+        stream = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, max_tokens=80, temperature=0,
+                                             stream=True)
+        chunks = list(stream)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert finish and (text.strip() or finish[-1] == "tool_calls")
+
+        streamed = list(api.chat.completions.create(model=TAG, messages=messages[:1], tools=TOOLS, max_tokens=120,
+                                                    temperature=0, stream=True))
+        deltas = [d for c in streamed if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+        assert deltas and json.loads(deltas[0].function.arguments)  # a JSON string, whole
+        assert [c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason][-1] == "tool_calls"
+
+        # tool_choice crosses the proxy (the tool_choice plug-in): a named function is forced ...
+        named = api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "Hello!"}], tools=TOOLS,
+                                            max_tokens=120, temperature=0,
+                                            tool_choice={"type": "function", "function": {"name": "add"}})
+        assert [c["name"] for c in _calls(named.choices[0].message)][:1] == ["add"]
+        # ... and none offers no tools: a text answer.
+        none = api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "Hello!"}], tools=TOOLS,
+                                           max_tokens=30, temperature=0, tool_choice="none")
+        assert none.choices[0].message.content and not none.choices[0].message.tool_calls
+
+        # A model without tools answers 400, and the router does not retry it on the fallback model.
+        with pytest.raises(openai.BadRequestError) as err:
+            api.chat.completions.create(model="gemma3:270m", messages=[{"role": "user", "content": "hi"}], tools=TOOLS,
+                                        max_tokens=8)
+        assert "gemma3:270m does not support tools" in str(err.value)

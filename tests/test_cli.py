@@ -19,7 +19,8 @@ def test_every_makefile_command_is_a_subcommand_with_a_handler():
     sub = next(a for a in cli.parser()._actions if a.dest == "command")
     stack = {"setup", "start", "stop", "restart", "status", "health", "logs", "show-key"}
     parts = {command for command, _ in cli.PARTS}
-    assert set(sub.choices) == stack | parts == stack | {"traffic", "backend", "dashboard", "requests", "proxy"}
+    assert set(sub.choices) == stack | parts == stack | {"traffic", "backend", "dashboard", "requests", "proxy", "alerts",
+                                                            "settings"}
     assert all(callable(sub.choices[name].get_default("func")) for name in stack)
     assert all(callable(handler) for handler, _ in cli.PARTS.values())
 
@@ -57,3 +58,20 @@ def test_a_bad_setting_is_an_error_line_not_a_traceback(env, capsys):
     env.write_text("LITELLM_MASTER_KEY=sk-cli-test\nDASHBOARD_PORT=0\n")
     assert cli.main(["show-key"]) == 1
     assert "bad value for DASHBOARD_PORT" in capsys.readouterr().err
+
+
+def test_settings_table_write_rewrites_a_stale_table_and_refuses_a_file_without_one(tmp_path, capsys):
+    from llmops import settings
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{settings.TABLE_BEGIN}\n| stale |\n{settings.TABLE_END}\n\nmore\n")
+    assert cli.main(["settings", "table", "--write", str(readme)]) == 0
+    assert "rewritten" in capsys.readouterr().out
+    assert readme.read_text() == f"# x\n\n{settings.TABLE_BEGIN}\n{settings.markdown_table()}\n{settings.TABLE_END}\n\nmore\n"
+    assert cli.main(["settings", "table", "--write", str(readme)]) == 0
+    assert "already current" in capsys.readouterr().out
+    assert cli.main(["settings", "table"]) == 0 and "| `BIND_HOST` | `127.0.0.1` |" in capsys.readouterr().out
+    (tmp_path / "plain.md").write_text("# no table\n")
+    assert cli.main(["settings", "table", "--write", str(tmp_path / "plain.md")]) == 2
+    assert "has no settings table" in capsys.readouterr().err
+    assert (tmp_path / "plain.md").read_text() == "# no table\n"

@@ -10,6 +10,7 @@ from llmops import errors
 from llmops.dashboard import create_app
 from llmops.telemetry.gpu import GpuReader
 from tests.support.fakes.dashboard import (
+    ALERTMANAGER,
     BACKEND,
     FIRING_ALERTS,
     KEY,
@@ -51,7 +52,7 @@ def test_status_follows_the_contract(client):
     assert set(body) == {"overall", "reason", "checked_at", "components"}
     assert body["overall"] in ("healthy", "degraded", "down") and isinstance(body["reason"], str)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", body["checked_at"])
-    assert set(body["components"]) == {"proxy", "ollama", "prometheus", "traffic", "canary"}
+    assert set(body["components"]) == {"proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager"}
     for name, component in body["components"].items():
         assert component["status"] in ("healthy", "unhealthy", "offline"), name
         assert isinstance(component["detail"], str), name
@@ -109,7 +110,8 @@ def test_every_error_class_names_its_http_status():
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
     assert {c.__name__: c.http_status for c in classes} == {
         "StackError": 503, "ConfigError": 503, "PortInUseError": 503, "ServiceError": 503, "MetricsUnavailable": 503,
-        "PreflightError": 503, "BadInput": 400, "BadWindow": 400, "BadModel": 400, "BadQuery": 400}
+        "PreflightError": 503, "BadInput": 400, "BadWindow": 400, "BadModel": 400, "BadQuery": 400,
+        "Unauthorized": 401, "Forbidden": 403}
 
 
 def test_models_join_proxy_backend_and_loaded(client):
@@ -232,6 +234,33 @@ def test_prometheus_down_keeps_health_and_says_metrics_unavailable():
     client = app.test_client()
     assert client.get("/api/status").get_json()["components"]["proxy"]["status"] == "healthy"
     assert client.get("/api/metrics/summary").get_json()["available"] is False
+
+
+def test_alertmanager_down_degrades_the_stack_because_alerts_cannot_be_delivered():
+    app, _ = build(without(healthy_stack(), ALERTMANAGER))
+    client = app.test_client()
+    status = client.get("/api/status").get_json()
+    component = status["components"]["alertmanager"]
+    assert (component["status"], component["enabled"]) == ("offline", True)
+    assert status["overall"] == "degraded" and "alerts cannot be delivered" in status["reason"]
+    assert status["components"]["proxy"]["status"] == "healthy"  # the rest is judged as before
+    assert 'llmops_component_up{component="alertmanager"} 0.0' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_alertmanager_up_is_healthy_with_its_version():
+    app, _ = build(healthy_stack())
+    component = app.test_client().get("/api/status").get_json()["components"]["alertmanager"]
+    assert (component["status"], component["version"]) == ("healthy", "0.25.0")
+
+
+def test_alertmanager_turned_off_is_neither_probed_nor_judged():
+    app, http = build(without(healthy_stack(), ALERTMANAGER), ALERTMANAGER_ENABLED="false")
+    client = app.test_client()
+    status = client.get("/api/status").get_json()
+    assert status["overall"] == "healthy", status["reason"]
+    assert status["components"]["alertmanager"]["enabled"] is False
+    assert not [c for c in http.calls if c["url"].startswith(ALERTMANAGER)]
+    assert 'component_up{component="alertmanager"}' not in client.get("/metrics").get_data(as_text=True)
 
 
 def test_the_key_appears_in_no_response():

@@ -9,7 +9,7 @@ from tests.support import chaos
 from tests.support.env import ROOT
 
 pytestmark = pytest.mark.integration
-SERVICES = ("ollama", "litellm", "prometheus", "dashboard")
+SERVICES = ("ollama", "litellm", "prometheus", "alertmanager", "dashboard")
 RESULTS = ROOT / "test-artifacts" / "fault_matrix.json"
 
 

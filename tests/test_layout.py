@@ -1,4 +1,5 @@
-"""The package's layout: imports run one way (ARCHITECTURE.md), and Flask stays inside the dashboard."""
+"""The package's layout: imports run one way (the layer table below; llmops/__init__.py draws it), and Flask stays
+inside the dashboard."""
 from __future__ import annotations
 
 import ast
@@ -24,6 +25,7 @@ LAYERS: dict[str, int] = {
     "llmops.backend": 3,
     "llmops.telemetry": 3,
     "llmops.requestlog": 3,
+    "llmops.alerts": 3,
     "llmops.health": 2,
     "llmops.outcomes": 2,
     "llmops.proxy": 2,

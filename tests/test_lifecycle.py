@@ -11,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.env import ROOT, test_environ
+from tests.support.env import ROOT, offset_port, test_environ
 from tests.support.fakes.ollama import FakeOllama
 from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-PORTS = {"OLLAMA_PORT": "22434", "LITELLM_PORT": "18100", "PROMETHEUS_PORT": "19190",
-         "DASHBOARD_PORT": "13101", "NODE_EXPORTER_PORT": "19200"}
+# Its own ports, shifted by the checkout's offset, 50 away from the session stack's (offsets step by 100).
+PORTS = {"OLLAMA_PORT": offset_port(22484), "LITELLM_PORT": offset_port(18050), "PROMETHEUS_PORT": offset_port(19140),
+         "DASHBOARD_PORT": offset_port(13051), "NODE_EXPORTER_PORT": offset_port(19150),
+         "ALERTMANAGER_PORT": offset_port(19143)}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def env(tmp_path_factory):
     environ.update(PORTS)
     environ.update({
         "LLMOPS_STATE_DIR": ".run-test/lc/state", "LLMOPS_LOG_DIR": ".run-test/lc/logs",
-        "PROMETHEUS_DATA_DIR": ".run-test/lc/prometheus-data",
+        "PROMETHEUS_DATA_DIR": ".run-test/lc/prometheus-data", "ALERTMANAGER_DATA_DIR": ".run-test/lc/alertmanager-data",
         "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "lc" / "env"), "CANARY_INTERVAL": "0",
     })
     Path(environ["LLMOPS_ENV_FILE"]).parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ def test_start_status_start_again(env):
     assert first.returncode == 0, first.stdout + first.stderr
     code, rows = status(env)
     assert code == 0, rows
-    for name in ("ollama", "litellm", "prometheus", "dashboard"):
+    for name in ("ollama", "litellm", "prometheus", "alertmanager", "dashboard"):
         assert rows[name]["healthy"] and rows[name]["pid"], rows[name]
     assert rows["ollama"]["state"] == "RUNNING (embedded)"
     assert "smollm2:135m" in rows["litellm"]["health"]

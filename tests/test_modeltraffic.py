@@ -19,6 +19,7 @@ from tests.support.fakes.dashboard import (
     proxy_routes,
 )
 from tests.support.fakes.gpu import FakeNVML
+from tests.support.fakes.prom import FakeProm
 
 REAL = 'route="/v1/chat/completions", user_agent="app/1"'
 
@@ -64,23 +65,14 @@ def test_window_counts_are_exact_for_new_old_and_reset_series(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-class FakeProm:
-    """Answers each figure's query with the samples given for it (matched on the query text)."""
-
-    def __init__(self, answers: dict[str, list[Sample]]):
-        self.answers, self.seen = answers, []
-
-    def query(self, expr: str, at=None):
-        self.seen.append(expr)
-        for name, q in modeltraffic.queries(3600).items():
-            if q == expr:
-                return self.answers.get(name, [])
-        raise AssertionError(f"unexpected query {expr}")
+def prom_answering(answers: dict[str, list[Sample]]) -> FakeProm:
+    """A FakeProm answering each figure's query (by the figure's name) and failing on any other query."""
+    return FakeProm({q: answers.get(name, []) for name, q in modeltraffic.queries(3600).items()}, strict=True)
 
 
 def test_traffic_rows_count_each_class_per_model():
     s = lambda v, **labels: Sample(labels, v)  # noqa: E731
-    prom = FakeProm({
+    prom = prom_answering({
         "counts": [s(5, requested_model="smollm2:135m", status_code="200"),
                    s(2, requested_model="smollm2:135m", status_code="500"),
                    s(1, requested_model="smollm2:135m", status_code="429"),

@@ -15,7 +15,8 @@ def test_committed_config_is_valid_and_uses_the_expected_keys():
     assert model["litellm_params"]["api_base"] == "os.environ/OLLAMA_API_BASE"
     assert model["model_info"]["input_cost_per_token"] == 0.0
     assert data["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
-    assert data["litellm_settings"]["callbacks"] == ["prometheus", "llmops.proxy.plugins.requestlog.request_log"]
+    assert data["litellm_settings"]["callbacks"] == ["prometheus", "llmops.proxy.plugins.requestlog.request_log",
+                                                   "llmops.proxy.plugins.toolchoice.tool_choice"]
     assert data["litellm_settings"]["request_timeout"] == 120
     assert data["router_settings"]["num_retries"] == 1
     assert data["router_settings"]["routing_strategy"] == "simple-shuffle"

@@ -164,3 +164,47 @@ def test_a_full_queue_drops_rows_instead_of_growing(tmp_path, monkeypatch):
     for i in range(8):
         w.put(row(f"q{i}", 1.0))
     assert (w.queued(), w.dropped) == (5, 3) and "queue full" in w.degraded
+
+
+def test_an_older_file_gains_the_new_columns_in_place_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.db"
+    old = [(n, t) for n, t in store.COLUMNS if n not in ("tools", "tool_calls")]
+    with sqlite3.connect(path) as conn:  # a file as the first release wrote it
+        conn.execute(f"CREATE TABLE requests (id INTEGER PRIMARY KEY, {', '.join(f'{n} {t}' for n, t in old)})")
+        conn.execute("INSERT INTO requests (call_id, ts, outcome) VALUES ('before', 1.0, 'ok')")
+    conn = store.connect(path)
+    names = [r[1] for r in conn.execute("PRAGMA table_info(requests)")]
+    assert names[-2:] == ["tools", "tool_calls"]
+    store.write_batch(conn, [row("after", 2.0, tools=3, tool_calls=1)])
+    rows = conn.execute("SELECT call_id, tools, tool_calls FROM requests ORDER BY ts").fetchall()
+    assert rows == [("before", None, None), ("after", 3, 1)]
+    assert store.migrate(conn) == []  # a file that has them all: nothing to do
+    conn.close()
+
+
+def test_workers_opening_an_older_file_at_once_add_each_column_once(tmp_path):
+    import threading
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE requests (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL, "
+                     "outcome TEXT NOT NULL)")
+    start, conns, errors = threading.Barrier(4), [], []
+
+    def open_it():
+        start.wait()
+        try:
+            conns.append(store.connect(path))
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(conns) == 4
+    names = [r[1] for r in conns[0].execute("PRAGMA table_info(requests)")]
+    assert sorted(names) == sorted(["id", *store.NAMES]) and len(names) == len(set(names))
+    for conn in conns:
+        conn.close()

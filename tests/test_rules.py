@@ -87,7 +87,10 @@ def test_prometheus_config_passes_promtool_check(promtool, tmp_path):
 def test_prometheus_config_keeps_the_key_out_and_scrapes_every_job():
     config = yaml.safe_load((ROOT / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"litellm", "dashboard", "ollama", "node", "prometheus"}
+    assert set(jobs) == {"litellm", "dashboard", "ollama", "node", "alertmanager", "prometheus"}
+    # Firing alerts go to the stack's Alertmanager, which is scraped at the same address.
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == \
+        jobs["alertmanager"]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
     litellm = jobs["litellm"]
     assert litellm["metrics_path"] == "/metrics/"
     assert litellm["authorization"] == {"type": "Bearer", "credentials_file": ".run/litellm_key"}

@@ -28,13 +28,20 @@ def test_the_key_is_in_no_log_and_secret_files_are_private(ensure_stack_ready):
     stack = ensure_stack_ready
     logs = list(stack.settings.log_dir.glob("*.log"))
     assert logs
+    token = stack.settings.alert_receiver_token
+    assert token
     for path in logs:
         assert stack.key not in path.read_text(errors="replace"), f"the key is in {path}"
+        assert token not in path.read_text(errors="replace"), f"the alert receiver token is in {path}"
     assert stat.S_IMODE(stack.settings.env_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((stack.settings.state_dir / "litellm_key").stat().st_mode) == 0o600
     assert stat.S_IMODE(stack.settings.state_dir.stat().st_mode) == 0o700
-    for rendered in ("prometheus.yml", "litellm_config.yaml", "supervisord.conf"):
+    for rendered in ("prometheus.yml", "litellm_config.yaml", "supervisord.conf", "alertmanager.yml"):
         assert stack.key not in (stack.settings.state_dir / rendered).read_text()
+    # Alertmanager's config holds the receivers' secrets (webhook tokens, the SMTP password).
+    assert stat.S_IMODE((stack.settings.state_dir / "alertmanager.yml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((stack.settings.state_dir / "alert_token").stat().st_mode) == 0o600
+    assert token not in (stack.settings.state_dir / "alertmanager.yml").read_text()
 
 
 def test_no_broad_process_kill_anywhere_in_the_code():
@@ -59,5 +66,5 @@ def test_broad_kill_pattern_catches_what_it_should():
 
 def test_git_ignores_the_secret_and_runtime_files():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
-    for entry in (".env", ".run/", ".venv/", "logs/"):
+    for entry in (".env", ".run/", ".venv/", "logs/", "data/alerts.db*", "data/alertmanager/"):
         assert entry in ignored

@@ -21,6 +21,7 @@ from llmops.telemetry.host import (
     host_summary,
     psutil_host_summary,
 )
+from tests.support.fakes.prom import FakeProm
 from tests.support.helpers import wait_for
 
 # The parent starts a child that burns 0.35 s of CPU, then both wait on stdin (closed by the test). The test
@@ -100,19 +101,6 @@ def test_process_collector_exports_memory_and_cpu_per_service(tree):
     assert samples[("llmops_service_processes", (("service", "litellm"),))] == 2
     assert samples[("llmops_service_processes", (("service", "node"),))] == 0
     assert ("llmops_service_resident_memory_bytes", (("service", "node"),)) not in samples
-
-
-class FakeProm:
-    """PromAPI stand-in: scalar(expr) answers from a dict, or raises."""
-
-    def __init__(self, values=None, error=None):
-        self.values, self.error, self.asked = values or {}, error, []
-
-    def scalar(self, expr):
-        self.asked.append(expr)
-        if self.error:
-            raise self.error
-        return self.values.get(expr)
 
 
 NODE = {

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmops.traffic import cli
+from tests.support import makefile
 from tests.support.fakes.traffic import KEY, FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +131,41 @@ def test_ctrl_c_stops_cleanly_counts_everything_and_exits_130(tmp_path):
     # The four the generator cancelled are reported beside the counts, not in them.
     assert "cancelled by the interrupt (not counted)" in stdout
     assert "interrupted: 3 requests counted, 4 cancelled in flight (not counted)" in stderr
+
+
+@pytest.mark.parametrize("preset", sorted(cli.PRESETS))
+def test_each_preset_is_a_valid_run_and_the_make_target_that_names_it(preset):
+    config = cli.to_config(cli.build_parser().parse_args(cli.with_preset(["--preset", preset, "--api-key", "x"])))
+    assert config.max_requests == (5 if preset == "quick" else None)
+    assert config.duration == {"quick": None, "steady": 180.0, "sweep": 20.0}[preset]
+    assert config.sweep == ((1, 2, 4, 8, 16) if preset == "sweep" else ())
+    target = {"quick": "traffic-quick", "steady": "traffic", "sweep": "load-test"}[preset]
+    assert makefile.recipe(target).splitlines()[-1] == f".venv/bin/python -m llmops traffic --preset {preset}"
+
+
+def test_flags_after_a_preset_override_it():
+    argv = cli.with_preset(["--preset=quick", "--max", "2", "--max-tokens", "8"])
+    args = cli.build_parser().parse_args(argv)
+    assert (args.max_requests, args.max_tokens, args.concurrency, args.preset) == (2, 8, 1, "quick")
+    assert cli.with_preset(["--max", "2"]) == ["--max", "2"]
+
+
+def test_an_unknown_preset_gives_one_line_naming_the_presets_and_exits_2(capsys):
+    assert main("--preset", "fast", "--api-key", "x") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--preset: invalid choice: 'fast'" in err and "'steady'" in err
+
+
+def test_a_preset_run_through_llmops_traffic_sends_its_requests(capsys, tmp_path):
+    from llmops import cli as llmops_cli
+
+    with FakeOpenAI([{"tokens": 3}]) as fake:
+        code = llmops_cli.main(["traffic", "--preset", "quick", "--url", fake.url, "--api-key", KEY, "--no-progress",
+                                "--summary-json", str(tmp_path / "s.json"), "--results-dir", str(tmp_path / "runs")])
+    assert code == 0 and "ok: 5/5 requests succeeded" in capsys.readouterr().err
+    assert len(fake.requests) == 5
+    assert {body["max_tokens"] for _, body in fake.requests} == {32}
+    # The kept run says what ran: the preset's own flags, then what was given.
+    (run_json,) = (tmp_path / "runs").glob("*/run.json")
+    command = json.loads(run_json.read_text())["command"]
+    assert command[1:7] == list(cli.PRESETS["quick"]) and command[7:9] == ["--preset", "quick"]

@@ -22,7 +22,7 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
               extra_sources: list | None = None, num_parallel: int = 4, prefill_chunk: int = 128) -> web.Application:
     """The app over a registry of the package models, MODEL_PATH and the models folder."""
     # llama.cpp's library (and what grammars and schemas need) is imported now, not at the first
-    # request (0.26 s here): a cold load then measures the model alone, and the idle process already
+    # request (docs/backend.md, Cold load): a cold load then measures the model alone, and the idle process already
     # holds its code, so RSS after an unload compares with a like-for-like idle figure.
     import jsonschema  # noqa: F401
     import llama_cpp  # noqa: F401

@@ -143,7 +143,7 @@ class LlamaEngine:
         n_ctx = min(n_ctx, train_ctx) if train_ctx else n_ctx
         self.n_slots = 1 if self.embedding_model else max(1, n_slots)
         # The same count for prompt processing: llama.cpp's default (all cores) with OpenMP's spinning
-        # threads collapses when the proxy and the load share the cores (measured: 47 vs 214 tokens/s).
+        # threads collapses when the proxy and the load share the cores (docs/backend.md, Threads).
         kwargs = dict(n_ctx=n_ctx, n_threads=self._threads, n_threads_batch=self._threads, verbose=False)
         if self.embedding_model:
             kwargs.update(embedding=True, n_batch=n_ctx, n_ubatch=n_ctx)

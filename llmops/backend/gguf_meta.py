@@ -153,8 +153,8 @@ def read_header(path: Path) -> GGUFHeader:
     with _lock:
         if key in _cache:
             return _cache[key]
-    # The gguf package's GGUFReader decodes every vocabulary string (23 s for Gemma's 262k on
-    # this machine); this reader follows the same layout (gguf's GGUFValueType ids) and skips them.
+    # The gguf package's GGUFReader decodes every vocabulary string (docs/backend.md: far too slow for
+    # Gemma's 262k); this reader follows the same layout (gguf's GGUFValueType ids) and skips them.
     try:
         header = _parse(path)
     except BadModelFile:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 
@@ -12,6 +13,8 @@ from .handling import backend_of, begin, collect, stream_out
 from .options import BadRequest, GenOptions, parse_stop
 from .protocol import dumps, get_bool, json_response, parse_messages
 from .structured import openai_response_format
+from .toolchat import FirstAnswer, ToolPlan, add_stats, first_answer, parse_tool_messages
+from .tools import parse_choice, parse_tools
 
 SSE = "text/event-stream"
 
@@ -69,34 +72,62 @@ def _finish(stats: Stats) -> str:
     return "length" if stats.done_reason == "length" else "stop"
 
 
+def openai_tool_calls(calls: list[dict]) -> list[dict]:
+    """Calls in OpenAI's shape: an id each, the arguments as JSON text."""
+    return [{"id": f"call_{secrets.token_hex(12)}", "index": i, "type": "function",
+             "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
+            for i, c in enumerate(calls)]
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     arrived, backend, data, name, entry = await begin(request, need="chat")
-    messages = parse_messages(data.get("messages"), allow_parts=True)
+    template = entry.info.tool_template
+    messages = (parse_tool_messages(data.get("messages")) if template is not None
+                else parse_messages(data.get("messages"), allow_parts=True))
     if not messages:
         raise BadRequest("messages must not be empty")
-    if data.get("tools"):
+    if data.get("tools") and template is None:
         raise BadRequest(f"{name} does not support tools")
+    mode, tools = parse_choice(data.get("tool_choice"), parse_tools(data.get("tools")))
+    if data.get("tool_choice") not in (None, "none", "auto") and not tools:
+        raise BadRequest("tool_choice needs tools")
     stream = get_bool(data, "stream", False)
     stream_options = data.get("stream_options") or {}
     include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
     opts = openai_options(data)
     opts.grammar = openai_response_format(data.get("response_format"))
-    gen, _ = await backend.generate(entry, opts, arrived, backend.keep_alive({}), messages=messages, kind="chat")
+    if tools and opts.grammar:
+        raise BadRequest("response_format and tools cannot be combined")
+    keep_alive = backend.keep_alive({})
     ident, created = f"chatcmpl-{secrets.randbelow(1000)}", int(time.time())
     head = {"id": ident, "object": "chat.completion", "created": created, "model": name, "system_fingerprint": "fp_ollama"}
+    chunk_head = {**head, "object": "chat.completion.chunk"}
+
+    def event(obj: dict) -> bytes:
+        return b"data: " + dumps(obj) + b"\n\n"
+
+    first = None
+    if tools:
+        plan = ToolPlan(template, tools, mode, messages)
+        first, _ = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
+        if not first.needs_text:
+            return await _tool_answer(request, first, head, chunk_head, event, stream, include_usage)
+        gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+    elif template is not None and any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=template.render(messages, []), kind="chat")
+    else:
+        gen, _ = await backend.generate(entry, opts, arrived, keep_alive, messages=messages, kind="chat")
+
+    def both(stats: Stats) -> Stats:
+        return add_stats(first.stats, stats) if first is not None else stats
 
     if not stream:
         text, stats = await collect(gen)
         return json_response({
             **head,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": _finish(stats)}],
-            "usage": _usage(stats),
+            "usage": _usage(both(stats)),
         })
-
-    chunk_head = {**head, "object": "chat.completion.chunk"}
-
-    def event(obj: dict) -> bytes:
-        return b"data: " + dumps(obj) + b"\n\n"
 
     def piece(text: str) -> bytes:
         delta = {"role": "assistant", "content": text}
@@ -106,10 +137,37 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         delta = {"role": "assistant", "content": ""}
         out = event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(stats)}]})
         if include_usage:
-            out += event({**chunk_head, "choices": [], "usage": _usage(stats)})
+            out += event({**chunk_head, "choices": [], "usage": _usage(both(stats))})
         return out + b"data: [DONE]\n\n"
 
     def error(message: str) -> bytes:
         return event({"error": {"message": message, "type": "api_error", "param": None, "code": None}})
 
     return await stream_out(request, gen, SSE, piece, final, error)
+
+
+async def _tool_answer(request: web.Request, first: FirstAnswer, head: dict, chunk_head: dict, event, stream: bool,
+                       include_usage: bool) -> web.StreamResponse:
+    """The first generation's answer: calls (finish_reason tool_calls), or its text when it made none."""
+    parsed, stats = first.parsed, first.stats
+    calls = openai_tool_calls(parsed.calls) if parsed.calls else None
+    text = parsed.content if calls else first.raw
+    finish = "tool_calls" if calls else _finish(stats)
+    if not stream:
+        message: dict = {"role": "assistant", "content": text}
+        if calls:
+            message["tool_calls"] = calls
+        return json_response({**head, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                              "usage": _usage(stats)})
+    delta: dict = {"role": "assistant", "content": text}
+    if calls:
+        delta["tool_calls"] = calls
+    out = event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    out += event({**chunk_head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": finish}]})
+    if include_usage:
+        out += event({**chunk_head, "choices": [], "usage": _usage(stats)})
+    response = web.StreamResponse(headers={"Content-Type": SSE})
+    await response.prepare(request)
+    await response.write(out + b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response

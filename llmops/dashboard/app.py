@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 from flask import Flask, Response, request
@@ -129,11 +130,12 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import exporter, loadtests, routes
+    from llmops.dashboard import alerthistory, exporter, loadtests, routes
     from llmops.dashboard import requests as requestlog_routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks
     from llmops.dashboard.promapi import PromAPI
+    from llmops.settings import SECRETS as settings_secrets
     from llmops.telemetry.gpu import GpuCollector, default_reader
     from llmops.telemetry.host import ProcessCollector
 
@@ -160,10 +162,12 @@ def create_app(config: dict | None = None) -> Flask:
         "monitor": monitor, "settings": settings, "prometheus": prom, "clock": clock, "started": clock(),
         "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
         "host_view": host_view, "metrics_app": exporter.wsgi_app(registry), "routed": _routed_models(settings),
+        "session": session, "csrf_token": secrets.token_urlsafe(24),
     }
     app.register_blueprint(routes.bp)  # the page, the JSON API, /healthz, /metrics
     app.register_blueprint(requestlog_routes.bp)  # the "Requests" section: docs/request-log.md
     app.register_blueprint(loadtests.bp)  # the "Load tests" section: docs/load-tests.md
+    app.register_blueprint(alerthistory.bp)  # the alert receiver and the "Alert history" section: docs/health.md
 
     @app.errorhandler(Exception)
     def as_json(exc: Exception):
@@ -173,12 +177,21 @@ def create_app(config: dict | None = None) -> Flask:
         code, body = error_response(exc)
         return Response(body, status=code, mimetype="application/json")
 
+    # Values under 6 characters are left out: replacing them would mangle answers (none is ever put in one).
+    hidden = {name: str(settings.values[name]) for name in settings_secrets if len(str(settings.values.get(name) or "")) >= 6}
+
     @app.after_request
-    def never_leak_the_key(response: Response):
-        """Last line of defence: the proxy key must never leave the server."""
-        if secret and not response.direct_passthrough and secret.encode() in response.get_data():
-            app.logger.error("response to %s contained the proxy key; redacted", request.path)
-            response.set_data(redact_bytes(response.get_data(), secret))
+    def never_leak_a_secret(response: Response):
+        """Last line of defence: no secret (the proxy key, the alert token, webhook URLs, the SMTP password) leaves."""
+        if not hidden or response.direct_passthrough:
+            return response
+        body = response.get_data()
+        leaked = sorted(name for name, value in hidden.items() if value.encode() in body)
+        if leaked:
+            app.logger.error("response to %s contained %s; redacted", request.path, ", ".join(leaked))  # names only
+            for name in leaked:
+                body = redact_bytes(body, hidden[name])
+            response.set_data(body)
         return response
 
     app.wsgi_app = _StatusFastPath(app.wsgi_app, monitor.status_json, secret)
@@ -200,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", help="override BIND_HOST")
     parser.add_argument("--port", type=int, help="override DASHBOARD_PORT")
-    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (4 measured best on 2 cores: bench/dashboard.py)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (why 4: docs/benchmarks.md)")
     args = parser.parse_args(argv)
     settings = settings_mod.load()
     app = create_app({"SETTINGS": settings})

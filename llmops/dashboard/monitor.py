@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from ..health import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
 from . import verdict
 
-COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary")
+COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager")
 EMBEDDING_CANARY = "canary:embedding"  # the embedding model's canary; shown under the canary component
 # Failures that leave no doubt (nothing listens, or nothing answers within the timeout) turn a component
 # red at once; the others (an HTTP error, a bad body) need two in a row, against flapping.
@@ -137,10 +137,13 @@ def _ollama(backends: list[dict]) -> dict:
 class Monitor:
     """Runs each Check on its own thread and keeps the latest /api/status snapshot ready to serve."""
 
-    def __init__(self, checks: list[Check], clock: Callable[[], float] = time.time, canary_enabled: bool = True):
+    def __init__(self, checks: list[Check], clock: Callable[[], float] = time.time, canary_enabled: bool = True,
+                 alertmanager_enabled: bool | None = None):
         self.checks = {c.name: c for c in checks}
         self.clock = clock
         self.canary_enabled = canary_enabled
+        # Judged only when it runs: by default, when there is an alertmanager check.
+        self.alertmanager_enabled = "alertmanager" in self.checks if alertmanager_enabled is None else alertmanager_enabled
         self.states = {c.name: Hysteresis(c.fail_after) for c in checks}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -289,6 +292,7 @@ class Monitor:
             components[name] = _row(state)
             components[name].update(state.effective.data)
         components["canary"] = self._canary()
+        components["alertmanager"] = self._alertmanager()
         overall, reason = verdict.decide(components)
         checked = [s.checked_at for s in self.states.values() if s.checked_at is not None]
         self._status = {
@@ -313,13 +317,26 @@ class Monitor:
         )
         return row
 
-    def _canary(self) -> dict:
-        state = self.states.get("canary")
-        if not self.canary_enabled or state is None:
-            return {"status": OFFLINE, "latency_ms": None, "detail": "off (CANARY_INTERVAL=0)", "error": "",
+    def _optional(self, name: str, enabled: bool, off: str) -> dict:
+        """The row of a component that can be turned off; while off it is offline with enabled False, so that
+        neither the verdict nor the exporter judges it."""
+        state = self.states.get(name)
+        if not enabled or state is None:
+            return {"status": OFFLINE, "latency_ms": None, "detail": f"off ({off})", "error": "",
                     "since": None, "checked_at": None, "enabled": False}
-        row = _row(state)
-        row["enabled"] = True
+        return {**_row(state), "enabled": True}
+
+    def _alertmanager(self) -> dict:
+        row = self._optional("alertmanager", self.alertmanager_enabled, "ALERTMANAGER_ENABLED=false")
+        if row["enabled"]:
+            row.update(self.states["alertmanager"].effective.data)
+        return row
+
+    def _canary(self) -> dict:
+        row = self._optional("canary", self.canary_enabled, "CANARY_INTERVAL=0")
+        if not row["enabled"]:
+            return row
+        state = self.states["canary"]
         row["model"] = state.effective.data.get("model")
         embedding = self.states.get(EMBEDDING_CANARY)
         if embedding is None:
@@ -372,6 +389,10 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
     checks.append(Check("prometheus", lambda: probes.probe_prometheus(session, settings.prometheus_url, probe_timeout),
                         interval, "prometheus"))
     checks.append(Check("traffic", lambda: probes.probe_traffic(prom), interval, "traffic", fail_after=None))
+    if settings.alertmanager_enabled:
+        checks.append(Check("alertmanager",
+                            lambda: probes.probe_alertmanager(session, settings.alertmanager_url, probe_timeout),
+                            interval, "alertmanager"))
     if settings.canary_interval > 0:
         checks.append(Check("canary", lambda: probes.probe_canary(session, proxy_url, key, canary_model()),
                             settings.canary_interval, "canary"))

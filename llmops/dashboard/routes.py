@@ -14,7 +14,8 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/")
 def index():
     state = app_state()
-    return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=state["settings"].probe_interval)
+    return render_template("index.html", windows=list(charts.WINDOWS), probe_interval=state["settings"].probe_interval,
+                           csrf_token=state["csrf_token"])
 
 
 @bp.get("/api/models")

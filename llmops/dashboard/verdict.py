@@ -56,7 +56,8 @@ def _backend_issue(proxy: dict, ollama: dict) -> tuple[str, str, bool] | None:
 
 
 def decide(components: dict[str, dict]) -> tuple[str, str]:
-    """Return (overall, reason) from contract-shaped component dicts (proxy, ollama, prometheus, traffic, canary)."""
+    """Return (overall, reason) from contract-shaped component dicts (proxy, ollama, prometheus, traffic, canary,
+    alertmanager: judged only when enabled)."""
     proxy = components.get("proxy") or {}
     ollama = components.get("ollama") or {}
     prometheus = components.get("prometheus") or {}
@@ -80,6 +81,10 @@ def decide(components: dict[str, dict]) -> tuple[str, str]:
     if not _pending(prometheus) and prometheus.get("status") != HEALTHY:
         healthy_rest = "" if issues else "; proxy and backend are healthy"
         issues.append((DEGRADED, f"Prometheus is down: metrics unavailable{healthy_rest}"))
+
+    alertmanager = components.get("alertmanager") or {}
+    if alertmanager.get("enabled") and not _pending(alertmanager) and alertmanager.get("status") != HEALTHY:
+        issues.append((DEGRADED, f"Alertmanager is down: alerts cannot be delivered ({alertmanager.get('detail', '')})"))
 
     if not issues:
         models = len(proxy.get("models") or [])

@@ -56,7 +56,7 @@ def due(counts: tuple[int, int, int], thresholds: tuple[int, ...], pending: int,
 
 
 def collect_forever(interval: float, stop: threading.Event) -> None:
-    # Counting the oldest generation walks it (~70 ms in the proxy): only after a full collection, as CPython
+    # Counting the oldest generation walks it (docs/litellm.md: costly): only after a full collection, as CPython
     # does. What reaches it in between is counted as the survivors of each middle-generation collection.
     long_lived, pending = len(gc.get_objects(2)), 0
     while not stop.wait(interval):

@@ -1,1 +1,1 @@
-"""Config renderers: the LiteLLM proxy's config, Prometheus's config and supervisord's."""
+"""Config renderers: Prometheus's config, Alertmanager's and supervisord's (the proxy's own is llmops.proxy.config)."""

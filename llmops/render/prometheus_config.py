@@ -41,6 +41,7 @@ def targets(settings: Settings) -> dict[str, list[str]]:
         "prometheus": [local(settings.prometheus_port)],
         "node": [local(settings.node_exporter_port)],
         "ollama": [urlparse(u).netloc for u in settings.backend_urls],
+        "alertmanager": [local(settings.alertmanager_port)],
     }
 
 
@@ -48,11 +49,14 @@ def render(settings: Settings, source: Path | None = None, skip: frozenset[str] 
     """prometheus.yml with this run's targets, an absolute key file and absolute rule paths.
 
     Jobs named in `skip` (a service that does not run here, e.g. node_exporter not installed) are left
-    out, so that ScrapeTargetDown speaks only of what should be up.
+    out, so that ScrapeTargetDown speaks only of what should be up. Prometheus sends its firing alerts to
+    Alertmanager unless it is turned off (ALERTMANAGER_ENABLED=false) or not installed (`alertmanager` in skip).
     """
     source = source or settings.prometheus_config_path
     data = load(source)
     jobs = targets(settings)
+    if not settings.alertmanager_enabled:
+        skip = skip | {"alertmanager"}
     data["scrape_configs"] = [j for j in data["scrape_configs"] if j.get("job_name") not in skip]
     for job in data["scrape_configs"]:
         name = job.get("job_name")
@@ -62,6 +66,10 @@ def render(settings: Settings, source: Path | None = None, skip: frozenset[str] 
         if isinstance(auth, dict) and "credentials_file" in auth:
             auth["credentials_file"] = str(key_file(settings.state_dir))
     data["rule_files"] = [str((source.parent / r).resolve()) for r in data.get("rule_files", [])]
+    if settings.alertmanager_enabled and "alertmanager" not in skip:
+        data["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(jobs["alertmanager"])}]}]}
+    else:
+        data.pop("alerting", None)
     return data
 
 

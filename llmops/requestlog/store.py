@@ -39,6 +39,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("answer", "TEXT"),
     ("worker_pid", "INTEGER"),
     ("rank", "INTEGER NOT NULL DEFAULT 0"),
+    # Added after the first files were written: connect() adds them to an older file (migrate).
+    ("tools", "INTEGER"),               # how many tools the request offered; NULL: none
+    ("tool_calls", "INTEGER"),          # how many tool calls the answer made (of a success with tools)
 )
 NAMES = tuple(name for name, _ in COLUMNS)
 # The outcome comes whole from the most final event (a success after a failed attempt has no error);
@@ -79,7 +82,29 @@ def connect(path: Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupts
     for statement in SCHEMA:
         conn.execute(statement)
+    migrate(conn)
     return conn
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Add to an existing file each column of COLUMNS it lacks (ALTER TABLE ADD COLUMN), in place, rows kept.
+
+    The one migration mechanism of the log: a new column is a new row at the end of COLUMNS, with a type
+    SQLite can add (nullable, or NOT NULL with a DEFAULT). Done in one write transaction, so several
+    proxy workers opening the file at once add each column once. Returns the columns added.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+        added = [name for name, _ in COLUMNS if name not in present]
+        for name, sql_type in COLUMNS:
+            if name in added:
+                conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return added
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:

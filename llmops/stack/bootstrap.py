@@ -35,6 +35,10 @@ NODE_EXPORTER = SystemProgram(
     "node_exporter", ("prometheus-node-exporter|node_exporter",), ("prometheus-node-exporter",), "node_exporter",
     "host metrics (optional)", units=("prometheus-node-exporter",),
 )
+ALERTMANAGER = SystemProgram(
+    "Alertmanager", ("prometheus-alertmanager|alertmanager", "amtool"), ("prometheus-alertmanager",), "alertmanager",
+    "sending alerts", units=("prometheus-alertmanager",),
+)
 # With its recommended packages (fonts among them), as a page needs to render.
 CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test",
                          recommends=True)
@@ -133,7 +137,7 @@ def prepare_gemma(out: Printer = print) -> None:
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
     """Everything `make setup` does once the venv exists. False when the embedding model or the tests' tools fail."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
-        out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY")
+        out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN")
     if not ensure_embedding_model(out):
         return False
     prometheus = ensure_program(PROMETHEUS, out)
@@ -141,7 +145,11 @@ def setup(settings: Settings, out: Printer = print, with_test_tools: bool = Fals
         # Not fatal for the stack: it runs without it, and the dashboard says metrics are unavailable.
         out("the stack will run without Prometheus; the dashboard will say metrics are unavailable")
     ensure_program(NODE_EXPORTER, out)
+    alertmanager = ensure_program(ALERTMANAGER, out) if settings.alertmanager_enabled else True
+    if not alertmanager:
+        out("the stack will run without Alertmanager; alerts show on the dashboard but are not sent anywhere")
     prepare_gemma(out)
     if with_test_tools:
-        return ensure_program(CHROMIUM, out) and prometheus  # the tests need both
+        # The tests need Chromium, Prometheus and Alertmanager (amtool included).
+        return ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
     return True

@@ -20,14 +20,21 @@ from ..errors import ConfigError, PortInUseError, ServiceError
 from ..polling import poll_until
 from ..proxy import config as proxyconf
 from ..proxy.key import key_file, redact
+from ..render import alertmanager_config as amconfig
 from ..render import prometheus_config as promconfig
-from ..settings import Settings
+from ..settings import SECRETS, Settings
 from . import envfile
 from .ports import holder, port_open
 from .services import ReadyCheck, Service, all_services
 from .supervisor import Supervisor
 
 Printer = Callable[[str], None]
+# A service whose program is not installed: (what is skipped, the Debian package that brings it).
+MISSING = {
+    "prometheus": ("Prometheus", "prometheus"),
+    "node_exporter": ("node_exporter", "prometheus-node-exporter"),
+    "alertmanager": ("Alertmanager (alerts are not sent anywhere)", "prometheus-alertmanager"),
+}
 
 
 @dataclass
@@ -108,8 +115,10 @@ class Stack:
                           text)
 
         snapshot = {name: shown(value) for name, value in self.settings.values.items()}
-        key = snapshot.pop("LITELLM_MASTER_KEY", "")
-        snapshot["LITELLM_MASTER_KEY"] = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
+        for name in SECRETS:  # the key, the SMTP password, webhook URLs (their token is in the path): a hash only
+            value = snapshot.pop(name, "")
+            if name in self.settings.values:
+                snapshot[name] = "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:12] if value else ""
         return snapshot
 
     def changed_settings(self) -> list[str]:
@@ -127,7 +136,7 @@ class Stack:
         changed = []
         for name in sorted(now.keys() | started.keys()):
             if now.get(name, "") != started.get(name, ""):  # a setting newer than the snapshot counts as unset
-                secret = name == "LITELLM_MASTER_KEY"
+                secret = name in SECRETS
                 changed.append(name if secret else
                                f"{name} {started.get(name) or '(unset)'} -> {now.get(name) or '(unset)'}")
         return changed
@@ -138,6 +147,8 @@ class Stack:
         proxyconf.validate(self.settings.litellm_config_path)
         promconfig.load(self.settings.prometheus_config_path)
         promconfig.check_rules(self.settings)
+        if self.settings.alertmanager_enabled:
+            amconfig.receivers(self.settings)  # a half-configured receiver names its .env line
 
     def prepare(self, services: list[Service], mode: str) -> None:
         """Write the files the services read; validate configs before anything starts."""
@@ -149,6 +160,12 @@ class Stack:
         skip = set()
         if any(s.name == "node_exporter" and s.kind == "missing" for s in services):
             skip.add("node")
+        alertmanager = next((s for s in services if s.name == "alertmanager"), None)
+        if alertmanager is None or alertmanager.kind != "supervised":
+            skip.add("alertmanager")  # turned off or not installed: neither scraped nor sent alerts
+        else:
+            self.settings.alertmanager_data_dir.mkdir(parents=True, exist_ok=True)
+            amconfig.check(amconfig.write(self.settings), self.settings)
         if mode == "ollama" or (mode == "external" and not self._backends_export_metrics()):
             skip.add("ollama")  # real Ollama has no /metrics; the dashboard exports its state instead
         rendered = promconfig.write(self.settings, skip=frozenset(skip))
@@ -209,16 +226,15 @@ class Stack:
     def _supervisor_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["LLMOPS_ENV_FILE"] = str(self.settings.env_file)
-        for name in ("LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "PROMETHEUS_DATA_DIR"):
+        for name in ("LLMOPS_STATE_DIR", "LLMOPS_LOG_DIR", "PROMETHEUS_DATA_DIR", "ALERTMANAGER_DATA_DIR"):
             env[name] = str(self.settings.values[name])
         return env
 
     def _start_one(self, service: Service, mode: str) -> None:
         if service.kind == "missing":
-            what = "Prometheus" if service.name == "prometheus" else "node_exporter"
+            what, package = MISSING.get(service.name, (service.name, service.name))
             self.out(f"  {service.name:<14} not installed: {what} is skipped "
-                     f"(install it with: sudo apt-get install --no-install-recommends "
-                     f"{'prometheus' if service.name == 'prometheus' else 'prometheus-node-exporter'})")
+                     f"(install it with: sudo apt-get install --no-install-recommends {package})")
             return
         if service.kind == "external":
             health = self.wait_ready(service, timeout=10.0)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from ..health import ReadyCheck
+from ..render import alertmanager_config as amconfig
 from ..settings import ROOT, Settings
 
 # Debian names it prometheus-node-exporter; upstream tarballs node_exporter.
@@ -141,6 +142,13 @@ def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
         ],
         checks=[ReadyCheck("/-/ready")], kind="supervised" if prom else "missing", ready_timeout=30.0,
     ))
+    if settings.alertmanager_enabled:  # after Prometheus, which sends it the firing alerts
+        am = amconfig.binary()
+        services.append(Service(
+            name="alertmanager", host=host, port=settings.alertmanager_port,
+            command=amconfig.argv(settings, am or "prometheus-alertmanager"),
+            checks=[ReadyCheck("/-/ready")], kind="supervised" if am else "missing", ready_timeout=30.0,
+        ))
     services.append(Service(
         name="dashboard", host=host, port=settings.dashboard_port,
         command=[python(), str(ROOT / "scripts" / "dashboard_server.py")],

@@ -79,6 +79,28 @@ _burst = _typed(Burst.parse, "SIZE@SECONDS")
 _sweep = _typed(_levels, "a list of levels")
 
 
+# The Makefile's runs, by name: `--preset NAME` stands for these flags, and flags given after it win.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "quick": ("--max", "5", "--concurrency", "1", "--max-tokens", "32"),
+    "steady": ("--duration", "180", "--rate", "1", "--arrivals", "poisson", "--concurrency", "4", "--max-tokens", "64",
+               "--output", "logs/traffic.jsonl", "--summary-json", "logs/traffic-summary.json"),
+    "sweep": ("--sweep", "1,2,4,8,16", "--duration", "20", "--warmup", "2", "--max-tokens", "32",
+              "--summary-json", "logs/load-test.json", "--name", "load-test"),
+}
+
+
+def with_preset(argv: list[str]) -> list[str]:
+    """argv with a known `--preset NAME` (or `--preset=NAME`) preceded by its flags, so later flags override them.
+
+    An unknown name is left for the parser, which refuses it naming the presets.
+    """
+    for i, arg in enumerate(argv):
+        name = argv[i + 1] if arg == "--preset" and i + 1 < len(argv) else arg.partition("=")[2]
+        if (arg == "--preset" or arg.startswith("--preset=")) and name in PRESETS:
+            return [*PRESETS[name], *argv]
+    return argv
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every flag, grouped as --help shows them."""
     p = _Parser(prog=PROG, description=__doc__[:__doc__.index("Exit codes:")].strip(), epilog=_EPILOG,
@@ -90,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model, or a mix like smollm2:135m,gemma3:270m:3 (a trailing :N is a weight; "
                             "default: the first one /v1/models lists)")
     how = p.add_argument_group("how much and how fast")
+    how.add_argument("--preset", choices=tuple(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
+                     help="a named run: quick (5 requests), steady (3 minutes at 1/s, Poisson), sweep "
+                          "(concurrency 1-16, 20 s each); flags after it override its own")
     how.add_argument("--max", type=_int, dest="max_requests", metavar="N", help="stop after N requests")
     how.add_argument("--duration", type=_duration, metavar="DUR", help="stop sending after DUR")
     how.add_argument("--concurrency", type=_int, metavar="N",
@@ -168,6 +193,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Run from the command line; returns the exit code."""
+    argv = with_preset(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
 
     def fail(code: int, message: str) -> int:
@@ -184,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         config = to_config(args)
         config.results_dir = args.results_dir or results.default_dir()
         config.run_name = args.name
-        config.command = (f"scripts/{PROG}.py", *(sys.argv[1:] if argv is None else argv))
+        config.command = (f"scripts/{PROG}.py", *argv)
         result = run(config, LiveProgress(enabled=config.progress))
     except ConfigError as exc:
         return fail(EXIT_USAGE, str(exc))

@@ -88,9 +88,9 @@ class RequestResult:
 
 
 async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, stream: bool,
-                  timeout: float, result: RequestResult, t0: float) -> RequestResult:
-    """Send one request, fill `result` in and return it; `t0` is the run's perf_counter origin."""
-    start = time.perf_counter()
+                  timeout: float, result: RequestResult, t0: float, clock=time.perf_counter) -> RequestResult:
+    """Send one request, fill `result` in and return it; `t0` is the run's origin on `clock` (perf_counter)."""
+    start = clock()
     result.start_s = start - t0
     try:
         async with asyncio.timeout(timeout):
@@ -101,14 +101,14 @@ async def execute(session: aiohttp.ClientSession, endpoint: str, body: bytes, st
                     result.http_status = resp.status
                     result.detail = outcomes.http_detail(resp.status)
                     result.error = f"HTTP {resp.status}: {_snippet(text)}"
-                    result.latency_s = time.perf_counter() - start
+                    result.latency_s = clock() - start
                     return result
                 result.http_status = 200
                 if stream and resp.content_type == "text/event-stream":
-                    await _read_stream(resp, start, result)
+                    await _read_stream(resp, start, result, clock)
                 else:
                     _read_json(await resp.read(), result)
-                    result.latency_s = time.perf_counter() - start
+                    result.latency_s = clock() - start
     except TimeoutError:
         result.detail, result.error = TIMEOUT, f"no complete answer within {timeout:g} s"
         result.latency_s = None
@@ -171,15 +171,20 @@ def _take_usage(usage: object, result: RequestResult) -> None:
         result.tokens_source = "usage"
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: RequestResult) -> None:
-    """Read SSE events as they arrive; each event is stamped with the arrival of its bytes."""
+async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: RequestResult,
+                       clock=time.perf_counter) -> None:
+    """Read SSE events as they arrive; each event is stamped with the arrival of its bytes (read on `clock`).
+
+    TTFT is the first content chunk's arrival less `start`, each inter-token gap the time between two content
+    chunks' arrivals, TPOT (latency - TTFT) / (tokens - 1) with the usage chunk's token count.
+    """
     buffer = b""
     last = None
     chunks = 0
     done = False
     itl = result.itl_s
     async for data in resp.content.iter_any():
-        now = time.perf_counter()
+        now = clock()
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         buffer += data
@@ -215,7 +220,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
                         result.finish_reason = choice["finish_reason"]
                 if obj.get("usage"):
                     _take_usage(obj["usage"], result)
-    end = time.perf_counter()
+    end = clock()
     if not done:
         result.detail = TRUNCATED
         result.error = f"stream ended after {chunks} content chunks without [DONE]"

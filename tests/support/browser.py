@@ -24,11 +24,11 @@ CANVAS_INK = """sel => {
 }"""
 
 
-def serve(routes: dict, gpus=()):
+def serve(routes: dict, gpus=(), settings=None):
     """Serve an app over a fake stack and fake GPUs with waitress on a free port; return (base_url, server)."""
     import waitress
 
-    app = create_app({"SETTINGS": make_settings(), "HTTP_SESSION": FakeHTTP(routes), "START_MONITOR": False,
+    app = create_app({"SETTINGS": settings or make_settings(), "HTTP_SESSION": FakeHTTP(routes), "START_MONITOR": False,
                       "GPU_READER": GpuReader(FakeNVML(gpus=gpus)),
                       "SERVICE_PIDS": lambda: {"dashboard": os.getpid(), "litellm": None}})
     for _ in range(2):

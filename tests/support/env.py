@@ -18,6 +18,10 @@ TEST_ENV = {
     "LLMOPS_STATE_DIR": ".run-test/state",
     "LLMOPS_LOG_DIR": ".run-test/logs",
     "PROMETHEUS_DATA_DIR": ".run-test/prometheus-data",
+    "ALERTMANAGER_DATA_DIR": ".run-test/alertmanager-data",
+    "ALERT_HISTORY_PATH": ".run-test/alerts.db",
+    "ALERT_GROUP_WAIT": "1s",  # the tests' alerts reach the receivers in seconds
+    "ALERT_GROUP_INTERVAL": "2s",
     "REQUEST_LOG_PATH": ".run-test/requests.db",
     "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "env"),
     "OLLAMA_PORT": str(21434 + _OFFSET),
@@ -25,10 +29,16 @@ TEST_ENV = {
     "PROMETHEUS_PORT": str(19090 + _OFFSET),
     "DASHBOARD_PORT": str(13001 + _OFFSET),
     "NODE_EXPORTER_PORT": str(19100 + _OFFSET),
+    "ALERTMANAGER_PORT": str(19093 + _OFFSET),
     "PROBE_INTERVAL": "1",
     "CANARY_INTERVAL": "10",
     "BIND_HOST": "127.0.0.1",
 }
+
+
+def offset_port(base: int) -> str:
+    """A test port shifted by LLMOPS_TEST_PORT_OFFSET (offsets are multiples of 100: keep bases off the session's)."""
+    return str(base + _OFFSET)
 
 
 def test_environ() -> dict[str, str]:

@@ -18,6 +18,7 @@ const CARDS = [
   ["canary", "Canary (end to end)"],
   ["traffic", "Real traffic"],
   ["prometheus", "Prometheus"],
+  ["alertmanager", "Alertmanager (alert delivery)"],
 ];
 const WORDS = { healthy: "healthy", unhealthy: "unhealthy", offline: "offline" };
 const COLORS = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];

@@ -193,8 +193,11 @@ class RequestLog(CustomLogger):
             "error_type": error_type,
             "error_message": _clip(error.get("error_message") or slo.get("error_str") or (str(exc) if exc else None),
                                    ERROR_CHARS) if failed else None,
+            "tools": _tool_count(body.get("tools") if isinstance(body, dict) else None),
             "rank": rank,
         }
+        if row["tools"] and rank == RANK_SUCCESS and not disconnected:
+            row["tool_calls"] = _call_count(slo.get("response"))
         if self.content:
             row["prompt"] = _clip(_text_of_messages(kwargs.get("messages") or slo.get("messages")), CONTENT_CHARS)
             if rank == RANK_SUCCESS:
@@ -225,6 +228,7 @@ class RequestLog(CustomLogger):
             "key_hash": getattr(key, "token", None),  # LiteLLM's hash of the key (api_key would be the key itself)
             "error_type": error_type,
             "error_message": _clip(getattr(exc, "message", None) or str(exc), ERROR_CHARS),
+            "tools": _tool_count(data.get("tools")),
             "rank": RANK_PROXY_ERROR,
         }
         if self.content:
@@ -278,6 +282,21 @@ def _finish_reason(response: object) -> str | None:
             if isinstance(choice, dict):
                 return choice.get("finish_reason")
     return None
+
+
+def _tool_count(tools: object) -> int | None:
+    """How many tools a request offered; None when it offered none."""
+    return len(tools) if isinstance(tools, list) and tools else None
+
+
+def _call_count(response: object) -> int:
+    """How many tool calls the first choice's answer made (a stream's assembled answer too)."""
+    if isinstance(response, dict):
+        for choice in response.get("choices") or []:
+            if isinstance(choice, dict):
+                message = choice.get("message") or choice.get("delta") or {}
+                return len(message.get("tool_calls") or []) if isinstance(message, dict) else 0
+    return 0
 
 
 def _answer_text(response: object) -> str | None:

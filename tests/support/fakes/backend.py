@@ -1,7 +1,6 @@
 """Test helpers for the embedded backend: FakeEngine (a deterministic stand-in for llama.cpp) and a server thread."""
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 import struct
@@ -13,7 +12,7 @@ from llmops.backend.engine import group_sums, l2_normalize
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import BadRequest, GenOptions
 from llmops.backend.server import start
-from tests.support import helpers
+from tests.support import helpers, serverthread
 
 FAKE_TAG = "fake:1m"
 
@@ -218,42 +217,11 @@ def expected_text(n: int) -> str:
     return " ".join(f"w{i}" for i in range(n))
 
 
-class ServerThread:
-    """Serves an aiohttp app on 127.0.0.1:<free port> from a background event loop."""
+class ServerThread(serverthread.ServerThread):
+    """The backend's app on 127.0.0.1:<free port>, started as `llmops backend serve` starts it (server.start)."""
 
     def __init__(self, app):
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, name="test-backend", daemon=True)
-        self._ready = threading.Event()
-        self.url = ""
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.runner, port = self.loop.run_until_complete(start(self.app, "127.0.0.1", 0))
-            self.url = f"http://127.0.0.1:{port}"
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.runner.cleanup())
-        self.loop.close()
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("test server did not start in 10 s")
-        if self.error:
-            raise self.error
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(15)
+        super().__init__(app, name="test-backend", serve_app=lambda a: start(a, "127.0.0.1", 0))
 
 
 # The backend's own fakes answer in milliseconds: poll often.

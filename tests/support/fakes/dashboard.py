@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from llmops import settings as settings_mod
 
 KEY = "sk-test-secret-4f9c2e"
 PROXY, BACKEND, BACKEND2, PROM = "http://127.0.0.1:18000", "http://127.0.0.1:18434", "http://127.0.0.1:18435", "http://127.0.0.1:19090"
+ALERTMANAGER = "http://127.0.0.1:19093"
 
 
 FIRING_ALERTS = [
@@ -63,12 +65,14 @@ class FakeHTTP:
 
 
 def make_settings(**overrides) -> settings_mod.Settings:
-    """Settings from defaults plus overrides, ignoring the real .env and environment."""
+    """Settings from defaults plus overrides, ignoring the real .env and environment; an alert history of its own."""
     environ = {
+        "ALERT_HISTORY_PATH": str(Path(tempfile.mkdtemp(prefix="llmops-alerts-")) / "alerts.db"),
         "LITELLM_MASTER_KEY": KEY,
         "LITELLM_PORT": "18000",
         "OLLAMA_PORT": "18434",
         "PROMETHEUS_PORT": "19090",
+        "ALERTMANAGER_PORT": "19093",
         "CANARY_INTERVAL": "60",
         **{k: str(v) for k, v in overrides.items()},
     }
@@ -178,9 +182,20 @@ def prometheus_routes(**kwargs) -> dict:
     }
 
 
+def alertmanager_routes() -> dict:
+    """Alertmanager 0.25 as it answers: /-/ready's plain OK, /api/v2/status's versionInfo and cluster."""
+    return {
+        f"GET {ALERTMANAGER}/-/ready": FakeResponse(200, text="OK"),
+        f"GET {ALERTMANAGER}/api/v2/status": FakeResponse(200, {
+            "cluster": {"status": "disabled", "peers": []},
+            "versionInfo": {"version": "0.25.0", "branch": "debian/sid", "goVersion": "go1.19.8"},
+            "uptime": "2023-11-14T22:00:00.000Z", "config": {"original": "route: ..."}}),
+    }
+
+
 def healthy_stack(**prom_kwargs) -> dict:
-    """Routes of a whole healthy stack: proxy, one backend, Prometheus."""
-    return {**proxy_routes(), **backend_routes(), **prometheus_routes(**prom_kwargs)}
+    """Routes of a whole healthy stack as `make start` runs it: proxy, one backend, Prometheus, Alertmanager."""
+    return {**proxy_routes(), **backend_routes(), **prometheus_routes(**prom_kwargs), **alertmanager_routes()}
 
 
 def without(routes: dict, base: str) -> dict:

@@ -1,5 +1,5 @@
 """The one FAKE Ollama of the tests and benchmarks: switchable faults (slow, 500, malformed JSON, truncated
-stream, 10 MB, reset), counted requests; `python tests/support/fakes/ollama.py --port N` serves a healthy one.
+stream, 10 MB, reset), counted requests; `python -m tests.support.fakes.ollama --port N` serves a healthy one.
 
 It serves several models (chat ones and an embedding one, /api/embed and /api/embeddings); a fault can be set
 for one path, one model, or both, so a test can make one model's deployment fail while the others answer.
@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tests.support import serverthread
 
 MODEL = "smollm2:135m"
 CHAT_MODELS = (MODEL, "gemma3:270m")
@@ -86,9 +88,7 @@ class FakeOllama:
         self.models = list(MODELS)
         self.default = Fault()
         self.seen: list[Seen] = []
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-ollama", daemon=True)
+        self._server: serverthread.ServerThread | None = None
         self.port = port
 
     # -- control ---------------------------------------------------------------
@@ -132,34 +132,21 @@ class FakeOllama:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> FakeOllama:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._server = serverthread.ServerThread(app, self.port, name="fake-ollama").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        if self._server is not None:
+            self._server.stop()
 
     def __enter__(self) -> FakeOllama:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Go servers (real Ollama) set TCP_NODELAY; without it every small answer waits ~40 ms (Nagle).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
 
     # -- serving ---------------------------------------------------------------
     def _fault_for(self, path: str, model: str | None) -> Fault:

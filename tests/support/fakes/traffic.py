@@ -10,7 +10,7 @@ POST /v1/embeddings answers one 8-number vector per input (behaviour keys status
 vector too few); `embeddings` keeps the bodies it received.
 
 Runs in a thread (`with FakeOpenAI(...) as fake:`) or as a process for benchmarks:
-`python tests/support/fakes/traffic.py [--port 0]` prints `PORT <n>` once it listens.
+`python -m tests.support.fakes.traffic [--port 0]` (from the checkout) prints `PORT <n>` once it listens.
 """
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
 from collections.abc import Callable
 
 from aiohttp import web
 
+from tests.support import serverthread
+
 KEY = "sk-fake-test-key"
+# Shutdown gives the handlers half a second: a hung request is released (before_stop), not waited for.
+RUNNER_OPTIONS = {"handle_signals": False, "shutdown_timeout": 0.5}
 MODEL = "fake-model"
 
 
@@ -49,11 +52,9 @@ class FakeOpenAI:
         self.embeddings: list[dict] = []
         self.port = 0
         self._count = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._release: asyncio.Event | None = None
+        self._server: serverthread.ServerThread | None = None
+        # Set when the fake shuts down: what hangs on purpose ends then (bound to the loop that first waits).
+        self._release = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -175,36 +176,18 @@ class FakeOpenAI:
         await resp.write_eof()
         return resp
 
-    async def _start(self, port: int = 0) -> None:
-        self._release = asyncio.Event()
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
     def __enter__(self) -> FakeOpenAI:
-        def serve() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(self._start())
-            self._ready.set()
-            self._loop.run_forever()
-            self._loop.close()
-
-        self._thread = threading.Thread(target=serve, name="fake-openai", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake OpenAI server did not start within 10 s")
+        self._release = asyncio.Event()  # a fresh one per run: the last run's is set, and bound to its loop
+        self._server = serverthread.ServerThread(self.app(), name="fake-openai", before_stop=self._release_all,
+                                                 **RUNNER_OPTIONS).start()
+        self.port = self._server.port
         return self
 
-    async def _shutdown(self) -> None:
+    async def _release_all(self) -> None:
         self._release.set()
-        await self._runner.cleanup()
 
     def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._server.stop()
 
 
 def _serve_forever(port: int, tokens: int) -> None:
@@ -212,7 +195,7 @@ def _serve_forever(port: int, tokens: int) -> None:
     fake = FakeOpenAI(plan=[{"tokens": tokens}])
 
     async def main() -> None:
-        await fake._start(port)
+        _, fake.port = await serverthread.serve(fake.app(), port, **RUNNER_OPTIONS)
         print(f"PORT {fake.port}", flush=True)
         await asyncio.Event().wait()
 

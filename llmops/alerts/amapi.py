@@ -1,0 +1,75 @@
+"""Alertmanager's HTTP API (v2, as 0.25 serves it): silences, posting alerts, and its notification counters.
+
+Takes a requests-like session and the base URL, so tests can hand it a fake; a connection failure or an
+answer that is not what the API documents is a ServiceError saying so.
+"""
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import requests
+
+from ..errors import ServiceError
+
+LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# alertmanager_notifications_total{integration="webhook"} 3 (and _failed_total, with a reason label in 0.25+).
+_SAMPLE = re.compile(r'^(alertmanager_notifications(?:_failed)?_total)\{([^}]*)\}\s+([0-9.eE+-]+)$')
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _call(session, method: str, url: str, timeout: float, **kwargs):
+    try:
+        return session.request(method, url, timeout=timeout, **kwargs)
+    except requests.RequestException as exc:
+        raise ServiceError(f"Alertmanager cannot be reached at {url.split('/api')[0]}: {type(exc).__name__}") from exc
+
+
+def create_silence(session, base_url: str, labels: dict[str, str], hours: float, now: datetime,
+                   created_by: str = "llmops dashboard", timeout: float = 5.0) -> dict:
+    """Silence the alert with exactly these labels (equality matchers) from now for `hours`; its id and end."""
+    ends = now + timedelta(hours=hours)
+    body = {
+        "matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True} for k, v in sorted(labels.items())],
+        "startsAt": _iso(now), "endsAt": _iso(ends), "createdBy": created_by,
+        "comment": f"silenced for {hours:g} h from the dashboard",
+    }
+    response = _call(session, "POST", f"{base_url}/api/v2/silences", timeout, json=body)
+    if response.status_code != 200:
+        raise ServiceError(f"Alertmanager refused the silence: HTTP {response.status_code} {response.text[:200]}")
+    try:
+        silence_id = response.json()["silenceID"]
+    except (ValueError, KeyError, TypeError):
+        raise ServiceError("Alertmanager's answer to the silence has no silenceID") from None
+    return {"silence_id": silence_id, "ends_at": _iso(ends)}
+
+
+def post_alerts(session, base_url: str, alerts: list[dict], timeout: float = 5.0) -> None:
+    """POST alerts to /api/v2/alerts, as Prometheus does."""
+    response = _call(session, "POST", f"{base_url}/api/v2/alerts", timeout, json=alerts)
+    if response.status_code != 200:
+        raise ServiceError(f"Alertmanager refused the alerts: HTTP {response.status_code} {response.text[:200]}")
+
+
+def notification_counts(session, base_url: str, timeout: float = 5.0) -> dict[str, dict[str, float]]:
+    """{integration: {"total": n, "failed": n}} from Alertmanager's own /metrics: notifications attempted, and those
+    that failed (summed over reasons)."""
+    response = _call(session, "GET", f"{base_url}/metrics", timeout)
+    if response.status_code != 200:
+        raise ServiceError(f"Alertmanager's /metrics answered HTTP {response.status_code}")
+    counts: dict[str, dict[str, float]] = {}
+    for line in response.text.splitlines():
+        match = _SAMPLE.match(line.strip())
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2)))
+        integration = labels.get("integration")
+        if not integration:
+            continue
+        kind = "failed" if "_failed_" in match.group(1) else "total"
+        row = counts.setdefault(integration, {"total": 0.0, "failed": 0.0})
+        row[kind] += float(match.group(3))
+    return counts

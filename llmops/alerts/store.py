@@ -1,0 +1,161 @@
+"""The dashboard's alert history: every notification Alertmanager sent it, and each alert's life, in SQLite.
+
+One row per notification (`notifications`) and one per alert occurrence (`alerts`, keyed by Alertmanager's
+fingerprint and the alert's start): a resolved notice closes the occurrence that its firing notices opened.
+The dashboard is the only writer (data/alerts.db is its own file: the request log's store belongs to the
+proxy's writer); rows older than ALERT_HISTORY_DAYS after their last notification are pruned on each write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import BadQuery
+from ..requestlog.store import parse_time
+from .payload import STATES, Notification
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS notifications (
+        id INTEGER PRIMARY KEY, received_at REAL NOT NULL, status TEXT NOT NULL, receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL, alerts INTEGER NOT NULL, truncated INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS notifications_received ON notifications (received_at)",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        fingerprint TEXT NOT NULL, starts_at REAL NOT NULL, alertname TEXT NOT NULL, status TEXT NOT NULL,
+        severity TEXT NOT NULL, instance TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL,
+        ends_at REAL, generator_url TEXT NOT NULL, first_notified REAL NOT NULL, last_notified REAL NOT NULL,
+        notifications INTEGER NOT NULL, PRIMARY KEY (fingerprint, starts_at))""",
+    "CREATE INDEX IF NOT EXISTS alerts_starts ON alerts (starts_at)",
+    "CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_notified)",
+)
+# A resolved occurrence stays resolved: a late firing notice of the same start cannot reopen it.
+_UPSERT = """
+INSERT INTO alerts (fingerprint, starts_at, alertname, status, severity, instance, labels, annotations, ends_at,
+                    generator_url, first_notified, last_notified, notifications)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+    status = CASE WHEN alerts.status = 'resolved' THEN 'resolved' ELSE excluded.status END,
+    ends_at = CASE WHEN alerts.status = 'resolved' THEN alerts.ends_at ELSE excluded.ends_at END,
+    labels = excluded.labels, annotations = excluded.annotations, severity = excluded.severity,
+    last_notified = excluded.last_notified, notifications = alerts.notifications + 1
+"""
+DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+
+
+@contextmanager
+def connect(path: Path, busy_timeout_ms: int = 2000):
+    """A connection for one request (created with the schema, mode 0600), closed on every path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with closing(sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)) as conn:
+        if new:
+            os.chmod(path, 0o600)
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.row_factory = sqlite3.Row
+        yield conn
+
+
+def record(conn: sqlite3.Connection, note: Notification, now: float, keep_days: int) -> None:
+    """Store one notification and update its alerts, then prune what is older than keep_days; one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT INTO notifications (received_at, status, receiver, group_key, alerts, truncated) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (now, note.status, note.receiver, note.group_key, len(note.alerts), note.truncated))
+        conn.executemany(_UPSERT, [
+            (a.fingerprint, a.starts_at, a.labels["alertname"], a.status, a.labels.get("severity", ""),
+             a.labels.get("instance") or a.labels.get("backend", ""), json.dumps(a.labels, sort_keys=True),
+             json.dumps(a.annotations, sort_keys=True), a.ends_at, a.generator_url, now, now)
+            for a in note.alerts])
+        cutoff = now - keep_days * 86400
+        conn.execute("DELETE FROM alerts WHERE last_notified < ?", (cutoff,))
+        conn.execute("DELETE FROM notifications WHERE received_at < ?", (cutoff,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@dataclass
+class Query:
+    """Filters of GET /api/alerts/history."""
+
+    name: str | None = None
+    state: str | None = None
+    since: float | None = None  # the alert was active at or after this time
+    until: float | None = None  # ... and had started by this time
+    limit: int = DEFAULT_LIMIT
+
+
+def parse_query(args: dict[str, str], now: float | None = None) -> Query:
+    """URL parameters -> Query; a bad value raises BadQuery naming the parameter."""
+    now = time.time() if now is None else now
+    query = Query(name=args.get("name") or None)
+    if args.get("state"):
+        if args["state"] not in STATES:
+            raise BadQuery("state", f"{args['state']!r} is not one of {', '.join(STATES)}")
+        query.state = args["state"]
+    for name in ("since", "until"):
+        if args.get(name):
+            setattr(query, name, parse_time(name, args[name], now))
+    if args.get("limit"):
+        try:
+            query.limit = int(args["limit"])
+        except ValueError:
+            raise BadQuery("limit", f"{args['limit']!r} is not a whole number") from None
+        if not 1 <= query.limit <= MAX_LIMIT:
+            raise BadQuery("limit", f"{query.limit} is outside 1-{MAX_LIMIT}")
+    return query
+
+
+def _iso(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _row(row: sqlite3.Row, now: float) -> dict:
+    annotations = json.loads(row["annotations"])
+    ends = row["ends_at"]
+    return {
+        "alertname": row["alertname"], "state": row["status"], "severity": row["severity"],
+        "instance": row["instance"], "fingerprint": row["fingerprint"],
+        "labels": json.loads(row["labels"]), "annotations": annotations,
+        "summary": annotations.get("summary", ""), "description": annotations.get("description", ""),
+        "starts_at": _iso(row["starts_at"]), "ends_at": _iso(ends),
+        "duration_s": round((ends if ends is not None else now) - row["starts_at"], 3),
+        "resolved": row["status"] == "resolved", "notifications": row["notifications"],
+        "first_notified": _iso(row["first_notified"]), "last_notified": _iso(row["last_notified"]),
+    }
+
+
+def search(conn: sqlite3.Connection, query: Query, now: float) -> list[dict]:
+    """Alert occurrences, newest start first."""
+    clauses, params = [], []
+    if query.name:
+        clauses.append("alertname = ?")
+        params.append(query.name)
+    if query.state:
+        clauses.append("status = ?")
+        params.append(query.state)
+    if query.since is not None:
+        clauses.append("(ends_at IS NULL OR ends_at >= ?)")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("starts_at <= ?")
+        params.append(query.until)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = conn.execute(f"SELECT * FROM alerts {where} ORDER BY starts_at DESC, fingerprint LIMIT ?",
+                        (*params, query.limit)).fetchall()
+    return [_row(r, now) for r in rows]
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many notifications and alert occurrences the history holds."""
+    return {"notifications": conn.execute("SELECT count(*) FROM notifications").fetchone()[0],
+            "alerts": conn.execute("SELECT count(*) FROM alerts").fetchone()[0]}
