@@ -15,9 +15,7 @@ Measured with LiteLLM 1.108.7 against tests/support/fakes/ollama.py, num_retries
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +26,11 @@ import requests
 
 from llmops import health as probes
 from llmops.dashboard.monitor import Check, Monitor
-from tests.support.env import ROOT, test_environ
+from tests.support.env import ROOT
 from tests.support.fakes.ollama import HUGE_BYTES, MODEL, FakeOllama
-from tests.support.helpers import free_port, single_model_config
+from tests.support.helpers import single_model_config
+from tests.support.processes import ManagedProcess
+from tests.support.proxy import proxy_process
 
 KEY = "sk-test-backend-faults"
 RETRIES = 1
@@ -55,7 +55,7 @@ def bound(timeout: float, retries: int = RETRIES) -> float:
 class Proxy:
     url: str
     timeout: float
-    proc: subprocess.Popen
+    process: ManagedProcess
 
 
 @dataclass
@@ -93,30 +93,10 @@ class Outcome:
 
 
 def start_proxy(fake: FakeOllama, timeout: float, tmp) -> Proxy:
-    port = free_port()
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url, "LITELLM_MASTER_KEY": KEY,
-                "LITELLM_CONFIG": single_model_config(tmp),
-                "LITELLM_TIMEOUT": f"{timeout:g}", "LITELLM_NUM_RETRIES": str(RETRIES),
-                "LLMOPS_STATE_DIR": str(tmp / f"state-{timeout:g}"), "LLMOPS_ENV_FILE": str(tmp / f"env-{timeout:g}")})
-    log = open(tmp / f"litellm-{timeout:g}.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    return Proxy(f"http://127.0.0.1:{port}", timeout, proc)
-
-
-def wait_ready(proxy: Proxy, within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert proxy.proc.poll() is None, f"proxy exited with {proxy.proc.returncode}"
-        try:
-            if requests.get(f"{proxy.url}/health/liveliness", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"proxy at {proxy.url} not ready within {within} s")
+    """The proxy for `timeout`, not started yet (the fixture starts the two together)."""
+    process = proxy_process(tmp, KEY, f"{timeout:g}", OLLAMA_HOSTS=fake.url, LITELLM_CONFIG=single_model_config(tmp),
+                            LITELLM_TIMEOUT=f"{timeout:g}", LITELLM_NUM_RETRIES=str(RETRIES))
+    return Proxy(process.url, timeout, process)
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +112,11 @@ def proxies(fake, tmp_path_factory):
     started = [start_proxy(fake, SHORT_TIMEOUT, tmp), start_proxy(fake, LONG_TIMEOUT, tmp)]
     try:
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(wait_ready, started))
+            list(pool.map(lambda p: p.process.start(), started))
         yield {p.timeout: p for p in started}
     finally:
         for proxy in started:
-            if proxy.proc.poll() is None:
-                os.killpg(proxy.proc.pid, 15)
-            proxy.proc.wait(timeout=30)
+            proxy.process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,6 @@
 """node_exporter for real: the command line the stack uses, scraped directly and through a real Prometheus."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import psutil
 import pytest
 import requests
@@ -12,41 +9,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmops.dashboard.promapi import PromAPI
 from llmops.stack.services import find_node_exporter, node_exporter_argv
 from llmops.telemetry.host import host_summary
-from tests.support.helpers import free_port, wait_for
+from tests.support.helpers import free_port
+from tests.support.processes import ManagedProcess
+from tests.support.proxy import prometheus_process
 
 pytestmark = pytest.mark.integration
 
 
-def wait_up(condition, proc: subprocess.Popen, what: str, timeout: float = 30.0):
-    """wait_for, failing early with node_exporter's output if it exits; refused connections mean "not yet"."""
-    return wait_for(condition, timeout, what, poll=0.1, proc=proc, ignore=(requests.RequestException,))
-
-
-def start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
-def node_exporter():
+def node_exporter(tmp_path_factory):
     """A real node_exporter on a free 127.0.0.1 port: its base URL."""
     binary = find_node_exporter()
     if not binary:
         pytest.fail("node_exporter not found (apt-get install prometheus-node-exporter: `make setup`)")
     port = free_port()
-    proc = start(node_exporter_argv(binary, "127.0.0.1", port))
     url = f"http://127.0.0.1:{port}"
-    wait_up(lambda: requests.get(f"{url}/metrics", timeout=2).ok, proc, "node_exporter's /metrics")
-    yield url
-    stop(proc)
+    with ManagedProcess(node_exporter_argv(binary, "127.0.0.1", port), tmp_path_factory.mktemp("node") / "node.log",
+                        "node_exporter", ready=f"{url}/metrics", timeout=30, url=url):
+        yield url
 
 
 def test_node_exporter_serves_cpu_memory_load_and_root_disk(node_exporter):
@@ -67,24 +47,14 @@ def test_node_exporter_serves_cpu_memory_load_and_root_disk(node_exporter):
 
 
 def test_host_summary_reads_node_exporter_through_prometheus(node_exporter, tmp_path):
-    binary = shutil.which("prometheus")
-    if not binary:
-        pytest.fail("prometheus not found (apt-get install prometheus: `make setup`)")
-    port = free_port()
     target = node_exporter.removeprefix("http://")
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: node\n    static_configs: [{{targets: ['{target}']}}]\n"
-    )
-    proc = start([binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                  f"--web.listen-address=127.0.0.1:{port}"])
-    try:
-        prom = PromAPI(f"http://127.0.0.1:{port}")
+    config = ("global: {scrape_interval: 1s}\n"
+              f"scrape_configs:\n  - job_name: node\n    static_configs: [{{targets: ['{target}']}}]\n")
+    with prometheus_process(tmp_path, config) as prom:
+        api = PromAPI(prom.url)
         # rate() over node_cpu_seconds_total needs two scrapes: wait until every figure is there.
-        summary = wait_up(lambda: (s := host_summary(prom, fallback=dict))["source"] == "node_exporter" and s, proc,
-                          "the host summary from node_exporter")
-    finally:
-        stop(proc)
+        prom.ready = lambda: (s := host_summary(api, fallback=dict))["source"] == "node_exporter" and s
+        summary = prom.wait_ready(30)
     assert summary["memory_total_bytes"] == psutil.virtual_memory().total
     assert summary["cpu_count"] == psutil.cpu_count()
     assert 0 <= summary["cpu_utilization_ratio"] <= 1

@@ -22,9 +22,10 @@ import requests
 
 from llmops.proxy.plugins.requestlog import CONTENT_CHARS
 from llmops.requestlog import store, writer
-from tests.support.env import ROOT, test_environ
 from tests.support.fakes.requestlog import DRIBBLE, FAIL_ONCE, DribblingOllama
-from tests.support.helpers import free_port, single_model_config, wait_for, wait_http_ok
+from tests.support.helpers import single_model_config, wait_for
+from tests.support.processes import ManagedProcess
+from tests.support.proxy import proxy_process
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-requestlog-9f3c2a"
@@ -35,10 +36,14 @@ UA = "requestlog-test/1"
 @dataclass
 class Proxy:
     url: str
-    proc: subprocess.Popen
+    process: ManagedProcess
     db: Path
     status_dir: Path
     state: Path
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        return self.process.proc
 
     def chat(self, content: str, model: str = MODEL, stream: bool = False, timeout: float = 30) -> requests.Response:
         return requests.post(f"{self.url}/v1/chat/completions", timeout=timeout, stream=stream,
@@ -59,27 +64,14 @@ class Proxy:
 
 
 def start_proxy(fake, tmp: Path, name: str, **extra: str) -> Proxy:
-    port = free_port()
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": fake.url, "LITELLM_MASTER_KEY": KEY,
-                "LLMOPS_STATE_DIR": str(tmp / f"state-{name}"), "LLMOPS_ENV_FILE": str(tmp / f"env-{name}"),
-                "REQUEST_LOG_PATH": str(tmp / f"{name}.db"),
-                # One model's own retries and outcomes: no fallback to the other chat model.
-                "LITELLM_CONFIG": single_model_config(tmp), **extra})
-    log = open(tmp / f"litellm-{name}.log", "w")  # noqa: SIM115 - the child keeps its own copy of the fd
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    proxy = Proxy(f"http://127.0.0.1:{port}", proc, tmp / f"{name}.db", tmp / f"state-{name}" / "requestlog",
-                  tmp / f"state-{name}")
-    wait_http_ok(f"{proxy.url}/health/liveliness", 120, f"proxy {name} ready", proc, tmp / f"litellm-{name}.log")
-    return proxy
+    # One model's own retries and outcomes: no fallback to the other chat model.
+    process = proxy_process(tmp, KEY, name, OLLAMA_HOSTS=fake.url, REQUEST_LOG_PATH=str(tmp / f"{name}.db"),
+                            LITELLM_CONFIG=single_model_config(tmp), **extra).start()
+    return Proxy(process.url, process, tmp / f"{name}.db", tmp / f"state-{name}" / "requestlog", tmp / f"state-{name}")
 
 
 def stop_proxy(proxy: Proxy) -> None:
-    if proxy.proc.poll() is None:
-        os.killpg(proxy.proc.pid, signal.SIGTERM)
-    proxy.proc.wait(timeout=30)
+    proxy.process.stop()
 
 
 @pytest.fixture(scope="module")

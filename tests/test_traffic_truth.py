@@ -7,9 +7,6 @@ Every request but the steady ok ones carries a User-Agent the stack has never se
 """
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -22,11 +19,12 @@ import yaml
 
 from llmops import outcomes
 from llmops import settings as settings_mod
-from llmops.stack.services import prometheus_binary
 from tests.support.backend import BackendProcess
-from tests.support.env import ROOT, test_environ
+from tests.support.env import ROOT
 from tests.support.fakes.ollama import FakeOllama
-from tests.support.helpers import free_port, wait_for, wait_http_ok
+from tests.support.helpers import wait_for
+from tests.support.processes import ManagedProcess
+from tests.support.proxy import prometheus_process, proxy_process
 
 pytestmark = pytest.mark.integration
 
@@ -53,55 +51,8 @@ def proxy_config(path: Path, broken_url: str, slow_url: str) -> Path:
     return path
 
 
-class Proxy:
-    """scripts/start_litellm_proxy.sh on a fixed port, killable with SIGKILL and restartable."""
-
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log = env, log
-        self.url = f"http://127.0.0.1:{env['LITELLM_PORT']}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_http_ok(f"{self.url}/health/liveliness", 120, "the proxy to be ready", self.proc, self.log)
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-
-
-class Prometheus:
-    """The real Prometheus scraping the proxy every SCRAPE_INTERVAL, restartable on the same port and data."""
-
-    def __init__(self, tmp: Path, proxy_port: int):
-        self.tmp, self.proxy_port, self.port = tmp, proxy_port, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc, _ = start_prometheus(self.tmp, self.proxy_port, self.port)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
-def start_prometheus(tmp: Path, proxy_port: int, port: int) -> tuple[subprocess.Popen, str]:
-    binary = prometheus_binary()
-    if not binary:
-        pytest.fail("prometheus not found on PATH (`make setup` installs it)")
+def prometheus(tmp: Path, proxy_port: int) -> ManagedProcess:
+    """The real Prometheus scraping the proxy every SCRAPE_INTERVAL (restartable on the same port and data)."""
     (tmp / "key").write_text(KEY + "\n")
     (tmp / "key").chmod(0o600)
     config = {"global": {"scrape_interval": f"{SCRAPE_INTERVAL}s", "evaluation_interval": f"{SCRAPE_INTERVAL}s",
@@ -109,14 +60,7 @@ def start_prometheus(tmp: Path, proxy_port: int, port: int) -> tuple[subprocess.
               "scrape_configs": [{"job_name": "litellm", "metrics_path": "/metrics/",
                                   "authorization": {"type": "Bearer", "credentials_file": str(tmp / "key")},
                                   "static_configs": [{"targets": [f"127.0.0.1:{proxy_port}"]}]}]}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = open(tmp / "prometheus.log", "a")  # noqa: SIM115 - the child keeps its own copy of the fd
-    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{url}/-/ready", 60, "Prometheus to be ready", proc, tmp / "prometheus.log")
-    return proc, url
+    return prometheus_process(tmp, yaml.safe_dump(config))
 
 
 @pytest.fixture(scope="module")
@@ -129,19 +73,16 @@ def truth_stack(tmp_path_factory):
     broken, slow = FakeOllama().start(), FakeOllama().start()
     broken.set_fault("http500", path="/api/chat")
     slow.set_fault("slow", delay=SLOW_SECONDS, path="/api/chat")
-    port = free_port()
-    env = test_environ()
-    env.update({"LITELLM_PORT": str(port), "OLLAMA_HOSTS": backend.url, "LITELLM_MASTER_KEY": KEY,
-                "LITELLM_MAX_PARALLEL": str(MAX_PARALLEL), "LITELLM_NUM_RETRIES": "0",
-                "LITELLM_CONFIG": str(proxy_config(tmp / "litellm_config.yaml", broken.url, slow.url)),
-                "LLMOPS_STATE_DIR": str(tmp / "state"), "LLMOPS_ENV_FILE": str(tmp / "env")})
-    proxy = Proxy(env, tmp / "litellm.log")
-    prom = Prometheus(tmp, port)
+    proxy = proxy_process(tmp, KEY, "truth", OLLAMA_HOSTS=backend.url, LITELLM_MAX_PARALLEL=str(MAX_PARALLEL),
+                          LITELLM_NUM_RETRIES="0",
+                          LITELLM_CONFIG=str(proxy_config(tmp / "litellm_config.yaml", broken.url, slow.url)))
+    env = proxy.env
+    prom = prometheus(tmp, proxy.port)
     app = None
     try:
         proxy.start()
         prom.start()
-        settings = settings_mod.load(env_file=tmp / "env", environ={
+        settings = settings_mod.load(env_file=tmp / "env-truth", environ={
             **env, "PROMETHEUS_PORT": str(prom.port), "PROBE_INTERVAL": str(PROBE_INTERVAL), "CANARY_INTERVAL": "3"})
         app = create_app({"SETTINGS": settings, "CACHE_SECONDS": 0, "SERVICE_PIDS": lambda: {},
                           "DETAIL_INTERVAL": 3600.0})

@@ -27,8 +27,8 @@ from rich.console import Console
 
 from ..durations import cli_seconds
 from ..errors import ConfigError
+from . import datasets, results
 from . import prompts as bank
-from . import results
 from .arrivals import ARRIVALS, Burst
 from .config import (
     DEFAULT_MAX_ERROR_RATIO,
@@ -147,8 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--temperature", type=_float, metavar="T", help="temperature (default: the server's)")
     what.add_argument("--priority", type=_int, metavar="N",
                       help="LiteLLM request priority; sent only when >= 1 (0 means no priority)")
-    what.add_argument("--prompts", type=Path, metavar="FILE",
-                      help="prompt bank file or folder (default data/prompts/; .txt is one prompt a line)")
+    what.add_argument("--prompts", type=Path, metavar="FILE|DIR",
+                      help="prompts, the format by the suffix: .jsonl (one {\"prompt\"|\"text\"|\"messages\"} "
+                           "a line, max_tokens or output_tokens optional: GuideLLM, llmperf), .json (ShareGPT, "
+                           "vLLM's benchmark file: the first human turn, max_tokens from the reply's length; or the "
+                           "generator's bank), .csv (a prompt column), .txt (one prompt a line), or a folder of "
+                           "them (default data/prompts/); see docs/traffic-generator.md")
+    what.add_argument("--sample", type=_int, metavar="N",
+                      help="send N of the file's records, drawn with --seed (default all); tokens are counted only "
+                           "for those")
+    what.add_argument("--prune", action="store_true",
+                      help="ShareGPT: drop records as vLLM's benchmark does: prompts under "
+                           f"{datasets.PRUNE_MIN_TOKENS} or over {datasets.PRUNE_MAX_PROMPT_TOKENS:,} tokens, replies "
+                           f"under {datasets.PRUNE_MIN_TOKENS}, totals over {datasets.PRUNE_MAX_TOTAL_TOKENS:,}")
     what.add_argument("--category", action="append", default=[], metavar="CAT",
                       help="only these categories (repeat or comma-separate)")
     what.add_argument("--list-categories", action="store_true", help="print the bank's categories and exit")
@@ -184,7 +195,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         duration=args.duration, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
         ramp=args.ramp, burst=args.burst, delay=args.delay, sweep=args.sweep, stream=args.stream,
         max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
-        prompts=args.prompts, categories=categories, seed=args.seed, warmup=args.warmup,
+        prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
         summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
         endpoint=args.endpoint, batch=args.batch, response_format=args.response_format,
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.list_categories:
-            for name, count in bank.categories(bank.load(args.prompts or bank.BANK_DIR)).items():
+            for name, count in bank.categories(datasets.load(args.prompts or bank.BANK_DIR).prompts).items():
                 print(f"{name}\t{count}")
             return 0
         if args.compare:
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(EXIT_INTERRUPTED, "interrupted before the run started")
     console = Console()
     console.print(results.text.run_tables(result.summary))
+    print(f"{PROG}: {result.dataset_line}", file=sys.stderr)
     print(f"{PROG}: {result.verdict}", file=sys.stderr)
     if result.report is not None:
         print(f"report: {results.shown_path(result.report)}", flush=True)

@@ -42,6 +42,8 @@ class TrafficConfig:
     priority: int | None = None
     prompts: Path | None = None
     categories: tuple[str, ...] = ()
+    sample: int | None = None  # draw this many of the file's records with the seed (all without it)
+    prune: bool = False  # drop ShareGPT records as vLLM's benchmark does (by their lengths in tokens)
     seed: int | None = None
     warmup: int = 0
     timeout: float = DEFAULT_TIMEOUT
@@ -94,7 +96,7 @@ class TrafficConfig:
         if self.url is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.url):
             bad("--url", f"{self.url!r} is not a URL like http://localhost:8000")
         for flag, value in (("--max", self.max_requests), ("--concurrency", self.concurrency),
-                            ("--max-tokens", self.max_tokens)):
+                            ("--max-tokens", self.max_tokens), ("--sample", self.sample)):
             if value is not None and value < 1:
                 bad(flag, f"must be >= 1, not {value}")
         for flag, value in (("--duration", self.duration), ("--timeout", self.timeout),

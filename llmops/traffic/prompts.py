@@ -17,7 +17,7 @@ from ..settings import ROOT
 
 BANK_DIR = ROOT / "data" / "prompts"
 FORMAT = 1
-_ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,11 @@ def _load_json(file: Path) -> list[Prompt]:
         raise ConfigError(f"{file}: cannot read: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    return parse_bank(file, doc)
+
+
+def parse_bank(file: Path, doc: object) -> list[Prompt]:
+    """The prompts of a bank document read from `file` (errors name it)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ConfigError(f"{file}: expected an object with \"format\": {FORMAT} (see data/prompts/README.md)")
     category = doc.get("category")
@@ -91,9 +96,7 @@ def _prompt(file: Path, category: str, n: int, item: object) -> Prompt:
         raise ConfigError(f"{where} ({pid}): \"max_tokens\" must be a positive integer")
     if "messages" in item:
         messages = item["messages"]
-        if (not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str)
-                for m in messages)):
+        if not valid_messages(messages):
             raise ConfigError(f"{where} ({pid}): \"messages\" must be a list of {{role, content}} objects")
         return Prompt(pid, category, tuple(messages), max_tokens)
     text = item.get("prompt")
@@ -106,6 +109,12 @@ def _prompt(file: Path, category: str, n: int, item: object) -> Prompt:
             raise ConfigError(f"{where} ({pid}): \"system\" must be a string")
         messages.insert(0, {"role": "system", "content": system})
     return Prompt(pid, category, tuple(messages), max_tokens)
+
+
+def valid_messages(messages: object) -> bool:
+    """A non-empty list of {role, content} objects with known roles and string contents."""
+    return isinstance(messages, list) and bool(messages) and all(
+        isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages)
 
 
 def categories(prompts: list[Prompt]) -> dict[str, int]:

@@ -15,6 +15,7 @@ import aiohttp
 
 from .. import settings as stack_settings
 from ..proxy.key import auth_headers
+from . import datasets
 from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
@@ -43,6 +44,7 @@ class RunResult:
     run_dir: Path | None = None  # the kept run folder, when the config asked for one
     report: Path | None = None
     report_error: str | None = None
+    dataset_line: str = ""  # what the prompts were, in one line
 
 
 def resolve(config: TrafficConfig) -> TrafficConfig:
@@ -72,8 +74,8 @@ def run(config: TrafficConfig, progress: LiveProgress | None = None) -> RunResul
 async def run_async(config: TrafficConfig, progress: LiveProgress | None = None) -> RunResult:
     """The run itself; Ctrl-C (in the main thread) stops it and still returns the summary."""
     config = resolve(config.validate())
-    prompts = bank.select(bank.load(config.prompts or bank.BANK_DIR), list(config.categories))
     seed = config.seed if config.seed is not None else random.randrange(2**31)
+    dataset = datasets.load(config.prompts or bank.BANK_DIR, config.categories, config.sample, seed, config.prune)
     progress = progress or LiveProgress(enabled=config.progress)
     headers = {"User-Agent": config.user_agent, "Content-Type": "application/json", **auth_headers(config.api_key)}
     # limit=0: the engine bounds concurrency itself; a connector limit would queue silently.
@@ -87,7 +89,7 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
             mix = ModelMix((model,), (1.0,))
         for name in mix.models:
             await check(session, config.url, config.api_key or "", name)
-        run = _Run(session, config, mix, prompts, seed, progress)
+        run = _Run(session, config, mix, dataset, seed, progress)
         out = await RunWriter.open(run_spec(config), ",".join(mix.models), started_at, seed)
         sink = (lambda result: out.record(result.record())) if out.takes_lines else None
         try:
@@ -114,9 +116,11 @@ def run_spec(config: TrafficConfig) -> RunSpec:
 class _Run:
     """The phases of one run and the recorders they feed."""
 
-    def __init__(self, session, config: TrafficConfig, mix: ModelMix, prompts, seed: int,
+    def __init__(self, session, config: TrafficConfig, mix: ModelMix, dataset: datasets.Dataset, seed: int,
                  progress: LiveProgress) -> None:
         self.session, self.config, self.seed, self.progress = session, config, seed, progress
+        self.dataset = dataset
+        prompts = dataset.prompts
         self.mix, self.model = mix, str(mix)
         path = "embeddings" if config.endpoint == "embeddings" else "chat/completions"
         self.endpoint = f"{config.url}/v1/{path}"
@@ -183,6 +187,7 @@ class _Run:
             **summary, "config": self.config.public(),
         }
         summary["endpoint"] = self.config.endpoint
+        summary["dataset"] = self.dataset.public()
         summary["models"] = per_model(self.mix, self.by_model)
         if self.levels:
             levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in self.levels]
@@ -190,7 +195,7 @@ class _Run:
             summary["knee"] = knee([(x["concurrency"], x["throughput"]["requests_per_s"]) for x in levels])
         code, verdict = self._verdict(summary)
         summary["exit_code"], summary["verdict"] = code, verdict
-        return RunResult(summary, code, verdict)
+        return RunResult(summary, code, verdict, dataset_line=self.dataset.line())
 
     def _verdict(self, summary: dict) -> tuple[int, str]:
         req, ratio, limit = summary["requests"], summary["error_ratio"], self.config.max_error_ratio

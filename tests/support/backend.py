@@ -1,56 +1,38 @@
-"""The embedded backend as a real process (scripts/embedded_backend.py on a free port), with its log kept."""
+"""The embedded backend as a real process (scripts/embedded_backend.py on a free port), a ManagedProcess."""
 from __future__ import annotations
 
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
-import time
+import tempfile
+from pathlib import Path
 
-from tests.support.env import ROOT
+from tests.support.processes import ManagedProcess
+
+LISTENING = re.compile(r"listening on (http://\S+)")
 
 
-class BackendProcess:
-    """scripts/embedded_backend.py on a free port; its log lines are kept for assertions."""
+class BackendProcess(ManagedProcess):
+    """scripts/embedded_backend.py on a free port, started at once; ready when its log says where it listens.
 
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "embedded_backend.py"), "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(ROOT),
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.url = self._wait_for_url(timeout=30)
+    `log` is its output as lines, for assertions; the file is `log_path` (in a temporary folder unless given).
+    """
 
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.log.append(line)
-            self.lines.put(line)
+    def __init__(self, *args: str, log_path: Path | None = None):
+        path = log_path or Path(tempfile.mkdtemp(prefix="llmops-backend-")) / "backend.log"
+        script = str(Path(__file__).resolve().parents[2] / "scripts" / "embedded_backend.py")
+        super().__init__([sys.executable, script, "--host", "127.0.0.1", "--port", "0", *args], path,
+                         "the embedded backend", ready=self._listening, timeout=30)
+        self.start()
 
-    def _wait_for_url(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                return found.group(1)
-        self.stop()
-        raise AssertionError("embedded backend did not start:\n" + "".join(self.log))
+    def _listening(self) -> str | None:
+        found = LISTENING.search(self.tail(1_000_000))
+        if found:
+            self.url = found.group(1)
+        return self.url or None
 
-    def stop(self, timeout: float = 10) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+    @property
+    def log(self) -> list[str]:
+        return self.tail(10_000_000).splitlines(keepends=True)
+
+    def stop(self, timeout: float = 10) -> int | None:
+        return super().stop(timeout)

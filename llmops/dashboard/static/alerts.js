@@ -49,7 +49,7 @@
     const where = a.instance ? ` on ${a.labels.backend || a.instance}` : "";
     return el("tr", { class: `alert-${a.state}`, "data-fingerprint": a.fingerprint },
       el("td", {}, el("strong", {}, a.alertname), el("span", { class: "muted" }, where)),
-      el("td", {}, el("span", { class: `sev-${a.severity}` }, a.state)),
+      el("td", {}, el("span", { class: a.resolved ? "muted" : `sev-${a.severity}` }, a.state)),
       el("td", { title: a.starts_at }, `${new Date(a.starts_at).toLocaleString()} (${ago(a.starts_at)} ago)`),
       el("td", {}, span(a.duration_s)),
       el("td", {}, a.resolved ? `yes, ${new Date(a.ends_at).toLocaleString()}` : "no, still firing"),

@@ -1,0 +1,75 @@
+"""The Alert history section in a real headless Chromium: what fired, for how long, whether it resolved, the rule's
+reason, and "silence for 1 h" creating an Alertmanager silence through the dashboard (the page's CSRF token)."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.support.alerts import alert, notification
+from tests.support.browser import ARTIFACTS, open_page, serve
+from tests.support.fakes.dashboard import ALERTMANAGER, FakeResponse, healthy_stack, make_settings
+
+pytestmark = pytest.mark.browser
+TOKEN = "browser-test-receiver-token"
+
+
+def test_history_shows_firing_and_resolved_alerts_and_silences_one(browser):
+    silences = []
+
+    def silence(method, url, kwargs):
+        silences.append(kwargs["json"])
+        return FakeResponse(200, {"silenceID": "b5c7-silence"})
+
+    routes = {**healthy_stack(), f"POST {ALERTMANAGER}/api/v2/silences": silence}
+    base, server = serve(routes, settings=make_settings(ALERT_RECEIVER_TOKEN=TOKEN))
+    try:
+        hook = f"{base}/api/alerts/webhook"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        old = alert("ProxyDown", starts="2026-12-07T01:00:00Z")
+        for doc in (notification(old), notification({**old, "status": "resolved", "endsAt": "2026-12-07T01:12:00Z"}),
+                    notification(alert(backend="127.0.0.1:11434", starts="2026-12-07T03:00:00Z"))):
+            assert requests.post(hook, json=doc, headers=auth, timeout=5).status_code == 200
+        page, errors = open_page(browser, base)
+        page.select_option('#alert-history-filters select[name="since"]', "")  # all kept: the test's times are fixed
+        firing = page.locator('#alert-history tr.alert-firing')
+        firing.wait_for(timeout=10_000)
+        text = firing.inner_text()
+        assert "BackendDown" in text and "127.0.0.1:11434" in text and "no, still firing" in text
+        assert "BackendDown: why it fires" in text  # the rule's reason text
+        resolved = page.locator('#alert-history tr.alert-resolved')
+        assert "ProxyDown" in resolved.inner_text() and "12 min" in resolved.inner_text()
+        assert resolved.locator("button.silence").count() == 0  # nothing to silence once it is over
+        assert "2 alerts from 3 notifications" in page.locator("#alert-history-note").inner_text()
+
+        firing.locator("button.silence").click()
+        page.wait_for_selector("#alert-history-message:not([hidden])", timeout=10_000)
+        assert "silenced until" in page.locator("#alert-history-message").inner_text()
+        (made,) = silences
+        assert {m["name"]: m["value"] for m in made["matchers"]} == {
+            "alertname": "BackendDown", "backend": "127.0.0.1:11434", "severity": "critical"}
+        assert firing.locator("button.silence").inner_text() == "silenced"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.locator("#alert-history-section").screenshot(path=str(ARTIFACTS / "alert-history.png"))
+        assert errors == []
+    finally:
+        server.close()
+
+
+def test_a_failed_silence_says_why_and_the_button_stays(browser):
+    base, server = serve(healthy_stack(), settings=make_settings(ALERT_RECEIVER_TOKEN=TOKEN))  # Alertmanager answers nothing
+    try:
+        doc = notification(alert(starts="2026-12-07T03:00:00Z"))
+        assert requests.post(f"{base}/api/alerts/webhook", json=doc, timeout=5,
+                             headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        page, errors = open_page(browser, base)
+        page.select_option('#alert-history-filters select[name="since"]', "")
+        button = page.locator("#alert-history tr.alert-firing button.silence")
+        button.wait_for(timeout=10_000)
+        button.click()
+        page.wait_for_selector("#alert-history-message.unavailable:not([hidden])", timeout=10_000)
+        assert "Alertmanager cannot be reached" in page.locator("#alert-history-message").inner_text()
+        assert button.is_enabled()
+        # The browser logs the 503 of the failed POST as a console error; nothing else may appear.
+        assert [e for e in errors if "503" not in e] == []
+    finally:
+        server.close()
