@@ -77,6 +77,9 @@ def _optional_float(value: str) -> float | None:
     return _non_negative_float(value) if value.strip() else None
 
 
+_priority = _bounded(int, lambda n: 0 <= n <= 255, "{} is outside 0-255")
+
+
 def _models_dir(value: str) -> str:
     """Kept as text: the backend resolves it against the checkout (Settings.root)."""
     return value.strip() or "models"
@@ -214,6 +217,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting("QUEUE_ENABLED", "true", "The proxy's priority queue: at most each backend's slots in flight, the rest wait "
+            "in the proxy, lowest `priority` first (docs/queue.md); false leaves LiteLLM as it is.", _flag),
+    Setting("QUEUE_MAX", "512", "Requests that may wait in the queue; one more gets 429 at once.", _count),
+    Setting("QUEUE_TIMEOUT", "60", "Seconds a request may wait for a slot before it gets 429 (\"queued N s, backend busy\").",
+            _seconds),
+    Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
+            "never starved.", _seconds),
+    Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
+    Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
+            "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
             _non_negative_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
@@ -240,6 +253,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALERT_REPEAT_INTERVAL", "4h", "How often a still-firing alert is sent again.", _duration),
     Setting("ALERT_WEBHOOK_URL", "", "A receiver: POST Alertmanager's webhook JSON to this URL; empty means none.",
             _optional_url),
+    Setting("ALERT_WEBHOOK_TOKEN", "", "Sent to ALERT_WEBHOOK_URL as `Authorization: Bearer ...`; empty means no header. "
+            "Put a receiver's credentials here, not in its URL: Alertmanager 0.25 logs that URL when a send fails."),
     Setting("ALERT_SLACK_WEBHOOK_URL", "", "A receiver: a Slack-compatible incoming webhook URL; empty means none.",
             _optional_url),
     Setting("ALERT_SMTP_HOST", "", "A receiver: e-mail through this SMTP smarthost; empty means no e-mail.",
@@ -261,7 +276,7 @@ BY_NAME = {s.name: s for s in SETTINGS}
 # Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
 # A Slack or generic webhook URL carries its token in the path.
 SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
-                     "ALERT_RECEIVER_TOKEN"})
+                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
@@ -333,6 +348,12 @@ class Settings:
         litellm_rpm: int | None
         probe_interval: float
         canary_interval: float
+        queue_enabled: bool
+        queue_max: int
+        queue_timeout: float
+        queue_ageing: float
+        queue_default_priority: int
+        ollama_num_parallel: int
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

@@ -14,13 +14,13 @@ from llmops.errors import ConfigError
 from llmops.render import alertmanager_config as amconfig
 from llmops.render import prometheus_config as promconfig
 
-WEBHOOK = {"ALERT_WEBHOOK_URL": "http://127.0.0.1:5001/hook"}
+WEBHOOK = {"ALERT_WEBHOOK_URL": "http://127.0.0.1:5001/hook", "ALERT_WEBHOOK_TOKEN": "webhook-secret-token"}
 SLACK = {"ALERT_SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/slack-secret-token"}
 EMAIL = {"ALERT_SMTP_HOST": "smtp.example.com", "ALERT_SMTP_PORT": "2525", "ALERT_SMTP_FROM": "llmops@example.com",
          "ALERT_SMTP_TO": "ops@example.com, oncall@example.com", "ALERT_SMTP_USER": "llmops",
          "ALERT_SMTP_PASSWORD": "smtp-secret-pw"}
 RECEIVERS = {"webhook": WEBHOOK, "slack": SLACK, "email": EMAIL}
-SECRETS = ("slack-secret-token", "smtp-secret-pw", "receiver-secret-token")
+SECRETS = ("slack-secret-token", "smtp-secret-pw", "receiver-secret-token", "webhook-secret-token")
 
 
 def load(tmp_path, env_text: str = "", **environ) -> settings.Settings:
@@ -65,6 +65,12 @@ def test_each_combination_renders_routes_to_every_receiver_and_passes_amtool(tmp
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # it holds the SMTP password and webhook URLs
     assert yaml.safe_load(path.read_text()) == config
     assert "receiver-secret-token" not in path.read_text()  # the token is in its own file, for Alertmanager to read
+    assert "webhook-secret-token" not in path.read_text()
+    if "webhook" in names:
+        (hook,) = config["receivers"][got.index("webhook")]["webhook_configs"]
+        secret = tmp_path / "state" / "webhook_token"
+        assert hook["http_config"] == {"authorization": {"type": "Bearer", "credentials_file": str(secret)}}
+        assert secret.read_text() == "webhook-secret-token" and stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert token_file.read_text() == "receiver-secret-token" and stat.S_IMODE(token_file.stat().st_mode) == 0o600
     summary = amconfig.check(path, s)
     assert "SUCCESS" in summary
@@ -176,3 +182,10 @@ def test_lint_checks_the_rendered_config_with_amtool(tmp_path):
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2 and "ALERT_SMTP_FROM is empty" in result.stderr
     assert "alerts check" in (settings.ROOT / "scripts" / "lint.sh").read_text()
+
+
+def test_a_webhook_token_without_a_webhook_url_names_the_line(tmp_path):
+    s = load(tmp_path, "ALERT_WEBHOOK_TOKEN=orphan-token\n")
+    with pytest.raises(ConfigError, match=r"\.env:1: ALERT_WEBHOOK_TOKEN is set but ALERT_WEBHOOK_URL is empty") as caught:
+        amconfig.receivers(s)
+    assert "orphan-token" not in str(caught.value)

@@ -20,6 +20,7 @@ from ..settings import Settings, parse_env_file
 
 FILE = "alertmanager.yml"
 TOKEN_FILE = "alert_token"
+WEBHOOK_TOKEN_FILE = "webhook_token"
 DASHBOARD = "dashboard"
 WEBHOOK_PATH = "/api/alerts/webhook"
 # Grouped per alert and instance: two backends down are two notices, one backend flapping is one group. The
@@ -59,8 +60,14 @@ def receivers(settings: Settings) -> list[dict]:
     found: list[dict] = []
     values = settings.values
     if values["ALERT_WEBHOOK_URL"]:
-        found.append({"name": "webhook", "webhook_configs": [
-            {"url": values["ALERT_WEBHOOK_URL"], "send_resolved": True, "max_alerts": 0}]})
+        hook = {"url": values["ALERT_WEBHOOK_URL"], "send_resolved": True, "max_alerts": 0}
+        if values["ALERT_WEBHOOK_TOKEN"]:  # from a 0600 file: Alertmanager never logs it, unlike the URL
+            hook["http_config"] = {"authorization": {
+                "type": "Bearer", "credentials_file": str(settings.state_dir / WEBHOOK_TOKEN_FILE)}}
+        found.append({"name": "webhook", "webhook_configs": [hook]})
+    elif values["ALERT_WEBHOOK_TOKEN"]:
+        raise ConfigError(f"{where(settings, 'ALERT_WEBHOOK_TOKEN')}: ALERT_WEBHOOK_TOKEN is set but "
+                          "ALERT_WEBHOOK_URL is empty")
     if values["ALERT_SLACK_WEBHOOK_URL"]:
         found.append({"name": "slack", "slack_configs": [{
             "api_url": values["ALERT_SLACK_WEBHOOK_URL"], "send_resolved": True,
@@ -126,6 +133,8 @@ def write(settings: Settings) -> Path:
     target = path(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     _private(token_file(settings), str(settings.values["ALERT_RECEIVER_TOKEN"]))
+    if settings.values["ALERT_WEBHOOK_TOKEN"]:
+        _private(settings.state_dir / WEBHOOK_TOKEN_FILE, str(settings.values["ALERT_WEBHOOK_TOKEN"]))
     body = "# Rendered from .env at start; do not edit (mode 0600: it holds secrets).\n" + \
         yaml.safe_dump(render(settings), sort_keys=False)
     _private(target, body)
