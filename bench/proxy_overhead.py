@@ -15,7 +15,7 @@ each round. Each figure is the median over the rounds, and each ratio is given b
 and as the median of the ratios within each round: ratios between variants measured in the same run hold,
 absolute figures move with the machine.
 
-The 1-worker proxies run under bench/_audited_proxy.py, which counts the imports each request attempts and
+The 1-worker proxies run under tests/support/audited_proxy.py, which counts the imports each request attempts and
 fails (the "import" audit event) and can hide an installed package. After the rounds each is asked for its
 failing imports per request. LiteLLM's own Router, in a plain process against the same fake, is timed before
 and after, so a reader can see how fast the machine ran LiteLLM's code at the time.
@@ -42,24 +42,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import benchfmt
 import psutil
 import yaml
-from _helpers import wait_http
 
+from bench import _report, _requestlog_cost
+from bench._helpers import wait_http
+from bench._overhead_figures import figures
 from llmops import settings
 from llmops.polling import poll_until
 from llmops.proxy import config as proxyconf
 from llmops.proxy import launch as proxylaunch
 from llmops.proxy.key import auth_headers
 from llmops.stack.ports import free_port
+from tests.support.audited_proxy import failing_imports, read_snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))  # noqa: E402 - _audited_proxy runs as a script too
-
-import _requestlog_cost  # noqa: E402
-from _audited_proxy import failing_imports, read_snapshot  # noqa: E402
-from _overhead_figures import figures  # noqa: E402
 
 KEY = "sk-bench-proxy-overhead"
 BODY_DIRECT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}], "stream": False}
@@ -132,30 +129,14 @@ async def throughput(url: str, body: dict, headers: dict, concurrency: int, seco
         return done / (time.perf_counter() - started), errors
 
 
-SDK_PROBE = r"""
-import asyncio, json, statistics, sys, time
-import litellm
-router = litellm.Router(model_list=json.loads(sys.argv[1]))
-async def main():
-    times = []
-    for i in range(400):
-        started = time.perf_counter()
-        await router.acompletion(model="smollm2:135m", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
-        if i >= 100:
-            times.append((time.perf_counter() - started) * 1000)
-    print(round(statistics.median(times), 2))
-asyncio.run(main())
-"""
-
-
 def sdk_probe(model_list: list) -> float:
     """Median ms of LiteLLM's own Router.acompletion, in a plain process (no proxy) against the same fake.
 
     This VM's speed drifts; this figure, taken before and after, shows how fast it ran LiteLLM's code
     at the time (a plain CPU loop barely moves when the proxy's figures move by a third)."""
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR")
-    out = subprocess.run([sys.executable, "-c", SDK_PROBE, json.dumps(model_list)], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "bench._sdk_probe", json.dumps(model_list)], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=300)
     if out.returncode != 0:
         raise SystemExit(f"SDK probe failed: {out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
@@ -186,7 +167,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)  # settings of the proxy's own (e.g. REQUEST_LOG=0)
     hide: tuple[str, ...] = ()                   # packages the proxy cannot import (as if not installed)
     workers: int = 1
-    launch: str = "audited"                      # "audited" (bench/_audited_proxy.py), "script" (as make start), "none"
+    launch: str = "audited"                      # "audited" (tests/support/audited_proxy.py), "script" (as make start), "none"
     removes: str | None = None
     path: str = "/v1/chat/completions"
     body: dict = field(default_factory=lambda: BODY_PROXY)
@@ -287,8 +268,8 @@ def start(spec: Variant, fake_port: int, tmp: Path) -> Running:
         argv[argv.index("--config") + 1] = str(edited)
     audit = tmp / f"{spec.name}-audit.json"
     env.update(LLMOPS_IMPORT_AUDIT=str(audit), LLMOPS_HIDE_MODULES=",".join(spec.hide))
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxylaunch.litellm_args(argv)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.audited_proxy", *proxylaunch.litellm_args(argv)],
+                            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return Running(spec, url, proc, audit, db)
 
 
@@ -452,10 +433,10 @@ def main() -> None:
             print(f"{name:22s} p50 {r['p50_ms']:.2f} ms {r['p50_ms_per_round']}  c=10 {r['rps']:.0f} req/s "
                   f"{r['rps_per_round']}  failing imports/request {imports}")
         metrics, ratios = figures(by, variants, log_rows)
-        metrics["sdk_in_process_p50_ms"] = benchfmt.metric(
+        metrics["sdk_in_process_p50_ms"] = _report.metric(
             round(statistics.mean((speed_before, speed_after)), 2), "ms", None, "lower",
             "LiteLLM Router.acompletion without the proxy, mean of before/after: the machine's speed at the time")
-        path = benchfmt.write("proxy_overhead", metrics, {
+        path = _report.write("proxy_overhead", metrics, {
             **by, "ratios": ratios, "rounds": ROUNDS, "latency_requests_per_round": LATENCY_N,
             "throughput_seconds_per_round": THROUGHPUT_S, "audit_requests": AUDIT_N,
             "wall_seconds": round(time.monotonic() - started_at),
@@ -467,7 +448,7 @@ def main() -> None:
                               "interleaved rounds are the figures to compare.",
             "environment": "LITELLM_LOCAL_MODEL_COST_MAP=True, LITELLM_LOG=WARNING, prometheus and request-log "
                            "callbacks on (each proxy its own request-log file; shipped_nolog_1w without the log); "
-                           "1-worker proxies under bench/_audited_proxy.py (an import audit hook), the 2-worker one "
+                           "1-worker proxies under tests/support/audited_proxy.py (an import audit hook), the 2-worker one "
                            "as make start runs it",
             "goals": "issue 17 replaced the absolute goals (+8 ms, 200 requests/s) with ratios to the same-run "
                      "LiteLLM-defaults baseline: ≤ 0.55× its added latency (issue 19: ≤ 0.45×) and ≥ 2.5× its "

@@ -77,6 +77,9 @@ def _optional_float(value: str) -> float | None:
     return _non_negative_float(value) if value.strip() else None
 
 
+_priority = _bounded(int, lambda n: 0 <= n <= 255, "{} is outside 0-255")
+
+
 def _models_dir(value: str) -> str:
     """Kept as text: the backend resolves it against the checkout (Settings.root)."""
     return value.strip() or "models"
@@ -205,6 +208,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting("QUEUE_ENABLED", "true", "The proxy's priority queue: at most each backend's slots in flight, the rest wait "
+            "in the proxy, lowest `priority` first (docs/queue.md); false leaves LiteLLM as it is.", _flag),
+    Setting("QUEUE_MAX", "512", "Requests that may wait in the queue; one more gets 429 at once.", _count),
+    Setting("QUEUE_TIMEOUT", "60", "Seconds a request may wait for a slot before it gets 429 (\"queued N s, backend busy\").",
+            _seconds),
+    Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
+            "never starved.", _seconds),
+    Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
+    Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
+            "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
             _non_negative_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
@@ -324,6 +337,12 @@ class Settings:
         litellm_rpm: int | None
         probe_interval: float
         canary_interval: float
+        queue_enabled: bool
+        queue_max: int
+        queue_timeout: float
+        queue_ageing: float
+        queue_default_priority: int
+        ollama_num_parallel: int
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

@@ -40,6 +40,8 @@ def main(*argv):
     (["--burst", "8"], "is not SIZE@SECONDS"),
     (["--max-error-ratio", "2"], "--max-error-ratio: must be within 0-1"),
     (["--temperature", "9"], "--temperature: must be within 0-2"),
+    (["--priority", "256"], "--priority: must be within 0-255"),
+    (["--priority", "-1"], "--priority: must be within 0-255"),
     (["--url", "localhost:8000"], "--url: 'localhost:8000' is not a URL"),
     (["--category", "poetry", "--url", "http://127.0.0.1:9"], "unknown prompt category 'poetry'"),
     (["--prompts", "/nonexistent/bank.json", "--url", "http://127.0.0.1:9"], "no such prompt file"),
