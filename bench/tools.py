@@ -1,6 +1,6 @@
 """Benchmark: tool calls with the call grammar and without it, same prompts, same run (#26).
 
-Run: .venv/bin/python bench/tools.py [--prompts 50] [--tokens 128] [--temperature 0.7]
+Run: .venv/bin/python -m bench.tools [--prompts 50] [--tokens 128] [--temperature 0.7]
 SmolLM2-135M in the embedded backend, 50 prompts over 3 tools with typed parameters (string, integer,
 enum). Each prompt is sent twice, in alternating order:
 - grammar: `/api/chat` with the tools, as a client sends it (the backend's call grammar holds from
@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
 import requests
 
+from bench import _report
+from llmops.backend.templates import render_smollm2
+from llmops.backend.toolparse import parse_answer, validate_calls
+from llmops.backend.tools import parse_tools
+from tests.support.backend import BackendProcess  # the one way to run the backend
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.support: the one way to run the backend
-
-import benchfmt  # noqa: E402 - bench/ is the script's folder
-
-from llmops.backend.templates import render_smollm2  # noqa: E402
-from llmops.backend.toolparse import parse_answer, validate_calls  # noqa: E402
-from llmops.backend.tools import parse_tools  # noqa: E402
-from tests.support.backend import BackendProcess  # noqa: E402
 
 TAG = "smollm2:135m"
 TOOLS = [
@@ -147,27 +144,27 @@ def main() -> None:
     g_ended, f_ended = g["valid"] + g["invalid"], f["valid"] + f["invalid"]
     g_tps, f_tps = tokens_per_s(grammar), tokens_per_s(free)
     metrics = {
-        "grammar_calls_valid_ratio": benchfmt.metric(round(g["valid"] / g_ended, 4) if g_ended else 0.0, "ratio",
+        "grammar_calls_valid_ratio": _report.metric(round(g["valid"] / g_ended, 4) if g_ended else 0.0, "ratio",
                                                      goal=1.0, better="higher"),
-        "free_calls_valid_ratio": benchfmt.metric(round(f["valid"] / f_ended, 4) if f_ended else 0.0, "ratio",
+        "free_calls_valid_ratio": _report.metric(round(f["valid"] / f_ended, 4) if f_ended else 0.0, "ratio",
                                                   better="higher"),
-        "grammar_prompts_with_valid_call_ratio": benchfmt.metric(round(g["valid"] / len(grammar), 4), "ratio",
+        "grammar_prompts_with_valid_call_ratio": _report.metric(round(g["valid"] / len(grammar), 4), "ratio",
                                                                  better="higher"),
-        "free_prompts_with_valid_call_ratio": benchfmt.metric(round(f["valid"] / len(free), 4), "ratio",
+        "free_prompts_with_valid_call_ratio": _report.metric(round(f["valid"] / len(free), 4), "ratio",
                                                               better="higher"),
-        "grammar_first_call_right_tool_ratio": benchfmt.metric(right_tool(grammar), "ratio", better="higher"),
-        "grammar_calls_per_answer": benchfmt.metric(
+        "grammar_first_call_right_tool_ratio": _report.metric(right_tool(grammar), "ratio", better="higher"),
+        "grammar_calls_per_answer": _report.metric(
             round(sum(r["calls"] for r in grammar) / max(1, sum(bool(r["calls"]) for r in grammar)), 2), "calls"),
-        "grammar_tokens_per_s": benchfmt.metric(round(g_tps, 1), "tokens/s", better="higher"),
-        "free_tokens_per_s": benchfmt.metric(round(f_tps, 1), "tokens/s", better="higher"),
-        "grammar_vs_free_tokens_per_s": benchfmt.metric(round(g_tps / f_tps, 3) if f_tps else 0.0, "ratio", goal=0.8,
+        "grammar_tokens_per_s": _report.metric(round(g_tps, 1), "tokens/s", better="higher"),
+        "free_tokens_per_s": _report.metric(round(f_tps, 1), "tokens/s", better="higher"),
+        "grammar_vs_free_tokens_per_s": _report.metric(round(g_tps / f_tps, 3) if f_tps else 0.0, "ratio", goal=0.8,
                                                         better="higher", baseline="free_tokens_per_s"),
     }
     extra = {"prompts": args.prompts, "num_predict": args.tokens, "temperature": args.temperature,
              "grammar": g, "free": f, "seconds": round(time.perf_counter() - started, 1),
              "grammar_one_generation_runs": sum(r["one_generation"] for r in grammar),
              "grammar_runs": grammar, "free_runs": free}
-    benchfmt.report("tools", metrics, extra, width=40)
+    _report.report("tools", metrics, extra, width=40)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ HOLD_PROMPT = "Write the numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and conti
 
 @pytest.fixture(scope="module")
 def backend():
-    proc = BackendProcess()
+    # One slot: the queue's ordering is seen only when the backend serves one request at a time.
+    proc = BackendProcess("--num-parallel", "1")
     try:
         yield proc
     finally:
