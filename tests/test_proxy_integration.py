@@ -101,7 +101,9 @@ def test_max_parallel_limit_answers_429(tmp_path):
     fake.set_fault("slow", 1.0, path="/api/chat")  # one second per answer: enough to fill a one-slot proxy
     headers = {"Authorization": "Bearer sk-test-429-key", **UA}
     try:
-        with real_proxy(tmp_path, "sk-test-429-key", OLLAMA_HOSTS=fake.url, LITELLM_MAX_PARALLEL="1") as url, \
+        # LITELLM_MAX_PARALLEL stays a hard cap beside the queue: with more queue slots (6) than it (1), it answers 429.
+        with real_proxy(tmp_path, "sk-test-429-key", OLLAMA_HOSTS=fake.url, LITELLM_MAX_PARALLEL="1",
+                        OLLAMA_NUM_PARALLEL="6") as url, \
                 ThreadPoolExecutor(6) as pool:
             codes = [r.status_code for r in pool.map(lambda _: chat(url, headers, timeout=60), range(6))]
         assert 200 in codes and 429 in codes, codes

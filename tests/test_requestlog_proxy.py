@@ -87,7 +87,8 @@ def proxies(fake, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("requestlog")
     specs = {
         "one": {"LITELLM_WORKERS": "1", "LITELLM_NUM_RETRIES": "0", "LITELLM_TIMEOUT": "4",
-                "LITELLM_MAX_PARALLEL": "1"},
+                # LiteLLM's hard cap answers 429 when the queue lets more through than it (8 slots against 1).
+                "LITELLM_MAX_PARALLEL": "1", "OLLAMA_NUM_PARALLEL": "8"},
         "two": {"LITELLM_WORKERS": "2", "LITELLM_NUM_RETRIES": "1", "LITELLM_TIMEOUT": "5",
                 "REQUEST_LOG_CONTENT": "1"},
     }

@@ -40,6 +40,8 @@ def main(*argv):
     (["--burst", "8"], "is not SIZE@SECONDS"),
     (["--max-error-ratio", "2"], "--max-error-ratio: must be within 0-1"),
     (["--temperature", "9"], "--temperature: must be within 0-2"),
+    (["--priority", "256"], "--priority: must be within 0-255"),
+    (["--priority", "-1"], "--priority: must be within 0-255"),
     (["--url", "localhost:8000"], "--url: 'localhost:8000' is not a URL"),
     (["--category", "poetry", "--url", "http://127.0.0.1:9"], "unknown prompt category 'poetry'"),
     (["--prompts", "/nonexistent/bank.json", "--url", "http://127.0.0.1:9"], "no such prompt file"),
@@ -137,10 +139,11 @@ def test_ctrl_c_stops_cleanly_counts_everything_and_exits_130(tmp_path):
 def test_each_preset_is_a_valid_run_and_the_make_target_that_names_it(preset):
     config = cli.to_config(cli.build_parser().parse_args(cli.with_preset(["--preset", preset, "--api-key", "x"])))
     assert config.max_requests == (5 if preset == "quick" else None)
-    assert config.duration == {"quick": None, "steady": 180.0, "sweep": 20.0}[preset]
+    assert config.duration == {"quick": None, "steady": 180.0, "sweep": 20.0, "capacity": 20.0}[preset]
     assert config.sweep == ((1, 2, 4, 8, 16) if preset == "sweep" else ())
-    target = {"quick": "traffic-quick", "steady": "traffic", "sweep": "load-test"}[preset]
-    assert makefile.recipe(target).splitlines()[-1] == f".venv/bin/python -m llmops traffic --preset {preset}"
+    assert config.capacity == (preset == "capacity")
+    target = {"quick": "traffic-quick", "steady": "traffic", "sweep": "load-test", "capacity": "capacity"}[preset]
+    assert makefile.recipe(target).splitlines()[-1].startswith(f".venv/bin/python -m llmops traffic --preset {preset}")
 
 
 def test_flags_after_a_preset_override_it():

@@ -23,3 +23,33 @@ def test_generator_through_the_real_proxy_counts_every_request(ensure_stack_read
     summary = json.loads(summary_file.read_text())
     assert stack.key not in summary_file.read_text() and stack.key not in output.read_text()
     assert summary["requests"]["ok"] == 6
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "datasets"
+
+
+def test_a_jsonl_prompt_file_runs_through_the_real_stack(ensure_stack_ready, tmp_path):
+    stack = ensure_stack_ready
+    output = tmp_path / "requests.jsonl"
+    result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, max_requests=4, max_tokens=8,
+                               seed=3, prompts=FIXTURES / "prompts.jsonl", output=output))
+    assert result.exit_code == 0, result.verdict
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["prompt_id"] for line in lines) == ["prompts.jsonl:1", "prompts.jsonl:2", "prompts.jsonl:3",
+                                                          "prompts.jsonl:5"]
+    assert {line["category"] for line in lines} == {"prompts"} and all(line["status"] == "ok" for line in lines)
+    assert result.summary["dataset"]["formats"] == {"jsonl": 1}
+
+
+def test_capacity_with_a_lax_slo_reaches_the_top_level_and_an_impossible_one_answers_zero(ensure_stack_ready):
+    stack = ensure_stack_ready
+    common = dict(url=stack.settings.litellm_url, api_key=stack.key, capacity=True, max_requests=3, max_tokens=8,
+                  seed=5)
+    lax = run(TrafficConfig(**common, sweep=(1, 2), slo="ttft_p95<=60s,itl_p95<=10s,errors<=50%"))
+    cap = lax.summary["capacity"]
+    assert lax.exit_code == 0 and cap["max_concurrency"] == 2 and cap["broke_at"] is None, cap["message"]
+    assert cap["order"] == [1, 2] and [lv["requests"] for lv in cap["levels"]] == [3, 3]
+    strict = run(TrafficConfig(**common, slo="ttft_p95<=1ms,errors<=50%"))
+    cap = strict.summary["capacity"]
+    assert (cap["max_concurrency"], cap["broke_at"], cap["order"]) == (0, 1, [1]), cap["message"]
+    assert cap["broken_bound"]["metric"] == "ttft_p95" and "at 1, TTFT p95 is" in cap["message"]

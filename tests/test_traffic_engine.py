@@ -176,10 +176,12 @@ def test_request_carries_key_user_agent_model_and_options():
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
 
 
-def test_priority_zero_and_defaults_are_not_sent():
+def test_priority_zero_is_sent_and_defaults_are_not():
     with FakeOpenAI() as fake:
         run(config(fake, max_requests=1, priority=0, categories=("classification",)))
-        body = fake.requests[0][1]
+        run(config(fake, max_requests=1, categories=("classification",)))
+        zero, body = fake.requests[0][1], fake.requests[1][1]
+    assert zero["priority"] == 0  # the proxy's queue serves 0 first; LiteLLM read it as none
     assert "priority" not in body and "temperature" not in body
     assert body["max_tokens"] == 8  # the prompt's own budget
     assert body["messages"][0]["role"] == "system"

@@ -27,7 +27,7 @@ def parse_tool_messages(raw: object, arguments_as_text: bool = False) -> list[di
     from .protocol import parse_messages
 
     messages = parse_messages(raw, allow_parts=True)
-    for i, (msg, given) in enumerate(zip(messages, raw or [])):
+    for i, (msg, given) in enumerate(zip(messages, raw or [], strict=True)):
         calls = given.get("tool_calls")
         if calls is None:
             pass

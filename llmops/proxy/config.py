@@ -25,6 +25,11 @@ LOCAL_MODEL_INFO = {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0}
 LOCAL_PROVIDERS = ("ollama", "ollama_chat")
 # The request log's LiteLLM callback (llmops/proxy/plugins/requestlog.py); REQUEST_LOG=0 leaves it out.
 REQUEST_LOG_CALLBACK = "llmops.proxy.plugins.requestlog.request_log"
+# The priority queue (llmops/proxy/plugins/priorityqueue.py); QUEUE_ENABLED=false leaves it out. Listed last, so
+# the other plug-ins' pre-call hooks run before it takes a slot.
+QUEUE_CALLBACK = "llmops.proxy.plugins.priorityqueue.priority_queue"
+# LiteLLM's background health checks are real generations outside every hook: one token each keeps them cheap.
+HEALTH_CHECK_MAX_TOKENS = 1
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 
 
@@ -175,6 +180,16 @@ def render(settings: Settings, source: Path | None = None) -> dict:
         callbacks = data.get("litellm_settings", {}).get("callbacks")
         if isinstance(callbacks, list) and REQUEST_LOG_CALLBACK in callbacks:
             callbacks.remove(REQUEST_LOG_CALLBACK)
+    if settings.queue_enabled:
+        callbacks = data.setdefault("litellm_settings", {}).setdefault("callbacks", [])
+        if QUEUE_CALLBACK not in callbacks:
+            callbacks.append(QUEUE_CALLBACK)
+        # A client that hangs up on an admitted, non-streamed request cancels its backend call, so its slot frees.
+        data.setdefault("general_settings", {}).setdefault("cancel_on_disconnect", True)
+        for deployment in deployments:
+            provider = str(deployment["litellm_params"]["model"]).split("/", 1)[0]
+            if provider in LOCAL_PROVIDERS and (deployment.get("model_info") or {}).get("mode") != "embedding":
+                deployment.setdefault("model_info", {}).setdefault("health_check_max_tokens", HEALTH_CHECK_MAX_TOKENS)
     if settings.litellm_rpm:
         # Without pre-call checks LiteLLM 1.108.7 treats rpm as requests in flight, not per minute.
         data.setdefault("router_settings", {})["enable_pre_call_checks"] = True
@@ -183,6 +198,28 @@ def render(settings: Settings, source: Path | None = None) -> dict:
     own = [g for g in litellm_settings.get("prometheus_metrics_config") or [] if g.get("group") != proxymetrics.GROUP]
     litellm_settings["prometheus_metrics_config"] = own + proxymetrics.metrics_config()
     return data
+
+
+def queue_groups(data: dict) -> dict[str, list[str]]:
+    """Model group -> its deployments' slot pools ("api_base|model"), for every generating model with a base URL."""
+    groups: dict[str, list[str]] = {}
+    for entry in data.get("model_list") or []:
+        params = entry.get("litellm_params") or {}
+        model, base = str(params.get("model") or ""), params.get("api_base")
+        if (entry.get("model_info") or {}).get("mode") == "embedding" or not base or "/" not in model:
+            continue
+        key = f"{str(base).rstrip('/')}|{model.split('/', 1)[1]}"
+        pools = groups.setdefault(str(entry["model_name"]), [])
+        if key not in pools:
+            pools.append(key)
+    return groups
+
+
+def queue_settings(settings: Settings, data: dict) -> dict:
+    """What the priority-queue plug-in reads in each proxy worker (LLMOPS_QUEUE, JSON)."""
+    return {"max": settings.queue_max, "timeout": settings.queue_timeout, "ageing": settings.queue_ageing,
+            "default_priority": settings.queue_default_priority, "ollama_num_parallel": settings.ollama_num_parallel,
+            "groups": queue_groups(data)}
 
 
 def write_rendered(settings: Settings) -> Path:

@@ -27,6 +27,7 @@ under its own name (tests, benchmarks) it changes nothing.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import sys
@@ -34,7 +35,7 @@ import threading
 
 from ..errors import ConfigError
 from ..settings import ROOT, Settings
-from .config import write_rendered
+from .config import queue_settings, render, write_rendered
 
 # Seconds between two looks at CPython's counts.
 DEFAULT_INTERVAL = 0.1
@@ -126,6 +127,8 @@ def command(settings: Settings) -> tuple[list[str], dict[str, str]]:
     # Python stack of every thread in logs/litellm.log instead of nothing; supervisor restarts the proxy either way.
     env.setdefault("PYTHONFAULTHANDLER", "1")
     env.update(request_log_env(settings))
+    if settings.queue_enabled:
+        env["LLMOPS_QUEUE"] = json.dumps(queue_settings(settings, render(settings)))
     workers = settings.litellm_workers
     if workers > 1:
         # Each worker has its own registry; LiteLLM adds them up from this folder (emptied per start).

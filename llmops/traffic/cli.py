@@ -27,7 +27,7 @@ from rich.console import Console
 
 from ..durations import cli_seconds
 from ..errors import ConfigError
-from . import datasets, results
+from . import capacity, datasets, results
 from . import prompts as bank
 from .arrivals import ARRIVALS, Burst
 from .config import (
@@ -86,6 +86,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
                "--output", "logs/traffic.jsonl", "--summary-json", "logs/traffic-summary.json"),
     "sweep": ("--sweep", "1,2,4,8,16", "--duration", "20", "--warmup", "2", "--max-tokens", "32",
               "--summary-json", "logs/load-test.json", "--name", "load-test"),
+    "capacity": ("--capacity", "--duration", "20", "--warmup", "2", "--max-tokens", "32",
+                 "--summary-json", "logs/capacity.json", "--name", "capacity"),
 }
 
 
@@ -114,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     how = p.add_argument_group("how much and how fast")
     how.add_argument("--preset", choices=tuple(PRESETS), metavar="{" + ",".join(PRESETS) + "}",
                      help="a named run: quick (5 requests), steady (3 minutes at 1/s, Poisson), sweep "
-                          "(concurrency 1-16, 20 s each); flags after it override its own")
+                          "(concurrency 1-16, 20 s each), capacity (--capacity, 20 s a level); flags after it "
+                          "override its own")
     how.add_argument("--max", type=_int, dest="max_requests", metavar="N", help="stop after N requests")
     how.add_argument("--duration", type=_duration, metavar="DUR", help="stop sending after DUR")
     how.add_argument("--concurrency", type=_int, metavar="N",
@@ -131,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--sweep", type=_sweep, default=(), metavar="LEVELS",
                      help="closed loop at each concurrency (e.g. 1,2,4,8,16) for --duration or --max each "
                           f"(default {SWEEP_LEVEL_DURATION:g}s each); reports where throughput stops growing")
+    how.add_argument("--capacity", action="store_true",
+                     help="answer how many concurrent streams stay within --slo: closed loop up the levels "
+                          f"(--sweep, default {','.join(map(str, capacity.DEFAULT_LEVELS))}; --duration or --max "
+                          "each), stop at the first that breaks it, bisect the gap below")
+    how.add_argument("--slo", metavar="BOUNDS",
+                     help=f"--capacity's bounds on each level (default {capacity.DEFAULT_SLO.replace('%', '%%')!r}): "
+                          "ttft/itl/tpot/latency_p50|p90|p95|p99<=DUR, errors<=PCT (429s count), goodput>=PCT")
     how.add_argument("--warmup", type=_int, default=0, metavar="N", help="N requests first, not counted")
     what = p.add_argument_group("what to send")
     what.add_argument("--endpoint", choices=ENDPOINTS, default="chat",
@@ -140,13 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--response-format", metavar="json|SCHEMA.json",
                       help="ask for JSON (json_object) or for a JSON schema, and check every answer: one that "
                            "does not parse or validate counts as invalid_output")
+    what.add_argument("--tools", metavar="FILE.json",
+                      help="offer these OpenAI tools (a JSON list) in every chat request and check each tool call: "
+                           "one that names no tool or whose arguments do not parse or validate counts as invalid_output")
     what.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                       help="stream (SSE) to measure time to first token and inter-token latency (default on)")
     what.add_argument("--max-tokens", type=_int, metavar="N",
                       help=f"max_tokens (default: the prompt's own, else {DEFAULT_MAX_TOKENS})")
     what.add_argument("--temperature", type=_float, metavar="T", help="temperature (default: the server's)")
     what.add_argument("--priority", type=_int, metavar="N",
-                      help="LiteLLM request priority; sent only when >= 1 (0 means no priority)")
+                      help="request priority for the proxy's queue, 0-255, lower first (docs/queue.md); 0 is sent too")
     what.add_argument("--prompts", type=Path, metavar="FILE|DIR",
                       help="prompts, the format by the suffix: .jsonl (one {\"prompt\"|\"text\"|\"messages\"} "
                            "a line, max_tokens or output_tokens optional: GuideLLM, llmperf), .json (ShareGPT, "
@@ -194,11 +207,12 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         url=args.url, api_key=args.api_key, model=args.model, max_requests=args.max_requests,
         duration=args.duration, concurrency=args.concurrency, rate=args.rate, arrivals=args.arrivals,
         ramp=args.ramp, burst=args.burst, delay=args.delay, sweep=args.sweep, stream=args.stream,
+        capacity=args.capacity, slo=args.slo,
         max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
         prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
         summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
-        endpoint=args.endpoint, batch=args.batch, response_format=args.response_format,
+        endpoint=args.endpoint, batch=args.batch, response_format=args.response_format, tools=args.tools,
     ).validate()
 
 
@@ -232,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     console.print(results.text.run_tables(result.summary))
     print(f"{PROG}: {result.dataset_line}", file=sys.stderr)
+    for warning in (result.summary.get("capacity") or {}).get("warnings", ()):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     print(f"{PROG}: {result.verdict}", file=sys.stderr)
     if result.report is not None:
         print(f"report: {results.shown_path(result.report)}", flush=True)

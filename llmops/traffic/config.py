@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..proxy.key import REDACTED
+from . import capacity as capacity_search
 from .arrivals import ARRIVALS, Burst
 from .mix import ModelMix
-from .outputcheck import OutputCheck
+from .outputcheck import OutputCheck, ToolCheck
 
 USER_AGENT = "llmops-traffic/0.1"
 DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
@@ -36,6 +37,8 @@ class TrafficConfig:
     burst: Burst | None = None
     delay: float = 0.0
     sweep: tuple[int, ...] = ()
+    capacity: bool = False  # search the most concurrent streams within `slo` (levels: sweep or the default)
+    slo: str | None = None  # --slo: aggregate bounds for --capacity (None: capacity.DEFAULT_SLO)
     stream: bool = True
     max_tokens: int | None = None
     temperature: float | None = None
@@ -61,6 +64,7 @@ class TrafficConfig:
     endpoint: str = "chat"
     batch: int = 1
     response_format: str | None = None  # "json" or a JSON schema file
+    tools: str | None = None  # a JSON file of OpenAI tools offered in every request; calls checked
 
     @property
     def mix(self) -> ModelMix | None:
@@ -73,8 +77,19 @@ class TrafficConfig:
         return self.rate is not None or self.burst is not None
 
     @property
+    def capacity_levels(self) -> tuple[int, ...]:
+        """The levels a --capacity run climbs: --sweep's, else the default."""
+        return self.sweep or capacity_search.DEFAULT_LEVELS
+
+    @property
+    def slo_bounds(self) -> tuple[capacity_search.Bound, ...]:
+        return capacity_search.parse_slo(self.slo or capacity_search.DEFAULT_SLO)
+
+    @property
     def kind(self) -> str:
-        """The load shape in words: closed loop, open loop or sweep."""
+        """The load shape in words: closed loop, open loop, sweep or capacity."""
+        if self.capacity:
+            return "capacity"
         if self.sweep:
             return "sweep"
         return "open loop" if self.open_loop else "closed loop"
@@ -82,6 +97,8 @@ class TrafficConfig:
     @property
     def default_name(self) -> str:
         """A kept run's name when --name is not given, from the load shape: c4, rate-2, burst, sweep-1-2-4."""
+        if self.capacity:
+            return "capacity"
         if self.sweep:
             return "sweep-" + "-".join(map(str, self.sweep))
         if self.open_loop:
@@ -113,8 +130,8 @@ class TrafficConfig:
             bad("--arrivals", "needs --rate")
         if self.temperature is not None and not 0 <= self.temperature <= 2:
             bad("--temperature", f"must be within 0-2, not {self.temperature:g}")
-        if self.priority is not None and self.priority < 0:
-            bad("--priority", f"must be >= 0, not {self.priority}")
+        if self.priority is not None and not 0 <= self.priority <= 255:
+            bad("--priority", f"must be within 0-255 (lower is served first), not {self.priority}")
         if not 0 <= self.max_error_ratio <= 1:
             bad("--max-error-ratio", f"must be within 0-1, not {self.max_error_ratio:g}")
         if self.model is not None:
@@ -135,8 +152,18 @@ class TrafficConfig:
                 bad("--response-format", "checks chat answers; it cannot be combined with --endpoint embeddings")
         if self.response_format is not None:
             OutputCheck.load(self.response_format)  # raises ConfigError naming the file
+        if self.tools is not None:
+            if self.endpoint == "embeddings":
+                bad("--tools", "offers tools to chat; it cannot be combined with --endpoint embeddings")
+            if self.response_format is not None:
+                bad("--tools", "cannot be combined with --response-format (the backend answers one or the other)")
+            ToolCheck.load(self.tools)  # raises ConfigError naming the file
         if self.open_loop and self.delay:
             bad("--delay", "is for closed-loop runs; with --rate or --burst the schedule sets the pace")
+        if self.capacity:
+            self._validate_capacity(bad)
+        elif self.slo is not None:
+            bad("--slo", "bounds a --capacity run; --slo-ttft and --slo-latency define goodput")
         if self.sweep:
             if self.open_loop:
                 bad("--sweep", "sweeps concurrency; it cannot be combined with --rate or --burst")
@@ -145,6 +172,21 @@ class TrafficConfig:
             if any(c < 1 for c in self.sweep) or list(self.sweep) != sorted(set(self.sweep)):
                 bad("--sweep", f"needs rising levels >= 1 like 1,2,4,8,16, not {','.join(map(str, self.sweep))}")
         return self
+
+    def _validate_capacity(self, bad) -> None:
+        if self.open_loop:
+            bad("--capacity", "climbs closed-loop concurrency levels; it cannot be combined with --rate or --burst")
+        if self.concurrency is not None:
+            bad("--capacity", "sets the concurrency levels itself (--sweep LEVELS chooses them); drop --concurrency")
+        try:
+            bounds = self.slo_bounds
+        except ValueError as exc:
+            bad("--slo", str(exc))
+        streamed = [b for b in bounds if b.metric.split("_")[0] in ("ttft", "itl", "tpot")]
+        if streamed and (not self.stream or self.endpoint != "chat"):
+            bad("--slo", f"{streamed[0]} needs streamed chat completions (drop --no-stream, or bound latency_p95)")
+        if any(b.metric == "goodput" for b in bounds) and self.slo_ttft is None and self.slo_latency is None:
+            bad("--slo", "a goodput bound needs --slo-ttft or --slo-latency (what a good request is)")
 
     def public(self) -> dict:
         """The options as JSON-ready data, the key left out."""

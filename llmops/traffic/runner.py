@@ -15,7 +15,7 @@ import aiohttp
 
 from .. import settings as stack_settings
 from ..proxy.key import auth_headers
-from . import datasets
+from . import capacity, datasets
 from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
@@ -131,6 +131,7 @@ class _Run:
         self.total = Recorder(config.slo_ttft, config.slo_latency, seed)
         self.warmup = Recorder(seed=seed)
         self.levels: list[tuple[int, Recorder]] = []
+        self.search: capacity.Search | None = None
         self.ids = itertools.count(1)
         self.t0 = time.perf_counter()
         self.interrupted = False
@@ -153,16 +154,18 @@ class _Run:
             engine = self._engine_for(self.warmup_order, [self.warmup], sink, phase="warmup")
             self.progress.watch(self.warmup, "warmup")
             await engine.closed_loop(min(c.concurrency or 1, c.warmup), max_requests=c.warmup)
+        if c.capacity:
+            self.search = capacity.Search(c.capacity_levels, c.slo_bounds)
+            while not self.interrupted and (level := self.search.next()) is not None:
+                rec = await self._level(level, sink)
+                if not self.interrupted:  # a level cut short by Ctrl-C is not judged
+                    self.search.record(level, rec.summary())
+            return
         if c.sweep:
             for level in c.sweep:
                 if self.interrupted:
                     break
-                rec = Recorder(c.slo_ttft, c.slo_latency, self.seed)
-                self.levels.append((level, rec))
-                engine = self._engine_for(self.order, [self.total, rec], sink, level=level)
-                self.progress.watch(rec, f"concurrency {level}")
-                duration = c.duration or (None if c.max_requests else SWEEP_LEVEL_DURATION)
-                await engine.closed_loop(level, c.max_requests, duration, c.delay, c.ramp)
+                await self._level(level, sink)
             return
         if self.interrupted:
             return
@@ -178,6 +181,17 @@ class _Run:
         else:
             await engine.closed_loop(c.concurrency or 1, c.max_requests, c.duration, c.delay, c.ramp)
 
+    async def _level(self, level: int, sink) -> Recorder:
+        """One closed-loop level of a sweep or a capacity search, for --duration or --max."""
+        c = self.config
+        rec = Recorder(c.slo_ttft, c.slo_latency, self.seed)
+        self.levels.append((level, rec))
+        engine = self._engine_for(self.order, [self.total, rec], sink, level=level)
+        self.progress.watch(rec, f"concurrency {level}")
+        duration = c.duration or (None if c.max_requests else SWEEP_LEVEL_DURATION)
+        await engine.closed_loop(level, c.max_requests, duration, c.delay, c.ramp)
+        return rec
+
     def result(self, started_at: str) -> RunResult:
         summary = self.total.summary()
         summary = {
@@ -190,9 +204,12 @@ class _Run:
         summary["dataset"] = self.dataset.public()
         summary["models"] = per_model(self.mix, self.by_model)
         if self.levels:
-            levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in self.levels]
+            # A capacity search runs levels out of order (its bisection): the sweep's figures rise by level.
+            levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in sorted(self.levels, key=lambda x: x[0])]
             summary["sweep"] = levels
             summary["knee"] = knee([(x["concurrency"], x["throughput"]["requests_per_s"]) for x in levels])
+        if self.search is not None:
+            summary["capacity"] = self.search.answer(self.config.slo or capacity.DEFAULT_SLO, self.interrupted)
         code, verdict = self._verdict(summary)
         summary["exit_code"], summary["verdict"] = code, verdict
         return RunResult(summary, code, verdict, dataset_line=self.dataset.line())
@@ -204,6 +221,8 @@ class _Run:
             return EXIT_INTERRUPTED, f"interrupted: {req['total']} requests counted{cancelled}"
         if req["total"] and not req["ok"]:
             return EXIT_ERRORS, f"no request succeeded out of {req['total']}"
+        if "capacity" in summary:  # errors at the levels that broke the SLO are part of the answer
+            return EXIT_OK, summary["capacity"]["message"]
         if ratio > limit:
             return EXIT_ERRORS, f"error ratio {ratio:.1%} is above --max-error-ratio {limit:.1%}"
         return EXIT_OK, f"ok: {req['ok']}/{req['total']} requests succeeded (error ratio {ratio:.1%})"

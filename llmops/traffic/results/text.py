@@ -75,6 +75,25 @@ def sweep_table(levels: list[dict], knee: dict) -> Group:
     return Group(table, Text(knee["message"], style="bold"))
 
 
+def capacity_table(cap: dict) -> Group:
+    """One row per level judged (each bound's figure, a mark where it broke), then the answer and its warnings."""
+    table = Table(title=f"Capacity within {', '.join(cap['bounds'])}", title_justify="left")
+    checks = [c["bound"] for c in (cap["levels"][0]["checks"] if cap["levels"] else [])]
+    for name in ("concurrency", "requests", "req/s", *(c.split("<")[0].split(">")[0] for c in checks), "within"):
+        table.add_column(name, justify="right")
+    for lvl in cap["levels"]:
+        cells = []
+        for c in lvl["checks"]:
+            value = "-" if c["value"] is None else (f"{c['value']:.1%}" if c["metric"] in ("errors", "goodput")
+                                                    else f"{c['value'] * 1000:,.0f} ms")
+            cells.append(value if c["met"] else f"{value} ✗")
+        rps = lvl["requests_per_s"]
+        table.add_row(str(lvl["concurrency"]), str(lvl["requests"]), "-" if rps is None else f"{rps:.2f}", *cells,
+                      "yes" if lvl["within_slo"] else "no")
+    lines = [Text(cap["message"], style="bold"), *(Text(f"warning: {w}", style="yellow") for w in cap["warnings"])]
+    return Group(table, *lines)
+
+
 def models_table(models: dict[str, dict]) -> Table:
     """requests, ok, failures by class, p50/p95 latency, TTFT and throughput, one row per model."""
     table = Table(title="Per model", title_justify="left")
@@ -97,6 +116,8 @@ def run_tables(summary: dict) -> Group:
     parts = [summary_tables(summary)]
     if len(summary.get("models") or {}) > 1:
         parts.append(models_table(summary["models"]))
-    if "sweep" in summary:
+    if "capacity" in summary:
+        parts.append(capacity_table(summary["capacity"]))
+    elif "sweep" in summary:
         parts.append(sweep_table(summary["sweep"], summary["knee"]))
     return Group(*parts)

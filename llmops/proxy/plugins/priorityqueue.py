@@ -1,0 +1,283 @@
+"""The priority queue plug-in: at most N generations in flight to each backend's model, the rest wait here.
+
+Loaded by the proxy from `litellm_settings.callbacks` (the start script adds
+"llmops.proxy.plugins.priorityqueue.priority_queue" when QUEUE_ENABLED is on; docs/litellm.md, "The priority
+queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.launch).
+
+- `async_pre_call_hook` (before the Router picks a deployment) takes the body's `priority` out, so LiteLLM's own
+  scheduler never sees it, and waits until one deployment of the model group has a free slot; it reserves that
+  slot. A bad priority is a 400, a full queue or a wait past QUEUE_TIMEOUT a 429 with Retry-After: raised here,
+  before any deployment is called, so no backend is ever cooled down for them.
+- `async_filter_deployments` (the Router's per-attempt filter, after cooldown and health filtering) narrows the
+  healthy deployments to the reserved one, so the request goes where its slot is, retries included.
+- The slot is given back by whichever comes first: the success hook (non-streamed), the failure hook (backend
+  error after retries, a timeout, a later hook rejecting), or the end of the request's own asyncio task (a stream
+  that ended or that the client closed, anything else): `release` is idempotent.
+- A client that leaves while queued is noticed at once (the ASGI channel's `http.disconnect`) and leaves the line.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from ..queue import CLIENT_LEFT, REASONS, BadPriority, Rejected, Ticket, parse_priority
+from .queuestate import LocalState
+
+TOKEN_KEY = "llmops_queue_token"
+QUEUED_CALLS = ("acompletion", "completion", "atext_completion", "text_completion")
+EMBEDDING_CALLS = ("aembedding", "embedding")
+WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SLOTS_REFRESH = 30.0  # seconds between two reads of a backend's slot count
+
+
+def _metadata(data: dict) -> dict:
+    meta = data.get("metadata")
+    if not isinstance(meta, dict):
+        meta = data["metadata"] = {}
+    return meta
+
+
+def _token_of(holder: dict | None) -> str | None:
+    if not isinstance(holder, dict):
+        return None
+    for key in ("metadata", "litellm_metadata"):
+        meta = holder.get(key)
+        if isinstance(meta, dict) and isinstance(meta.get(TOKEN_KEY), str):
+            return meta[TOKEN_KEY]
+    return None
+
+
+def deployment_key(api_base: str, model: str) -> str:
+    """A slot pool's name: the backend's base URL and the model as the backend knows it."""
+    return f"{api_base.rstrip('/')}|{model}"
+
+
+def key_of_deployment(deployment: dict) -> str | None:
+    params = deployment.get("litellm_params") or {}
+    model, base = str(params.get("model") or ""), params.get("api_base")
+    if not base or "/" not in model:
+        return None
+    return deployment_key(str(base), model.split("/", 1)[1])
+
+
+def find_request(max_depth: int = 40):
+    """The Starlette request this hook runs for, from the awaiting frames (LiteLLM hands hooks no request)."""
+    try:
+        from starlette.requests import Request
+    except ImportError:  # pragma: no cover - the proxy always has starlette
+        return None
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("request")
+        if isinstance(candidate, Request):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+async def wait_disconnect(request) -> bool:
+    """Return once the client has gone (the body has been read, so the channel only says `http.disconnect`)."""
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return True
+
+
+def parse_slots_text(text: str, model: str) -> int | None:
+    """llm_backend_slots{model="..."} from a backend's /metrics text, or None when it has no such gauge."""
+    for line in text.splitlines():
+        if line.startswith("llm_backend_slots{") and f'model="{model}"' in line:
+            try:
+                return max(1, int(float(line.rsplit(" ", 1)[1])))
+            except ValueError:
+                return None
+    return None
+
+
+class PriorityQueue(CustomLogger):
+    """The LiteLLM plug-in; its state starts on first use in each worker."""
+
+    def __init__(self, environ: dict[str, str] | None = None):
+        super().__init__()
+        self.environ = os.environ if environ is None else environ
+        self._config: dict | None = None
+        self._state: LocalState | None = None
+        self._slots: dict[str, tuple[int, float]] = {}  # deployment -> (slots, read at)
+        self._metrics = None
+
+    # -- configuration --------------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            self._config = json.loads(self.environ.get("LLMOPS_QUEUE") or "{}")
+        return self._config
+
+    @property
+    def state(self) -> LocalState:
+        if self._state is None:
+            cfg = self.config
+            self._state = LocalState(max_waiting=int(cfg.get("max", 512)), timeout=float(cfg.get("timeout", 60)),
+                                     ageing=float(cfg.get("ageing", 1.0)))
+            self._state.on_admit = self._observe_admit
+            self._state.on_reject = self._observe_reject
+            self.metrics()
+        return self._state
+
+    async def _ensure_group(self, group: str) -> bool:
+        """Declare a model group's deployments with their slot counts (read again every SLOTS_REFRESH s)."""
+        bases = (self.config.get("groups") or {}).get(group)
+        if not bases:
+            return False
+        now = time.monotonic()
+        stale = [key for key in bases if key not in self._slots or now - self._slots[key][1] > SLOTS_REFRESH]
+        if stale or not self.state.knows(group):
+            for key in stale:
+                self._slots[key] = (await self._read_slots(key), now)
+            self.state.set_group(group, [(key, self._slots[key][0]) for key in bases])
+        return True
+
+    async def _read_slots(self, key: str) -> int:
+        """The embedded backend's llm_backend_slots{model}; 1 for it without the gauge; OLLAMA_NUM_PARALLEL else."""
+        base, model = key.split("|", 1)
+        fallback = int(self.config.get("ollama_num_parallel", 1))
+        try:
+            import httpx
+
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                response = await client.get(f"{base}/metrics")
+        except Exception:  # noqa: BLE001 - a backend that does not answer now is asked again later
+            return self._slots.get(key, (fallback, 0))[0]
+        if response.status_code != 200 or "llm_backend_" not in response.text:
+            return fallback  # not the embedded backend: Ollama does not say; OLLAMA_NUM_PARALLEL in .env does
+        return parse_slots_text(response.text, model) or 1
+
+    # -- LiteLLM's hooks ------------------------------------------------------------------------------------
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
+        from litellm.proxy._types import ProxyException
+
+        raw = data.pop("priority", None)
+        try:
+            priority = parse_priority(raw, int(self.config.get("default_priority", 10)))
+        except BadPriority as exc:
+            raise ProxyException(message=str(exc), type="invalid_request_error", param="priority", code=400) from None
+        meta = _metadata(data)
+        meta["llmops_queue_priority"] = priority
+        if call_type in EMBEDDING_CALLS:
+            self.metrics()["passed"].labels(kind="embedding").inc()
+            return data
+        group = data.get("model")
+        if call_type not in QUEUED_CALLS or not isinstance(group, str) or not await self._ensure_group(group):
+            self.metrics()["passed"].labels(kind="other").inc()
+            return data
+        token = uuid.uuid4().hex  # our own: litellm_call_id can be chosen by the client
+        request = find_request()
+        try:
+            ticket = await self.state.acquire(group, priority, token,
+                                              (lambda: wait_disconnect(request)) if request is not None else None)
+        except Rejected as exc:
+            if exc.reason == CLIENT_LEFT:
+                raise ProxyException(message=exc.message, type="client_disconnected", param=None, code=499) from None
+            raise ProxyException(message=exc.message, type="rate_limit_error", param=None, code=429,
+                                 headers={"retry-after": str(exc.retry_after)}, openai_code="queue_" + exc.reason) from None
+        meta[TOKEN_KEY] = token
+        meta["llmops_queue_wait_ms"] = round((ticket.wait or 0.0) * 1000, 3)
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(lambda _task, token=token: self.release(token))
+        return data
+
+    async def async_filter_deployments(self, model, healthy_deployments, messages, request_kwargs=None,
+                                       parent_otel_span=None):
+        token = _token_of(request_kwargs)
+        if token is None or self._state is None:
+            return healthy_deployments
+        reserved = self.state.deployment_of(token)
+        if reserved is None:
+            return healthy_deployments
+        by_key = {}
+        for deployment in healthy_deployments:
+            by_key.setdefault(key_of_deployment(deployment), deployment)
+        if reserved in by_key:
+            return [by_key[reserved]]
+        # Its backend left the healthy list (cooled down, failed its health check), or this is a fallback to another
+        # model: move the slot to a free healthy deployment of the same pool kind, else let LiteLLM choose.
+        moved = self.state.move(token, [k for k in by_key if k is not None])
+        return [by_key[moved]] if moved else healthy_deployments
+
+    async def async_post_call_success_hook(self, data, user_api_key_dict, response):
+        token = _token_of(data)
+        if token:
+            self.release(token)
+        return response
+
+    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
+                                           traceback_str=None):
+        token = _token_of(request_data)
+        if token:
+            self.release(token)
+        return None
+
+    def release(self, token: str) -> None:
+        if self._state is not None:
+            self._state.release(token)
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    def metrics(self) -> dict:
+        """The queue's families in the proxy's own registry (LiteLLM's /metrics/ serves it)."""
+        if self._metrics is None:
+            from prometheus_client import REGISTRY, Counter, Histogram
+
+            self._metrics = {
+                "wait": Histogram("llmops_queue_wait_seconds", "Time a request waited in the proxy's queue for a slot.",
+                                  ["priority"], buckets=WAIT_BUCKETS),
+                "rejected": Counter("llmops_queue_rejected", "Requests the queue refused, by reason.", ["reason"]),
+                "passed": Counter("llmops_queue_passed", "Requests that pass without a slot (embeddings, other routes).",
+                                  ["kind"]),
+            }
+            for reason in REASONS:
+                self._metrics["rejected"].labels(reason=reason)
+            REGISTRY.register(_StateCollector(self))
+        return self._metrics
+
+    def _observe_admit(self, ticket: Ticket) -> None:
+        self.metrics()["wait"].labels(priority=str(ticket.priority)).observe(ticket.wait or 0.0)
+
+    def _observe_reject(self, rejection: Rejected) -> None:
+        self.metrics()["rejected"].labels(reason=rejection.reason).inc()
+
+
+class _StateCollector:
+    """Gauges read from the state at scrape time: waiting by model and priority, slots and busy by backend."""
+
+    def __init__(self, plugin: PriorityQueue):
+        self.plugin = plugin
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        waiting = GaugeMetricFamily("llmops_queue_waiting", "Requests waiting in the proxy's queue.",
+                                    labels=["model", "priority"])
+        busy = GaugeMetricFamily("llmops_queue_busy_slots", "Slots held by requests in flight.", labels=["backend", "model"])
+        slots = GaugeMetricFamily("llmops_queue_slots", "Slots of each backend's model.", labels=["backend", "model"])
+        state = self.plugin._state
+        if state is not None:
+            for (group, priority), count in sorted(state.rules.waiting_by_priority().items()):
+                waiting.add_metric([group, str(priority)], count)
+            for key, count in sorted(state.rules.slots.items()):
+                base, model = key.split("|", 1)
+                slots.add_metric([base, model], count)
+                busy.add_metric([base, model], state.rules.busy.get(key, 0))
+        yield waiting
+        yield busy
+        yield slots
+
+
+priority_queue = PriorityQueue()

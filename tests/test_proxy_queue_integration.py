@@ -1,0 +1,279 @@
+"""The priority queue in the real LiteLLM proxy, in front of the real embedded backend (one slot).
+
+A holder request (temperature 0, a counting prompt that runs to max_tokens) keeps the one slot busy for seconds,
+so the requests sent meanwhile are known to wait; the tests wait on the queue's own gauges in /metrics/, never
+on sleeps. Every path that ends a request is walked, and each ends with the busy count back at 0.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import requests
+
+from tests.support.backend import BackendProcess
+from tests.support.helpers import wait_for
+from tests.support.proxy import real_proxy
+
+pytestmark = pytest.mark.integration
+KEY = "sk-test-queue-5d1e0b"
+MODEL = "smollm2:135m"
+HOLD_PROMPT = "Write the numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and continue the sequence up to 500"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    # One slot: the queue's ordering is seen only when the backend serves one request at a time.
+    proc = BackendProcess("--num-parallel", "1")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# The model the backend serves, and one it does not have (the backend answers 404: a backend error).
+CONFIG = """\
+model_list:
+  - model_name: smollm2:135m
+    litellm_params: {model: ollama_chat/smollm2:135m, api_base: os.environ/OLLAMA_API_BASE}
+  - model_name: ghost
+    litellm_params: {model: ollama_chat/ghost:1b, api_base: os.environ/OLLAMA_API_BASE}
+litellm_settings:
+  num_retries: 1
+  callbacks: ["prometheus"]
+  require_auth_for_metrics_endpoint: true
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+
+
+def _start(tmp_path_factory, backend, **env):
+    tmp = tmp_path_factory.mktemp("queue-proxy")
+    (tmp / "litellm_config.yaml").write_text(CONFIG)
+    return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, REQUEST_LOG="0", LITELLM_CONFIG=str(tmp / "litellm_config.yaml"),
+                      **env)
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory, backend):
+    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="60", QUEUE_MAX="5", QUEUE_DEFAULT_PRIORITY="10") as url:
+        yield url
+
+
+def client(url: str, timeout: float = 120.0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=timeout)
+
+
+def chat(url: str, content: str = "Say hi", max_tokens: int = 4, priority: int | None = None, **kw):
+    extra = {"priority": priority} if priority is not None else {}
+    return client(url, kw.pop("timeout", 120.0)).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=max_tokens, temperature=0,
+        extra_body=extra or None, **kw)
+
+
+def hold(url: str, tokens: int = 300):
+    """A request that keeps the slot for seconds (it counts until max_tokens)."""
+    return chat(url, HOLD_PROMPT, max_tokens=tokens, priority=0)
+
+
+def metrics(url: str) -> str:
+    return requests.get(f"{url}/metrics/", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).text
+
+
+def family(text: str, name: str, **labels: str) -> float:
+    """The sum of a family's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def busy(url: str) -> float:
+    return family(metrics(url), "llmops_queue_busy_slots")
+
+
+def waiting(url: str) -> float:
+    return family(metrics(url), "llmops_queue_waiting")
+
+
+def wait_idle(url: str, within: float = 60) -> None:
+    wait_for(lambda: busy(url) == 0 and waiting(url) == 0, within, "the queue to be idle (busy 0, waiting 0)")
+
+
+def backend_chats(backend) -> float:
+    text = requests.get(f"{backend.url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("llm_backend_requests_total{") and 'endpoint="/api/chat"' in line)
+
+
+def test_the_queue_exports_one_slot_for_the_embedded_backend(proxy, backend):
+    chat(proxy)
+    wait_idle(proxy)
+    text = metrics(proxy)
+    assert family(text, "llmops_queue_slots", backend=backend.url, model=MODEL) == 1
+    assert family(text, "llmops_queue_wait_seconds_count") >= 1
+
+
+def test_a_high_priority_request_overtakes_the_waiting_low_ones(proxy):
+    wait_idle(proxy)
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def run(name: str, priority: int, tokens: int = 4):
+        chat(proxy, f"Say {name}", max_tokens=tokens, priority=priority)
+        with lock:
+            finished.append(name)
+
+    with ThreadPoolExecutor(8) as pool:
+        holder = pool.submit(hold, proxy)
+        wait_for(lambda: busy(proxy) == 1, 30, "the holder to take the slot")
+        lows = [pool.submit(run, f"low{i}", 9) for i in range(4)]
+        wait_for(lambda: waiting(proxy) == 4, 30, "4 low-priority requests waiting")
+        high = pool.submit(run, "high", 0)
+        for future in [holder, high, *lows]:
+            future.result(timeout=120)
+    assert finished[0] == "high", f"order of completion: {finished}"
+    wait_idle(proxy)
+
+
+def test_equal_priorities_are_served_in_arrival_order(proxy):
+    wait_idle(proxy)
+    finished: list[int] = []
+    with ThreadPoolExecutor(6) as pool:
+        holder = pool.submit(hold, proxy, 150)
+        wait_for(lambda: busy(proxy) == 1, 30, "the holder to take the slot")
+        futures = []
+        for i in range(3):
+            futures.append(pool.submit(lambda i=i: (chat(proxy, f"Say {i}", priority=5), finished.append(i))))
+            wait_for(lambda i=i: waiting(proxy) == i + 1, 30, f"{i + 1} requests waiting")
+        for future in [holder, *futures]:
+            future.result(timeout=120)
+    assert finished == [0, 1, 2]
+    wait_idle(proxy)
+
+
+@pytest.mark.parametrize("priority", ["high", -1, 256, 10**12, 1.5, True])
+def test_a_bad_priority_is_a_400_in_openais_shape_and_the_queue_is_unchanged(proxy, priority):
+    wait_idle(proxy)
+    before = metrics(proxy)
+    response = requests.post(f"{proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                             json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+                                   "priority": priority})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "priority" and "255" in error["message"], error
+    after = metrics(proxy)
+    for name in ("llmops_queue_busy_slots", "llmops_queue_waiting", "llmops_queue_rejected_total",
+                 "llmops_queue_wait_seconds_count"):
+        assert family(after, name) == family(before, name), name
+    assert chat(proxy, priority=0).choices  # the proxy still serves
+
+
+def test_priority_0_is_served_and_not_handed_to_litellms_scheduler(proxy):
+    wait_idle(proxy)
+    response = chat(proxy, priority=0)
+    assert response.choices[0].message.content is not None
+    assert family(metrics(proxy), "llmops_queue_wait_seconds_count", priority="0") >= 1
+
+
+def test_a_full_queue_answers_429_at_once_with_retry_after_and_cools_nothing_down(proxy, backend):
+    wait_idle(proxy)
+    with ThreadPoolExecutor(8) as pool:
+        holder = pool.submit(hold, proxy)
+        wait_for(lambda: busy(proxy) == 1, 30, "the holder to take the slot")
+        queued = [pool.submit(chat, proxy, f"q{i}") for i in range(5)]
+        wait_for(lambda: waiting(proxy) == 5, 30, "5 requests waiting (QUEUE_MAX)")
+        started = time.monotonic()
+        response = requests.post(f"{proxy}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
+                                 timeout=30, json={"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+                                                   "max_tokens": 2})
+        elapsed = time.monotonic() - started
+        assert response.status_code == 429, response.text
+        assert int(response.headers["retry-after"]) >= 1
+        error = response.json()["error"]
+        assert "queue full" in error["message"] and error["type"] == "rate_limit_error"
+        assert elapsed < 5, f"the refusal took {elapsed:.1f} s"
+        assert family(metrics(proxy), "llmops_queue_rejected_total", reason="full") >= 1
+        for future in [holder, *queued]:
+            future.result(timeout=120)
+    # One backend: had the 429 cooled it down, this would fail with "No deployments available".
+    assert chat(proxy).choices
+    wait_idle(proxy)
+
+
+def test_a_stream_gives_its_slot_back_at_its_end(proxy):
+    wait_idle(proxy)
+    stream = chat(proxy, "Say hello", max_tokens=8, stream=True)
+    chunks = list(stream)
+    assert chunks
+    wait_idle(proxy, 15)
+
+
+def test_a_client_that_closes_mid_stream_gives_its_slot_back(proxy):
+    wait_idle(proxy)
+    stream = chat(proxy, HOLD_PROMPT, max_tokens=300, stream=True, priority=0)
+    first = next(iter(stream))
+    assert first is not None
+    assert busy(proxy) == 1
+    stream.close()
+    wait_idle(proxy, 30)
+    assert chat(proxy).choices
+
+
+def test_a_client_that_leaves_while_queued_leaves_the_queue_and_never_reaches_the_backend(proxy, backend):
+    wait_idle(proxy)
+    left_before = family(metrics(proxy), "llmops_queue_rejected_total", reason="client_left")
+    with ThreadPoolExecutor(2) as pool:
+        holder = pool.submit(hold, proxy)
+        wait_for(lambda: busy(proxy) == 1, 30, "the holder to take the slot")
+        chats_before = backend_chats(backend)
+        with pytest.raises(openai.APITimeoutError):
+            chat(proxy, "I will not wait", timeout=1.0)
+        wait_for(lambda: family(metrics(proxy), "llmops_queue_rejected_total", reason="client_left") == left_before + 1,
+                 30, "the queue to notice the client left")
+        assert waiting(proxy) == 0
+        holder.result(timeout=120)
+    wait_idle(proxy)
+    assert backend_chats(backend) == chats_before + 1  # the holder's only
+
+
+def test_a_backend_error_gives_the_slot_back(proxy, backend):
+    wait_idle(proxy)
+    with pytest.raises(openai.APIStatusError):
+        client(proxy).chat.completions.create(model="ghost", messages=[{"role": "user", "content": "x"}], max_tokens=2)
+    text = metrics(proxy)
+    assert family(text, "llmops_queue_wait_seconds_count") > 0
+    wait_idle(proxy, 15)
+    assert family(metrics(proxy), "llmops_queue_slots", model="ghost:1b") == 1  # it did take a slot
+    assert chat(proxy).choices
+
+
+@pytest.fixture(scope="module")
+def impatient_proxy(tmp_path_factory, backend, proxy):
+    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5") as url:
+        yield url
+
+
+def test_a_request_that_waits_past_queue_timeout_gets_429_and_never_reaches_the_backend(impatient_proxy, backend):
+    url = impatient_proxy
+    wait_idle(url)
+    with ThreadPoolExecutor(2) as pool:
+        holder = pool.submit(hold, url)
+        wait_for(lambda: busy(url) == 1, 30, "the holder to take the slot")
+        chats_before = backend_chats(backend)
+        response = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                                 json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})
+        assert response.status_code == 429, response.text
+        assert re.search(r"queued \d+ s, backend busy", response.json()["error"]["message"])
+        assert int(response.headers["retry-after"]) >= 1
+        assert family(metrics(url), "llmops_queue_rejected_total", reason="timeout") == 1
+        holder.result(timeout=120)
+    wait_idle(url)
+    assert backend_chats(backend) == chats_before + 1  # the holder's only (counted when it ends)
