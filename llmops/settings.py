@@ -127,6 +127,14 @@ def _optional_url(value: str) -> str:
     return url
 
 
+def _optional_redis_url(value: str) -> str:
+    """A redis:// (or rediss://) URL with a host, or empty (unset); the value is not repeated: it may hold a password."""
+    url = value.strip()
+    if url and not re.match(r"^rediss?://([^@\s/]+@)?[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[0-9]*)?$", url):
+        raise ValueError("not a redis:// URL with a host, such as redis://127.0.0.1:6379/0")
+    return url
+
+
 _ADDRESS = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*$")
 
 
@@ -216,6 +224,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
             "never starved.", _seconds),
     Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
+    Setting("REDIS_URL", "", "Redis holding the queue's state, shared by every proxy worker and every proxy in front "
+            "of the same backends (redis://host:port/db); empty: each proxy worker keeps its own.", _optional_redis_url),
     Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
             "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
@@ -343,6 +353,7 @@ class Settings:
         queue_ageing: float
         queue_default_priority: int
         ollama_num_parallel: int
+        redis_url: str
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

@@ -219,7 +219,7 @@ def queue_settings(settings: Settings, data: dict) -> dict:
     """What the priority-queue plug-in reads in each proxy worker (LLMOPS_QUEUE, JSON)."""
     return {"max": settings.queue_max, "timeout": settings.queue_timeout, "ageing": settings.queue_ageing,
             "default_priority": settings.queue_default_priority, "ollama_num_parallel": settings.ollama_num_parallel,
-            "groups": queue_groups(data)}
+            "redis_url": settings.redis_url, "groups": queue_groups(data)}
 
 
 def write_rendered(settings: Settings) -> Path:

@@ -18,6 +18,7 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -34,6 +35,7 @@ QUEUED_CALLS = ("acompletion", "completion", "atext_completion", "text_completio
 EMBEDDING_CALLS = ("aembedding", "embedding")
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SLOTS_REFRESH = 30.0  # seconds between two reads of a backend's slot count
+GAUGE_REFRESH = 0.5  # seconds between two reads of the shared (Redis) state for the gauges
 
 
 def _metadata(data: dict) -> dict:
@@ -51,6 +53,14 @@ def _token_of(holder: dict | None) -> str | None:
         if isinstance(meta, dict) and isinstance(meta.get(TOKEN_KEY), str):
             return meta[TOKEN_KEY]
     return None
+
+
+def _redis_error() -> type[BaseException]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - redis is a LiteLLM dependency
+        return OSError
+    return RedisError
 
 
 def deployment_key(api_base: str, model: str) -> str:
@@ -102,6 +112,11 @@ def parse_slots_text(text: str, model: str) -> int | None:
     return None
 
 
+WAITING_HELP = "Requests waiting in the proxy's queue, by model group and priority."
+BUSY_HELP = "Slots held by requests in flight, by backend and model."
+SLOTS_HELP = "Slots of each backend's model (its parallelism)."
+
+
 class PriorityQueue(CustomLogger):
     """The LiteLLM plug-in; its state starts on first use in each worker."""
 
@@ -112,6 +127,7 @@ class PriorityQueue(CustomLogger):
         self._state: LocalState | None = None
         self._slots: dict[str, tuple[int, float]] = {}  # deployment -> (slots, read at)
         self._metrics = None
+        self._refresher: asyncio.Task | None = None
 
     # -- configuration --------------------------------------------------------------------------------------
     @property
@@ -121,11 +137,22 @@ class PriorityQueue(CustomLogger):
         return self._config
 
     @property
-    def state(self) -> LocalState:
+    def shared(self) -> bool:
+        """True when the state lives in Redis (several workers or proxies), False for this process alone."""
+        return bool(self.config.get("redis_url"))
+
+    @property
+    def state(self):
         if self._state is None:
             cfg = self.config
-            self._state = LocalState(max_waiting=int(cfg.get("max", 512)), timeout=float(cfg.get("timeout", 60)),
-                                     ageing=float(cfg.get("ageing", 1.0)))
+            common = {"max_waiting": int(cfg.get("max", 512)), "timeout": float(cfg.get("timeout", 60)),
+                      "ageing": float(cfg.get("ageing", 1.0))}
+            if self.shared:
+                from .redisstate import RedisState
+
+                self._state = RedisState(cfg["redis_url"], lease=float(cfg.get("lease", 10.0)), **common)
+            else:
+                self._state = LocalState(**common)
             self._state.on_admit = self._observe_admit
             self._state.on_reject = self._observe_reject
             self.metrics()
@@ -141,7 +168,7 @@ class PriorityQueue(CustomLogger):
         if stale or not self.state.knows(group):
             for key in stale:
                 self._slots[key] = (await self._read_slots(key), now)
-            self.state.set_group(group, [(key, self._slots[key][0]) for key in bases])
+            await self.state.declare(group, [(key, self._slots[key][0]) for key in bases])
         return True
 
     async def _read_slots(self, key: str) -> int:
@@ -177,11 +204,19 @@ class PriorityQueue(CustomLogger):
         if call_type not in QUEUED_CALLS or not isinstance(group, str) or not await self._ensure_group(group):
             self.metrics()["passed"].labels(kind="other").inc()
             return data
+        if self.shared and self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_gauges())
         token = uuid.uuid4().hex  # our own: litellm_call_id can be chosen by the client
         request = find_request()
         try:
             ticket = await self.state.acquire(group, priority, token,
                                               (lambda: wait_disconnect(request)) if request is not None else None)
+        except (OSError, ConnectionError, _redis_error()) as exc:
+            # Redis unreachable: the request goes through unqueued rather than the proxy failing it (counted).
+            self.metrics()["passed"].labels(kind="queue_unavailable").inc()
+            print(f"llmops queue: shared state unavailable ({type(exc).__name__}); request passed unqueued",
+                  file=sys.stderr)
+            return data
         except Rejected as exc:
             if exc.reason == CLIENT_LEFT:
                 raise ProxyException(message=exc.message, type="client_disconnected", param=None, code=499) from None
@@ -210,6 +245,8 @@ class PriorityQueue(CustomLogger):
         # Its backend left the healthy list (cooled down, failed its health check), or this is a fallback to another
         # model: move the slot to a free healthy deployment of the same pool kind, else let LiteLLM choose.
         moved = self.state.move(token, [k for k in by_key if k is not None])
+        if inspect.isawaitable(moved):
+            moved = await moved
         return [by_key[moved]] if moved else healthy_deployments
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
@@ -244,8 +281,40 @@ class PriorityQueue(CustomLogger):
             }
             for reason in REASONS:
                 self._metrics["rejected"].labels(reason=reason)
-            REGISTRY.register(_StateCollector(self))
+            if self.shared:
+                # Several workers: each process's registry is added up from files (LiteLLM's multiprocess mode),
+                # where a collector is not read; every worker writes the same shared read, the newest one counts.
+                from prometheus_client import Gauge
+
+                mode = {"multiprocess_mode": "mostrecent"}
+                self._metrics["waiting"] = Gauge("llmops_queue_waiting", WAITING_HELP, ["model", "priority"], **mode)
+                self._metrics["busy"] = Gauge("llmops_queue_busy_slots", BUSY_HELP, ["backend", "model"], **mode)
+                self._metrics["slots"] = Gauge("llmops_queue_slots", SLOTS_HELP, ["backend", "model"], **mode)
+            else:
+                REGISTRY.register(_StateCollector(self))
         return self._metrics
+
+    async def _refresh_gauges(self) -> None:
+        """Shared state: read it once every GAUGE_REFRESH s into this worker's gauges (not summed over workers)."""
+        seen: dict[str, set] = {"waiting": set(), "busy": set(), "slots": set()}
+        metrics = self.metrics()
+        while True:
+            try:
+                snap = await self.state.snapshot()
+                values = {"waiting": {(g, str(p)): n for (g, p), n in snap.waiting_by_priority().items()},
+                          "busy": {tuple(k.split("|", 1)): n for k, n in snap.busy.items()},
+                          "slots": {tuple(k.split("|", 1)): n for k, n in snap.slots.items()}}
+                for name, now in values.items():
+                    for labels in seen[name] - set(now):
+                        metrics[name].labels(*labels).set(0)
+                    for labels, count in now.items():
+                        metrics[name].labels(*labels).set(count)
+                    seen[name] |= set(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away for a moment: the gauges keep their last values
+                pass
+            await asyncio.sleep(GAUGE_REFRESH)
 
     def _observe_admit(self, ticket: Ticket) -> None:
         self.metrics()["wait"].labels(priority=str(ticket.priority)).observe(ticket.wait or 0.0)
@@ -263,10 +332,9 @@ class _StateCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        waiting = GaugeMetricFamily("llmops_queue_waiting", "Requests waiting in the proxy's queue.",
-                                    labels=["model", "priority"])
-        busy = GaugeMetricFamily("llmops_queue_busy_slots", "Slots held by requests in flight.", labels=["backend", "model"])
-        slots = GaugeMetricFamily("llmops_queue_slots", "Slots of each backend's model.", labels=["backend", "model"])
+        waiting = GaugeMetricFamily("llmops_queue_waiting", WAITING_HELP, labels=["model", "priority"])
+        busy = GaugeMetricFamily("llmops_queue_busy_slots", BUSY_HELP, labels=["backend", "model"])
+        slots = GaugeMetricFamily("llmops_queue_slots", SLOTS_HELP, labels=["backend", "model"])
         state = self.plugin._state
         if state is not None:
             for (group, priority), count in sorted(state.rules.waiting_by_priority().items()):
