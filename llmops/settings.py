@@ -275,9 +275,9 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME = {s.name: s for s in SETTINGS}
 # Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
-# A Slack or generic webhook URL carries its token in the path.
+# A Slack or generic webhook URL carries its token in the path; a Redis URL may carry a password.
 SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
-                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN"})
+                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN", "REDIS_URL"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")

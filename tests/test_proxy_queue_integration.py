@@ -49,8 +49,8 @@ def backend():
 def _start(tmp_path_factory, backend, **env):
     tmp = tmp_path_factory.mktemp("queue-proxy")
     (tmp / "litellm_config.yaml").write_text(CONFIG)
-    return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, REQUEST_LOG="0", LITELLM_CONFIG=str(tmp / "litellm_config.yaml"),
-                      **env)
+    env = {"REQUEST_LOG": "0", **env}
+    return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, LITELLM_CONFIG=str(tmp / "litellm_config.yaml"), **env)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,8 @@ def test_a_backend_error_gives_the_slot_back(proxy, backend):
 
 @pytest.fixture(scope="module")
 def impatient_proxy(tmp_path_factory, backend, proxy):
-    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5") as url:
+    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5", REQUEST_LOG="1",
+                REQUEST_LOG_PATH=str(tmp_path_factory.mktemp("queue-log") / "requests.db")) as url:
         yield url
 
 
@@ -223,3 +224,28 @@ def test_a_request_that_waits_past_queue_timeout_gets_429_and_never_reaches_the_
         holder.result(timeout=120)
     wait_idle(url)
     assert backend_chats(backend) == chats_before + 1  # the holder's only (counted when it ends)
+
+
+def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_proxy, tmp_path_factory):
+    import sqlite3
+
+    url = impatient_proxy
+    wait_idle(url)
+    path = next(tmp_path_factory.getbasetemp().glob("queue-log*/requests.db"))
+    with ThreadPoolExecutor(2) as pool:
+        holder = pool.submit(hold, url, 100)
+        wait_for(lambda: busy(url) == 1, 30, "the holder to take the slot")
+        refused = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                                json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2,
+                                      "priority": 7})
+        assert refused.status_code == 429
+        holder.result(timeout=120)
+
+    def rows():
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT priority, queue_wait_ms, status FROM requests ORDER BY ts").fetchall()
+
+    found = wait_for(lambda: (r := rows()) and {p for p, _, _ in r} >= {0, 7} and r, 30, "both rows in the log")
+    by_priority = {p: (wait, status) for p, wait, status in found}
+    assert by_priority[7][1] == 429 and by_priority[7][0] >= 1000  # waited the 1 s QUEUE_TIMEOUT, then refused
+    assert by_priority[0][1] == 200 and by_priority[0][0] is not None and by_priority[0][0] < 1000

@@ -27,7 +27,7 @@ import uuid
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from ..queue import CLIENT_LEFT, REASONS, BadPriority, Rejected, Ticket, parse_priority
+from ..queue import CLIENT_LEFT, PRIORITY_META, REASONS, WAIT_META, BadPriority, Rejected, Ticket, parse_priority
 from .queuestate import LocalState
 
 TOKEN_KEY = "llmops_queue_token"
@@ -196,7 +196,7 @@ class PriorityQueue(CustomLogger):
         except BadPriority as exc:
             raise ProxyException(message=str(exc), type="invalid_request_error", param="priority", code=400) from None
         meta = _metadata(data)
-        meta["llmops_queue_priority"] = priority
+        meta[PRIORITY_META] = priority
         if call_type in EMBEDDING_CALLS:
             self.metrics()["passed"].labels(kind="embedding").inc()
             return data
@@ -218,12 +218,14 @@ class PriorityQueue(CustomLogger):
                   file=sys.stderr)
             return data
         except Rejected as exc:
+            if exc.waited is not None:
+                meta[WAIT_META] = round(exc.waited * 1000, 3)
             if exc.reason == CLIENT_LEFT:
                 raise ProxyException(message=exc.message, type="client_disconnected", param=None, code=499) from None
             raise ProxyException(message=exc.message, type="rate_limit_error", param=None, code=429,
                                  headers={"retry-after": str(exc.retry_after)}, openai_code="queue_" + exc.reason) from None
         meta[TOKEN_KEY] = token
-        meta["llmops_queue_wait_ms"] = round((ticket.wait or 0.0) * 1000, 3)
+        meta[WAIT_META] = round((ticket.wait or 0.0) * 1000, 3)
         task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(lambda _task, token=token: self.release(token))

@@ -290,7 +290,8 @@ class RedisState:
                     ticket.deployment = answer[1]
                     await self._release(token)
                 self._mine.pop(token, None)
-                raise self._rejected(Rejected(CLIENT_LEFT, "client left while queued", 0))
+                raise self._rejected(Rejected(CLIENT_LEFT, "client left while queued", 0,
+                                              self.clock() - ticket.arrival))
             await self._run("renew", token)  # keeps its lease, frees dead workers' slots and admits the heads
             deployment = await self.redis.hget(self.prefix + "adm", token)
             if deployment is not None:
@@ -302,7 +303,7 @@ class RedisState:
                 self._mine.pop(token, None)
                 waited = self.clock() - ticket.arrival
                 raise self._rejected(Rejected(TIMEOUT, f"queued {waited:.0f} s, backend busy",
-                                              self.retry_after(ticket.group)))
+                                              self.retry_after(ticket.group), waited))
 
     def release(self, token: str) -> None:
         """Give back `token`'s slot or place (from any path, sync as a done callback); a second call does nothing."""
