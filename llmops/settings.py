@@ -224,8 +224,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
             "never starved.", _seconds),
     Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
-    Setting("REDIS_URL", "", "Redis holding the queue's state, shared by every proxy worker and every proxy in front "
-            "of the same backends (redis://host:port/db); empty: each proxy worker keeps its own.", _optional_redis_url),
+    Setting("REDIS_URL", "", "An existing Redis for the queue's state, shared by every proxy worker and every proxy in "
+            "front of the same backends (redis://host:port/db); empty: with `LITELLM_WORKERS` > 1 the stack runs its "
+            "own on `REDIS_PORT`, with one worker the queue lives in the proxy.", _optional_redis_url),
+    Setting("REDIS_PORT", "6379", "Port of the stack's own Redis (bound to 127.0.0.1, no persistence), run when "
+            "`LITELLM_WORKERS` > 1 and `REDIS_URL` is empty.", _port),
     Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
             "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
@@ -354,6 +357,7 @@ class Settings:
         queue_default_priority: int
         ollama_num_parallel: int
         redis_url: str
+        redis_port: int
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

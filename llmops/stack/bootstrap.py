@@ -39,6 +39,8 @@ ALERTMANAGER = SystemProgram(
     "Alertmanager", ("prometheus-alertmanager|alertmanager", "amtool"), ("prometheus-alertmanager",), "alertmanager",
     "sending alerts", units=("prometheus-alertmanager",),
 )
+REDIS = SystemProgram("Redis", ("redis-server",), ("redis-server",), "redis", "the queue shared by proxy workers",
+                      units=("redis-server",))
 # With its recommended packages (fonts among them), as a page needs to render.
 CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test",
                          recommends=True)
@@ -148,8 +150,13 @@ def setup(settings: Settings, out: Printer = print, with_test_tools: bool = Fals
     alertmanager = ensure_program(ALERTMANAGER, out) if settings.alertmanager_enabled else True
     if not alertmanager:
         out("the stack will run without Alertmanager; alerts show on the dashboard but are not sent anywhere")
+    from ..proxy.config import redis_needed
+
+    if redis_needed(settings) and not ensure_program(REDIS, out):
+        out("the proxy's workers will each keep their own queue until Redis is installed")
     prepare_gemma(out)
     if with_test_tools:
-        # The tests need Chromium, Prometheus and Alertmanager (amtool included).
-        return ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
+        # The tests need Chromium, Prometheus, Alertmanager (amtool included) and Redis (the shared queue).
+        return (ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
+                and ensure_program(REDIS, out))
     return True
