@@ -293,11 +293,15 @@ def probe_traffic(
 def probe_canary(
     session, proxy_url: str, key: str, model: str, timeout: float = 30.0, clock=time.perf_counter
 ) -> ProbeResult:
-    """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent."""
+    """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent.
+
+    Priority 0, the most urgent: a busy stack serves its own health check first instead of queueing it into a 429
+    (docs/queue.md); without the queue LiteLLM reads 0 as no priority.
+    """
 
     def body() -> ProbeResult:
         headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json", **auth_headers(key)}
-        payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "priority": 0}
         response = _call(session, "POST", f"{proxy_url}/v1/chat/completions", timeout, headers=headers, json=payload)
         if response.status_code != 200:
             kind = "auth" if response.status_code in (400, 401, 403) else "http"
