@@ -201,10 +201,14 @@ def test_a_backend_error_gives_the_slot_back(proxy, backend):
     assert chat(proxy).choices
 
 
+IMPATIENT_LOG: list = []  # the impatient proxy's request log (the fixture sets it)
+
+
 @pytest.fixture(scope="module")
 def impatient_proxy(tmp_path_factory, backend, proxy):
+    IMPATIENT_LOG.append(tmp_path_factory.mktemp("queue-log") / "requests.db")
     with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5", REQUEST_LOG="1",
-                REQUEST_LOG_PATH=str(tmp_path_factory.mktemp("queue-log") / "requests.db")) as url:
+                REQUEST_LOG_PATH=str(IMPATIENT_LOG[-1])) as url:
         yield url
 
 
@@ -226,12 +230,12 @@ def test_a_request_that_waits_past_queue_timeout_gets_429_and_never_reaches_the_
     assert backend_chats(backend) == chats_before + 1  # the holder's only (counted when it ends)
 
 
-def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_proxy, tmp_path_factory):
+def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_proxy):
     import sqlite3
 
     url = impatient_proxy
     wait_idle(url)
-    path = next(tmp_path_factory.getbasetemp().glob("queue-log*/requests.db"))
+    path = IMPATIENT_LOG[-1]
     with ThreadPoolExecutor(2) as pool:
         holder = pool.submit(hold, url, 100)
         wait_for(lambda: busy(url) == 1, 30, "the holder to take the slot")
@@ -242,6 +246,8 @@ def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_pro
         holder.result(timeout=120)
 
     def rows():
+        if not path.exists():  # the writer makes the file with its first row
+            return []
         with sqlite3.connect(path) as conn:
             return conn.execute("SELECT priority, queue_wait_ms, status FROM requests ORDER BY ts").fetchall()
 

@@ -128,6 +128,7 @@ class PriorityQueue(CustomLogger):
         self._slots: dict[str, tuple[int, float]] = {}  # deployment -> (slots, read at)
         self._metrics = None
         self._refresher: asyncio.Task | None = None
+        self._warned_at = -1e9
 
     # -- configuration --------------------------------------------------------------------------------------
     @property
@@ -201,7 +202,11 @@ class PriorityQueue(CustomLogger):
             self.metrics()["passed"].labels(kind="embedding").inc()
             return data
         group = data.get("model")
-        if call_type not in QUEUED_CALLS or not isinstance(group, str) or not await self._ensure_group(group):
+        try:
+            known = call_type in QUEUED_CALLS and isinstance(group, str) and await self._ensure_group(group)
+        except (OSError, ConnectionError, _redis_error()) as exc:
+            return self._unqueued(data, exc)
+        if not known:
             self.metrics()["passed"].labels(kind="other").inc()
             return data
         if self.shared and self._refresher is None:
@@ -212,11 +217,7 @@ class PriorityQueue(CustomLogger):
             ticket = await self.state.acquire(group, priority, token,
                                               (lambda: wait_disconnect(request)) if request is not None else None)
         except (OSError, ConnectionError, _redis_error()) as exc:
-            # Redis unreachable: the request goes through unqueued rather than the proxy failing it (counted).
-            self.metrics()["passed"].labels(kind="queue_unavailable").inc()
-            print(f"llmops queue: shared state unavailable ({type(exc).__name__}); request passed unqueued",
-                  file=sys.stderr)
-            return data
+            return self._unqueued(data, exc)
         except Rejected as exc:
             if exc.waited is not None:
                 meta[WAIT_META] = round(exc.waited * 1000, 3)
@@ -229,6 +230,17 @@ class PriorityQueue(CustomLogger):
         task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(lambda _task, token=token: self.release(token))
+        return data
+
+    def _unqueued(self, data: dict, exc: BaseException) -> dict:
+        """Redis unreachable: the request goes through unqueued rather than the proxy failing it (counted; one line
+        in the proxy's log a minute at most)."""
+        self.metrics()["passed"].labels(kind="queue_unavailable").inc()
+        now = time.monotonic()
+        if now - self._warned_at > 60:
+            self._warned_at = now
+            print(f"llmops queue: shared state unavailable ({type(exc).__name__}); requests pass unqueued",
+                  file=sys.stderr, flush=True)
         return data
 
     async def async_filter_deployments(self, model, healthy_deployments, messages, request_kwargs=None,
@@ -246,9 +258,12 @@ class PriorityQueue(CustomLogger):
             return [by_key[reserved]]
         # Its backend left the healthy list (cooled down, failed its health check), or this is a fallback to another
         # model: move the slot to a free healthy deployment of the same pool kind, else let LiteLLM choose.
-        moved = self.state.move(token, [k for k in by_key if k is not None])
-        if inspect.isawaitable(moved):
-            moved = await moved
+        try:
+            moved = self.state.move(token, [k for k in by_key if k is not None])
+            if inspect.isawaitable(moved):
+                moved = await moved
+        except (OSError, ConnectionError, _redis_error()):
+            moved = None  # the shared state is away: LiteLLM chooses
         return [by_key[moved]] if moved else healthy_deployments
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):

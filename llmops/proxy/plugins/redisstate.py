@@ -24,6 +24,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+from redis.exceptions import RedisError
+
 from ..queue import CLIENT_LEFT, FULL, HOLD_EWMA, TIMEOUT, Rejected, Ticket, order_key
 
 POLL = 0.5  # seconds between a waiter's own looks at whether it was admitted
@@ -320,7 +322,10 @@ class RedisState:
         ticket = self._mine.pop(token, None)
         if ticket is None:
             return
-        await self._run("release", token)
+        try:
+            await self._run("release", token)
+        except (OSError, ConnectionError, RedisError):
+            return  # Redis away: the lease gives the slot back within `lease` s
         if ticket.admitted_at is not None:
             self.mean_hold += HOLD_EWMA * (self.clock() - ticket.admitted_at - self.mean_hold)
 
