@@ -1,6 +1,6 @@
 """Benchmark: the embedded backend's HTTP API vs. llama-cpp-python called in-process, same model and prompt.
 
-Run: .venv/bin/python bench/backend.py [--tokens 64] [--runs 7]
+Run: .venv/bin/python -m bench.backend [--tokens 64] [--runs 7]
 Both sides generate greedily (temperature 0) from the same chat prompt; tokens/s is counted between the
 first and the last token, time to first token from sending the request (or calling) to the first token.
 Each side runs in its own process so that peak RSS (VmHWM) is its own; runs alternate between the sides.
@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Same-run ratios to llama-cpp-python in-process: the former absolute goals (+5 ms TTFT over ~9 ms, 300 MB over
+# ~226 MB) as ratios that hold while the machine drifts.
+TTFT_GOAL = 1.5
+RSS_GOAL = 1.3
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 TAG = "smollm2:135m"
@@ -62,7 +66,7 @@ class RawSide:
 
     def __init__(self, tokens: int, num_ctx: int):
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--raw-child", "--tokens", str(tokens), "--num-ctx", str(num_ctx)],
+            [sys.executable, "-m", "bench.backend", "--raw-child", "--tokens", str(tokens), "--num-ctx", str(num_ctx)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(ROOT),
         )
         self.load_s = self._ask(None)["load_s"]
@@ -167,7 +171,7 @@ def main() -> None:
         raw_child(args.tokens, args.num_ctx)
         return
 
-    import benchfmt
+    from bench import _report
 
     backend = BackendSide(args.tokens, args.num_ctx)
     raw = RawSide(args.tokens, args.num_ctx)
@@ -185,21 +189,25 @@ def main() -> None:
     raw_tps, http_tps = median(raw_runs, "tokens_per_s"), median(http_runs, "tokens_per_s")
     raw_ttft, http_ttft = median(raw_runs, "ttft_s"), median(http_runs, "ttft_s")
     metrics = {
-        "tokens_per_s_ratio": benchfmt.metric(round(http_tps / raw_tps, 3), "ratio", goal=0.95, better="higher",
-                                              baseline="llama-cpp-python in-process"),
-        "tokens_per_s": benchfmt.metric(round(http_tps, 1), "tokens/s", better="higher"),
-        "raw_tokens_per_s": benchfmt.metric(round(raw_tps, 1), "tokens/s", better="higher"),
-        "added_ttft_ms": benchfmt.metric(round((http_ttft - raw_ttft) * 1000, 2), "ms", goal=5.0,
-                                         baseline="llama-cpp-python in-process"),
-        "ttft_ms": benchfmt.metric(round(http_ttft * 1000, 2), "ms"),
-        "raw_ttft_ms": benchfmt.metric(round(raw_ttft * 1000, 2), "ms"),
-        "peak_rss_mb": benchfmt.metric(round(http_rss / 2**20, 1), "MB", goal=300.0),
-        "raw_peak_rss_mb": benchfmt.metric(round(raw_rss / 2**20, 1), "MB"),
-        "ready_s": benchfmt.metric(round(backend.ready_s, 3), "s", goal=2.0),
+        "tokens_per_s_ratio": _report.metric(round(http_tps / raw_tps, 3), "ratio", goal=0.95, better="higher",
+                                             baseline="llama-cpp-python in-process"),
+        "tokens_per_s": _report.metric(round(http_tps, 1), "tokens/s", better="higher"),
+        "raw_tokens_per_s": _report.metric(round(raw_tps, 1), "tokens/s", better="higher"),
+        "ttft_ratio": _report.metric(round(http_ttft / raw_ttft, 3), "ratio", goal=TTFT_GOAL,
+                                     baseline="llama-cpp-python in-process, same run"),
+        "added_ttft_ms": _report.metric(round((http_ttft - raw_ttft) * 1000, 2), "ms",
+                                        baseline="llama-cpp-python in-process; judged by ttft_ratio"),
+        "ttft_ms": _report.metric(round(http_ttft * 1000, 2), "ms"),
+        "raw_ttft_ms": _report.metric(round(raw_ttft * 1000, 2), "ms"),
+        "peak_rss_ratio": _report.metric(round(http_rss / raw_rss, 3), "ratio", goal=RSS_GOAL,
+                                         baseline="llama-cpp-python in-process, same run"),
+        "peak_rss_mb": _report.metric(round(http_rss / 2**20, 1), "MB"),
+        "raw_peak_rss_mb": _report.metric(round(raw_rss / 2**20, 1), "MB"),
+        "ready_s": _report.metric(round(backend.ready_s, 3), "s", goal=2.0),
     }
     extra = {"tokens": args.tokens, "runs": args.runs, "num_ctx": args.num_ctx, "prompt": PROMPT,
              "raw_load_s": raw.load_s, "raw_runs": raw_runs, "backend_runs": http_runs}
-    benchfmt.report("backend", metrics, extra, width=20)
+    _report.report("backend", metrics, extra, width=20)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: the embedded backend's models, loads, grammars and embeddings, each beside its same-run baseline.
 
-Run: .venv/bin/python bench/backend_models.py [--rounds 3]
+Run: .venv/bin/python -m bench.backend_models [--rounds 3]
 One backend process (scripts/embedded_backend.py) and, for the in-process baselines, llama-cpp-python in
 this process on the same GGUF with the same thread count; rounds alternate between the two sides.
 - embeddings/s over /api/embed vs Llama.embed in-process: single short texts (from 4 clients at once, and from
@@ -175,8 +175,7 @@ def main() -> None:
     parser.add_argument("--embed-gguf", default="", help="all-MiniLM GGUF when llmops.backend.embedmodel is absent")
     args = parser.parse_args()
 
-    import benchfmt
-
+    from bench import _report
     from llmops.backend.engine import default_threads
 
     threads = default_threads()
@@ -191,15 +190,15 @@ def main() -> None:
             loads = {model: cold_load(backend, model, args.rounds) for model in (SMOL, GEMMA)}
             for model, seconds in loads.items():
                 key = "cold_load_" + model.split(":")[0] + "_s"
-                metrics[key] = benchfmt.metric(round(seconds, 3), "s", goal=1.0)
+                metrics[key] = _report.metric(round(seconds, 3), "s", goal=1.0)
             smol = json_mode(backend, SMOL, args.rounds, args.tokens)
-            metrics["json_mode_tokens_per_s_ratio"] = benchfmt.metric(
+            metrics["json_mode_tokens_per_s_ratio"] = _report.metric(
                 round(smol["json"] / smol["free"], 3), "ratio", goal=0.8, better="higher",
                 baseline="unconstrained generation, same model and prompt (smollm2:135m)")
-            metrics["json_mode_tokens_per_s"] = benchfmt.metric(round(smol["json"], 1), "tokens/s", better="higher")
-            metrics["free_tokens_per_s"] = benchfmt.metric(round(smol["free"], 1), "tokens/s", better="higher")
+            metrics["json_mode_tokens_per_s"] = _report.metric(round(smol["json"], 1), "tokens/s", better="higher")
+            metrics["free_tokens_per_s"] = _report.metric(round(smol["free"], 1), "tokens/s", better="higher")
             gemma = json_mode(backend, GEMMA, args.rounds, args.tokens)
-            metrics["gemma_json_mode_tokens_per_s_ratio"] = benchfmt.metric(
+            metrics["gemma_json_mode_tokens_per_s_ratio"] = _report.metric(
                 round(gemma["json"] / gemma["free"], 3), "ratio", goal=0.8, better="higher",
                 baseline="unconstrained generation, same model and prompt (gemma3:270m)")
             extra["json_mode"] = {"smollm2": smol, "gemma3": gemma}
@@ -212,18 +211,18 @@ def main() -> None:
                 llama.close()
                 extra["embeddings_per_s"] = emb
                 extra["embed_connections"] = args.connections
-                metrics["embed_single_ratio"] = benchfmt.metric(
+                metrics["embed_single_ratio"] = _report.metric(
                     round(emb["http_single_concurrent"] / emb["raw_single"], 3), "ratio", goal=0.9, better="higher",
                     baseline=f"Llama.embed in-process, one text a call; over HTTP, {args.connections} clients at once")
-                metrics["embed_single_sequential_ratio"] = benchfmt.metric(
+                metrics["embed_single_sequential_ratio"] = _report.metric(
                     round(emb["http_single"] / emb["raw_single"], 3), "ratio", better="higher",
                     baseline="Llama.embed in-process, one text a call; over HTTP, one request at a time")
-                metrics["embed_batch32_ratio"] = benchfmt.metric(
+                metrics["embed_batch32_ratio"] = _report.metric(
                     round(emb["http_batch32"] / emb["raw_batch32"], 3), "ratio", goal=0.9, better="higher",
                     baseline="Llama.embed in-process, 32 texts a call")
-                metrics["embed_single_per_s"] = benchfmt.metric(round(emb["http_single_concurrent"], 1), "texts/s",
-                                                                better="higher")
-                metrics["embed_batch32_per_s"] = benchfmt.metric(round(emb["http_batch32"], 1), "texts/s", better="higher")
+                metrics["embed_single_per_s"] = _report.metric(round(emb["http_single_concurrent"], 1), "texts/s",
+                                                               better="higher")
+                metrics["embed_batch32_per_s"] = _report.metric(round(emb["http_batch32"], 1), "texts/s", better="higher")
             for model in (SMOL, GEMMA):
                 backend.post("/api/generate", {"model": model, "keep_alive": 0})
             if embed is not None:
@@ -231,12 +230,12 @@ def main() -> None:
             loaded = backend.http.get(backend.url + "/api/ps", timeout=10).json()
             assert loaded["models"] == [], loaded
             after = backend.rss()
-            metrics["rss_after_unload_ratio"] = benchfmt.metric(round(after / idle, 3), "ratio", goal=1.1,
-                                                                baseline="the backend's idle RSS before any load")
+            metrics["rss_after_unload_ratio"] = _report.metric(round(after / idle, 3), "ratio", goal=1.1,
+                                                               baseline="the backend's idle RSS before any load")
             extra.update(idle_rss_mb=round(idle / 2**20, 1), rss_after_unload_mb=round(after / 2**20, 1))
         finally:
             backend.close()
-    benchfmt.report("backend_models", metrics, extra)
+    _report.report("backend_models", metrics, extra)
 
 
 if __name__ == "__main__":

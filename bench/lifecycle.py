@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import benchfmt
+from bench import _report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +16,7 @@ ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/state", "LLMOPS_LOG_DIR": ".run-bench/logs",
     "PROMETHEUS_DATA_DIR": ".run-bench/prometheus-data", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench" / "env"),
     "OLLAMA_PORT": "23434", "LITELLM_PORT": "18200", "PROMETHEUS_PORT": "19290", "DASHBOARD_PORT": "13201",
-    "NODE_EXPORTER_PORT": "19300", "CANARY_INTERVAL": "0",
+    "NODE_EXPORTER_PORT": "19300", "ALERTMANAGER_PORT": "19293", "CANARY_INTERVAL": "0",
 }
 
 
@@ -47,12 +47,12 @@ def main() -> None:
         elapsed, _ = timed(env, "stop")
         stops.append(elapsed)
     metrics = {
-        "start_to_ready_s": benchfmt.metric(round(statistics.median(starts), 2), "s", 15, "lower",
-                                            "LiteLLM's own start, 6-8 s, is the floor"),
-        "status_s": benchfmt.metric(round(statistics.median(statuses), 3), "s", 1, "lower"),
-        "stop_s": benchfmt.metric(round(statistics.median(stops), 2), "s", 5, "lower"),
+        "start_to_ready_s": _report.metric(round(statistics.median(starts), 2), "s", 15, "lower",
+                                           "LiteLLM's own start, 6-8 s, is the floor"),
+        "status_s": _report.metric(round(statistics.median(statuses), 3), "s", 1, "lower"),
+        "stop_s": _report.metric(round(statistics.median(stops), 2), "s", 5, "lower"),
     }
-    path = benchfmt.write("lifecycle", metrics, {"runs": RUNS, "start_s": starts, "status_s": statuses,
+    path = _report.write("lifecycle", metrics, {"runs": RUNS, "start_s": starts, "status_s": statuses,
                                                  "stop_s": stops})
     print(path.read_text())
 

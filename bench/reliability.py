@@ -6,7 +6,6 @@ each of the four services), then concurrency 16 for 60 s through the proxy while
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,30 +13,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-import benchfmt
-
+from bench import _report
 from llmops import settings
 from llmops.stack import Stack, envfile
+from tests.support import chaos
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _beside_tests(name: str):
-    """Fault injection is test tooling and lives beside the tests (tests/ is not a package): load it by path."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _beside_tests("chaos")
 
 ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/rel/state", "LLMOPS_LOG_DIR": ".run-bench/rel/logs",
     "PROMETHEUS_DATA_DIR": ".run-bench/rel/prometheus-data", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench/rel/env"),
     "OLLAMA_PORT": "25434", "LITELLM_PORT": "18400", "PROMETHEUS_PORT": "19490", "DASHBOARD_PORT": "13401",
-    "NODE_EXPORTER_PORT": "19500", "PROBE_INTERVAL": "1", "CANARY_INTERVAL": "10",
+    "NODE_EXPORTER_PORT": "19500", "ALERTMANAGER_PORT": "19493", "PROBE_INTERVAL": "1", "CANARY_INTERVAL": "10",
 }
 SERVICES = ("ollama", "litellm", "prometheus", "dashboard")
 
@@ -71,19 +59,19 @@ def main() -> None:
     survived = sum(o.ok for o in outcomes)
     detect = [o.detected_s for o in outcomes if o.detected_s is not None]
     metrics = {
-        "faults_injected": benchfmt.metric(len(outcomes), "faults", None, "higher"),
-        "faults_survived": benchfmt.metric(survived, "faults", len(outcomes), "higher"),
-        "worst_detection_s": benchfmt.metric(max(detect) if detect else None, "s", 10, "lower"),
-        "requests_sent": benchfmt.metric(load.requests_sent, "requests", None, "higher"),
-        "requests_accounted": benchfmt.metric(load.requests_accounted, "requests", load.requests_sent, "higher"),
-        "requests_failed_under_load": benchfmt.metric(load.requests_failed, "requests", 0, "lower"),
-        "dashboard_errors_under_load": benchfmt.metric(load.dashboard_errors, "responses", 0, "lower"),
-        "dashboard_p95_ms_under_load": benchfmt.metric(load.dashboard_p95_ms, "ms", None, "lower"),
-        "max_rss_growth_mb": benchfmt.metric(max(load.growth.values()), "MB", 150, "lower"),
-        "processes_left_after_stop": benchfmt.metric(len(stop_leftovers), "processes or ports", 0, "lower"),
-        "backend_fault_cases": benchfmt.metric(len(faults), "cases", None, "higher"),
+        "faults_injected": _report.metric(len(outcomes), "faults", None, "higher"),
+        "faults_survived": _report.metric(survived, "faults", len(outcomes), "higher"),
+        "worst_detection_s": _report.metric(max(detect) if detect else None, "s", 10, "lower"),
+        "requests_sent": _report.metric(load.requests_sent, "requests", None, "higher"),
+        "requests_accounted": _report.metric(load.requests_accounted, "requests", load.requests_sent, "higher"),
+        "requests_failed_under_load": _report.metric(load.requests_failed, "requests", 0, "lower"),
+        "dashboard_errors_under_load": _report.metric(load.dashboard_errors, "responses", 0, "lower"),
+        "dashboard_p95_ms_under_load": _report.metric(load.dashboard_p95_ms, "ms", None, "lower"),
+        "max_rss_growth_mb": _report.metric(max(load.growth.values()), "MB", 150, "lower"),
+        "processes_left_after_stop": _report.metric(len(stop_leftovers), "processes or ports", 0, "lower"),
+        "backend_fault_cases": _report.metric(len(faults), "cases", None, "higher"),
     }
-    path = benchfmt.write("reliability", metrics, {
+    path = _report.write("reliability", metrics, {
         "fault_matrix": [o.as_dict() for o in outcomes], "load": load.as_dict(),
         "stop_leftovers": stop_leftovers, "backend_faults": faults,
     })

@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchfmt
 import psutil
 import requests
 import yaml
-from _helpers import wait_http
 
+from bench import _report
+from bench._helpers import wait_http
 from llmops import settings
 from llmops.proxy import config as proxyconf
 from llmops.proxy.key import auth_headers
@@ -192,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"n3_{strategy}"] = point(3, strategy.strip(), embedded_threads(3), args.duration, args.max_tokens, key)
     metrics = {}
     for name, row in rows.items():
-        metrics[f"{name}_requests_per_s"] = benchfmt.metric(row["requests_per_s"], "req/s", better="higher")
-        metrics[f"{name}_output_tokens_per_s"] = benchfmt.metric(row["output_tokens_per_s"], "tokens/s", better="higher")
-        metrics[f"{name}_latency_p50_s"] = benchfmt.metric(row["latency_p50_s"], "s")
-        metrics[f"{name}_latency_p95_s"] = benchfmt.metric(row["latency_p95_s"], "s")
-    path = benchfmt.write("scaleout", metrics, {
+        metrics[f"{name}_requests_per_s"] = _report.metric(row["requests_per_s"], "req/s", better="higher")
+        metrics[f"{name}_output_tokens_per_s"] = _report.metric(row["output_tokens_per_s"], "tokens/s", better="higher")
+        metrics[f"{name}_latency_p50_s"] = _report.metric(row["latency_p50_s"], "s")
+        metrics[f"{name}_latency_p95_s"] = _report.metric(row["latency_p95_s"], "s")
+    path = _report.write("scaleout", metrics, {
         "points": rows, "routing_strategy": configured, "duration_s": args.duration, "max_tokens": args.max_tokens,
         "load": "closed loop, concurrency 2 per backend, streaming chat completions through the proxy",
         "explanation": explanation(rows),

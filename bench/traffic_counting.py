@@ -1,6 +1,6 @@
 """Benchmark: what the exact request counts (llmops/proxy/counts.py) cost Prometheus, against the rate()/increase() queries.
 
-Run: .venv/bin/python bench/traffic_counting.py [--series 60] [--hours 24] [--repeats 15]
+Run: .venv/bin/python -m bench.traffic_counting [--series 60] [--hours 24] [--repeats 15]
 Backfills a TSDB (promtool tsdb create-blocks-from openmetrics) with `series` request counters scraped
 every 10 s for `hours`, a third of them born part-way, starts the real Prometheus on it, and times the
 old and the new queries side by side (interleaved, median of `repeats`): the traffic probe's 5m count
@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchfmt
 import requests
 
+from bench import _report
 from llmops.dashboard import charts
 from llmops.polling import poll_until
 from llmops.proxy import counts
@@ -124,15 +124,15 @@ def main() -> int:
     metrics = {}
     for name, (old_ms, new_ms) in times.items():
         old_median, new_median = statistics.median(old_ms), statistics.median(new_ms)
-        metrics[f"{name}_rate_ms"] = benchfmt.metric(round(old_median, 2), "ms")
-        metrics[f"{name}_exact_ms"] = benchfmt.metric(round(new_median, 2), "ms", baseline=f"{name}_rate_ms")
-        metrics[f"{name}_ratio"] = benchfmt.metric(round(new_median / old_median, 2), "x")
+        metrics[f"{name}_rate_ms"] = _report.metric(round(old_median, 2), "ms")
+        metrics[f"{name}_exact_ms"] = _report.metric(round(new_median, 2), "ms", baseline=f"{name}_rate_ms")
+        metrics[f"{name}_ratio"] = _report.metric(round(new_median / old_median, 2), "x")
     old_value = float(old_data["result"][0]["value"][1])
     new_value = float(new_data["result"][0]["value"][1])
-    metrics["true_requests_5m"] = benchfmt.metric(truth, "requests", better="higher")
-    metrics["increase_5m_result"] = benchfmt.metric(round(old_value, 2), "requests", better="higher")
-    metrics["exact_5m_result"] = benchfmt.metric(new_value, "requests", better="higher")
-    benchfmt.report("traffic_counting", metrics, {
+    metrics["true_requests_5m"] = _report.metric(truth, "requests", better="higher")
+    metrics["increase_5m_result"] = _report.metric(round(old_value, 2), "requests", better="higher")
+    metrics["exact_5m_result"] = _report.metric(new_value, "requests", better="higher")
+    _report.report("traffic_counting", metrics, {
         "series": args.series, "hours": args.hours, "repeats": args.repeats, "scrape_interval_s": SCRAPE,
         "note": "shared 2-core machine: compare the ratios, measured side by side, not the absolute figures"},
         width=28)

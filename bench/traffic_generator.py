@@ -4,7 +4,7 @@ The fake OpenAI server runs in a separate process, so only the generator's CPU t
 process's user + system time) is charged to it. Goal: >= 1,000 requests/s at concurrency 64 on
 2 cores, so the generator is never the bottleneck in front of a proxy that tops out at a few hundred.
 
-    .venv/bin/python bench/traffic_generator.py [--requests 20000] [--repeats 3]
+    .venv/bin/python -m bench.traffic_generator [--requests 20000] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import benchfmt
 import psutil
 
+from bench import _report
 from llmops.traffic import TrafficConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,19 +72,19 @@ def main() -> None:
         proc.wait(10)
     med = {mode: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for mode, rs in runs.items()}
     metrics = {
-        "requests_per_s_c64_stream": benchfmt.metric(round(med["stream"]["requests_per_s"], 1), "requests/s",
+        "requests_per_s_c64_stream": _report.metric(round(med["stream"]["requests_per_s"], 1), "requests/s",
                                                      GOAL_RPS, "higher"),
-        "cpu_per_request_stream": benchfmt.metric(round(med["stream"]["cpu_ms_per_request"], 4), "ms"),
-        "requests_per_s_c64_no_stream": benchfmt.metric(round(med["no_stream"]["requests_per_s"], 1),
+        "cpu_per_request_stream": _report.metric(round(med["stream"]["cpu_ms_per_request"], 4), "ms"),
+        "requests_per_s_c64_no_stream": _report.metric(round(med["no_stream"]["requests_per_s"], 1),
                                                         "requests/s", GOAL_RPS, "higher"),
-        "cpu_per_request_no_stream": benchfmt.metric(round(med["no_stream"]["cpu_ms_per_request"], 4), "ms"),
+        "cpu_per_request_no_stream": _report.metric(round(med["no_stream"]["cpu_ms_per_request"], 4), "ms"),
     }
     extra = {"concurrency": CONCURRENCY, "requests_per_run": args.requests, "repeats": args.repeats,
              "chunks_per_answer": args.tokens, "runs": runs,
              "note": "median of repeats; the fake runs in its own process and its CPU is not charged; "
                      "fake_cpu_ms_per_request near 1000/requests_per_s means the fake, not the generator, "
                      "was the limit"}
-    benchfmt.report("traffic_generator", metrics, extra)
+    _report.report("traffic_generator", metrics, extra)
 
 
 if __name__ == "__main__":

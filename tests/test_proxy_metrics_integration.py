@@ -2,9 +2,7 @@
 /metrics/ after traffic (fallbacks included), an unlisted one does not, and a warm proxy retries no OTel import."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,12 +16,11 @@ from llmops import settings
 from llmops.proxy import config as proxyconf
 from llmops.proxy import launch as proxylaunch
 from llmops.proxy import metrics as proxymetrics
-from tests.support.env import ROOT, test_environ
+from tests.support.audited_proxy import failing_imports, read_snapshot
+from tests.support.env import test_environ
 from tests.support.fakes.ollama import FakeOllama
-from tests.support.helpers import free_port, wait_for, wait_http_ok
-
-sys.path.insert(0, str(ROOT / "bench"))
-from _audited_proxy import failing_imports, read_snapshot  # noqa: E402
+from tests.support.helpers import free_port, wait_for
+from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.integration
 KEY = "sk-test-proxymetrics"
@@ -62,17 +59,14 @@ def proxy(tmp_path_factory):
                     "LITELLM_CONFIG": str(fallback_config(tmp, broken.url))})
     argv, env = proxylaunch.command(settings.load(env_file=tmp / "env", environ=environ))
     env["LLMOPS_IMPORT_AUDIT"] = str(tmp / "audit.json")
-    log = open(tmp / "litellm.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_audited_proxy.py"), *proxylaunch.litellm_args(argv)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess([sys.executable, "-m", "tests.support.audited_proxy", *proxylaunch.litellm_args(argv)],
+                          tmp / "litellm.log", "the audited proxy", ready=f"{url}/health/liveliness", env=env,
+                          timeout=120, url=url)
     try:
-        wait_http_ok(f"{url}/health/liveliness", 120, "the proxy to start", proc, tmp / "litellm.log")
-        yield {"url": url, "pid": proc.pid, "audit": str(tmp / "audit.json"), "healthy": healthy}
+        with proc:
+            yield {"url": url, "pid": proc.pid, "audit": str(tmp / "audit.json"), "healthy": healthy}
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-        log.close()
         healthy.stop()
         broken.stop()
 

@@ -39,7 +39,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def backend():
-    proc = BackendProcess()
+    # One slot: the queue's ordering is seen only when the backend serves one request at a time.
+    proc = BackendProcess("--num-parallel", "1")
     try:
         yield proc
     finally:

@@ -201,3 +201,53 @@ def test_the_cli_prints_a_row_per_model(capsys):
                      "--seed", "1"])
     out = capsys.readouterr().out
     assert code == 0 and "Per model" in out and CHAT_A in out and CHAT_B in out
+
+
+# -- --tools ------------------------------------------------------------------------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}]
+
+
+def test_tools_are_offered_and_a_call_that_does_not_parse_or_validate_is_invalid_output_once(tmp_path):
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps(TOOLS))
+    plans = [{"tool_calls": [("add", '{"a": 1, "b": 2}')]}, {"tool_calls": [("add", '{"a": 1,')]},
+             {"tool_calls": [("sub", '{"a": 1, "b": 2}')]}, {"tool_calls": [("add", '{"a": "one", "b": 2}')]},
+             {"content": "No tool fits."}]
+    with FakeOpenAI(plans, models=MODELS) as fake:
+        out = tmp_path / "out.jsonl"
+        for stream in (True, False):
+            result = run(config(fake, model=CHAT_A, tools=str(tools_file), max_requests=10, stream=stream, output=out,
+                                max_error_ratio=1.0, concurrency=1))
+            records = lines(out)
+            assert Counter(r["status"] for r in records) == {"ok": 4, "invalid_output": 6}, stream
+            assert result.summary["requests"]["total"] == 10  # each request once
+            errors = sorted({r["error"] for r in records if r["status"] == "invalid_output"})
+            assert [e.split(":")[0] for e in errors] == ["tool call 0 (add)", "tool call 0 (add)",
+                                                          "tool call 0 names 'sub', which is not among the tools"]
+            assert any("not JSON" in e for e in errors) and any("at a" in e for e in errors)
+            assert sorted(r["tool_calls"] for r in records) == [0, 0] + [1] * 8
+            if stream:
+                assert all(r["ttft_s"] is not None for r in records)  # a call's first delta is its first token
+        assert all(body["tools"] == TOOLS for _, body in fake.requests)
+
+
+@pytest.mark.parametrize("content, extra, words", [
+    (None, {}, "cannot be read"), ("{not json", {}, "not JSON"), ("[]", {}, "non-empty JSON list"),
+    ('[{"function": {}}]', {}, "needs function.name"),
+    ('[{"function": {"name": "f", "parameters": {"type": "bogus"}}}]', {}, "not a valid JSON schema"),
+    (json.dumps(TOOLS), {"response_format": "json"}, "cannot be combined with --response-format"),
+])
+def test_bad_tools_file_is_a_usage_error_naming_the_file(tmp_path, content, extra, words):
+    path = tmp_path / "tools.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=words):
+        TrafficConfig(url="http://127.0.0.1:1", tools=str(path), **extra).validate()
+
+
+def test_a_missing_tools_file_on_the_command_line_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["--url", "http://127.0.0.1:1", "--tools", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--tools" in err[0] and "none.json" in err[0]

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | None = None, max_queue: int = 512,
               keep_alive: float = 300.0, max_loaded: int = 3, model_path: str = "", model_tag: str = "smollm2:135m",
-              extra_sources: list | None = None) -> web.Application:
+              extra_sources: list | None = None, num_parallel: int = 4, prefill_chunk: int = 128) -> web.Application:
     """The app over a registry of the package models, MODEL_PATH and the models folder."""
     # llama.cpp's library (and what grammars and schemas need) is imported now, not at the first
     # request (docs/backend.md, Cold load): a cold load then measures the model alone, and the idle process already
@@ -44,7 +44,8 @@ def build_app(*, models_dir: Path | None, num_ctx: int = 2048, threads: int | No
     models: LoadedModels
 
     def load(entry: ModelEntry) -> LlamaEngine:
-        return LlamaEngine(entry.path, entry.tag, n_ctx=models.num_ctx_for(entry.info), n_threads=threads, info=entry.info)
+        return LlamaEngine(entry.path, entry.tag, n_ctx=models.num_ctx_for(entry.info), n_threads=threads, info=entry.info,
+                           n_slots=num_parallel, n_batch=max(512, prefill_chunk + num_parallel))
 
-    models = LoadedModels(load, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=num_ctx)
-    return create_app(max_queue=max_queue, registry=registry, models=models)
+    models = LoadedModels(load, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=num_ctx, num_parallel=num_parallel)
+    return create_app(max_queue=max_queue, registry=registry, models=models, prefill_chunk=prefill_chunk)

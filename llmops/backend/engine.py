@@ -1,20 +1,16 @@
 """The inference engine: llama-cpp-python on a GGUF file, with the model's own chat template."""
 from __future__ import annotations
 
-import codecs
 import logging
 import math
 import os
-import random
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from .model import ModelInfo, template_for
-from .options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
+from .options import BadRequest, GenOptions
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +30,21 @@ class Stats:
     output_tokens: list[int] = field(default_factory=list)
 
 
+class DecodeError(RuntimeError):
+    """llama_decode failed for a batch; its sequences end with this error."""
+
+
 class Engine(Protocol):
-    """What the server needs from an engine; LlamaEngine and the tests' fake both provide it."""
+    """What the server needs from an engine; LlamaEngine and the tests' fake both provide it. A chat engine
+    is also a slots.BatchModel: n_slots sequences decoded in batches (decode, sampler, seq_rm, seq_cp...)."""
 
     info: ModelInfo
-    n_ctx: int
+    n_ctx: int  # one slot's context
+    n_slots: int
 
     def render_chat(self, messages: list[dict]) -> str: ...
 
     def tokenize(self, text: str) -> list[int]: ...
-
-    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]: ...
 
     # One row per text (lists of floats, or a 2-D numpy array, which the JSON writer takes) and the tokens
     # of each group of `sizes` consecutive texts (default: one group).
@@ -124,10 +124,12 @@ def build_llama_state(vocab_gguf: Path) -> None:
 
 
 class LlamaEngine:
-    """One llama.cpp context; not thread safe, so the scheduler runs one generation at a time."""
+    """One llama.cpp context holding `n_slots` sequences of `n_ctx` positions each (a unified KV cache of
+    n_ctx x n_slots cells, as Ollama sizes it); the scheduler's engine thread is its only user."""
 
     def __init__(self, model_path: Path, tag: str, n_ctx: int = 2048, n_threads: int | None = None,
-                 info: ModelInfo | None = None):
+                 info: ModelInfo | None = None, n_slots: int = 1, n_batch: int = 512):
+        import llama_cpp
         from llama_cpp import Llama  # deferred: a 0.1 s import the tests' fake engine does not need
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -135,17 +137,48 @@ class LlamaEngine:
         self._threads = n_threads or default_threads()
         self._path = Path(model_path)
         self.embedding_model = bool(info and info.is_embedding)
-        # The context never exceeds what the model was trained for (all-MiniLM: 512).
+        self.closed = False
+        # The context never exceeds what the model was trained for (all-MiniLM: 512), per sequence.
         train_ctx = info.context_length if info and info.context_length else 0
         n_ctx = min(n_ctx, train_ctx) if train_ctx else n_ctx
+        self.n_slots = 1 if self.embedding_model else max(1, n_slots)
         # The same count for prompt processing: llama.cpp's default (all cores) with OpenMP's spinning
         # threads collapses when the proxy and the load share the cores (docs/backend.md, Threads).
         kwargs = dict(n_ctx=n_ctx, n_threads=self._threads, n_threads_batch=self._threads, verbose=False)
         if self.embedding_model:
             kwargs.update(embedding=True, n_batch=n_ctx, n_ubatch=n_ctx)
+        else:
+            # Llama's own context is only a placeholder: the slots get a context of their own below.
+            kwargs.update(n_ctx=64, n_batch=64, n_ubatch=64)
         self._llama = Llama(str(model_path), **kwargs)
         self._embedder = None  # a chat model's embedding context, made on its first embedding request
-        self.n_ctx = self._llama.n_ctx()
+        self._ctx = None
+        self._batch = None
+        if self.embedding_model:
+            self.n_ctx = self._llama.n_ctx()
+        else:
+            self._llama._ctx.close()  # the placeholder's KV cache goes at once
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = n_ctx * self.n_slots
+            self.n_batch = max(n_batch, 64)
+            params.n_batch = params.n_ubatch = self.n_batch
+            params.n_seq_max = self.n_slots
+            params.n_threads = params.n_threads_batch = self._threads
+            # A KV stream per sequence (llama.cpp's default for several sequences): each sequence's cells sit
+            # where they would alone, so its attention sums in the same order and a greedy answer does not
+            # depend on the batch (with one unified cache, 2 of 4 test prompts changed); a shared prefix is
+            # copied between streams (seq_cp).
+            params.kv_unified = False
+            # Sliding-window layers (Gemma) keep every position, so that a cached prefix can be reused.
+            params.swa_full = True
+            params.no_perf = True
+            from llama_cpp import _internals
+
+            self._context = _internals.LlamaContext(model=self._llama._model, params=params, verbose=False)
+            self._ctx = self._context.ctx
+            self._memory = llama_cpp.llama_get_memory(self._ctx)
+            self.n_ctx = llama_cpp.llama_n_ctx(self._ctx) // self.n_slots
+            self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self.n_ctx_train = self._llama._model.n_ctx_train()
         metadata = dict(self._llama.metadata)
         template = template_for(metadata)
@@ -157,12 +190,14 @@ class LlamaEngine:
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
         self._vocab = model.vocab
+        self._n_vocab = self._llama.n_vocab()
         if info is None:
             info = ModelInfo(tag=tag, path=Path(model_path), metadata=metadata, template=template)
         self.info = info
-        self.memory_bytes = Path(model_path).stat().st_size + self._kv_bytes(metadata)
+        self.memory_bytes = Path(model_path).stat().st_size + self._kv_bytes(metadata, self.n_ctx * self.n_slots)
         self.load_seconds = time.perf_counter() - started
-        log.info("loaded %s as %s in %.2f s (n_ctx %d)", model_path, tag, self.load_seconds, self.n_ctx)
+        log.info("loaded %s as %s in %.2f s (n_ctx %d x %d slots)", model_path, tag, self.load_seconds, self.n_ctx,
+                 self.n_slots)
 
     def _kv_bytes(self, metadata: dict[str, str], n_ctx: int | None = None) -> int:
         """f16 K and V for every layer and position: what the context adds to the file's size."""
@@ -188,75 +223,60 @@ class LlamaEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._llama.detokenize(tokens).decode("utf-8", errors="replace")
 
-    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats) -> Iterator[str]:
-        """Yield text pieces until EOS, a stop string, the length limit or cancel; fill stats."""
+    # -- slots.BatchModel ------------------------------------------------------------------------
+    def decode(self, entries: list[tuple[int, list[int], int, bool]]) -> list[int]:
+        """One llama_decode over every entry's tokens (each with its own sequence id and positions)."""
+        import llama_cpp
+
+        batch = self._batch
+        n, rows = 0, []
+        for seq, tokens, pos, want in entries:
+            last = len(tokens) - 1
+            for j, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = pos + j
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = want and j == last
+                n += 1
+            rows.append(n - 1)
+        if n > self.n_batch:
+            raise DecodeError(f"batch of {n} tokens exceeds n_batch {self.n_batch}")
+        batch.n_tokens = n
+        code = llama_cpp.llama_decode(self._ctx, batch)
+        if code != 0:
+            raise DecodeError(f"llama_decode returned {code}" + (" (no room in the KV cache)" if code == 1 else ""))
+        return rows
+
+    def sampler(self, opts: GenOptions, seed: int):
+        from .grammar_sampler import make_sampler
+
+        return make_sampler(self._ctx, self._vocab, self._n_vocab, opts, seed)
+
+    def is_eog(self, token: int) -> bool:
         from llama_cpp import llama_vocab_is_eog
 
-        n_ctx = context_window(opts, self.n_ctx)
-        tokens = fit_prompt(tokens, n_ctx, opts.num_predict)
-        limit = output_limit(opts, len(tokens), n_ctx)
-        stats.prompt_eval_count = len(tokens)
-        if not tokens:
-            return
-        seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
-        self._llama.set_seed(seed)
-        if opts.seed >= 0:
-            # Re-using the cached prompt prefix re-evaluates its last token alone, which rounds
-            # differently from a full batch: a seeded request must get the same answer every time.
-            self._llama.reset()
-        stops = StopMatcher(opts.stop)
-        # A token can end inside a multi-byte character; the incremental decoder holds those bytes.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stats.done_reason = "length"
-        started = time.perf_counter()
-        first = None
-        if opts.grammar:
-            from .grammar_sampler import constrained_tokens
+        return bool(llama_vocab_is_eog(self._vocab, token))
 
-            tokens_iter = constrained_tokens(self._llama, tokens, opts, opts.grammar, seed)
-        else:
-            tokens_iter = self._llama.generate(
-                tokens,
-                top_k=opts.top_k,
-                top_p=opts.top_p,
-                min_p=opts.min_p,
-                typical_p=opts.typical_p,
-                temp=opts.temperature,
-                repeat_penalty=opts.repeat_penalty,
-                presence_penalty=opts.presence_penalty,
-                frequency_penalty=opts.frequency_penalty,
-            )
-        try:
-            while limit > 0 and not cancel.is_set():
-                token = next(tokens_iter)
-                if first is None:
-                    first = time.perf_counter()
-                    stats.prompt_eval_ns = int((first - started) * 1e9)
-                    stats.first_token_at = first
-                if llama_vocab_is_eog(self._vocab, token):
-                    stats.done_reason = "stop"
-                    break
-                stats.eval_count += 1
-                stats.output_tokens.append(token)
-                text, hit = stops.feed(decoder.decode(self._llama.detokenize([token])))
-                if text:
-                    yield text
-                if hit:
-                    stats.done_reason = "stop"
-                    break
-                if stats.eval_count >= limit:
-                    break
-            else:
-                if cancel.is_set():
-                    stats.done_reason = "cancel"
-            # Text held back as a possible stop-string start turned out not to be one.
-            tail = stops.flush() + decoder.decode(b"", final=True)
-            if tail and stats.done_reason != "cancel":
-                yield tail
-        finally:
-            tokens_iter.close()
-            if first is not None:
-                stats.eval_ns = int((time.perf_counter() - first) * 1e9)
+    def piece(self, token: int) -> bytes:
+        return self._llama.detokenize([token])
+
+    def seq_rm(self, seq: int, p0: int, p1: int) -> None:
+        from llama_cpp import llama_memory_seq_rm
+
+        if not llama_memory_seq_rm(self._memory, seq, p0, p1):
+            llama_memory_seq_rm(self._memory, seq, -1, -1)  # a partial removal that fails: drop it all
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Between two streams llama.cpp copies the source's whole stream (at the next decode); the cells past
+        the range are then dropped from the destination."""
+        from llama_cpp import llama_memory_seq_cp, llama_memory_seq_rm
+
+        llama_memory_seq_cp(self._memory, src, dst, -1, -1)
+        if p0 > 0:
+            llama_memory_seq_rm(self._memory, dst, 0, p0)
+        if p1 >= 0:
+            llama_memory_seq_rm(self._memory, dst, p1, -1)
 
     def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
         """L2-normalised vectors for texts (one batch) and the tokens evaluated for each group of `sizes`
@@ -301,6 +321,15 @@ class LlamaEngine:
 
     def close(self) -> None:
         """Free the model, its contexts and llama-cpp-python's logits arrays, even if this object lingers."""
+        self.closed = True
+        if self._batch is not None:
+            import llama_cpp
+
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._context.close()
+            self._ctx = None
         if self._embedder is not None:
             self._embedder.close()
             self._embedder = None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -52,6 +51,46 @@ def _keep_allowed(arr) -> int:
     return count
 
 
+def _tail(llama_cpp, opts, seed: int) -> list:
+    """The samplers after top-k, in llama-cpp-python's order (greedy at temperature 0)."""
+    if opts.temperature <= 0:
+        return [llama_cpp.llama_sampler_init_greedy()]
+    return [
+        llama_cpp.llama_sampler_init_typical(opts.typical_p, 1),
+        llama_cpp.llama_sampler_init_top_p(opts.top_p, 1),
+        llama_cpp.llama_sampler_init_min_p(opts.min_p, 1),
+        llama_cpp.llama_sampler_init_temp(opts.temperature),
+        llama_cpp.llama_sampler_init_dist(seed),
+    ]
+
+
+def _penalties(llama_cpp, n_vocab: int, opts):
+    # Arguments as llama-cpp-python's own add_penalties passes them (n_vocab first, last 64 tokens).
+    return llama_cpp.llama_sampler_init_penalties(n_vocab, 64, opts.repeat_penalty, opts.frequency_penalty,
+                                                  opts.presence_penalty)
+
+
+class ChainSampler:
+    """One sequence's unconstrained sampler chain (penalties, top-k, typical, top-p, min-p, temperature, seed),
+    as llama-cpp-python builds it, sampling from any row of a batch's logits."""
+
+    def __init__(self, ctx, n_vocab: int, opts, seed: int):
+        import llama_cpp
+
+        self._lib, self._ctx = llama_cpp, ctx
+        samplers = [_penalties(llama_cpp, n_vocab, opts)]
+        if opts.temperature > 0:
+            samplers.append(llama_cpp.llama_sampler_init_top_k(opts.top_k))
+        self._chain = _Chain(*samplers, *_tail(llama_cpp, opts, seed))
+
+    def sample(self, row: int) -> int:
+        """Sample from the batch row's logits and accept the token (llama_sampler_sample does both)."""
+        return int(self._lib.llama_sampler_sample(self._chain.ptr, self._ctx, row))
+
+    def free(self) -> None:
+        self._chain.free()
+
+
 def trigger_pattern(trigger: str) -> str:
     """llama.cpp matches a lazy grammar's patterns against all the output so far; the grammar then reads
     from the first capture group on (as llama.cpp's common code builds patterns from trigger words)."""
@@ -61,7 +100,7 @@ def trigger_pattern(trigger: str) -> str:
 def grammar_sampler(vocab, gbnf: str, triggers: list[str] | None = None):
     """A llama.cpp grammar sampler for GenOptions.grammar, lazy when GenOptions.grammar_triggers is set.
 
-    The one hook a sampler chain needs (this module's, or a per-sequence chain): the caller owns the
+    The one hook a sampler chain needs (GrammarSampler's, or any other chain): the caller owns the
     returned pointer (llama_sampler_free, or a chain that frees it)."""
     import llama_cpp
 
@@ -77,67 +116,61 @@ def grammar_sampler(vocab, gbnf: str, triggers: list[str] | None = None):
     return sampler
 
 
-def constrained_tokens(llama, tokens: list[int], opts, gbnf: str, seed: int) -> Iterator[int]:
-    """Evaluate the prompt, then yield grammar-allowed tokens one by one (the caller stops the loop)."""
-    import llama_cpp
+class GrammarSampler:
+    """One sequence's grammar-constrained sampler: the grammar judges the top-k candidates first, and the
+    whole vocabulary only when none of them fits (see the module docstring)."""
 
-    model = llama._model
-    vocab = model.vocab
-    n_vocab = llama.n_vocab()
-    grammar = grammar_sampler(vocab, gbnf, getattr(opts, "grammar_triggers", None))
-    grammar_chain = _Chain(grammar)
-    top_k = opts.top_k if opts.top_k > 0 else 40
-    head = _Chain(
-        # Arguments as llama-cpp-python's own add_penalties passes them (n_vocab first, last 64 tokens).
-        llama_cpp.llama_sampler_init_penalties(n_vocab, 64, opts.repeat_penalty, opts.frequency_penalty,
-                                               opts.presence_penalty),
-        llama_cpp.llama_sampler_init_top_k(top_k),
-    )
-    wide_top_k = _Chain(llama_cpp.llama_sampler_init_top_k(top_k))
-    if opts.temperature <= 0:
-        tail = _Chain(llama_cpp.llama_sampler_init_greedy())
-    else:
-        tail = _Chain(
-            llama_cpp.llama_sampler_init_typical(opts.typical_p, 1),
-            llama_cpp.llama_sampler_init_top_p(opts.top_p, 1),
-            llama_cpp.llama_sampler_init_min_p(opts.min_p, 1),
-            llama_cpp.llama_sampler_init_temp(opts.temperature),
-            llama_cpp.llama_sampler_init_dist(seed),
+    def __init__(self, ctx, vocab, n_vocab: int, opts, gbnf: str, seed: int, triggers: list[str] | None = None):
+        import llama_cpp
+
+        self._lib, self._ctx, self._n_vocab = llama_cpp, ctx, n_vocab
+        self._grammar = _Chain(grammar_sampler(vocab, gbnf, triggers))
+        top_k = opts.top_k if opts.top_k > 0 else 40
+        self._head = _Chain(_penalties(llama_cpp, n_vocab, opts), llama_cpp.llama_sampler_init_top_k(top_k))
+        self._wide_top_k = _Chain(llama_cpp.llama_sampler_init_top_k(top_k))
+        self._tail = _Chain(*_tail(llama_cpp, opts, seed))
+        self._cells = np.zeros(n_vocab, dtype=_TOKEN_DATA)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._arr = llama_cpp.llama_token_data_array(
+            data=self._cells.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False,
         )
-    cells = np.zeros(n_vocab, dtype=_TOKEN_DATA)
-    ids = np.arange(n_vocab, dtype=np.int32)
-    arr = llama_cpp.llama_token_data_array(
-        data=cells.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False,
-    )
 
-    def fill() -> None:
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1), shape=(n_vocab,))
-        cells["id"] = ids
+    def _fill(self, row: int) -> None:
+        lib, arr, cells = self._lib, self._arr, self._cells
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        cells["id"] = self._ids
         cells["logit"] = logits
         cells["p"] = 0.0
-        arr.data = cells.ctypes.data_as(llama_cpp.llama_token_data_p)
-        arr.size, arr.selected, arr.sorted = n_vocab, -1, False
+        arr.data = cells.ctypes.data_as(lib.llama_token_data_p)
+        arr.size, arr.selected, arr.sorted = self._n_vocab, -1, False
 
-    try:
-        llama.reset()
-        llama.eval(tokens)
-        while True:
-            fill()
-            head.apply(arr)
-            grammar_chain.apply(arr)
+    def sample(self, row: int) -> int:
+        """Sample a grammar-allowed token from the batch row's logits and accept it."""
+        arr = self._arr
+        self._fill(row)
+        self._head.apply(arr)
+        self._grammar.apply(arr)
+        if not _keep_allowed(arr):
+            # No top-k candidate fits: the grammar judges the whole vocabulary, as llama-cpp-python does.
+            self._fill(row)
+            self._grammar.apply(arr)
             if not _keep_allowed(arr):
-                # No top-k candidate fits: the grammar judges the whole vocabulary, as llama-cpp-python does.
-                fill()
-                grammar_chain.apply(arr)
-                _keep_allowed(arr)
-                wide_top_k.apply(arr)
-            tail.apply(arr)
-            token = int(np.ctypeslib.as_array(arr.data, shape=(arr.size,))["id"][arr.selected])
-            head.accept(token)
-            grammar_chain.accept(token)
-            tail.accept(token)
-            yield token
-            llama.eval([token])
-    finally:
-        for chain in (head, wide_top_k, tail, grammar_chain):
+                raise ValueError("the grammar allows no token here")
+            self._wide_top_k.apply(arr)
+        self._tail.apply(arr)
+        token = int(np.ctypeslib.as_array(arr.data, shape=(arr.size,))["id"][arr.selected])
+        for chain in (self._head, self._grammar, self._tail):
+            chain.accept(token)
+        return token
+
+    def free(self) -> None:
+        for chain in (self._head, self._wide_top_k, self._tail, self._grammar):
             chain.free()
+
+
+def make_sampler(ctx, vocab, n_vocab: int, opts, seed: int):
+    """The sampler a sequence's options ask for: grammar-constrained (whole answer, or lazy from a trigger)
+    or a plain chain."""
+    if opts.grammar:
+        return GrammarSampler(ctx, vocab, n_vocab, opts, opts.grammar, seed, opts.grammar_triggers or None)
+    return ChainSampler(ctx, n_vocab, opts, seed)

@@ -16,6 +16,7 @@ from .options import BadRequest, GenOptions, parse_keep_alive
 from .protocol import ModelNotFound, json_response, model_name, read_json
 from .registry import ModelEntry, Registry, UnreadableModel
 from .scheduler import Generation, Scheduler, ServerBusy
+from .slots import Sequence
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,13 @@ CLIENT_GONE = 499  # nginx's code for "client closed request": a label value, ne
 class Backend:
     """The server's state: models, scheduler and metrics; routes reach it through the app."""
 
-    def __init__(self, registry: Registry, models: LoadedModels, max_queue: int, metrics: BackendMetrics | None = None):
+    def __init__(self, registry: Registry, models: LoadedModels, max_queue: int, metrics: BackendMetrics | None = None,
+                 prefill_chunk: int = 128):
         self.registry = registry
         self.models = models
         self.metrics = metrics or BackendMetrics()
-        self.scheduler = Scheduler(max_queue, self.metrics)
+        self.scheduler = Scheduler(max_queue, self.metrics, slots_for=lambda _tag: models.num_parallel,
+                                   prefill_chunk=prefill_chunk)
         self.embed_batches = EmbedBatcher(self.run)
         self.started_at = time.time()
 
@@ -44,22 +47,36 @@ class Backend:
     def keep_alive(self, data: dict) -> float:
         return parse_keep_alive(data.get("keep_alive"), self.models.default_keep_alive)
 
-    async def run(self, fn: Callable[[], object]) -> object:
-        """Run fn on the engine thread, in turn with the generations; returns its result."""
-        gen, _ = await self.scheduler.start(lambda _gen: fn())
-        return await gen.result()
+    async def run(self, fn: Callable[[], object], *, whole_model: str | None = None) -> object:
+        """Run fn on the engine thread between decode steps; returns its result."""
+        return await self.scheduler.run(fn, whole_model=whole_model)
 
     async def generate(self, entry: ModelEntry, opts: GenOptions, arrived: float, keep_alive: float, *,
                        prompt: str = "", messages: list[dict] | None = None, prefix: list[int] | None = None,
                        kind: str = "generate") -> tuple[Generation, float]:
-        """Queue a generation; returns it once its model is loaded and its prompt is ready, with the
-        seconds spent waiting and loading (Ollama's load_duration)."""
+        """Take a slot of the model and start the generation; returns it once its model is loaded and its
+        prompt is ready, with the seconds spent waiting and loading (Ollama's load_duration)."""
         models, metrics, tag = self.models, self.metrics, entry.tag
 
-        def job(gen: Generation) -> Stats:
+        def setup(gen: Generation):
             stats = Stats()
             began = time.perf_counter()
             engine = None
+
+            def done(error: BaseException | None) -> None:
+                """The sequence left its slot (any path): count it, give the model back, end the Generation."""
+                try:
+                    metrics.prompt_tokens.labels(tag).inc(stats.prompt_eval_count)
+                    metrics.output_tokens.labels(tag).inc(stats.eval_count)
+                    metrics.generation.labels(tag).observe(time.perf_counter() - began)
+                    metrics.jobs.labels(kind).inc()
+                    if stats.first_token_at is not None:
+                        metrics.ttft.labels(tag).observe(stats.first_token_at - arrived)
+                    if engine is not None:
+                        models.release(tag, keep_alive)
+                finally:
+                    gen.finish(stats, error)
+
             try:
                 engine, load_seconds = models.acquire(entry)
                 stats.load_ns = int(load_seconds * 1e9)
@@ -67,25 +84,14 @@ class Backend:
                 # Tokenizing here keeps a long prompt off the event loop.
                 tokens = list(prefix or []) + engine.tokenize(text)
                 stats.input_tokens = tokens
-                gen.set_ready()
-                for piece in engine.generate(tokens, opts, gen.cancel, stats):
-                    gen.emit(piece)
             except Exception as exc:
-                if gen.ready_set:
-                    raise
                 gen.set_ready(exc)  # answered before any byte is sent: a clean error response
-            finally:
-                metrics.prompt_tokens.labels(tag).inc(stats.prompt_eval_count)
-                metrics.output_tokens.labels(tag).inc(stats.eval_count)
-                metrics.generation.labels(tag).observe(time.perf_counter() - began)
-                metrics.jobs.labels(kind).inc()
-                if stats.first_token_at is not None:
-                    metrics.ttft.labels(tag).observe(stats.first_token_at - arrived)
-                if engine is not None:
-                    models.release(tag, keep_alive)
-            return stats
+                done(None)
+                return None
+            gen.set_ready()
+            return engine, Sequence(tokens, opts, stats, gen.cancel, gen.emit, done)
 
-        gen, waited = await self.scheduler.start(job)
+        gen, waited = await self.scheduler.start_sequence(tag, setup)
         try:
             await gen.wait_ready()
         except BaseException:
@@ -130,7 +136,8 @@ class Backend:
         return await self.run(job)  # type: ignore[return-value]
 
     async def unload(self, tag: str) -> bool:
-        return await self.run(lambda: self.models.unload(tag))  # type: ignore[return-value]
+        """Unload a model once its running sequences have ended (it takes all the model's slots first)."""
+        return await self.run(lambda: self.models.unload(tag), whole_model=tag)  # type: ignore[return-value]
 
 
 def render_chat(engine: Engine, messages: list[dict]) -> str:

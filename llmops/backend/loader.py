@@ -66,9 +66,11 @@ class LoadedModels:
     """The models in memory. Loads and unloads run on the engine thread, between generations;
     the event loop only reads snapshots and arms the expiry timer."""
 
-    def __init__(self, factory: EngineFactory, max_loaded: int = 3, keep_alive: float = 300.0, num_ctx: int = 2048):
+    def __init__(self, factory: EngineFactory, max_loaded: int = 3, keep_alive: float = 300.0, num_ctx: int = 2048,
+                 num_parallel: int = 1):
         self.factory = factory
         self.num_ctx = num_ctx
+        self.num_parallel = max(1, num_parallel)  # slots of every chat model (BACKEND_NUM_PARALLEL)
         self.max_loaded = max(1, max_loaded)
         self.default_keep_alive = keep_alive
         self._models: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first

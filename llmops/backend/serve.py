@@ -32,6 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-alive", default=None, help="idle time before a model unloads (BACKEND_KEEP_ALIVE)")
     parser.add_argument("--max-loaded", type=int, default=cfg.backend_max_loaded_models,
                         help="models loaded at once (BACKEND_MAX_LOADED_MODELS)")
+    parser.add_argument("--num-parallel", type=int, default=cfg.backend_num_parallel,
+                        help="sequences decoded at once per model (BACKEND_NUM_PARALLEL)")
+    parser.add_argument("--prefill-chunk", type=int, default=cfg.backend_prefill_chunk,
+                        help="prompt tokens evaluated per decode step (BACKEND_PREFILL_CHUNK)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log each request")
     return parser.parse_args(argv)
 
@@ -55,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         app = build_app(
             models_dir=Path(args.models_dir), num_ctx=args.num_ctx, threads=args.threads, max_queue=args.max_queue,
             keep_alive=keep_alive, max_loaded=args.max_loaded, model_path=args.model_path or "", model_tag=args.tag,
+            num_parallel=max(1, args.num_parallel), prefill_chunk=max(1, args.prefill_chunk),
         )
         asyncio.run(serve_forever(app, args.host, args.port, access_log=not args.no_access_log))
     except StackError as exc:

@@ -32,13 +32,15 @@ def single_model(engine: Engine) -> tuple[Registry, LoadedModels]:
     """A registry and loader serving one ready-made engine (the tests' fake, or a caller's engine)."""
     registry = Registry([ModelSource(engine.info.tag, lambda: engine.info.path)],
                         info_for=lambda tag, path: engine.info)
-    models = LoadedModels(lambda entry: engine, max_loaded=1, keep_alive=math.inf, num_ctx=engine.n_ctx)
+    models = LoadedModels(lambda entry: engine, max_loaded=1, keep_alive=math.inf, num_ctx=engine.n_ctx,
+                          num_parallel=getattr(engine, "n_slots", 1))
     models.preload(registry.get(engine.info.tag), engine)
     return registry, models
 
 
 def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: BackendMetrics | None = None, *,
-               registry: Registry | None = None, models: LoadedModels | None = None) -> web.Application:
+               registry: Registry | None = None, models: LoadedModels | None = None,
+               prefill_chunk: int = 128) -> web.Application:
     """The aiohttp application: one ready engine, or a registry of models loaded on demand."""
     from . import embed_api, manage_api, ollama_api, openai_api
 
@@ -47,7 +49,7 @@ def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: Back
     if registry is None or models is None:
         raise ValueError("create_app needs an engine, or a registry and its loaded-models manager")
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=64 * 1024 * 1024)
-    backend = Backend(registry, models, max_queue, metrics)
+    backend = Backend(registry, models, max_queue, metrics, prefill_chunk=prefill_chunk)
     backend.metrics.watch_models(models)
     app[BACKEND_KEY] = backend
     app.router.add_get("/", _root)  # aiohttp adds HEAD for every GET route

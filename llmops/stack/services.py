@@ -104,7 +104,9 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
         kind = "supervised" if local and not settings.ollama_hosts and ollama_mode != "external" else "external"
         if ollama_mode == "ollama" and kind == "supervised":
             command = [shutil.which("ollama") or "ollama", "serve"]
-            env = {"OLLAMA_HOST": f"{parsed.hostname}:{parsed.port}"}
+            # The same parallel setting for a real Ollama as for the embedded backend: the proxy's queue reads one.
+            env = {"OLLAMA_HOST": f"{parsed.hostname}:{parsed.port}",
+                   "OLLAMA_NUM_PARALLEL": str(settings.backend_num_parallel)}
         else:
             command = [python(), str(ROOT / "scripts" / "embedded_backend.py"),
                        "--host", settings.bind_host, "--port", str(parsed.port)]

@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--response-format", metavar="json|SCHEMA.json",
                       help="ask for JSON (json_object) or for a JSON schema, and check every answer: one that "
                            "does not parse or validate counts as invalid_output")
+    what.add_argument("--tools", metavar="FILE.json",
+                      help="offer these OpenAI tools (a JSON list) in every chat request and check each tool call: "
+                           "one that names no tool or whose arguments do not parse or validate counts as invalid_output")
     what.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                       help="stream (SSE) to measure time to first token and inter-token latency (default on)")
     what.add_argument("--max-tokens", type=_int, metavar="N",
@@ -209,7 +212,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
         summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
-        endpoint=args.endpoint, batch=args.batch, response_format=args.response_format,
+        endpoint=args.endpoint, batch=args.batch, response_format=args.response_format, tools=args.tools,
     ).validate()
 
 

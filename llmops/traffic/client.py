@@ -56,6 +56,7 @@ class RequestResult:
     kind: str = CHAT
     inputs: int | None = None  # embeddings: texts sent in the request
     text_parts: list[str] | None = None  # the answer's content, kept only when it is to be checked
+    calls: list[dict] | None = None  # the answer's tool calls ({"name", "arguments" text}), kept with --tools
 
     def record(self) -> dict:
         """The JSON-ready line written to --output (ITL summarised, not listed)."""
@@ -71,7 +72,7 @@ class RequestResult:
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "tokens_source": self.tokens_source, "finish_reason": self.finish_reason,
             "concurrency": self.concurrency, "slo_ok": self.slo_ok, "call_id": self.call_id,
-            **self._model_fields(),
+            **self._model_fields(), **({"tool_calls": len(self.calls)} if self.calls is not None else {}),
         }
 
     def _model_fields(self) -> dict:
@@ -143,6 +144,10 @@ def _read_json(raw: bytes, result: RequestResult) -> None:
     result.finish_reason = choice.get("finish_reason")
     if result.text_parts is not None:
         result.text_parts.append((choice.get("message") or {}).get("content") or "")
+    if result.calls is not None:
+        for call in (choice.get("message") or {}).get("tool_calls") or ():
+            fn = call.get("function") or {}
+            result.calls.append({"name": fn.get("name"), "arguments": fn.get("arguments") or ""})
     _take_usage(doc.get("usage"), result)
     result.detail = OK
 
@@ -162,6 +167,18 @@ def _read_embeddings(doc: object, raw: bytes, result: RequestResult) -> None:
         result.completion_tokens = 0
         result.tokens_source = "usage"
     result.detail = OK
+
+
+def _add_call_deltas(calls: list[dict], deltas: list) -> None:
+    """OpenAI's streamed tool calls: a delta opens call `index` (with its name) or adds to its arguments."""
+    for delta in deltas:
+        index = delta.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"name": None, "arguments": ""})
+        fn = delta.get("function") or {}
+        if fn.get("name"):
+            calls[index]["name"] = fn["name"]
+        calls[index]["arguments"] += fn.get("arguments") or ""
 
 
 def _take_usage(usage: object, result: RequestResult) -> None:
@@ -209,7 +226,10 @@ async def _read_stream(resp: aiohttp.ClientResponse, start: float, result: Reque
                     delta = choice.get("delta") or {}
                     if result.text_parts is not None and delta.get("content"):
                         result.text_parts.append(delta["content"])
-                    if delta.get("content") or delta.get("reasoning_content"):
+                    calls = delta.get("tool_calls")
+                    if calls and result.calls is not None:
+                        _add_call_deltas(result.calls, calls)
+                    if delta.get("content") or delta.get("reasoning_content") or calls:
                         if last is None:
                             result.ttft_s = now - start
                         else:

@@ -10,7 +10,7 @@ from ..proxy.key import REDACTED
 from . import capacity as capacity_search
 from .arrivals import ARRIVALS, Burst
 from .mix import ModelMix
-from .outputcheck import OutputCheck
+from .outputcheck import OutputCheck, ToolCheck
 
 USER_AGENT = "llmops-traffic/0.1"
 DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
@@ -64,6 +64,7 @@ class TrafficConfig:
     endpoint: str = "chat"
     batch: int = 1
     response_format: str | None = None  # "json" or a JSON schema file
+    tools: str | None = None  # a JSON file of OpenAI tools offered in every request; calls checked
 
     @property
     def mix(self) -> ModelMix | None:
@@ -151,6 +152,12 @@ class TrafficConfig:
                 bad("--response-format", "checks chat answers; it cannot be combined with --endpoint embeddings")
         if self.response_format is not None:
             OutputCheck.load(self.response_format)  # raises ConfigError naming the file
+        if self.tools is not None:
+            if self.endpoint == "embeddings":
+                bad("--tools", "offers tools to chat; it cannot be combined with --endpoint embeddings")
+            if self.response_format is not None:
+                bad("--tools", "cannot be combined with --response-format (the backend answers one or the other)")
+            ToolCheck.load(self.tools)  # raises ConfigError naming the file
         if self.open_loop and self.delay:
             bad("--delay", "is for closed-loop runs; with --rate or --burst the schedule sets the pace")
         if self.capacity:

@@ -13,7 +13,7 @@ from .arrivals import worker_starts
 from .client import RequestResult
 from .config import DEFAULT_MAX_TOKENS, TrafficConfig
 from .mix import ModelPicker
-from .outputcheck import OutputCheck
+from .outputcheck import OutputCheck, ToolCheck
 from .prompts import Prompt, PromptOrder
 from .stats import Recorder
 
@@ -32,6 +32,7 @@ class Engine:
         # A model mix draws each request's model; by_model takes each result once more, under its model.
         self.picker, self.by_model = picker, by_model
         self.check = OutputCheck.load(config.response_format) if config.response_format else None
+        self.tool_check = ToolCheck.load(config.tools) if config.tools else None
         self.embeddings = config.endpoint == client.EMBEDDINGS
         self.interrupted = False
         self._bodies: dict[str, bytes] = {}
@@ -58,6 +59,8 @@ class Engine:
                 doc["priority"] = c.priority
             if self.check is not None:
                 doc["response_format"] = self.check.response_format()
+            if self.tool_check is not None:
+                doc["tools"] = list(self.tool_check.tools)
             doc.update(c.extra_body)
             cached = self._bodies[(model, prompt.id)] = client.dumps(doc)
         return cached
@@ -80,6 +83,8 @@ class Engine:
             result.inputs = self.config.batch
         if self.check is not None:
             result.text_parts = []
+        if self.tool_check is not None:
+            result.calls = []
         started = time.perf_counter() - self.t0
         for rec in self._recorders_of(model):
             rec.started(started)
@@ -90,6 +95,10 @@ class Engine:
             if self.check is not None and result.detail == client.OK:
                 # Judged here, before any recorder sees it: a request ends in exactly one class.
                 problem = self.check.problem(result.text)
+                if problem is not None:
+                    result.detail, result.error = client.INVALID_OUTPUT, problem
+            if self.tool_check is not None and result.detail == client.OK:
+                problem = self.tool_check.problem(result.calls)
                 if problem is not None:
                     result.detail, result.error = client.INVALID_OUTPUT, problem
         except asyncio.CancelledError:

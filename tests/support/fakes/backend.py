@@ -2,29 +2,73 @@
 from __future__ import annotations
 
 import functools
+import re
 import struct
 import threading
 import time
 from pathlib import Path
 
-from llmops.backend.engine import Stats, StopMatcher, group_sums, l2_normalize
+from llmops.backend.engine import group_sums, l2_normalize
 from llmops.backend.model import ModelInfo
-from llmops.backend.options import BadRequest, GenOptions, context_window, fit_prompt, output_limit
+from llmops.backend.options import BadRequest, GenOptions
 from llmops.backend.server import start
 from tests.support import helpers, serverthread
 
 FAKE_TAG = "fake:1m"
 
 
-class FakeEngine:
-    """Stand-in engine: token i of any answer is the word f"w{i}"; no model, no randomness.
+class FakeSampler:
+    """A fake sequence's sampler: its k-th token is k (the word f"w{k}"); it records the batch rows it read."""
 
-    `gate` (when given) must be set for tokens to flow, so tests can hold a generation open;
-    `started` and `finished` let tests wait on a generation instead of sleeping.
+    def __init__(self, engine: FakeEngine, opts: GenOptions, seed: int):
+        self.engine, self.opts, self.seed = engine, opts, seed
+        self.count = 0
+        self.seen: list[tuple[int, int]] = []  # (sequence id, position) of every row it sampled from
+        self.freed = False
+
+    def sample(self, row: int) -> int:
+        self.seen.append(self.engine.rows[row])
+        token = self.count
+        self.count += 1
+        return token
+
+    def free(self) -> None:
+        self.freed = True
+        self.engine.finished.set()
+
+
+class ScriptedSampler(FakeSampler):
+    """A sampler that answers a scripted text, a word a token (spaces kept), then the end-of-generation
+    token; num_predict cuts it as the slots cut any answer. No grammar is applied."""
+
+    def __init__(self, engine: FakeEngine, opts: GenOptions, seed: int, answer: str):
+        super().__init__(engine, opts, seed)
+        self.tokens = [engine.word_token(word) for word in re.findall(r"\S+\s*|\s+", answer)]
+
+    def sample(self, row: int) -> int:
+        self.seen.append(self.engine.rows[row])
+        token = self.tokens[self.count] if self.count < len(self.tokens) else EOG
+        self.count += 1
+        return token
+
+
+EOG = -1  # FakeEngine's end-of-generation token
+_WORD_BASE = 1 << 20  # scripted words are tokens from here on (the counting answer's tokens stay below)
+
+
+class FakeEngine:
+    """Stand-in engine: token i of any answer is the word f"w{i}"; no model, no randomness. It is a
+    slots.BatchModel with `n_slots` sequences: it records every batch and which KV cells each sequence holds.
+
+    `gate` (when given) must be set for a decode step to run, so tests can hold generations open;
+    `started` (a sequence got its sampler) and `finished` (a sampler was freed) let tests wait on a
+    generation instead of sleeping; `token_delay` is the time one decode step takes. `answers` scripts
+    the next generations' texts (one each, in order, instead of the counting answer); `options` records
+    every generation's options.
     """
 
     def __init__(self, model_file: Path, tag: str = FAKE_TAG, n_ctx: int = 4096, token_delay: float = 0.0,
-                 gate: threading.Event | None = None, info: ModelInfo | None = None):
+                 gate: threading.Event | None = None, info: ModelInfo | None = None, n_slots: int = 1):
         if info is None:
             model_file.write_bytes(b"GGUF fake model file")
             info = ModelInfo(
@@ -38,15 +82,21 @@ class FakeEngine:
         self.embed_calls: list[list[str]] = []
         self.last_opts: GenOptions | None = None
         self.n_ctx = n_ctx
+        self.n_slots = n_slots
         self.token_delay = token_delay
         self.gate = gate
         self.started = threading.Event()
         self.finished = threading.Event()
-        self.last_stats: Stats | None = None
         self.calls = 0
         self.prompts: list[str] = []  # in the order the engine thread took them
+        self.samplers: list[FakeSampler] = []
+        self.batches: list[list[tuple[int, int, int, bool]]] = []  # (seq, tokens, first position, logits)
+        self.cells: dict[int, set[int]] = {}  # the KV positions each sequence holds
+        self.rows: list[tuple[int, int]] = []  # the last batch's rows: (sequence, position)
+        self.fail_next_decode: Exception | None = None
         self.answers: list[str] = []  # scripted answers, one per generation (whitespace-split tokens)
         self.options: list[GenOptions] = []  # every generation's options, in order
+        self._words: list[str] = []  # the scripted words' texts, token _WORD_BASE + i
 
     def render_chat(self, messages: list[dict]) -> str:
         if any(m["role"] == "bad" for m in messages):
@@ -57,66 +107,69 @@ class FakeEngine:
         self.prompts.append(text)
         return [len(word) for word in text.split()] or [0]
 
-    def generate(self, tokens: list[int], opts: GenOptions, cancel: threading.Event, stats: Stats):
+    @property
+    def last_sampler(self) -> FakeSampler | None:
+        return self.samplers[-1] if self.samplers else None
+
+    # -- slots.BatchModel ------------------------------------------------------------------------
+    def decode(self, entries: list[tuple[int, list[int], int, bool]]) -> list[int]:
+        if self.gate is not None:
+            deadline = time.monotonic() + 30
+            while not self.gate.wait(0.01) and time.monotonic() < deadline and not self.closed:
+                pass
+        if self.token_delay:
+            time.sleep(self.token_delay)
+        if self.fail_next_decode is not None:
+            error, self.fail_next_decode = self.fail_next_decode, None
+            raise error
+        self.batches.append([(seq, len(tokens), pos, want) for seq, tokens, pos, want in entries])
+        self.rows = []
+        for seq, tokens, pos, _want in entries:
+            held = self.cells.setdefault(seq, set())
+            for j in range(len(tokens)):
+                assert pos + j not in held, f"sequence {seq} already holds position {pos + j}"
+                held.add(pos + j)
+                self.rows.append((seq, pos + j))
+        rows, at = [], 0
+        for _seq, tokens, _pos, _want in entries:
+            at += len(tokens)
+            rows.append(at - 1)
+        return rows
+
+    def sampler(self, opts: GenOptions, seed: int) -> FakeSampler:
         self.calls += 1
         self.last_opts = opts
         self.options.append(opts)
-        if self.answers:
-            yield from self._scripted(self.answers.pop(0), tokens, opts, stats)
-            return
         self.finished.clear()
-        self.last_stats = stats
-        n_ctx = context_window(opts, self.n_ctx)
-        tokens = fit_prompt(tokens, n_ctx, opts.num_predict)
-        limit = output_limit(opts, len(tokens), n_ctx)
-        stats.prompt_eval_count = len(tokens)
-        stats.prompt_eval_ns = 1000 * len(tokens)
-        stops = StopMatcher(opts.stop)
-        stats.done_reason = "length"
+        if self.answers:
+            sampler = ScriptedSampler(self, opts, seed, self.answers.pop(0))
+        else:
+            sampler = FakeSampler(self, opts, seed)
+        self.samplers.append(sampler)
         self.started.set()
-        began = time.perf_counter()
-        try:
-            for i in range(limit):
-                if self.gate is not None:
-                    while not self.gate.wait(0.01):
-                        if cancel.is_set():
-                            break
-                if cancel.is_set():
-                    stats.done_reason = "cancel"
-                    return
-                if self.token_delay:
-                    time.sleep(self.token_delay)
-                if i == 0:
-                    stats.first_token_at = time.perf_counter()
-                stats.eval_count += 1
-                stats.output_tokens.append(i)
-                text, hit = stops.feed(f"w{i}" if i == 0 else f" w{i}")
-                if text:
-                    yield text
-                if hit:
-                    stats.done_reason = "stop"
-                    return
-            tail = stops.flush()
-            if tail:
-                yield tail
-        finally:
-            stats.eval_ns = int((time.perf_counter() - began) * 1e9)
-            self.finished.set()
+        return sampler
 
-    def _scripted(self, answer: str, tokens: list[int], opts: GenOptions, stats: Stats):
-        """A scripted answer, a word a token (spaces kept), cut at num_predict; no grammar is applied."""
-        import re
+    def word_token(self, word: str) -> int:
+        self._words.append(word)
+        return _WORD_BASE + len(self._words) - 1
 
-        words = re.findall(r"\S+\s*|\s+", answer)
-        limit = opts.num_predict if opts.num_predict > 0 else len(words)
-        stats.prompt_eval_count = len(tokens)
-        stats.done_reason = "length" if len(words) > limit else "stop"
-        stats.first_token_at = time.perf_counter()
-        for word in words[:limit]:
-            stats.eval_count += 1
-            stats.output_tokens.append(len(word))
-            yield word
-        self.finished.set()
+    def is_eog(self, token: int) -> bool:
+        return token == EOG
+
+    def piece(self, token: int) -> bytes:
+        if token >= _WORD_BASE:
+            return self._words[token - _WORD_BASE].encode()
+        return (f"w{token}" if token == 0 else f" w{token}").encode()
+
+    def seq_rm(self, seq: int, p0: int, p1: int) -> None:
+        held = self.cells.setdefault(seq, set())
+        end = p1 if p1 >= 0 else 1 << 30
+        start = p0 if p0 >= 0 else 0
+        self.cells[seq] = {p for p in held if not start <= p < end}
+
+    def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        end = p1 if p1 >= 0 else 1 << 30
+        self.cells.setdefault(dst, set()).update(p for p in self.cells.get(src, ()) if max(p0, 0) <= p < end)
 
     def embed(self, texts: list[str], truncate: bool, sizes: list[int] | None = None) -> tuple[list[list[float]], list[int]]:
         """A deterministic 8-dimensional vector of letter counts per text, L2-normalised, and the words of

@@ -5,7 +5,9 @@ Behaviour keys (all optional): status (200), ttft (s before the first token), to
 tokens), tokens (4), usage (True: a usage chunk when asked with stream_options), truncate_after
 (close the connection after that many content chunks), hang (never answer), reset (close without
 answering), bad_json (a 200 that is not a chat completion), stream_error (an error event after the
-first token), content (the answer's text instead of "tok " per token; streamed in 4-character pieces).
+first token), content (the answer's text instead of "tok " per token; streamed in 4-character pieces),
+tool_calls (a list of (name, arguments text): the answer's calls, finish_reason tool_calls; streamed as
+OpenAI does, the name first, then the arguments in two pieces).
 POST /v1/embeddings answers one 8-number vector per input (behaviour keys status, hang, bad_json, short: one
 vector too few); `embeddings` keeps the bodies it received.
 
@@ -129,6 +131,8 @@ class FakeOpenAI:
         status = b.get("status", 200)
         if status != 200:
             return web.json_response({"error": {"message": f"fake {status}", "code": status}}, status=status)
+        if b.get("tool_calls") is not None:
+            return self._tool_calls(body, b["tool_calls"])
         content = b.get("content")
         pieces = [content[i:i + 4] for i in range(0, len(content), 4)] if content else None
         tokens = len(pieces) if pieces else b.get("tokens", 4)
@@ -175,6 +179,33 @@ class FakeOpenAI:
         await resp.write(tail)
         await resp.write_eof()
         return resp
+
+    @staticmethod
+    def _tool_calls(body: dict, calls: list[tuple[str, str]]) -> web.Response:
+        usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+        full = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+                for i, (n, a) in enumerate(calls)]
+        if not body.get("stream"):
+            return web.json_response({"id": "chatcmpl-fake", "object": "chat.completion", "model": MODEL, "usage": usage,
+                                      "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                                   "message": {"role": "assistant", "content": None, "tool_calls": full}}]})
+
+        def delta(part: dict, finish: str | None = None) -> bytes:
+            return _chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": MODEL,
+                           "choices": [{"index": 0, "delta": part, "finish_reason": finish}]})
+
+        out = b""
+        for i, (name, arguments) in enumerate(calls):
+            half = len(arguments) // 2
+            out += delta({"role": "assistant", "tool_calls": [
+                {"index": i, "id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": ""}}]})
+            for piece in (arguments[:half], arguments[half:]):
+                out += delta({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        out += delta({}, "tool_calls")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            out += _chunk({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": MODEL, "choices": [],
+                           "usage": usage})
+        return web.Response(body=out + b"data: [DONE]\n\n", content_type="text/event-stream")
 
     def __enter__(self) -> FakeOpenAI:
         self._release = asyncio.Event()  # a fresh one per run: the last run's is set, and bound to its loop

@@ -1,6 +1,6 @@
 """Runs the LiteLLM proxy CLI in this process with an import audit (benchmark and test instrument).
 
-Usage: python bench/_audited_proxy.py <litellm CLI arguments> (llmops.proxy.launch.litellm_args of the shipped argv)
+Usage: python -m tests.support.audited_proxy <litellm CLI arguments> (llmops.proxy.launch.litellm_args of the shipped argv)
 
 - An audit hook (sys.addaudithook) counts CPython's "import" events. CPython raises one only when a module is
   not in sys.modules, so once the proxy is warm every event is an import that failed before (or a module
@@ -33,7 +33,7 @@ class HideModules(MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         if any(fullname == name or fullname.startswith(name + ".") for name in HIDDEN):
-            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden by bench/_audited_proxy.py)",
+            raise ModuleNotFoundError(f"No module named {fullname!r} (hidden by tests/support/audited_proxy.py)",
                                       name=fullname)
         return None
 
