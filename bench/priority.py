@@ -29,9 +29,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import benchfmt
 import openai
-from _helpers import wait_http
+
+from bench import _report as benchfmt
+from bench._helpers import wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -53,7 +54,7 @@ PROMPT = "Write a short story about a lighthouse keeper and a storm."
 def start_backend(logs: Path) -> subprocess.Popen:
     log = open(logs / "backend.log", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen([PYTHON, str(ROOT / "scripts" / "embedded_backend.py"), "--host", "127.0.0.1",
-                             "--port", str(BACKEND_PORT), "--no-access-log"], stdout=log, stderr=subprocess.STDOUT,
+                             "--port", str(BACKEND_PORT), "--no-access-log", "--num-parallel", "1"], stdout=log, stderr=subprocess.STDOUT,
                             cwd=ROOT)
     wait_http(f"http://127.0.0.1:{BACKEND_PORT}/api/version", 120, proc=proc)
     return proc
@@ -67,7 +68,7 @@ def start_proxy(port: int, queue: bool, key: str, tmp: Path, timeout: float) -> 
            "LLMOPS_LOG_DIR": str(state), "LLMOPS_ENV_FILE": str(state / "env"), "REQUEST_LOG": "0",
            "OLLAMA_HOSTS": f"http://127.0.0.1:{BACKEND_PORT}", "LITELLM_CONFIG": str(state / "litellm_config.yaml"),
            "QUEUE_ENABLED": "true" if queue else "false", "QUEUE_TIMEOUT": str(timeout), "QUEUE_MAX": "512",
-           "BIND_HOST": "127.0.0.1", "LITELLM_WORKERS": "1", "REDIS_URL": ""}
+           "BIND_HOST": "127.0.0.1", "LITELLM_WORKERS": "1", "REDIS_URL": "", "BACKEND_NUM_PARALLEL": "1"}
     log = open(state / "litellm.log", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env, stdout=log,
                             stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)

@@ -50,7 +50,7 @@ def backend():
 def _start(tmp_path_factory, backend, **env):
     tmp = tmp_path_factory.mktemp("queue-proxy")
     (tmp / "litellm_config.yaml").write_text(CONFIG)
-    env = {"REQUEST_LOG": "0", **env}
+    env = {"REQUEST_LOG": "0", "BACKEND_NUM_PARALLEL": "1", **env}
     return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, LITELLM_CONFIG=str(tmp / "litellm_config.yaml"), **env)
 
 

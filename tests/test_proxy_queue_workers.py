@@ -25,10 +25,10 @@ def stack(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("queue-workers")
     (tmp / "litellm_config.yaml").write_text(CONFIG)
-    backend = BackendProcess()
+    backend = BackendProcess("--num-parallel", "1")
     try:
         with real_redis(tmp) as redis_url, \
-                real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, REQUEST_LOG="0", LITELLM_WORKERS="2",
+                real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, REQUEST_LOG="0", LITELLM_WORKERS="2", BACKEND_NUM_PARALLEL="1",
                            REDIS_URL=redis_url, LITELLM_CONFIG=str(tmp / "litellm_config.yaml")) as url:
             yield url, backend, redis_url
     finally:

@@ -231,7 +231,8 @@ def queue_settings(settings: Settings, data: dict) -> dict:
     """What the priority-queue plug-in reads in each proxy worker (LLMOPS_QUEUE, JSON)."""
     return {"max": settings.queue_max, "timeout": settings.queue_timeout, "ageing": settings.queue_ageing,
             "default_priority": settings.queue_default_priority, "ollama_num_parallel": settings.ollama_num_parallel,
-            "redis_url": queue_redis_url(settings), "groups": queue_groups(data)}
+            "backend_num_parallel": settings.backend_num_parallel, "redis_url": queue_redis_url(settings),
+            "groups": queue_groups(data)}
 
 
 def write_rendered(settings: Settings) -> Path:

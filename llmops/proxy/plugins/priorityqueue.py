@@ -35,6 +35,7 @@ QUEUED_CALLS = ("acompletion", "completion", "atext_completion", "text_completio
 EMBEDDING_CALLS = ("aembedding", "embedding")
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SLOTS_REFRESH = 30.0  # seconds between two reads of a backend's slot count
+SLOTS_GUESS_REFRESH = 2.0  # the same while the count is a guess (the model not loaded yet, the backend away)
 GAUGE_REFRESH = 0.5  # seconds between two reads of the shared (Redis) state for the gauges
 
 
@@ -125,7 +126,7 @@ class PriorityQueue(CustomLogger):
         self.environ = os.environ if environ is None else environ
         self._config: dict | None = None
         self._state: LocalState | None = None
-        self._slots: dict[str, tuple[int, float]] = {}  # deployment -> (slots, read at)
+        self._slots: dict[str, tuple[int, float, bool]] = {}  # deployment -> (slots, read at, sure)
         self._metrics = None
         self._refresher: asyncio.Task | None = None
         self._warned_at = -1e9
@@ -165,27 +166,38 @@ class PriorityQueue(CustomLogger):
         if not bases:
             return False
         now = time.monotonic()
-        stale = [key for key in bases if key not in self._slots or now - self._slots[key][1] > SLOTS_REFRESH]
-        if stale or not self.state.knows(group):
-            for key in stale:
-                self._slots[key] = (await self._read_slots(key), now)
+
+        def stale(key: str) -> bool:
+            if key not in self._slots:
+                return True
+            _, read_at, sure = self._slots[key]
+            return now - read_at > (SLOTS_REFRESH if sure else SLOTS_GUESS_REFRESH)
+
+        old = [key for key in bases if stale(key)]
+        if old or not self.state.knows(group):
+            for key in old:
+                slots, sure = await self._read_slots(key)
+                self._slots[key] = (slots, now, sure)
             await self.state.declare(group, [(key, self._slots[key][0]) for key in bases])
         return True
 
-    async def _read_slots(self, key: str) -> int:
-        """The embedded backend's llm_backend_slots{model}; 1 for it without the gauge; OLLAMA_NUM_PARALLEL else."""
+    async def _read_slots(self, key: str) -> tuple[int, bool]:
+        """(slots, sure): the embedded backend's llm_backend_slots{model} (slots helper's gauge); while the model is
+        not loaded, BACKEND_NUM_PARALLEL (a guess, read again soon); OLLAMA_NUM_PARALLEL for an Ollama."""
         base, model = key.split("|", 1)
-        fallback = int(self.config.get("ollama_num_parallel", 1))
+        ollama = int(self.config.get("ollama_num_parallel", 1))
+        embedded = int(self.config.get("backend_num_parallel", 1))
         try:
             import httpx
 
             async with httpx.AsyncClient(timeout=2.0) as client:
                 response = await client.get(f"{base}/metrics")
-        except Exception:  # noqa: BLE001 - a backend that does not answer now is asked again later
-            return self._slots.get(key, (fallback, 0))[0]
+        except Exception:  # noqa: BLE001 - a backend that does not answer now is asked again soon
+            return (self._slots[key][0] if key in self._slots else ollama), False
         if response.status_code != 200 or "llm_backend_" not in response.text:
-            return fallback  # not the embedded backend: Ollama does not say; OLLAMA_NUM_PARALLEL in .env does
-        return parse_slots_text(response.text, model) or 1
+            return ollama, True  # not the embedded backend: Ollama does not say; OLLAMA_NUM_PARALLEL in .env does
+        found = parse_slots_text(response.text, model)
+        return (found, True) if found else (embedded, False)
 
     # -- LiteLLM's hooks ------------------------------------------------------------------------------------
     async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
