@@ -15,6 +15,7 @@ import openai
 import pytest
 import requests
 
+from llmops.proxy.config import REQUEST_LOG_CALLBACK
 from tests.support.backend import BackendProcess
 from tests.support.helpers import wait_for
 from tests.support.proxy import real_proxy
@@ -49,7 +50,10 @@ def backend():
 
 def _start(tmp_path_factory, backend, **env):
     tmp = tmp_path_factory.mktemp("queue-proxy")
-    (tmp / "litellm_config.yaml").write_text(CONFIG)
+    config = CONFIG
+    if env.get("REQUEST_LOG") == "1":  # the request log's plug-in beside the queue's
+        config = config.replace('callbacks: ["prometheus"]', f'callbacks: ["prometheus", "{REQUEST_LOG_CALLBACK}"]')
+    (tmp / "litellm_config.yaml").write_text(config)
     env = {"REQUEST_LOG": "0", "BACKEND_NUM_PARALLEL": "1", **env}
     return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, LITELLM_CONFIG=str(tmp / "litellm_config.yaml"), **env)
 
