@@ -114,4 +114,4 @@ screenshot: $(STAMP) ## Save a screenshot of the running dashboard to docs/dashb
 	@$(PY) scripts/screenshot.py
 
 gpu-probe: $(STAMP) ## Print what NVML reads from the NVIDIA GPUs as JSON, and the /metrics text
-	@$(PY) scripts/gpu_probe.py --metrics
+	@$(PY) -m llmops gpu probe --metrics

@@ -271,6 +271,12 @@ def _alerts_test(argv: list[str]) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _gpu_probe(argv: list[str]) -> int:
+    from .telemetry.gpuprobe import main as probe_main
+
+    return probe_main(argv)
+
+
 def _settings_table(argv: list[str]) -> int:
     """Print the README's settings table from settings.SETTINGS; --write rewrites it in README.md (or FILE)."""
     from pathlib import Path
@@ -304,6 +310,7 @@ PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("requests", "export"): (_requests_export, "write the proxy's request log as JSON Lines"),
     ("proxy", "check"): (_proxy_check, "validate litellm_config.yaml (or FILE)"),
     ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),
+    ("gpu", "probe"): (_gpu_probe, "print what NVML reads from the NVIDIA GPUs as JSON (--metrics: the /metrics text)"),
     ("settings", "table"): (_settings_table, "print the README's settings table (--write rewrites README.md)"),
     ("alerts", "check"): (_alerts_check, "render Alertmanager's config from .env and run amtool check-config on it"),
     ("alerts", "test"): (_alerts_test, "send a test alert to every receiver and report, per receiver, whether it went out"),

@@ -84,3 +84,20 @@ def test_malformed_env_file_names_file_and_line(running, tmp_path):
     env_file.write_text("LITELLM_MASTER_KEY=sk-x\nnot a setting line\n")
     result = cli(env, "stop")
     assert result.returncode != 0 and f"{env_file}:2: expected KEY=VALUE" in result.stderr
+
+
+@pytest.mark.parametrize("line, says", [
+    ("ALERT_WEBHOOK_URL=hooks.example.com/x-secret-path", "bad value for ALERT_WEBHOOK_URL"),
+    ("ALERT_SLACK_WEBHOOK_URL=https://hooks slack/x-secret-path", "bad value for ALERT_SLACK_WEBHOOK_URL"),
+    ("ALERT_SMTP_TO=ops-at-example.com", "bad value for ALERT_SMTP_TO"),
+    ("ALERT_SMTP_HOST=smtp.example.com", "ALERT_SMTP_HOST is set but ALERT_SMTP_FROM is empty"),
+])
+def test_a_malformed_alert_receiver_names_its_env_line_and_alertmanager_stays_up(running, tmp_path, line, says):
+    env_file = tmp_path / ".env"
+    key = running.settings.env_file.read_text()
+    env_file.write_text(key.rstrip("\n") + f"\n{line}\n")
+    number = len(env_file.read_text().splitlines())
+    result = cli({**test_environ(), "LLMOPS_ENV_FILE": str(env_file)}, "restart", "alertmanager")
+    assert result.returncode != 0
+    assert f"{env_file}:{number}" in result.stderr and says in result.stderr, result.stderr
+    assert "x-secret-path" not in result.stdout + result.stderr  # the value is not repeated

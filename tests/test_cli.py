@@ -20,7 +20,7 @@ def test_every_makefile_command_is_a_subcommand_with_a_handler():
     stack = {"setup", "start", "stop", "restart", "status", "health", "logs", "show-key"}
     parts = {command for command, _ in cli.PARTS}
     assert set(sub.choices) == stack | parts == stack | {"traffic", "backend", "dashboard", "requests", "proxy", "alerts",
-                                                            "settings"}
+                                                            "settings", "gpu"}
     assert all(callable(sub.choices[name].get_default("func")) for name in stack)
     assert all(callable(handler) for handler, _ in cli.PARTS.values())
 

@@ -31,6 +31,7 @@ def closed_reader(argv: list[str]) -> subprocess.CompletedProcess:
     [PY, "-m", "llmops", "--help"],
     [PY, "scripts/traffic_generator.py", "--help"],
     [PY, "scripts/gpu_probe.py", "--metrics"],
+    [PY, "-m", "llmops", "gpu", "probe", "--metrics"],
 ], ids=lambda argv: " ".join(argv[1:]))
 def test_a_closed_stdout_ends_the_command_without_a_traceback(argv):
     result = closed_reader(argv)

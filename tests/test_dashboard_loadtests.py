@@ -87,7 +87,7 @@ def test_a_run_folder_that_cannot_be_read_is_incomplete(kept, monkeypatch):
 def test_no_results_folder_yet_is_a_status_not_an_error(tmp_path):
     r = build(tmp_path / "never-made").get("/api/loadtests")
     assert r.status_code == 200
-    assert r.get_json() == {"available": False, "folder": "never-made", "runs": [],
+    assert r.get_json() == {"available": False, "folder": "never-made", "runs": [], "last_capacity": None,
                             "detail": "no load test kept yet: run `make load-test`"}
 
 
@@ -146,3 +146,19 @@ def test_the_page_has_the_load_tests_section_and_its_script(kept):
     page = client.get("/").data.decode()
     assert 'id="loadtests"' in page and "/static/loadtests.js" in page
     assert client.get("/static/loadtests.js").status_code == 200
+
+
+def test_the_last_capacity_answer_is_shown_with_its_date_model_and_slo(tmp_path):
+    root = tmp_path / "loadtests"
+    cap = {"max_concurrency": 6, "broke_at": 7, "slo": "ttft_p95<=2s", "complete": True, "levels": [],
+           "message": "serves 6 concurrent streams within the SLO; at 7, TTFT p95 is 2.1 s (bound 2 s)"}
+    older = write_run(root, "20261201T100000Z-capacity", summary(capacity=cap, started_at="2026-12-01T10:00:00+00:00"),
+                      records())
+    write_run(root, "20261201T110000Z-later", summary(), records())  # a newer run that is not a capacity run
+    doc = build(root).get("/api/loadtests").get_json()
+    last = doc["last_capacity"]
+    assert last["name"] == older.name and last["max_concurrency"] == 6 and last["slo"] == "ttft_p95<=2s"
+    assert last["model"] == "smollm2:135m" and last["started_at"] == "2026-12-01T10:00:00+00:00"
+    assert last["message"] == cap["message"] and last["report_url"] == f"/loadtests/{older.name}/report.html"
+    assert doc["runs"][0]["capacity"] is None
+    assert build(tmp_path / "none").get("/api/loadtests").get_json()["last_capacity"] is None

@@ -184,3 +184,19 @@ def test_every_benchmark_is_a_module_of_the_bench_package():
         module = importlib.import_module(f"bench.{name}")
         assert callable(getattr(module, "main", None)), name
     assert not (ROOT / "bench" / "benchfmt.py").exists()  # renamed _report: bench.sh runs no helper
+
+
+def test_bench_results_are_written_by_a_benchmark_and_meet_their_goals():
+    """Each committed bench/results/NAME.json comes from bench/NAME.py (no stale file), no goal name carries an
+    issue number, and every figure with a goal meets it."""
+    import json
+    import re
+
+    for path in sorted((ROOT / "bench" / "results").glob("*.json")):
+        doc = json.loads(path.read_text())
+        assert (ROOT / "bench" / f"{doc['benchmark']}.py").exists() and path.stem == doc["benchmark"], path.name
+        for name, m in doc["metrics"].items():
+            assert not re.search(r"issue_?\d+", name), (path.name, name)
+            if m.get("goal") is not None:
+                met = m["value"] <= m["goal"] if m["better"] == "lower" else m["value"] >= m["goal"]
+                assert met, (path.name, name, m["value"], m["goal"])

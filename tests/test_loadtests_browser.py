@@ -128,3 +128,33 @@ def test_load_tests_section_fits_a_phone_width(browser, kept):  # noqa: F811 - t
         assert errors == []
     finally:
         server.close()
+
+
+def test_a_capacity_answer_is_on_the_dashboard_and_its_report_draws_the_slo_lines(browser, tmp_path):  # noqa: F811 - the imported Chromium fixture
+    root = tmp_path / "loadtests"
+    codes = []
+    with FakeOpenAI([{"ttft": 0.01, "tokens": 3}]) as fake:
+        worker = threading.Thread(target=lambda: codes.append(cli.main(
+            ["--url", fake.url, "--api-key", KEY, "--capacity", "--sweep", "1,2", "--max", "4", "--no-progress",
+             "--slo", "ttft_p95<=30s,errors<=1%", "--results-dir", str(root)])))
+        worker.start()
+        worker.join(60)
+    assert codes == [0]
+    base, server = serve(root)
+    try:
+        page, errors = open_page(browser, base)
+        page.wait_for_selector("#loadtests-capacity:not([hidden])", timeout=10_000)
+        text = page.locator("#loadtests-capacity").inner_text()
+        assert "Capacity: 2 concurrent streams" in text and "SLO ttft_p95<=30s,errors<=1%" in text
+        assert "serves 2 concurrent streams within the SLO" in text
+        with page.context.expect_page() as opened:
+            page.locator("#loadtests-capacity a").click()
+        report = opened.value
+        for chart in ("capacity-ttft_p95", "capacity-errors"):
+            report.wait_for_function(f"() => ({CANVAS_INK})('figure[data-chart=\"{chart}\"] canvas') > 500",
+                                     timeout=10_000)
+        assert report.evaluate(CHART_DATA, "capacity-ttft_p95") == [2]
+        report.screenshot(path=str(ARTIFACTS / "loadtest-capacity.png"), full_page=True)
+        assert errors == []
+    finally:
+        server.close()

@@ -145,3 +145,23 @@ def test_an_impossible_slo_answers_zero_at_level_one(capsys, tmp_path):
     cap = json.loads(summary.read_text())["capacity"]
     assert (cap["max_concurrency"], cap["broke_at"], cap["broken_bound"]["metric"]) == (0, 1, "ttft_p95")
     assert "serves 0 concurrent streams within the SLO: at 1, TTFT p95 is" in capsys.readouterr().err
+
+
+def test_the_report_draws_each_bound_against_concurrency_with_its_slo_line(tmp_path):
+    from llmops.traffic import results
+    from tests.test_traffic_results_htmlreport import embedded
+    root = tmp_path / "kept"
+    with FakeOpenAI([{"ttft": 0.01, "tokens": 3}]) as fake:
+        assert cli.main(["--url", fake.url, "--api-key", KEY, "--capacity", "--sweep", "1,2", "--max", "4",
+                         "--slo", "ttft_p95<=30s,errors<=1%", "--no-progress", "--results-dir", str(root)]) == 0
+    (run,) = results.list_runs(root)
+    assert run.run["kind"] == "capacity" and run.name.endswith("-capacity")
+    page = (run.path / "report.html").read_text()
+    data = embedded(page)
+    charts = {c["id"]: c for c in data["charts"]}
+    ttft, errors = charts["capacity-ttft_p95"], charts["capacity-errors"]
+    assert (ttft["mark_y"], ttft["mark_y_label"], ttft["mark_x"]) == (30000.0, "SLO ttft_p95<=30 s", 2)
+    assert [x for x, _ in ttft["series"][0]["data"]] == [1, 2] and all(y > 0 for _, y in ttft["series"][0]["data"])
+    assert (errors["mark_y"], errors["series"][0]["data"]) == (1.0, [[1, 0.0], [2, 0.0]])
+    assert data["figures"]["capacity"] == "2 streams"
+    assert "serves 2 concurrent streams within the SLO" in page and "warning: concurrency 1: 4 requests" in page

@@ -39,7 +39,10 @@ def api_loadtests():
         row["summary_url"] = url_for(".run_file", name=stored.name, filename=results.SUMMARY_FILE) \
             if stored.summary is not None else None
         runs.append(row)
-    return jsonify(available=root.is_dir(), folder=root.name, runs=runs,
+    # The newest capacity answer, whatever ran since: "how many at once" outlives the runs after it.
+    last = next(({"name": r["name"], "started_at": r["started_at"], "model": r["model"], "report_url": r["report_url"],
+                  **r["capacity"]} for r in runs if r.get("capacity")), None)
+    return jsonify(available=root.is_dir(), folder=root.name, runs=runs, last_capacity=last,
                    detail="" if root.is_dir() else "no load test kept yet: run `make load-test`")
 
 

@@ -8,6 +8,7 @@
   const note = document.getElementById("loadtests-note");
   const table = document.getElementById("loadtests-runs");
   const chartBox = document.getElementById("loadtests-chart");
+  const capacityBox = document.getElementById("loadtests-capacity");
   let chart = null;
 
   const ms = s => (s == null ? "-" : `${(s * 1000).toFixed(1)} ms`);
@@ -64,6 +65,18 @@
     });
   }
 
+  // The last capacity answer: its date, model and SLO, the one-line answer, and its report.
+  function showCapacity(cap) {
+    capacityBox.hidden = !cap;
+    if (!cap) return;
+    const link = cap.report_url ? el("a", { href: cap.report_url, target: "_blank", rel: "noopener" }, "report") : "";
+    const streams = cap.max_concurrency == null ? "no answer" : `${cap.max_concurrency} concurrent streams`;
+    capacityBox.replaceChildren(
+      el("strong", {}, `Capacity: ${streams}`), " ",
+      el("span", { class: "muted" }, `${when(cap)}, ${cap.model || "?"}, SLO ${cap.slo || "?"}${cap.complete ? "" : " (interrupted)"}`),
+      el("br"), el("span", { "data-capacity-message": "" }, cap.message || ""), " ", link);
+  }
+
   async function refresh() {
     try {
       const doc = await getJSON("/api/loadtests");
@@ -75,6 +88,7 @@
       table.hidden = runs.length === 0;
       table.querySelector("tbody").replaceChildren(...runs.map(row));
       drawChart(runs);
+      showCapacity(doc.last_capacity);
     } catch (err) {
       note.className = "panel unavailable";
       note.textContent = `load tests unavailable: ${err.message}`;

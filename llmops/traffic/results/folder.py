@@ -246,13 +246,26 @@ def headline(stored: StoredRun) -> dict:
         "latency_p50_s": dig("latency_s", "p50"), "latency_p95_s": dig("latency_s", "p95"),
         "ttft_p50_s": dig("ttft_s", "p50"), "knee_concurrency": dig("knee", "concurrency"),
         "verdict": s.get("verdict") if isinstance(s.get("verdict"), str) else None,
+        "capacity": _capacity_headline(s.get("capacity")),
     })
     return out
+
+
+def _capacity_headline(cap: object) -> dict | None:
+    """A capacity run's answer in the few words the dashboard shows: the streams, the SLO, the line."""
+    if not isinstance(cap, dict):
+        return None
+    number = lambda k: cap.get(k) if isinstance(cap.get(k), int) and not isinstance(cap.get(k), bool) else None  # noqa: E731
+    text = lambda k: cap.get(k) if isinstance(cap.get(k), str) else None  # noqa: E731
+    return {"max_concurrency": number("max_concurrency"), "broke_at": number("broke_at"), "slo": text("slo"),
+            "message": text("message"), "complete": cap.get("complete") is True}
 
 
 def _kind(settings: dict) -> str | None:
     if not settings:
         return None
+    if settings.get("capacity"):
+        return "capacity"
     if settings.get("sweep"):
         return "sweep"
     return "open loop" if settings.get("rate") or settings.get("burst") else "closed loop"

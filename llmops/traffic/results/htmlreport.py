@@ -49,10 +49,11 @@ def embed_json(doc: dict) -> str:
 
 
 def chart(id: str, title: str, kind: str, series: list[dict], x: dict, y: dict, labels=None, stacked=False,
-          mark_x=None, mark_label=None, note: str = "") -> dict:
-    """One chart spec as report.js draws it."""
+          mark_x=None, mark_label=None, note: str = "", mark_y=None, mark_y_label=None) -> dict:
+    """One chart spec as report.js draws it (mark_x: a vertical line, mark_y: a horizontal one such as an SLO)."""
     return {"id": id, "title": title, "kind": kind, "series": series, "x": x, "y": y, "labels": labels,
-            "stacked": stacked, "mark_x": mark_x, "mark_label": mark_label, "note": note}
+            "stacked": stacked, "mark_x": mark_x, "mark_label": mark_label, "note": note, "mark_y": mark_y,
+            "mark_y_label": mark_y_label}
 
 
 def run_charts(d: dict) -> list[dict]:
@@ -81,6 +82,7 @@ def run_charts(d: dict) -> list[dict]:
             out.append(chart(f"pct-{key}", f"{title}: p50 / p90 / p99", "bar",
                              [{"name": title, "data": [ms(p[q]) for q in reportdata.SHOWN_PERCENTILES]}],
                              {"title": "percentile"}, {"title": "ms"}, labels=list(reportdata.SHOWN_PERCENTILES)))
+    out.extend(capacity_charts(d.get("capacity")))
     out.extend(sweep_charts([("", d["sweep"])]))
     if d["per_model"]:
         models = [m["model"] for m in d["per_model"]]
@@ -89,6 +91,24 @@ def run_charts(d: dict) -> list[dict]:
                           {"name": "p95", "data": [ms(m["latency_p95_s"]) for m in d["per_model"]]},
                           {"name": "TTFT p50", "data": [ms(m["ttft_p50_s"]) for m in d["per_model"]]}],
                          {"title": "model"}, {"title": "ms"}, labels=models))
+    return out
+
+
+def capacity_charts(cap: dict | None) -> list[dict]:
+    """Each SLO bound's figure against concurrency, its limit as a horizontal line, the answer as a vertical one."""
+    if not cap or not cap["levels"]:
+        return []
+    out = []
+    answer = cap["max_concurrency"]
+    for b in cap["bounds"]:
+        scale, unit = (100, "%") if b["ratio"] else (1000, "ms")
+        points = [[lv["concurrency"], None if lv["values"].get(b["metric"]) is None
+                   else round(lv["values"][b["metric"]] * scale, 4)] for lv in cap["levels"]]
+        limit = None if b["limit"] is None else round(b["limit"] * scale, 4)
+        out.append(chart(f"capacity-{b['metric']}", f"{b['metric']} against concurrency (SLO {b['bound']})", "line",
+                         [{"name": b["metric"], "data": points}], {"title": "concurrency", "type": "linear"},
+                         {"title": unit}, mark_x=answer or None, mark_label=f"capacity {answer:g}" if answer else None,
+                         mark_y=limit, mark_y_label=f"SLO {b['bound']}", note=cap["message"] or ""))
     return out
 
 
@@ -123,7 +143,10 @@ def figures(summary: dict) -> list[tuple[str, str]]:
     req = summary.get("requests", {})
     thr = summary.get("throughput", {})
     failures = summary.get("failures") if isinstance(summary.get("failures"), dict) else {}
-    out = [("requests", f"{req.get('total', 0)}"), ("ok", f"{req.get('ok', 0)}"),
+    cap = summary.get("capacity") if isinstance(summary.get("capacity"), dict) else None
+    out = [("capacity", "-" if cap.get("max_concurrency") is None else f"{cap['max_concurrency']} streams")] \
+        if cap else []
+    out += [("requests", f"{req.get('total', 0)}"), ("ok", f"{req.get('ok', 0)}"),
            ("failed", f"{req.get('failed', 0)}"),
            *((outcomes.LEGENDS[k], f"{n}") for k, n in failures.items() if k in outcomes.LEGENDS),
            *((("cancelled (not counted)", f"{req['cancelled']}"),) if req.get("cancelled") else ()),
@@ -209,7 +232,10 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
                      "and are not counted in any figure or chart.")
     if bad_lines:
         notes.append(f"{bad_lines} line(s) of requests.jsonl could not be read and are left out of the charts.")
-    if d["sweep"] and d["sweep"]["knee_message"]:
+    if d["capacity"]:
+        notes.append(d["capacity"]["message"] or "no capacity answer")
+        notes.extend(f"warning: {w}" for w in d["capacity"]["warnings"])
+    elif d["sweep"] and d["sweep"]["knee_message"]:
         notes.append(d["sweep"]["knee_message"])
     notes_html = "".join(f'<p class="panel warn">{html.escape(n)}</p>' for n in notes)
     body = (f"{notes_html}<h2>Figures</h2>{figures_html(figures(summary))}<h2>Charts</h2>{charts_html(d['charts'])}"

@@ -132,6 +132,36 @@ def sweep(summary: dict) -> dict | None:
             "knee_message": knee.get("message") if isinstance(knee.get("message"), str) else None}
 
 
+RATIO_METRICS = ("errors", "goodput")
+
+
+def capacity(summary: dict) -> dict | None:
+    """A capacity run's answer, and each bound's figure against concurrency with its limit (None for other runs)."""
+    cap = summary.get("capacity")
+    if not isinstance(cap, dict) or not isinstance(cap.get("levels"), list):
+        return None
+    bounds: dict[str, dict] = {}
+    levels = []
+    for lvl in cap["levels"]:
+        if not isinstance(lvl, dict) or _num(lvl.get("concurrency")) is None:
+            continue
+        values = {}
+        for check in lvl.get("checks") or ():
+            if not isinstance(check, dict) or not isinstance(check.get("metric"), str):
+                continue
+            metric = check["metric"]
+            bounds.setdefault(metric, {"metric": metric, "bound": str(check.get("bound")),
+                                       "limit": _num(check.get("limit")), "ratio": metric in RATIO_METRICS})
+            values[metric] = _num(check.get("value"))
+        levels.append({"concurrency": _num(lvl["concurrency"]), "values": values,
+                       "within_slo": bool(lvl.get("within_slo")), "requests": lvl.get("requests")})
+    text = lambda key: cap.get(key) if isinstance(cap.get(key), str) else None  # noqa: E731
+    return {"max_concurrency": _num(cap.get("max_concurrency")), "broke_at": _num(cap.get("broke_at")),
+            "slo": text("slo"), "message": text("message"), "bounds": list(bounds.values()),
+            "levels": sorted(levels, key=lambda lv: lv["concurrency"]),
+            "warnings": [w for w in cap.get("warnings") or () if isinstance(w, str)]}
+
+
 def report_data(summary: dict, records: list[dict], run: dict | None = None, bad_lines: int = 0) -> dict:
     """Everything one run's page draws, as JSON-ready data."""
     lat = ok_latencies(records)
@@ -141,6 +171,7 @@ def report_data(summary: dict, records: list[dict], run: dict | None = None, bad
         "histogram": histogram(lat),
         "percentiles": percentiles(summary),
         "sweep": sweep(summary),
+        "capacity": capacity(summary),
         "per_model": per_model(records),
         "records": {"lines": len(records), "unreadable": bad_lines,
                     "statuses": dict(Counter(str(r.get("status")) for r in _measured(records)))},
