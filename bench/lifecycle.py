@@ -48,7 +48,7 @@ def main() -> None:
         stops.append(elapsed)
     metrics = {
         "start_to_ready_s": _report.metric(round(statistics.median(starts), 2), "s", 15, "lower",
-                                            "LiteLLM's own start, 6-8 s, is the floor"),
+                                           "LiteLLM's own start, 6-8 s, is the floor"),
         "status_s": _report.metric(round(statistics.median(statuses), 3), "s", 1, "lower"),
         "stop_s": _report.metric(round(statistics.median(stops), 2), "s", 5, "lower"),
     }

@@ -15,6 +15,7 @@ from llmops.backend.templates import render_smollm2, tool_template_for
 from llmops.backend.toolparse import parse_answer, validate_calls
 from llmops.backend.tools import calls_grammar, parse_choice, parse_tools
 from tests.support.fakes.backend import FakeEngine, ServerThread
+from tests.support.helpers import wait_for
 
 TAG = "smollm2:135m"
 WEATHER = {"type": "function", "function": {
@@ -297,3 +298,100 @@ def test_openai_bad_tool_input_is_a_400_in_openais_shape_and_the_backend_stays_u
     server.engine.answers = ["fine"]
     assert oai(server, {"messages": ASK}).json()["choices"][0]["message"]["content"] == "fine"
 
+
+
+# --- a streamed answer under the lazy grammar: text as it comes, a call held and sent whole ---------
+
+def test_the_hold_sends_text_at_once_and_holds_what_could_open_a_call():
+    from llmops.backend.toolparse import CallHold
+
+    hold = CallHold()
+    assert hold.feed("It is ") == "It is "
+    assert hold.feed("warm <to") == "warm "  # "<to" could begin <tool_call>
+    assert hold.feed("p>") == "<top>"  # it did not
+    assert hold.feed(" then <tool_") == " then "
+    assert hold.feed('call>[{"name": "x"') == "" and hold.opened
+    assert hold.feed("}]</tool_call> more") == ""
+    assert hold.held() == '<tool_call>[{"name": "x"}]</tool_call> more'
+
+
+AFTER_RESULT = [*ASK, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+                {"role": "tool", "content": "12 C", "tool_name": "get_weather"}]
+
+
+def ndjson(server, body):
+    response = requests.post(server.url + "/api/chat", json={"model": TAG, "messages": AFTER_RESULT, "tools": [WEATHER], **body},
+                             timeout=10)
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_after_a_result_a_streamed_text_answer_streams_token_by_token(server):
+    server.engine.answers = ["It is 12 C in Paris."]
+    lines = ndjson(server, {})
+    texts = [line["message"]["content"] for line in lines if not line["done"]]
+    assert len(texts) == 6 and "".join(texts) == "It is 12 C in Paris."
+    assert lines[-1]["done"] and lines[-1]["done_reason"] == "stop" and all("tool_calls" not in line["message"] for line in lines)
+    assert server.engine.options[-1].grammar_triggers == ["<tool_call>"]
+
+
+def test_after_a_result_text_streams_then_a_call_is_sent_whole(server):
+    server.engine.answers = ["Let me look again. " + CALL]
+    lines = ndjson(server, {})
+    texts = "".join(line["message"]["content"] for line in lines if not line["done"])
+    assert texts.strip() == "Let me look again." and "<tool" not in texts
+    calls = [line["message"]["tool_calls"] for line in lines if line["message"].get("tool_calls")]
+    assert calls == [[{"function": {"index": 0, "name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]]
+    assert lines[-1]["done"] and lines[-1]["done_reason"] == "stop"
+
+
+def test_after_a_result_an_empty_list_streams_a_text_answer_instead(server):
+    server.engine.answers = ["<tool_call>[]</tool_call>", "Nothing more to do."]
+    lines = ndjson(server, {})
+    assert "".join(line["message"]["content"] for line in lines) == "Nothing more to do."
+    assert lines[-1]["eval_count"] == 1 + 4  # both generations counted
+    assert "<tools>" not in server.engine.prompts[-1]
+
+
+def test_after_a_result_a_call_cut_by_num_predict_comes_back_as_text(server):
+    server.engine.answers = ['Checking <tool_call>[{"name": "get_weather", "arguments": {"city": "Paris"']
+    lines = ndjson(server, {"options": {"num_predict": 4}})
+    text = "".join(line["message"]["content"] for line in lines)
+    assert text.startswith("Checking <tool_call>") and lines[-1]["done_reason"] == "length"
+    assert not any(line["message"].get("tool_calls") for line in lines)
+
+
+def test_openai_route_after_a_result_streams_text_then_the_call_with_finish_tool_calls(server):
+    server.engine.answers = ["Once more: " + CALL]
+    messages = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "12 C"}]
+    response = oai(server, {"messages": messages, "tools": [WEATHER], "stream": True})
+    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text.strip() == "Once more:"
+    deltas = [d for e in events for d in e["choices"][0]["delta"].get("tool_calls", [])]
+    assert [d["function"]["name"] for d in deltas] == ["get_weather"]
+    assert [e["choices"][0]["finish_reason"] for e in events if e["choices"][0]["finish_reason"]] == ["tool_calls"]
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_a_client_gone_mid_lazy_stream_stops_the_generation_and_frees_the_slot(tmp_path, path):
+    import socket
+
+    engine = FakeEngine(tmp_path / "smol.gguf", tag=TAG, info=tool_model(tmp_path), token_delay=0.005)
+    with ServerThread(create_app(engine, max_queue=4)) as srv:
+        body = json.dumps({"model": TAG, "messages": AFTER_RESULT, "tools": [WEATHER], "stream": True,
+                           "options": {"num_predict": 100_000}, "max_tokens": 100_000}).encode()
+        host, port = srv.url.removeprefix("http://").split(":")
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        while b"w1" not in received:  # the text streams: the first token arrives long before the end
+            received += sock.recv(4096)
+        sock.close()
+        wait_for(engine.finished.is_set, timeout=5, what="the generation to stop after the disconnect")
+        assert engine.last_sampler.count < 1000
+        engine.answers = ["fine"]
+        after = requests.post(srv.url + "/api/chat", json={"model": TAG, "messages": ASK, "stream": False}, timeout=10)
+        assert after.json()["message"]["content"] == "fine"

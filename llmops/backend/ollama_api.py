@@ -22,7 +22,7 @@ from .protocol import (
 )
 from .scheduler import Generation
 from .structured import ollama_format
-from .toolchat import ToolPlan, add_stats, first_answer, parse_tool_messages
+from .toolchat import ToolPlan, add_stats, first_answer, parse_tool_messages, start_lazy
 from .tools import parse_choice, parse_tools
 
 NDJSON = "application/x-ndjson"
@@ -216,7 +216,11 @@ async def _tool_chat(request: web.Request, plan: ToolPlan, name: str, entry, opt
                      arrived: float, keep_alive: float) -> web.StreamResponse:
     """/api/chat with tools (toolchat): the calls in message.tool_calls, or a text answer."""
     backend = backend_of(request)
-    answer, waited = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
+    lazy = None
+    if stream and plan.lazy:
+        lazy, waited = await start_lazy(backend, entry, plan, opts, arrived, keep_alive)
+    else:
+        answer, waited = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
 
     def final(stats: Stats, text: str = "", calls: list[dict] | None = None) -> dict:
         message: dict = {"role": "assistant", "content": text}
@@ -230,6 +234,17 @@ async def _tool_chat(request: web.Request, plan: ToolPlan, name: str, entry, opt
     def piece(text: str) -> dict:
         return {"model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": text}, "done": False}
 
+    if lazy is not None:
+        # The text streams as it comes; a call, once opened, is held and sent whole in one chunk.
+        def ending(stats: Stats) -> bytes:
+            head = piece(lazy.held())
+            if lazy.calls:
+                head["message"]["tool_calls"] = ollama_tool_calls(lazy.calls)
+            chunk = dumps(head) + b"\n" if lazy.calls or lazy.held() else b""
+            return chunk + dumps(final(stats)) + b"\n"
+
+        return await stream_out(request, lazy, NDJSON, piece=lambda text: dumps(piece(text)) + b"\n", final=ending,
+                                error=lambda message: dumps({"error": message}) + b"\n")
     if not answer.needs_text:
         parsed = answer.parsed
         text = parsed.content if parsed.calls else answer.raw

@@ -13,7 +13,7 @@ from .handling import backend_of, begin, collect, stream_out
 from .options import BadRequest, GenOptions, parse_stop
 from .protocol import dumps, get_bool, json_response, parse_messages
 from .structured import openai_response_format
-from .toolchat import FirstAnswer, ToolPlan, add_stats, first_answer, parse_tool_messages
+from .toolchat import FirstAnswer, ToolPlan, add_stats, first_answer, parse_tool_messages, start_lazy
 from .tools import parse_choice, parse_tools
 
 SSE = "text/event-stream"
@@ -106,8 +106,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def event(obj: dict) -> bytes:
         return b"data: " + dumps(obj) + b"\n\n"
 
-    first = None
-    if tools:
+    first = lazy = None
+    if tools and stream and (plan := ToolPlan(template, tools, mode, messages)).lazy:
+        # The text streams as it comes; a call, once opened, is held and sent whole (toolchat.LazyCalls).
+        lazy, _ = await start_lazy(backend, entry, plan, opts, arrived, keep_alive)
+        gen = lazy
+    elif tools:
         plan = ToolPlan(template, tools, mode, messages)
         first, _ = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
         if not first.needs_text:
@@ -134,8 +138,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
 
     def final(stats: Stats) -> bytes:
+        out, finish = b"", _finish(stats)
+        if lazy is not None and (lazy.calls or lazy.held()):
+            delta = {"role": "assistant", "content": lazy.held()}
+            if lazy.calls:
+                delta["tool_calls"], finish = openai_tool_calls(lazy.calls), "tool_calls"
+            out = event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         delta = {"role": "assistant", "content": ""}
-        out = event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": _finish(stats)}]})
+        out += event({**chunk_head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         if include_usage:
             out += event({**chunk_head, "choices": [], "usage": _usage(both(stats))})
         return out + b"data: [DONE]\n\n"

@@ -7,17 +7,20 @@ The flow (one request, at most two generations):
    the grammar is lazy: it starts only if the model opens a call.
 2. The answer is parsed. Calls come back as calls. An empty list (`[]`: no tool fits) is no answer for
    the user, so the conversation is generated again without the tools, as plain text.
+A streamed answer under the lazy grammar streams its text as it comes (LazyCalls) until the model opens
+a call; the call is then held and sent whole once it has ended, as Ollama streams calls.
 """
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from .engine import Stats
 from .handling import collect
 from .options import BadRequest, GenOptions
 from .templates import ToolTemplate
-from .toolparse import Parsed, parse_answer
+from .toolparse import CallHold, Parsed, parse_answer
 from .tools import calls_grammar, lazy_trigger
 
 
@@ -70,12 +73,15 @@ class ToolPlan:
     def after_result(self) -> bool:
         return bool(self.messages) and self.messages[-1]["role"] == "tool"
 
+    @property
+    def lazy(self) -> bool:
+        """The grammar starts only when the model opens a call (else it holds from the first token)."""
+        return self.mode != "required" and not (self.template.calls_only and not self.after_result)
+
     def first_options(self, opts: GenOptions) -> GenOptions:
         """The grammar of the first generation: from the first token, or lazy after a tool's result."""
-        required = self.mode == "required"
-        grammar = calls_grammar(self.tools, required=required)
-        strict = required or (self.template.calls_only and not self.after_result)
-        return replace(opts, grammar=grammar, grammar_triggers=[] if strict else [lazy_trigger()])
+        grammar = calls_grammar(self.tools, required=self.mode == "required")
+        return replace(opts, grammar=grammar, grammar_triggers=[lazy_trigger()] if self.lazy else [])
 
     def prompt(self) -> str:
         return self.template.render(self.messages, self.tools)
@@ -107,6 +113,46 @@ async def first_answer(backend, entry, plan: ToolPlan, opts: GenOptions, arrived
     return FirstAnswer(parse_answer(text), stats, text), waited
 
 
+class LazyCalls:
+    """A streamed answer under the lazy grammar, read like a Generation (handling.stream_out takes it): its
+    pieces are the text as it comes until a call opens; an empty list with no text before it is answered
+    by `second()`, a generation without the tools, whose text streams. After the pieces, `calls` holds the
+    answer's calls and `held()` the text not sent (a cut or broken call: sent as text at the end)."""
+
+    def __init__(self, first, second: Callable[[], Awaitable[object]]):
+        self.first, self.second, self._second_gen = first, second, None
+        self.hold = CallHold()
+        self.calls: list[dict] = []
+
+    async def pieces(self) -> AsyncIterator[str]:
+        async for text in self.first.pieces():
+            out = self.hold.feed(text)
+            if out:
+                yield out
+        parsed = parse_answer(self.hold.full)
+        if parsed.calls:
+            self.calls = parsed.calls
+        elif parsed.has_call_form and not parsed.error and not parsed.content:
+            self.hold = CallHold()  # the [] is no answer: nothing of it is sent
+            self._second_gen = await self.second()
+            async for text in self._second_gen.pieces():
+                yield text
+
+    def held(self) -> str:
+        return "" if self.calls else self.hold.held()
+
+    async def result(self) -> Stats:
+        stats = await self.first.result()
+        if self._second_gen is not None:
+            stats = add_stats(stats, await self._second_gen.result())
+        return stats
+
+    def stop(self) -> None:
+        self.first.stop()
+        if self._second_gen is not None:
+            self._second_gen.stop()
+
+
 def add_stats(first: Stats, second: Stats) -> Stats:
     """The counts and durations of both generations, as one answer's."""
     second.prompt_eval_count += first.prompt_eval_count
@@ -115,3 +161,15 @@ def add_stats(first: Stats, second: Stats) -> Stats:
     second.eval_ns += first.eval_ns
     second.load_ns += first.load_ns
     return second
+
+
+async def start_lazy(backend, entry, plan: ToolPlan, opts: GenOptions, arrived: float, keep_alive: float):
+    """Start a streamed answer under the lazy grammar; returns (LazyCalls, wait)."""
+    gen, waited = await backend.generate(entry, plan.first_options(opts), arrived, keep_alive, prompt=plan.prompt(),
+                                         kind="chat")
+
+    async def second():
+        text_gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+        return text_gen
+
+    return LazyCalls(gen, second), waited

@@ -66,3 +66,34 @@ def validate_calls(calls: list[dict], tools: list[dict]) -> str:
         except jsonschema.ValidationError as exc:
             return f"arguments of {call['name']!r}: {exc.message}"
     return ""
+
+
+class CallHold:
+    """An answer's text streamed as it comes until the model opens a call: text that cannot be the start of
+    `<tool_call>` goes out at once, a tail that could be is held, and from the marker on all is held."""
+
+    def __init__(self) -> None:
+        self.full = ""
+        self.sent = 0
+        self.opened = False
+
+    def feed(self, text: str) -> str:
+        """Add a piece; return the text that can go out now."""
+        self.full += text
+        if self.opened:
+            return ""
+        at = self.full.find(CALL_OPEN, max(0, self.sent - len(CALL_OPEN)))
+        if at >= 0:
+            self.opened = True
+            end = at
+        else:
+            keep = next((n for n in range(min(len(CALL_OPEN) - 1, len(self.full)), 0, -1)
+                         if self.full.endswith(CALL_OPEN[:n])), 0)
+            end = len(self.full) - keep
+        end = max(end, self.sent)
+        out, self.sent = self.full[self.sent:end], end
+        return out
+
+    def held(self) -> str:
+        """What was not sent."""
+        return self.full[self.sent:]
