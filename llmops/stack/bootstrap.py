@@ -139,7 +139,7 @@ def prepare_gemma(out: Printer = print) -> None:
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
     """Everything `make setup` does once the venv exists. False when the embedding model or the tests' tools fail."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
-        out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN")
+        out(f"wrote {settings.env_file} (mode 0600): a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN where unset")
     if not ensure_embedding_model(out):
         return False
     prometheus = ensure_program(PROMETHEUS, out)
