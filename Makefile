@@ -37,6 +37,7 @@ SERVICE_HELP += logs-$(1):$$(hash)$$(hash) Show the log of $(2)$$(newline)
 endef
 $(eval $(call service,ollama,the Ollama slot,Probe the backend's /api/version,external Ollama$(comma) `ollama serve` or the embedded backend))
 $(eval $(call service,litellm,the LiteLLM proxy,Model ids from /v1/models and a summary of LiteLLM's own /health,scripts/start_litellm_proxy.sh under the supervisor))
+$(eval $(call service,redis,Redis (the queue shared by proxy workers),Send Redis PING and read its version,run when LITELLM_WORKERS > 1 and REDIS_URL is empty))
 $(eval $(call service,prometheus,Prometheus,Probe Prometheus's /-/ready))
 $(eval $(call service,alertmanager,Alertmanager,Probe Alertmanager's /-/ready,its config rendered from .env into .run/; restart re-renders it))
 $(eval $(call service,dashboard,the dashboard,Probe the dashboard's /healthz,on :3001))

@@ -36,18 +36,18 @@ def figures(by: dict, variants: list, log_rows: dict) -> tuple[dict, dict]:
         "direct_p50_ms": _report.metric(round(direct, 2), "ms", None, "lower"),
         "direct_rps_c10": _report.metric(round(by["direct"]["rps"]), "requests/s", None, "higher"),
         "added_p50_ms_c1_baseline": _report.metric(added("baseline_1w"), "ms", None, "lower",
-                                                    "LiteLLM defaults: the row the ratios are taken over"),
+                                                   "LiteLLM defaults: the row the ratios are taken over"),
         "added_p50_ms_c1_1worker": _report.metric(added("shipped_1w"), "ms", None, "lower", baseline + absolute),
         "added_p50_ms_c1_2workers": _report.metric(added("shipped_2w"), "ms", None, "lower", baseline + absolute),
         "proxy_rps_c10_baseline": _report.metric(round(by["baseline_1w"]["rps"]), "requests/s", None, "higher",
-                                                  "LiteLLM defaults: the row the ratios are taken over"),
+                                                 "LiteLLM defaults: the row the ratios are taken over"),
         "proxy_rps_c10_1worker": _report.metric(round(by["shipped_1w"]["rps"]), "requests/s", None, "higher",
-                                                 baseline_rps + absolute),
+                                                baseline_rps + absolute),
         "proxy_rps_c10_2workers": _report.metric(round(by["shipped_2w"]["rps"]), "requests/s", None, "higher",
-                                                  baseline_rps + absolute),
+                                                 baseline_rps + absolute),
         "best_added_p50_ms": _report.metric(min(added("shipped_1w"), added("shipped_2w")), "ms", None, "lower"),
         "best_rps_c10": _report.metric(round(max(by["shipped_1w"]["rps"], by["shipped_2w"]["rps"])), "requests/s",
-                                        None, "higher"),
+                                       None, "higher"),
         # Regression guards, not targets: the share is at its ceiling for LiteLLM 1.108.7 (0.554-0.61x in eight
         # runs; the rest is LiteLLM's own per-request code) and runs move by ~15 % (docs/proxy-overhead.md).
         "added_p50_share_of_baseline": _report.metric(share, "ratio", SHARE_GUARD, "lower",
@@ -58,7 +58,7 @@ def figures(by: dict, variants: list, log_rows: dict) -> tuple[dict, dict]:
             imports("shipped_1w"), "imports/request", 0, "lower",
             f"LiteLLM defaults, same run: {imports('baseline_1w')} a request"),
         "failing_imports_per_request_baseline": _report.metric(imports("baseline_1w"), "imports/request", None,
-                                                                "lower"),
+                                                               "lower"),
         "cpu_per_request_share_of_baseline": _report.metric(
             per_round(by, "shipped_1w", "baseline_1w", "cpu_ms_per_request_per_round")["median"], "ratio", None,
             "lower", "proxy CPU per request at concurrency 1, shipped 1 worker over LiteLLM defaults, median of the "
@@ -109,13 +109,13 @@ def embeddings_metrics(by: dict, added: Callable[[str], float]) -> dict:
     chat = f"chat through the same config, same rounds: +{added('shipped_1w')} ms"
     return {
         "embed_direct_p50_ms": _report.metric(round(by["direct_embed"]["p50_ms"], 2), "ms", None, "lower",
-                                               "the fake's /api/embed, one short input"),
+                                              "the fake's /api/embed, one short input"),
         "embed_added_p50_ms_c1_1worker": _report.metric(added("shipped_embed_1w"), "ms", None, "lower", chat),
         "embed_added_p50_over_chat": _report.metric(
             per_round(by, "shipped_embed_1w", "shipped_1w", "p50_ms_per_round")["median"], "ratio", None, "lower",
             "embeddings' added p50 over chat's, shipped 1 worker each, median of the rounds' ratios"),
         "embed_rps_c10_1worker": _report.metric(round(by["shipped_embed_1w"]["rps"]), "requests/s", None, "higher",
-                                                 f"chat, same rounds: {by['shipped_1w']['rps']:.0f} requests/s"),
+                                                f"chat, same rounds: {by['shipped_1w']['rps']:.0f} requests/s"),
     }
 
 

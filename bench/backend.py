@@ -190,13 +190,13 @@ def main() -> None:
     raw_ttft, http_ttft = median(raw_runs, "ttft_s"), median(http_runs, "ttft_s")
     metrics = {
         "tokens_per_s_ratio": _report.metric(round(http_tps / raw_tps, 3), "ratio", goal=0.95, better="higher",
-                                              baseline="llama-cpp-python in-process"),
+                                             baseline="llama-cpp-python in-process"),
         "tokens_per_s": _report.metric(round(http_tps, 1), "tokens/s", better="higher"),
         "raw_tokens_per_s": _report.metric(round(raw_tps, 1), "tokens/s", better="higher"),
         "ttft_ratio": _report.metric(round(http_ttft / raw_ttft, 3), "ratio", goal=TTFT_GOAL,
                                      baseline="llama-cpp-python in-process, same run"),
         "added_ttft_ms": _report.metric(round((http_ttft - raw_ttft) * 1000, 2), "ms",
-                                         baseline="llama-cpp-python in-process; judged by ttft_ratio"),
+                                        baseline="llama-cpp-python in-process; judged by ttft_ratio"),
         "ttft_ms": _report.metric(round(http_ttft * 1000, 2), "ms"),
         "raw_ttft_ms": _report.metric(round(raw_ttft * 1000, 2), "ms"),
         "peak_rss_ratio": _report.metric(round(http_rss / raw_rss, 3), "ratio", goal=RSS_GOAL,

@@ -221,7 +221,7 @@ def main() -> None:
                     round(emb["http_batch32"] / emb["raw_batch32"], 3), "ratio", goal=0.9, better="higher",
                     baseline="Llama.embed in-process, 32 texts a call")
                 metrics["embed_single_per_s"] = _report.metric(round(emb["http_single_concurrent"], 1), "texts/s",
-                                                                better="higher")
+                                                               better="higher")
                 metrics["embed_batch32_per_s"] = _report.metric(round(emb["http_batch32"], 1), "texts/s", better="higher")
             for model in (SMOL, GEMMA):
                 backend.post("/api/generate", {"model": model, "keep_alive": 0})
@@ -231,7 +231,7 @@ def main() -> None:
             assert loaded["models"] == [], loaded
             after = backend.rss()
             metrics["rss_after_unload_ratio"] = _report.metric(round(after / idle, 3), "ratio", goal=1.1,
-                                                                baseline="the backend's idle RSS before any load")
+                                                               baseline="the backend's idle RSS before any load")
             extra.update(idle_rss_mb=round(idle / 2**20, 1), rss_after_unload_mb=round(after / 2**20, 1))
         finally:
             backend.close()

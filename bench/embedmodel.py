@@ -90,17 +90,17 @@ def main() -> int:
 
     metrics = {
         "min_cosine_vs_reference": _report.metric(min(cosines.values()), "cosine", goal=0.99, better="higher",
-                                                   baseline="numpy BERT from the safetensors"),
+                                                  baseline="numpy BERT from the safetensors"),
         "conversion_s": _report.metric(round(statistics.median(conversions), 3), "s"),
         "gguf_size_mb": _report.metric(round(size / 1e6, 1), "MB"),
         "load_s": _report.metric(round(load_s, 3), "s"),
         "single_embeddings_per_s": _report.metric(round(single, 1), "embeddings/s", better="higher"),
         "batch32_embeddings_per_s": _report.metric(round(batch, 1), "embeddings/s", better="higher"),
         "batch32_vs_single_ratio": _report.metric(round(batch / single, 2), "ratio", better="higher",
-                                                   baseline="single texts, same run"),
+                                                  baseline="single texts, same run"),
         "batch32_chunked128_embeddings_per_s": _report.metric(round(chunked, 1), "embeddings/s", better="higher"),
         "batch32_chunked128_vs_single_ratio": _report.metric(round(chunked / single, 2), "ratio", better="higher",
-                                                              baseline="single texts, same run"),
+                                                             baseline="single texts, same run"),
     }
     details = {
         "runs": args.runs, "threads": threads, "gguf": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT)

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3
 ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/state", "LLMOPS_LOG_DIR": ".run-bench/logs",
-    "PROMETHEUS_DATA_DIR": ".run-bench/prometheus-data", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench" / "env"),
+    "PROMETHEUS_DATA_DIR": ".run-bench/prometheus-data", "ALERTMANAGER_DATA_DIR": ".run-bench/alertmanager-data",
+    "ALERT_HISTORY_PATH": ".run-bench/alerts.db", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench" / "env"),
     "OLLAMA_PORT": "23434", "LITELLM_PORT": "18200", "PROMETHEUS_PORT": "19290", "DASHBOARD_PORT": "13201",
     "NODE_EXPORTER_PORT": "19300", "ALERTMANAGER_PORT": "19293", "CANARY_INTERVAL": "0",
 }
@@ -48,7 +49,7 @@ def main() -> None:
         stops.append(elapsed)
     metrics = {
         "start_to_ready_s": _report.metric(round(statistics.median(starts), 2), "s", 15, "lower",
-                                            "LiteLLM's own start, 6-8 s, is the floor"),
+                                           "LiteLLM's own start, 6-8 s, is the floor"),
         "status_s": _report.metric(round(statistics.median(statuses), 3), "s", 1, "lower"),
         "stop_s": _report.metric(round(statistics.median(stops), 2), "s", 5, "lower"),
     }

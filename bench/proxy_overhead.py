@@ -123,8 +123,8 @@ def main() -> None:
             "profile_top_frames_1_worker": top,
             "requestlog": log_rows,
             "machine_shared": "yes: measured while other engineers ran tests and benchmarks on the same 2 cores. "
-                              "Absolute figures are noisy; the ratios between variants measured in the same "
-                              "interleaved rounds are the figures to compare.",
+                             "Absolute figures are noisy; the ratios between variants measured in the same "
+                             "interleaved rounds are the figures to compare.",
             "environment": "LITELLM_LOCAL_MODEL_COST_MAP=True, LITELLM_LOG=WARNING, prometheus and request-log "
                            "callbacks on (each proxy its own request-log file; shipped_nolog_1w without the log); "
                            "1-worker proxies under tests/support/audited_proxy.py (an import audit hook), the 2-worker one "

@@ -145,20 +145,20 @@ def main() -> None:
     g_tps, f_tps = tokens_per_s(grammar), tokens_per_s(free)
     metrics = {
         "grammar_calls_valid_ratio": _report.metric(round(g["valid"] / g_ended, 4) if g_ended else 0.0, "ratio",
-                                                     goal=1.0, better="higher"),
+                                                    goal=1.0, better="higher"),
         "free_calls_valid_ratio": _report.metric(round(f["valid"] / f_ended, 4) if f_ended else 0.0, "ratio",
-                                                  better="higher"),
+                                                 better="higher"),
         "grammar_prompts_with_valid_call_ratio": _report.metric(round(g["valid"] / len(grammar), 4), "ratio",
-                                                                 better="higher"),
+                                                                better="higher"),
         "free_prompts_with_valid_call_ratio": _report.metric(round(f["valid"] / len(free), 4), "ratio",
-                                                              better="higher"),
+                                                             better="higher"),
         "grammar_first_call_right_tool_ratio": _report.metric(right_tool(grammar), "ratio", better="higher"),
         "grammar_calls_per_answer": _report.metric(
             round(sum(r["calls"] for r in grammar) / max(1, sum(bool(r["calls"]) for r in grammar)), 2), "calls"),
         "grammar_tokens_per_s": _report.metric(round(g_tps, 1), "tokens/s", better="higher"),
         "free_tokens_per_s": _report.metric(round(f_tps, 1), "tokens/s", better="higher"),
         "grammar_vs_free_tokens_per_s": _report.metric(round(g_tps / f_tps, 3) if f_tps else 0.0, "ratio", goal=0.8,
-                                                        better="higher", baseline="free_tokens_per_s"),
+                                                       better="higher", baseline="free_tokens_per_s"),
     }
     extra = {"prompts": args.prompts, "num_predict": args.tokens, "temperature": args.temperature,
              "grammar": g, "free": f, "seconds": round(time.perf_counter() - started, 1),

@@ -108,7 +108,7 @@ def cmd_logs(stack: Stack, args: argparse.Namespace) -> int:
 def _with_env(stack: Stack) -> Stack:
     """start and restart create .env with a fresh key when it is missing (then read the settings again)."""
     if envfile.ensure(stack.settings.env_file):
-        print(f"created {stack.settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN")
+        print(f"wrote {stack.settings.env_file} (mode 0600): a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN where unset")
         return Stack(settings_module.load())
     return stack
 

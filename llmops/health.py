@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,6 +207,38 @@ def probe_alertmanager(session, base_url: str, timeout: float = 3.0, clock=time.
                         lambda doc: (doc.get("versionInfo") or {}).get("version"))
 
 
+# The readiness check of a service that speaks Redis's protocol, not HTTP (ReadyCheck's path).
+REDIS_PING = "redis:PING"
+
+
+def probe_redis(base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
+    """Healthy iff PING answers +PONG over Redis's protocol; the version from INFO server."""
+    parts = urlsplit(base_url)
+
+    def body() -> ProbeResult:
+        try:
+            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout) as sock:
+                sock.sendall(b"PING\r\n")
+                answer = sock.recv(64)
+                if not answer.startswith(b"+PONG"):
+                    return ProbeResult(UNHEALTHY, None, f"PING answered {answer[:40]!r}", "http")
+                sock.sendall(b"INFO server\r\n")
+                info = b""
+                while b"redis_version:" not in info or b"\r\n" not in info.split(b"redis_version:", 1)[1]:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    info += chunk
+        except TimeoutError as exc:
+            raise _Failed("timeout", f"no answer in {timeout:g} s") from exc
+        except OSError as exc:
+            raise _Failed("offline", f"cannot connect: {exc.strerror or type(exc).__name__}") from exc
+        version = info.split(b"redis_version:", 1)[1].split(b"\r\n", 1)[0].decode() if b"redis_version:" in info else "?"
+        return ProbeResult(HEALTHY, None, f"PONG, version {version}", "", {"version": version})
+
+    return _timed(clock, body)
+
+
 def traffic_queries(window: str = "5m") -> dict[str, str]:
     """PromQL for the exact real requests over the window (canary and non-model routes excluded)."""
     return {"by_model_and_status": counts.count_expr(window, by=("requested_model", "status_code"))}
@@ -260,11 +293,15 @@ def probe_traffic(
 def probe_canary(
     session, proxy_url: str, key: str, model: str, timeout: float = 30.0, clock=time.perf_counter
 ) -> ProbeResult:
-    """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent."""
+    """One tiny chat completion through the proxy (max_tokens 1) with the canary's own User-Agent.
+
+    Priority 0, the most urgent: a busy stack serves its own health check first instead of queueing it into a 429
+    (docs/queue.md); without the queue LiteLLM reads 0 as no priority.
+    """
 
     def body() -> ProbeResult:
         headers = {"User-Agent": CANARY_USER_AGENT, "Content-Type": "application/json", **auth_headers(key)}
-        payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        payload = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "priority": 0}
         response = _call(session, "POST", f"{proxy_url}/v1/chat/completions", timeout, headers=headers, json=payload)
         if response.status_code != 200:
             kind = "auth" if response.status_code in (400, 401, 403) else "http"
@@ -383,6 +420,8 @@ def probe_ready(session, base_url: str, checks, key: str, timeout: float = 5.0, 
             result = probe_proxy(session, base_url, check_key, timeout, clock)
         elif check.path == "/api/version":
             result = probe_version(session, base_url, timeout, clock)
+        elif check.path == REDIS_PING:
+            result = probe_redis(base_url, timeout, clock)
         else:
             result = probe_path(session, base_url, check.path, check_key, timeout, clock)
         if not result.ok:

@@ -127,6 +127,14 @@ def _optional_url(value: str) -> str:
     return url
 
 
+def _optional_redis_url(value: str) -> str:
+    """A redis:// (or rediss://) URL with a host, or empty (unset); the value is not repeated: it may hold a password."""
+    url = value.strip()
+    if url and not re.match(r"^rediss?://([^@\s/]+@)?[A-Za-z0-9._~%-]+(:[0-9]{1,5})?(/[0-9]*)?$", url):
+        raise ValueError("not a redis:// URL with a host, such as redis://127.0.0.1:6379/0")
+    return url
+
+
 _ADDRESS = re.compile(r"^[^@\s,<>]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*$")
 
 
@@ -225,6 +233,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QUEUE_AGEING", "1", "Seconds of waiting that raise a request by one priority level, so low priorities are "
             "never starved.", _seconds),
     Setting("QUEUE_DEFAULT_PRIORITY", "10", "Priority of a request whose body names none (0-255, lower first).", _priority),
+    Setting("REDIS_URL", "", "An existing Redis for the queue's state, shared by every proxy worker and every proxy in "
+            "front of the same backends (redis://host:port/db); empty: with `LITELLM_WORKERS` > 1 the stack runs its "
+            "own on `REDIS_PORT`, with one worker the queue lives in the proxy.", _optional_redis_url),
+    Setting("REDIS_PORT", "6379", "Port of the stack's own Redis (bound to 127.0.0.1, no persistence), run when "
+            "`LITELLM_WORKERS` > 1 and `REDIS_URL` is empty.", _port),
     Setting("OLLAMA_NUM_PARALLEL", "1", "Slots per model of an external Ollama (set it to that Ollama's "
             "`OLLAMA_NUM_PARALLEL`: its API does not tell); the embedded backend reports its own.", _count),
     Setting("REQUEST_LOG", "1", "1 keeps one row per proxy request in `REQUEST_LOG_PATH` (docs/request-log.md); 0 turns it off.",
@@ -274,9 +287,9 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_NAME = {s.name: s for s in SETTINGS}
 # Values that are secrets: shown only as a short hash (settings snapshot, "settings changed" notes), never logged.
-# A Slack or generic webhook URL carries its token in the path.
+# A Slack or generic webhook URL carries its token in the path; a Redis URL may carry a password.
 SECRETS = frozenset({"LITELLM_MASTER_KEY", "ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_URL", "ALERT_SLACK_WEBHOOK_URL",
-                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN"})
+                     "ALERT_RECEIVER_TOKEN", "ALERT_WEBHOOK_TOKEN", "REDIS_URL"})
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$")
 # After the `=`: a value in matching quotes (kept as written), then only an optional comment.
 _QUOTED = re.compile(r"""^\s*(?P<q>["'])(?P<value>.*?)(?P=q)\s*(?:#.*)?$""")
@@ -354,6 +367,8 @@ class Settings:
         queue_ageing: float
         queue_default_priority: int
         ollama_num_parallel: int
+        redis_url: str
+        redis_port: int
         alertmanager_enabled: bool
         alertmanager_port: int
         alert_receiver_token: str

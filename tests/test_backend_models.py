@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import struct
 from datetime import UTC, datetime, timedelta
 
@@ -20,7 +21,7 @@ from tests.support.fakes.backend import FakeEngine, ServerThread, wait_for, writ
 CHAT_A, CHAT_B, EMBED = "chat-a:1m", "chat-b:2m", "embed:1m"
 
 
-def serve(tmp_path, max_loaded: int = 3, keep_alive: float = 300.0) -> ServerThread:
+def serve(tmp_path, max_loaded: int = 3, keep_alive: float = 300.0, num_parallel: int = 1) -> ServerThread:
     pkg = tmp_path / "pkg"
     pkg.mkdir(exist_ok=True)
     models_dir = tmp_path / "models"
@@ -33,12 +34,13 @@ def serve(tmp_path, max_loaded: int = 3, keep_alive: float = 300.0) -> ServerThr
     engines: list[FakeEngine] = []
 
     def factory(entry):
-        engine = FakeEngine(entry.path, entry.tag, n_ctx=min(512, entry.info.context_length or 512), info=entry.info)
+        engine = FakeEngine(entry.path, entry.tag, n_ctx=min(512, entry.info.context_length or 512), info=entry.info,
+                            n_slots=1 if entry.info.is_embedding else num_parallel)
         engines.append(engine)
         return engine
 
     registry = Registry([ModelSource(tag, (lambda p=path: p)) for tag, path in files.items()], models_dir)
-    models = LoadedModels(factory, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=512)
+    models = LoadedModels(factory, max_loaded=max_loaded, keep_alive=keep_alive, num_ctx=512, num_parallel=num_parallel)
     srv = ServerThread(create_app(registry=registry, models=models))
     srv.engines, srv.files, srv.models_dir, srv.loaded = engines, files, models_dir, models
     return srv
@@ -328,3 +330,18 @@ def test_a_schema_grammar_keeps_control_characters_out_of_strings():
     grammar = ollama_format({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
     (char_rule,) = [line for line in grammar.splitlines() if line.startswith("char ::=")]
     assert "\\x00-\\x1F" in char_rule  # a raw tab or newline inside a JSON string does not parse
+
+
+def test_every_chat_model_exports_its_slot_count_loaded_or_not(tmp_path):
+    with serve(tmp_path, num_parallel=3) as server:
+        client = ollama.Client(host=server.url, timeout=10)
+
+        def slots() -> dict[str, float]:
+            text = requests.get(server.url + "/metrics", timeout=5).text
+            return {m.group(1): float(m.group(2))
+                    for m in re.finditer(r'^llm_backend_slots\{model="([^"]+)"\} (\S+)$', text, re.M)}
+
+        assert slots() == {CHAT_A: 3, CHAT_B: 3}  # nothing loaded yet; the embedding model has no slots
+        assert say(client, CHAT_A, keep_alive=0).message.content
+        assert loaded(client) == []
+        assert slots() == {CHAT_A: 3, CHAT_B: 3}  # still there after the unload: the proxy's queue reads it

@@ -331,3 +331,31 @@ def test_an_unload_waits_for_the_models_running_sequences(tmp_path):
         assert running.result(10).json()["message"]["content"] == expected_text(3)
         assert unload.result(10).json()["done_reason"] == "unload"
     assert srv.engine.closed
+
+
+def test_a_client_that_times_out_while_its_sequence_waits_on_the_engine_gives_back_its_slot(tmp_path):
+    gate = threading.Event()
+    with serve_slots(tmp_path, n_slots=2, gate=gate) as srv:
+        body = {**CHAT, "stream": False, "options": {"num_predict": 100_000}}
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(srv.url + "/api/chat", json=body, timeout=(5, 0.3))
+        assert srv.engine.started.is_set()  # it had its slot and sampler when the client gave up
+        gate.set()
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, timeout=5, what="the timed-out sequence to end")
+        left = srv.engine.samplers[0]
+        assert left.freed and left.count < 100_000 and srv.engine.cells[left.seen[0][0]] == set()
+        assert srv.app[BACKEND_KEY].scheduler.pool(FAKE_TAG).used == 0
+        again = requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 2}}, timeout=10)
+        assert again.json()["message"]["content"] == expected_text(2)
+
+
+def test_a_decode_error_answers_500_in_ollamas_shape_and_gives_back_the_slot(tmp_path):
+    with serve_slots(tmp_path, n_slots=2) as srv:
+        srv.engine.fail_next_decode = RuntimeError("llama_decode returned -1")
+        failed = requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 3}}, timeout=10)
+        assert failed.status_code == 500 and "llama_decode returned -1" in failed.json()["error"]
+        wait_for(lambda: gauge(srv, "llm_backend_in_flight") == 0, timeout=5, what="the failed sequence to leave")
+        assert srv.app[BACKEND_KEY].scheduler.pool(FAKE_TAG).used == 0
+        assert all(cells == set() for cells in srv.engine.cells.values())
+        again = requests.post(srv.url + "/api/chat", json={**CHAT, "stream": False, "options": {"num_predict": 2}}, timeout=10)
+        assert again.json()["message"]["content"] == expected_text(2)  # the service stays up

@@ -242,3 +242,38 @@ def test_join_refuses_when_every_slot_is_busy(tmp_path):
     slots.join(Run([1], num_predict=5).seq)
     with pytest.raises(ValueError, match="no free slot"):
         slots.join(Run([2], num_predict=5).seq)
+
+
+def test_a_sampler_error_ends_only_its_sequence_and_gives_back_its_slot_and_cells(tmp_path):
+    engine, slots = batcher(tmp_path, n_slots=2)
+    a, b = Run([1, 2], num_predict=6), Run([3, 4], num_predict=6)
+    slots.join(a.seq)
+    slots.join(b.seq)
+    slots.step()
+    failing = a.seq.sampler
+
+    def no_token(row: int) -> int:
+        raise ValueError("the grammar allows no token here")
+
+    failing.sample = no_token
+    slots.step()
+    assert [str(e) for e in a.ended] == ["the grammar allows no token here"] and a.stats.done_reason == "error"
+    assert failing.freed and engine.cells[0] == set() and slots.slots[0].cached == [] and slots.busy == 1
+    drain(slots)
+    assert b.ended == [None] and b.output == expected_text(6)  # unharmed
+
+
+def test_a_reader_that_is_gone_cancels_its_sequence_and_its_cells_are_given_back(tmp_path):
+    engine, slots = batcher(tmp_path, n_slots=2)
+    gone, other = Run([1, 2], num_predict=50), Run([3, 4], num_predict=5)
+
+    def closed(piece: str) -> None:
+        raise ConnectionResetError("the client went away")
+
+    gone.seq.emit = closed
+    slots.join(gone.seq)
+    slots.join(other.seq)
+    drain(slots)
+    assert gone.ended == [None] and gone.stats.done_reason == "cancel" and gone.stats.eval_count < 50
+    assert engine.samplers[0].freed and engine.cells[0] == set() and slots.slots[0].cached == []
+    assert other.output == expected_text(5) and slots.busy == 0

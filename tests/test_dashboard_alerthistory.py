@@ -58,7 +58,7 @@ def test_a_firing_then_resolved_alert_is_one_history_row_that_says_how_long_it_f
     (row,) = history(client)["alerts"]
     assert (row["state"], row["resolved"], row["ends_at"]) == ("resolved", True, "2026-12-07T03:05:00+00:00")
     assert row["duration_s"] == pytest.approx(300 - 0.123, abs=0.01) and row["notifications"] == 2
-    assert history(client)["history"] == {"days": 30, "notifications": 2, "alerts": 1}
+    assert history(client)["history"] == {"days": 30, "notifications": 2, "alerts": 1, "available": True, "detail": ""}
 
 
 def test_a_late_firing_notice_does_not_reopen_a_resolved_alert(app):
@@ -240,3 +240,19 @@ def test_no_secret_reaches_a_page_or_an_answer(app):
     for route in ("/", "/api/status", "/api/alerts/history", "/api/alerts", "/metrics", "/static/alerts.js"):
         text = client.get(route).get_data(as_text=True)
         assert not [name for name, value in SECRETS.items() if value in text], route
+
+
+def test_reading_an_empty_history_makes_no_file(app):
+    assert history(app.test_client())["alerts"] == [] and not app.db.exists()
+
+
+def test_an_unreadable_history_is_a_status_not_a_500_and_the_webhook_asks_for_a_retry(app):
+    app.db.write_bytes(b"this is not an SQLite file" * 100)
+    client = app.test_client()
+    body = history(client)
+    assert body["alerts"] == [] and body["history"]["available"] is False
+    assert "cannot read the alert history alerts.db" in body["history"]["detail"]
+    answer = send(client, notification(alert()))
+    assert answer.status_code == 503 and "cannot write the alert history" in answer.get_json()["error"]
+    app.db.unlink()
+    assert send(client, notification(alert())).status_code == 200  # back once the file is

@@ -25,7 +25,7 @@ from tests.support.fakes.gpu import FakeNVML, gpu
 
 NOW = 1_700_000_000.0
 ROUTES = ["/", "/api/status", "/api/models", "/api/metrics/summary", "/api/charts?window=15m",
-          "/api/charts?window=24h", "/api/alerts", "/api/host", "/healthz", "/metrics", "/favicon.ico",
+          "/api/charts?window=24h", "/api/queue?window=1h", "/api/alerts", "/api/host", "/healthz", "/metrics", "/favicon.ico",
           "/static/app.js", "/static/style.css"]
 FIRING = FIRING_ALERTS
 
@@ -134,6 +134,13 @@ def test_charts_refuse_unknown_window_with_json_400(client):
     response = client.get("/api/charts?window=7d")
     assert response.status_code == 400
     assert "15m" in response.get_json()["error"]
+
+
+def test_queue_refuses_unknown_window_with_json_400_and_answers_a_known_one(client):
+    response = client.get("/api/queue?window=7d")
+    assert response.status_code == 400 and "15m" in response.get_json()["error"]
+    body = client.get("/api/queue?window=1h").get_json()
+    assert set(body) >= {"available", "enabled", "priorities", "backends", "rejected"}
 
 
 def test_alerts_list_firing_only(client):

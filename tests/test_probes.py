@@ -144,12 +144,13 @@ def test_traffic_without_prometheus_is_metrics_unavailable():
     assert "metrics unavailable" in result.detail
 
 
-def test_canary_posts_one_token_completion_with_its_user_agent():
+def test_canary_posts_one_token_completion_at_the_most_urgent_priority_with_its_user_agent():
     http = FakeHTTP(proxy_routes())
     result = probes.probe_canary(http, PROXY, KEY, "smollm2:135m")
     call = http.calls[0]
     assert result.status == "healthy"
     assert call["json"]["max_tokens"] == 1 and call["json"]["model"] == "smollm2:135m"
+    assert call["json"]["priority"] == 0  # the proxy's queue serves it first
     assert call["headers"]["User-Agent"] == "llmops-canary/0.1"
 
 

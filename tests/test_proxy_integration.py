@@ -96,6 +96,13 @@ def test_models_without_the_key_is_an_error_not_a_list(ensure_stack_ready):
     assert response.status_code in (401, 500)
 
 
+def queue_busy(url: str, headers: dict) -> float | None:
+    """The queue's busy slots from the proxy's /metrics/; None while it exports none (never mistaken for 0)."""
+    text = requests.get(f"{url}/metrics/", headers=headers, timeout=10).text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("llmops_queue_busy_slots{")]
+    return sum(values) if values else None
+
+
 def test_max_parallel_limit_answers_429(tmp_path):
     fake = FakeOllama().start()
     fake.set_fault("slow", 1.0, path="/api/chat")  # one second per answer: enough to fill a one-slot proxy
@@ -106,6 +113,8 @@ def test_max_parallel_limit_answers_429(tmp_path):
                         OLLAMA_NUM_PARALLEL="6") as url, \
                 ThreadPoolExecutor(6) as pool:
             codes = [r.status_code for r in pool.map(lambda _: chat(url, headers, timeout=60), range(6))]
+            # LiteLLM's limiter refuses after the queue gave the slot: its failure hook gives it back.
+            wait_for(lambda: queue_busy(url, headers) == 0, 15, "the queue's slots given back after the 429s")
         assert 200 in codes and 429 in codes, codes
     finally:
         fake.stop()

@@ -1,5 +1,6 @@
-"""The proxy plug-ins' own logic without a proxy: tool_choice carried in extra_body, and the request log's
-tool counts read from LiteLLM's event payloads (the real proxy runs them in test_backend_tools_real.py)."""
+"""The proxy plug-ins' own logic without a proxy: tool_choice carried in extra_body, and the request log's tool
+counts and the queue's priority and wait read from LiteLLM's event payloads (the real proxy runs them in
+test_backend_tools_real.py and test_proxy_queue_integration.py)."""
 from __future__ import annotations
 
 from llmops.proxy.plugins.requestlog import RANK_ATTEMPT_FAILED, RANK_SUCCESS, RequestLog
@@ -37,3 +38,15 @@ def test_a_row_counts_the_tools_offered_and_the_calls_answered():
 def test_a_proxy_error_row_counts_the_tools_offered():
     row = RequestLog(environ={})._from_hook({"model": "m", "tools": [TOOL]}, ValueError("bad"), None)
     assert row["tools"] == 1
+
+
+def test_a_row_carries_the_queues_priority_and_wait_from_the_requests_metadata():
+    log = RequestLog(environ={})
+    payload = event(None, {"choices": [{"finish_reason": "stop", "message": {"content": "hi"}}]})
+    payload["litellm_params"]["metadata"] = {"llmops_queue_priority": 0, "llmops_queue_wait_ms": 812.25}
+    row = log._from_event(payload, None, RANK_SUCCESS)
+    assert (row["priority"], row["queue_wait_ms"]) == (0, 812.25)
+    assert "priority" not in log._from_event(event(None, None), RuntimeError("x"), RANK_ATTEMPT_FAILED)
+    refused = log._from_hook({"model": "m", "metadata": {"llmops_queue_priority": 9, "llmops_queue_wait_ms": 60000.0}},
+                             ValueError("queued 60 s, backend busy"), None)
+    assert (refused["priority"], refused["queue_wait_ms"]) == (9, 60000.0)

@@ -15,14 +15,27 @@ import openai
 import pytest
 import requests
 
+from llmops.proxy.config import REQUEST_LOG_CALLBACK
 from tests.support.backend import BackendProcess
 from tests.support.helpers import wait_for
 from tests.support.proxy import real_proxy
+from tests.support.queue import (
+    CONFIG,
+    HOLD_PROMPT,
+    KEY,
+    MODEL,
+    backend_chats,
+    busy,
+    chat,
+    client,
+    family,
+    hold,
+    metrics,
+    wait_idle,
+    waiting,
+)
 
 pytestmark = pytest.mark.integration
-KEY = "sk-test-queue-5d1e0b"
-MODEL = "smollm2:135m"
-HOLD_PROMPT = "Write the numbers 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and continue the sequence up to 500"
 
 
 @pytest.fixture(scope="module")
@@ -35,82 +48,20 @@ def backend():
         proc.stop()
 
 
-# The model the backend serves, and one it does not have (the backend answers 404: a backend error).
-CONFIG = """\
-model_list:
-  - model_name: smollm2:135m
-    litellm_params: {model: ollama_chat/smollm2:135m, api_base: os.environ/OLLAMA_API_BASE}
-  - model_name: ghost
-    litellm_params: {model: ollama_chat/ghost:1b, api_base: os.environ/OLLAMA_API_BASE}
-litellm_settings:
-  num_retries: 1
-  callbacks: ["prometheus"]
-  require_auth_for_metrics_endpoint: true
-general_settings:
-  master_key: os.environ/LITELLM_MASTER_KEY
-"""
-
-
 def _start(tmp_path_factory, backend, **env):
     tmp = tmp_path_factory.mktemp("queue-proxy")
-    (tmp / "litellm_config.yaml").write_text(CONFIG)
-    return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, REQUEST_LOG="0", LITELLM_CONFIG=str(tmp / "litellm_config.yaml"),
-                      **env)
+    config = CONFIG
+    if env.get("REQUEST_LOG") == "1":  # the request log's plug-in beside the queue's
+        config = config.replace('callbacks: ["prometheus"]', f'callbacks: ["prometheus", "{REQUEST_LOG_CALLBACK}"]')
+    (tmp / "litellm_config.yaml").write_text(config)
+    env = {"REQUEST_LOG": "0", "BACKEND_NUM_PARALLEL": "1", **env}
+    return real_proxy(tmp, KEY, OLLAMA_HOSTS=backend.url, LITELLM_CONFIG=str(tmp / "litellm_config.yaml"), **env)
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory, backend):
     with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="60", QUEUE_MAX="5", QUEUE_DEFAULT_PRIORITY="10") as url:
         yield url
-
-
-def client(url: str, timeout: float = 120.0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0, timeout=timeout)
-
-
-def chat(url: str, content: str = "Say hi", max_tokens: int = 4, priority: int | None = None, **kw):
-    extra = {"priority": priority} if priority is not None else {}
-    return client(url, kw.pop("timeout", 120.0)).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=max_tokens, temperature=0,
-        extra_body=extra or None, **kw)
-
-
-def hold(url: str, tokens: int = 300):
-    """A request that keeps the slot for seconds (it counts until max_tokens)."""
-    return chat(url, HOLD_PROMPT, max_tokens=tokens, priority=0)
-
-
-def metrics(url: str) -> str:
-    return requests.get(f"{url}/metrics/", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).text
-
-
-def family(text: str, name: str, **labels: str) -> float:
-    """The sum of a family's samples whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def busy(url: str) -> float:
-    return family(metrics(url), "llmops_queue_busy_slots")
-
-
-def waiting(url: str) -> float:
-    return family(metrics(url), "llmops_queue_waiting")
-
-
-def wait_idle(url: str, within: float = 60) -> None:
-    wait_for(lambda: busy(url) == 0 and waiting(url) == 0, within, "the queue to be idle (busy 0, waiting 0)")
-
-
-def backend_chats(backend) -> float:
-    text = requests.get(f"{backend.url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("llm_backend_requests_total{") and 'endpoint="/api/chat"' in line)
 
 
 def test_the_queue_exports_one_slot_for_the_embedded_backend(proxy, backend):
@@ -255,9 +206,14 @@ def test_a_backend_error_gives_the_slot_back(proxy, backend):
     assert chat(proxy).choices
 
 
+IMPATIENT_LOG: list = []  # the impatient proxy's request log (the fixture sets it)
+
+
 @pytest.fixture(scope="module")
 def impatient_proxy(tmp_path_factory, backend, proxy):
-    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5") as url:
+    IMPATIENT_LOG.append(tmp_path_factory.mktemp("queue-log") / "requests.db")
+    with _start(tmp_path_factory, backend, QUEUE_TIMEOUT="1", QUEUE_MAX="5", REQUEST_LOG="1",
+                REQUEST_LOG_PATH=str(IMPATIENT_LOG[-1])) as url:
         yield url
 
 
@@ -277,3 +233,30 @@ def test_a_request_that_waits_past_queue_timeout_gets_429_and_never_reaches_the_
         holder.result(timeout=120)
     wait_idle(url)
     assert backend_chats(backend) == chats_before + 1  # the holder's only (counted when it ends)
+
+
+def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_proxy):
+    import sqlite3
+
+    url = impatient_proxy
+    wait_idle(url)
+    path = IMPATIENT_LOG[-1]
+    with ThreadPoolExecutor(2) as pool:
+        holder = pool.submit(hold, url)  # 300 tokens: seconds, well past QUEUE_TIMEOUT
+        wait_for(lambda: busy(url) == 1, 30, "the holder to take the slot")
+        refused = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
+                                json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2,
+                                      "priority": 7})
+        assert refused.status_code == 429
+        holder.result(timeout=120)
+
+    def rows():
+        if not path.exists():  # the writer makes the file with its first row
+            return []
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT priority, queue_wait_ms, status FROM requests ORDER BY ts").fetchall()
+
+    found = wait_for(lambda: (r := rows()) and {p for p, _, _ in r} >= {0, 7} and r, 30, "both rows in the log")
+    by_priority = {p: (wait, status) for p, wait, status in found}
+    assert by_priority[7][1] == 429 and by_priority[7][0] >= 1000  # waited the 1 s QUEUE_TIMEOUT, then refused
+    assert by_priority[0][1] == 200 and by_priority[0][0] is not None and by_priority[0][0] < 1000

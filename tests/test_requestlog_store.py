@@ -168,16 +168,17 @@ def test_a_full_queue_drops_rows_instead_of_growing(tmp_path, monkeypatch):
 
 def test_an_older_file_gains_the_new_columns_in_place_and_keeps_its_rows(tmp_path):
     path = tmp_path / "old.db"
-    old = [(n, t) for n, t in store.COLUMNS if n not in ("tools", "tool_calls")]
+    new = ("tools", "tool_calls", "priority", "queue_wait_ms")
+    old = [(n, t) for n, t in store.COLUMNS if n not in new]
     with sqlite3.connect(path) as conn:  # a file as the first release wrote it
         conn.execute(f"CREATE TABLE requests (id INTEGER PRIMARY KEY, {', '.join(f'{n} {t}' for n, t in old)})")
         conn.execute("INSERT INTO requests (call_id, ts, outcome) VALUES ('before', 1.0, 'ok')")
     conn = store.connect(path)
     names = [r[1] for r in conn.execute("PRAGMA table_info(requests)")]
-    assert names[-2:] == ["tools", "tool_calls"]
-    store.write_batch(conn, [row("after", 2.0, tools=3, tool_calls=1)])
-    rows = conn.execute("SELECT call_id, tools, tool_calls FROM requests ORDER BY ts").fetchall()
-    assert rows == [("before", None, None), ("after", 3, 1)]
+    assert names[-4:] == list(new)
+    store.write_batch(conn, [row("after", 2.0, tools=3, tool_calls=1, priority=0, queue_wait_ms=12.5)])
+    rows = conn.execute("SELECT call_id, tools, tool_calls, priority, queue_wait_ms FROM requests ORDER BY ts").fetchall()
+    assert rows == [("before", None, None, None, None), ("after", 3, 1, 0, 12.5)]
     assert store.migrate(conn) == []  # a file that has them all: nothing to do
     conn.close()
 

@@ -21,7 +21,7 @@ REQUIRED_ALERTS = {
     "HighErrorRatio",
     "HighLatencyP95",
     "SlowFirstToken",
-    "BackendQueueBacklog",
+    "QueueBacklog",
     "NoSuccessfulRequests",
     "ScrapeTargetDown",
     "GpuMemoryHigh",

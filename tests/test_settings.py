@@ -133,3 +133,22 @@ def test_the_env_example_loads_with_its_comments(tmp_path):
     s = settings.load(env_file=settings.ROOT / ".env.example", environ={})
     assert "#" in (settings.ROOT / ".env.example").read_text().split("PROBE_INTERVAL=", 1)[1].splitlines()[0]
     assert s.probe_interval == 5.0 and s.canary_interval == 60.0
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("QUEUE_DEFAULT_PRIORITY=256", "QUEUE_DEFAULT_PRIORITY"), ("QUEUE_DEFAULT_PRIORITY=-1", "QUEUE_DEFAULT_PRIORITY"),
+    ("QUEUE_TIMEOUT=0", "QUEUE_TIMEOUT"), ("QUEUE_AGEING=0", "QUEUE_AGEING"), ("QUEUE_MAX=0", "QUEUE_MAX"),
+    ("QUEUE_ENABLED=maybe", "QUEUE_ENABLED"), ("OLLAMA_NUM_PARALLEL=0", "OLLAMA_NUM_PARALLEL"),
+    ("REDIS_URL=http://127.0.0.1:6379", "REDIS_URL"), ("REDIS_URL=redis://:s3cret@", "REDIS_URL"),
+])
+def test_a_bad_queue_setting_names_the_key_and_not_a_secret(tmp_path, line, key):
+    env = tmp_path / ".env"
+    env.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=rf"\.env:1: bad value for {key}") as info:
+        settings.load(env_file=env, environ={})
+    assert "s3cret" not in str(info.value)
+
+
+def test_a_redis_url_with_a_password_is_taken(tmp_path):
+    s = settings.load(env_file=tmp_path / "x", environ={"REDIS_URL": "redis://:pw@127.0.0.1:6390/2"})
+    assert s.redis_url == "redis://:pw@127.0.0.1:6390/2"

@@ -42,8 +42,8 @@ class BackendMetrics:
         )
         self.loaded_models = Gauge("llm_backend_loaded_models", "Models in memory.", registry=r)
         self.loaded_bytes = Gauge("llm_backend_loaded_model_bytes", "Estimated memory of the loaded models.", registry=r)
-        self.slots = Gauge("llm_backend_slots", "Parallel slots of each loaded model (BACKEND_NUM_PARALLEL).",
-                           ["model"], registry=r)
+        self.slots = Gauge("llm_backend_slots", "Parallel slots of each chat model served, loaded or not "
+                           "(BACKEND_NUM_PARALLEL).", ["model"], registry=r)
         self.slots_busy = Gauge("llm_backend_slots_busy", "Slots running a sequence.", ["model"], registry=r)
         self.kv_usage = Gauge(
             "llm_backend_kv_cache_usage_ratio",
@@ -91,9 +91,15 @@ class BackendMetrics:
         self.slots_busy.labels(tag).set(busy)
         self.kv_usage.labels(tag).set(min(1.0, cells / total_cells) if total_cells else 0.0)
 
+    def publish_slots(self, tags: list[str], slots: int) -> None:
+        """The slot count of every chat model served (at scrape time), so that a reader such as the proxy's
+        priority queue knows the capacity before a model loads and after it unloads."""
+        for tag in tags:
+            self.slots.labels(tag).set(slots)
+
     def forget_model(self, tag: str) -> None:
-        """An unloaded model's slot series go away (as it leaves /api/ps)."""
-        for gauge in (self.slots, self.slots_busy, self.kv_usage, self.prompt_rate, self.output_rate):
+        """An unloaded model's busy, KV and rate series go away (as it leaves /api/ps); its slot count stays."""
+        for gauge in (self.slots_busy, self.kv_usage, self.prompt_rate, self.output_rate):
             try:
                 gauge.remove(tag)
             except KeyError:

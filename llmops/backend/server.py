@@ -24,7 +24,10 @@ async def _root(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = backend_of(request).metrics.render()
+    backend = backend_of(request)
+    chat_models = [entry.tag for entry in backend.registry.entries() if not entry.info.is_embedding]
+    backend.metrics.publish_slots(chat_models, backend.models.num_parallel)
+    body = backend.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import sqlite3
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
@@ -52,8 +53,11 @@ def webhook():
     settings = state["settings"]
     _check_token(settings)
     note = payload.parse(_json_body())
-    with store.connect(settings.alert_history_path) as conn:
-        store.record(conn, note, state["clock"](), settings.alert_history_days)
+    try:
+        with store.connect(settings.alert_history_path) as conn:
+            store.record(conn, note, state["clock"](), settings.alert_history_days)
+    except sqlite3.Error as exc:  # a 503: Alertmanager keeps the notification and tries again
+        raise ServiceError(f"cannot write the alert history {settings.alert_history_path.name}: {exc}") from exc
     return jsonify(stored=len(note.alerts), status=note.status)
 
 
@@ -62,10 +66,16 @@ def history():
     state = app_state()
     settings, now = state["settings"], state["clock"]()
     query = store.parse_query(request.args.to_dict(), now=now)  # BadQuery: the app's 400
-    with store.connect(settings.alert_history_path) as conn:
-        alerts = store.search(conn, query, now)
-        held = store.counts(conn)
-    return jsonify(alerts=alerts, history={"days": settings.alert_history_days, **held},
+    path = settings.alert_history_path
+    alerts, held, detail = [], {"notifications": 0, "alerts": 0}, ""
+    if path.exists():  # nothing received yet: an empty history, and no file made by a read
+        try:
+            with store.connect(path) as conn:
+                alerts, held = store.search(conn, query, now), store.counts(conn)
+        except sqlite3.Error as exc:  # a status, not a 500: the page says why
+            detail = f"cannot read the alert history {path.name}: {exc}"
+    return jsonify(alerts=alerts, history={"days": settings.alert_history_days, "available": not detail,
+                                           "detail": detail, **held},
                    alertmanager={"enabled": bool(settings.alertmanager_enabled), "url": settings.alertmanager_url})
 
 

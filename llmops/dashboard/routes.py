@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, send_from_directory
 
-from . import charts, modeltraffic
+from . import charts, modeltraffic, queueview
 from .state import app_state
 
 bp = Blueprint("dashboard", __name__)
@@ -59,6 +59,14 @@ def api_charts():
     embedders = [name for name, mode in state["routed"].items() if mode == "embedding"]
     return _cached(("charts", window, model),
                    lambda: charts.charts(state["prometheus"], window, state["clock"](), model, embedders))
+
+
+@bp.get("/api/queue")
+def api_queue():
+    window = request.args.get("window", "1h")
+    charts.window_params(window, 0)  # a bad window is a 400
+    return _cached(("queue", window),
+                   lambda: queueview.queue(app_state()["prometheus"], window, charts.WINDOWS[window]))
 
 
 @bp.get("/api/alerts")

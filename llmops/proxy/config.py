@@ -215,10 +215,23 @@ def queue_groups(data: dict) -> dict[str, list[str]]:
     return groups
 
 
+def redis_needed(settings: Settings) -> bool:
+    """The stack runs its own Redis for the queue: several proxy workers share it, unless REDIS_URL names one."""
+    return bool(settings.queue_enabled and settings.litellm_workers > 1 and not settings.redis_url)
+
+
+def queue_redis_url(settings: Settings) -> str:
+    """Where the queue's shared state lives: REDIS_URL, the stack's own Redis when needed, else "" (in-process)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return f"redis://127.0.0.1:{settings.redis_port}/0" if redis_needed(settings) else ""
+
+
 def queue_settings(settings: Settings, data: dict) -> dict:
     """What the priority-queue plug-in reads in each proxy worker (LLMOPS_QUEUE, JSON)."""
     return {"max": settings.queue_max, "timeout": settings.queue_timeout, "ageing": settings.queue_ageing,
             "default_priority": settings.queue_default_priority, "ollama_num_parallel": settings.ollama_num_parallel,
+            "backend_num_parallel": settings.backend_num_parallel, "redis_url": queue_redis_url(settings),
             "groups": queue_groups(data)}
 
 

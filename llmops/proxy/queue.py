@@ -27,6 +27,8 @@ PRIORITY_MIN, PRIORITY_MAX = 0, 255
 WAITING, ADMITTED, RELEASED, LEFT = "waiting", "admitted", "released", "left"
 FULL, TIMEOUT, CLIENT_LEFT = "full", "timeout", "client_left"
 REASONS = (FULL, TIMEOUT, CLIENT_LEFT)
+# Where the plug-in leaves a request's priority and queue wait for the request log (the request's metadata).
+PRIORITY_META, WAIT_META = "llmops_queue_priority", "llmops_queue_wait_ms"
 # Weight of the newest hold time in the running mean that Retry-After is estimated from.
 HOLD_EWMA = 0.2
 
@@ -38,9 +40,9 @@ class BadPriority(ValueError):
 class Rejected(Exception):
     """A request the queue will not serve: reason is full, timeout or client_left."""
 
-    def __init__(self, reason: str, message: str, retry_after: int):
+    def __init__(self, reason: str, message: str, retry_after: int, waited: float | None = None):
         super().__init__(message)
-        self.reason, self.message, self.retry_after = reason, message, retry_after
+        self.reason, self.message, self.retry_after, self.waited = reason, message, retry_after, waited
 
 
 def parse_priority(value: object, default: int) -> int:
@@ -163,8 +165,8 @@ class QueueRules:
         ticket.state = LEFT
         if reason == TIMEOUT:
             waited = self.clock() - ticket.arrival
-            return Rejected(TIMEOUT, f"queued {waited:.0f} s, backend busy", self.retry_after(ticket.group))
-        return Rejected(reason, "client left while queued", 0)
+            return Rejected(TIMEOUT, f"queued {waited:.0f} s, backend busy", self.retry_after(ticket.group), waited)
+        return Rejected(reason, "client left while queued", 0, self.clock() - ticket.arrival)
 
     def expired(self) -> list[str]:
         """Tokens of waiting requests whose deadline has passed (pass each to leave(token, TIMEOUT))."""

@@ -42,6 +42,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     # Added after the first files were written: connect() adds them to an older file (migrate).
     ("tools", "INTEGER"),               # how many tools the request offered; NULL: none
     ("tool_calls", "INTEGER"),          # how many tool calls the answer made (of a success with tools)
+    ("priority", "INTEGER"),            # the proxy queue's priority of the request (0-255, lower first)
+    ("queue_wait_ms", "REAL"),          # how long it waited in the proxy's queue (admitted, or until refused)
 )
 NAMES = tuple(name for name, _ in COLUMNS)
 # The outcome comes whole from the most final event (a success after a failed attempt has no error);

@@ -39,6 +39,8 @@ ALERTMANAGER = SystemProgram(
     "Alertmanager", ("prometheus-alertmanager|alertmanager", "amtool"), ("prometheus-alertmanager",), "alertmanager",
     "sending alerts", units=("prometheus-alertmanager",),
 )
+REDIS = SystemProgram("Redis", ("redis-server",), ("redis-server",), "redis", "the queue shared by proxy workers",
+                      units=("redis-server",))
 # With its recommended packages (fonts among them), as a page needs to render.
 CHROMIUM = SystemProgram("Chromium", ("chromium",), ("chromium", "chromium-driver"), None, "the browser test",
                          recommends=True)
@@ -137,7 +139,7 @@ def prepare_gemma(out: Printer = print) -> None:
 def setup(settings: Settings, out: Printer = print, with_test_tools: bool = False) -> bool:
     """Everything `make setup` does once the venv exists. False when the embedding model or the tests' tools fail."""
     if envfile.ensure(settings.env_file, ROOT / ".env.example"):
-        out(f"created {settings.env_file} (mode 0600) with a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN")
+        out(f"wrote {settings.env_file} (mode 0600): a new LITELLM_MASTER_KEY and ALERT_RECEIVER_TOKEN where unset")
     if not ensure_embedding_model(out):
         return False
     prometheus = ensure_program(PROMETHEUS, out)
@@ -148,8 +150,13 @@ def setup(settings: Settings, out: Printer = print, with_test_tools: bool = Fals
     alertmanager = ensure_program(ALERTMANAGER, out) if settings.alertmanager_enabled else True
     if not alertmanager:
         out("the stack will run without Alertmanager; alerts show on the dashboard but are not sent anywhere")
+    from ..proxy.config import redis_needed
+
+    if redis_needed(settings) and not ensure_program(REDIS, out):
+        out("the proxy's workers will each keep their own queue until Redis is installed")
     prepare_gemma(out)
     if with_test_tools:
-        # The tests need Chromium, Prometheus and Alertmanager (amtool included).
-        return ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
+        # The tests need Chromium, Prometheus, Alertmanager (amtool included) and Redis (the shared queue).
+        return (ensure_program(CHROMIUM, out) and prometheus and ensure_program(ALERTMANAGER, out)
+                and ensure_program(REDIS, out))
     return True

@@ -34,6 +34,7 @@ MISSING = {
     "prometheus": ("Prometheus", "prometheus"),
     "node_exporter": ("node_exporter", "prometheus-node-exporter"),
     "alertmanager": ("Alertmanager (alerts are not sent anywhere)", "prometheus-alertmanager"),
+    "redis": ("Redis (each proxy worker keeps its own queue)", "redis-server"),
 }
 
 

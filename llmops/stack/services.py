@@ -7,7 +7,8 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from ..health import ReadyCheck
+from ..health import REDIS_PING, ReadyCheck
+from ..proxy.config import redis_needed
 from ..render import alertmanager_config as amconfig
 from ..settings import ROOT, Settings
 
@@ -119,11 +120,24 @@ def backend_services(settings: Settings, ollama_mode: str) -> list[Service]:
     return services
 
 
+def redis_argv(binary: str, port: int, data_dir: str) -> list[str]:
+    """The queue's Redis: 127.0.0.1 only (whatever BIND_HOST says: only the proxy uses it), nothing written to disk."""
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", data_dir, "--loglevel", "warning"]
+
+
 def all_services(settings: Settings, ollama_mode: str) -> list[Service]:
     """Every service of the stack, in start order."""
     host = settings.bind_host
     state = settings.state_dir
     services = backend_services(settings, ollama_mode)
+    if redis_needed(settings):  # before the proxy, whose workers share the queue through it
+        redis = shutil.which("redis-server")
+        services.append(Service(
+            name="redis", host="127.0.0.1", port=settings.redis_port,
+            command=redis_argv(redis or "redis-server", settings.redis_port, str(state)),
+            checks=[ReadyCheck(REDIS_PING)], kind="supervised" if redis else "missing", ready_timeout=15.0,
+        ))
     services.append(Service(
         name="litellm", host=host, port=settings.litellm_port,
         command=["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")],

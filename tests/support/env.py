@@ -30,6 +30,7 @@ TEST_ENV = {
     "DASHBOARD_PORT": str(13001 + _OFFSET),
     "NODE_EXPORTER_PORT": str(19100 + _OFFSET),
     "ALERTMANAGER_PORT": str(19093 + _OFFSET),
+    "REDIS_PORT": str(16379 + _OFFSET),  # a proxy with several workers never shares a queue with another checkout
     "PROBE_INTERVAL": "1",
     "CANARY_INTERVAL": "10",
     "BIND_HOST": "127.0.0.1",

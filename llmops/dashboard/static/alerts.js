@@ -63,6 +63,11 @@
     for (const name of ["state", "since"]) if (data.get(name)) p.set(name, data.get(name));
     try {
       const doc = await getJSON(`/api/alerts/history?${p}`);
+      if (!doc.history.available) {
+        note.textContent = "";
+        body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" }, `history unavailable: ${doc.history.detail}`)));
+        return;
+      }
       note.textContent = `${doc.history.alerts} alerts from ${doc.history.notifications} notifications kept ` +
         `(${doc.history.days} days)`;
       if (!doc.alerts.length) {

@@ -320,14 +320,42 @@ async function refreshCharts() {
   for (const spec of doc.charts) drawChart(spec, doc.end - doc.start);
 }
 
+const seconds = s => (s == null ? "n/a" : s < 1 ? `${(1000 * s).toFixed(0)} ms` : `${s.toFixed(2)} s`);
+
+async function refreshQueue() {
+  const window_ = document.getElementById("window").value;
+  const missing = document.getElementById("queue-unavailable");
+  const priorities = document.querySelector("#queue-priorities tbody");
+  const backends = document.querySelector("#queue-backends tbody");
+  try {
+    const q = await getJSON(`/api/queue?window=${encodeURIComponent(window_)}`);
+    missing.hidden = q.available && q.enabled;
+    missing.textContent = q.detail || "";
+    priorities.replaceChildren(...(q.priorities.length ? q.priorities.map(p => el("tr", {},
+      el("td", {}, p.priority), el("td", {}, p.waiting), el("td", {}, p.admitted),
+      el("td", {}, seconds(p.p50_s)), el("td", {}, seconds(p.p95_s))))
+      : [el("tr", {}, el("td", { colspan: "5", class: "muted" }, "nothing waited in this window"))]));
+    backends.replaceChildren(...(q.backends.length ? q.backends.map(b => el("tr", {},
+      el("td", {}, b.backend), el("td", {}, b.model), el("td", {}, `${b.busy} / ${b.slots}`)))
+      : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "no slots known"))]));
+    document.getElementById("queue-rejected").textContent = "refused: " +
+      ["full", "timeout", "client_left"].map(reason => `${reason.replace("_", " ")} ${q.rejected[reason] || 0}`).join(", ");
+  } catch (err) {
+    missing.hidden = false;
+    missing.textContent = `queue unavailable: ${err.message}`;
+  }
+}
+
 function every(ms, fn) {
   fn();
   setInterval(() => { if (!document.hidden) fn(); }, ms);
 }
 
 document.getElementById("window").addEventListener("change", refreshCharts);
+document.getElementById("window").addEventListener("change", refreshQueue);
 every(STATUS_EVERY_MS, refreshStatus);
 every(5000, refreshModels);
 every(5000, refreshHost);
 every(10000, refreshAlerts);
 every(15000, refreshCharts);
+every(10000, refreshQueue);

@@ -9,7 +9,8 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
   slot. A bad priority is a 400, a full queue or a wait past QUEUE_TIMEOUT a 429 with Retry-After: raised here,
   before any deployment is called, so no backend is ever cooled down for them.
 - `async_filter_deployments` (the Router's per-attempt filter, after cooldown and health filtering) narrows the
-  healthy deployments to the reserved one, so the request goes where its slot is, retries included.
+  healthy deployments to the reserved one, so the request goes where its slot is; a retry after that deployment
+  failed (LiteLLM's `previous_models` breadcrumbs) moves the slot to another free one when there is one.
 - The slot is given back by whichever comes first: the success hook (non-streamed), the failure hook (backend
   error after retries, a timeout, a later hook rejecting), or the end of the request's own asyncio task (a stream
   that ended or that the client closed, anything else): `release` is idempotent.
@@ -18,6 +19,7 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -26,7 +28,7 @@ import uuid
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from ..queue import CLIENT_LEFT, REASONS, BadPriority, Rejected, Ticket, parse_priority
+from ..queue import CLIENT_LEFT, PRIORITY_META, REASONS, WAIT_META, BadPriority, Rejected, Ticket, parse_priority
 from .queuestate import LocalState
 
 TOKEN_KEY = "llmops_queue_token"
@@ -34,6 +36,8 @@ QUEUED_CALLS = ("acompletion", "completion", "atext_completion", "text_completio
 EMBEDDING_CALLS = ("aembedding", "embedding")
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SLOTS_REFRESH = 30.0  # seconds between two reads of a backend's slot count
+SLOTS_GUESS_REFRESH = 2.0  # the same while the count is a guess (the model not loaded yet, the backend away)
+GAUGE_REFRESH = 0.5  # seconds between two reads of the shared (Redis) state for the gauges
 
 
 def _metadata(data: dict) -> dict:
@@ -53,9 +57,30 @@ def _token_of(holder: dict | None) -> str | None:
     return None
 
 
+def _redis_error() -> type[BaseException]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # pragma: no cover - redis is a LiteLLM dependency
+        return OSError
+    return RedisError
+
+
 def deployment_key(api_base: str, model: str) -> str:
     """A slot pool's name: the backend's base URL and the model as the backend knows it."""
     return f"{api_base.rstrip('/')}|{model}"
+
+
+def _failed_ids(request_kwargs: dict | None) -> set[str]:
+    """The ids of the deployments that already failed this request: LiteLLM's retry breadcrumbs
+    (`previous_models` in the request's metadata, one record per failed attempt, router.py)."""
+    ids: set[str] = set()
+    for key in ("metadata", "litellm_metadata"):
+        meta = (request_kwargs or {}).get(key)
+        records = meta.get("previous_models") if isinstance(meta, dict) else None
+        for record in records if isinstance(records, (list, tuple)) else ():
+            if isinstance(record, dict) and isinstance(record.get("deployment_id"), str):
+                ids.add(record["deployment_id"])
+    return ids
 
 
 def key_of_deployment(deployment: dict) -> str | None:
@@ -102,6 +127,11 @@ def parse_slots_text(text: str, model: str) -> int | None:
     return None
 
 
+WAITING_HELP = "Requests waiting in the proxy's queue, by model group and priority."
+BUSY_HELP = "Slots held by requests in flight, by backend and model."
+SLOTS_HELP = "Slots of each backend's model (its parallelism)."
+
+
 class PriorityQueue(CustomLogger):
     """The LiteLLM plug-in; its state starts on first use in each worker."""
 
@@ -110,8 +140,10 @@ class PriorityQueue(CustomLogger):
         self.environ = os.environ if environ is None else environ
         self._config: dict | None = None
         self._state: LocalState | None = None
-        self._slots: dict[str, tuple[int, float]] = {}  # deployment -> (slots, read at)
+        self._slots: dict[str, tuple[int, float, bool]] = {}  # deployment -> (slots, read at, sure)
         self._metrics = None
+        self._refresher: asyncio.Task | None = None
+        self._warned_at = -1e9
 
     # -- configuration --------------------------------------------------------------------------------------
     @property
@@ -121,11 +153,22 @@ class PriorityQueue(CustomLogger):
         return self._config
 
     @property
-    def state(self) -> LocalState:
+    def shared(self) -> bool:
+        """True when the state lives in Redis (several workers or proxies), False for this process alone."""
+        return bool(self.config.get("redis_url"))
+
+    @property
+    def state(self):
         if self._state is None:
             cfg = self.config
-            self._state = LocalState(max_waiting=int(cfg.get("max", 512)), timeout=float(cfg.get("timeout", 60)),
-                                     ageing=float(cfg.get("ageing", 1.0)))
+            common = {"max_waiting": int(cfg.get("max", 512)), "timeout": float(cfg.get("timeout", 60)),
+                      "ageing": float(cfg.get("ageing", 1.0))}
+            if self.shared:
+                from .redisstate import RedisState
+
+                self._state = RedisState(cfg["redis_url"], lease=float(cfg.get("lease", 10.0)), **common)
+            else:
+                self._state = LocalState(**common)
             self._state.on_admit = self._observe_admit
             self._state.on_reject = self._observe_reject
             self.metrics()
@@ -137,27 +180,38 @@ class PriorityQueue(CustomLogger):
         if not bases:
             return False
         now = time.monotonic()
-        stale = [key for key in bases if key not in self._slots or now - self._slots[key][1] > SLOTS_REFRESH]
-        if stale or not self.state.knows(group):
-            for key in stale:
-                self._slots[key] = (await self._read_slots(key), now)
-            self.state.set_group(group, [(key, self._slots[key][0]) for key in bases])
+
+        def stale(key: str) -> bool:
+            if key not in self._slots:
+                return True
+            _, read_at, sure = self._slots[key]
+            return now - read_at > (SLOTS_REFRESH if sure else SLOTS_GUESS_REFRESH)
+
+        old = [key for key in bases if stale(key)]
+        if old or not self.state.knows(group):
+            for key in old:
+                slots, sure = await self._read_slots(key)
+                self._slots[key] = (slots, now, sure)
+            await self.state.declare(group, [(key, self._slots[key][0]) for key in bases])
         return True
 
-    async def _read_slots(self, key: str) -> int:
-        """The embedded backend's llm_backend_slots{model}; 1 for it without the gauge; OLLAMA_NUM_PARALLEL else."""
+    async def _read_slots(self, key: str) -> tuple[int, bool]:
+        """(slots, sure): the embedded backend's llm_backend_slots{model} (slots helper's gauge); while the model is
+        not loaded, BACKEND_NUM_PARALLEL (a guess, read again soon); OLLAMA_NUM_PARALLEL for an Ollama."""
         base, model = key.split("|", 1)
-        fallback = int(self.config.get("ollama_num_parallel", 1))
+        ollama = int(self.config.get("ollama_num_parallel", 1))
+        embedded = int(self.config.get("backend_num_parallel", 1))
         try:
             import httpx
 
             async with httpx.AsyncClient(timeout=2.0) as client:
                 response = await client.get(f"{base}/metrics")
-        except Exception:  # noqa: BLE001 - a backend that does not answer now is asked again later
-            return self._slots.get(key, (fallback, 0))[0]
+        except Exception:  # noqa: BLE001 - a backend that does not answer now is asked again soon
+            return (self._slots[key][0] if key in self._slots else ollama), False
         if response.status_code != 200 or "llm_backend_" not in response.text:
-            return fallback  # not the embedded backend: Ollama does not say; OLLAMA_NUM_PARALLEL in .env does
-        return parse_slots_text(response.text, model) or 1
+            return ollama, True  # not the embedded backend: Ollama does not say; OLLAMA_NUM_PARALLEL in .env does
+        found = parse_slots_text(response.text, model)
+        return (found, True) if found else (embedded, False)
 
     # -- LiteLLM's hooks ------------------------------------------------------------------------------------
     async def async_pre_call_hook(self, user_api_key_dict, cache, data, call_type):
@@ -169,29 +223,50 @@ class PriorityQueue(CustomLogger):
         except BadPriority as exc:
             raise ProxyException(message=str(exc), type="invalid_request_error", param="priority", code=400) from None
         meta = _metadata(data)
-        meta["llmops_queue_priority"] = priority
+        meta[PRIORITY_META] = priority
         if call_type in EMBEDDING_CALLS:
             self.metrics()["passed"].labels(kind="embedding").inc()
             return data
         group = data.get("model")
-        if call_type not in QUEUED_CALLS or not isinstance(group, str) or not await self._ensure_group(group):
+        try:
+            known = call_type in QUEUED_CALLS and isinstance(group, str) and await self._ensure_group(group)
+        except (OSError, ConnectionError, _redis_error()) as exc:
+            return self._unqueued(data, exc)
+        if not known:
             self.metrics()["passed"].labels(kind="other").inc()
             return data
+        if self.shared and self._refresher is None:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_gauges())
         token = uuid.uuid4().hex  # our own: litellm_call_id can be chosen by the client
         request = find_request()
         try:
             ticket = await self.state.acquire(group, priority, token,
                                               (lambda: wait_disconnect(request)) if request is not None else None)
+        except (OSError, ConnectionError, _redis_error()) as exc:
+            return self._unqueued(data, exc)
         except Rejected as exc:
+            if exc.waited is not None:
+                meta[WAIT_META] = round(exc.waited * 1000, 3)
             if exc.reason == CLIENT_LEFT:
                 raise ProxyException(message=exc.message, type="client_disconnected", param=None, code=499) from None
             raise ProxyException(message=exc.message, type="rate_limit_error", param=None, code=429,
                                  headers={"retry-after": str(exc.retry_after)}, openai_code="queue_" + exc.reason) from None
         meta[TOKEN_KEY] = token
-        meta["llmops_queue_wait_ms"] = round((ticket.wait or 0.0) * 1000, 3)
+        meta[WAIT_META] = round((ticket.wait or 0.0) * 1000, 3)
         task = asyncio.current_task()
         if task is not None:
             task.add_done_callback(lambda _task, token=token: self.release(token))
+        return data
+
+    def _unqueued(self, data: dict, exc: BaseException) -> dict:
+        """Redis unreachable: the request goes through unqueued rather than the proxy failing it (counted; one line
+        in the proxy's log a minute at most)."""
+        self.metrics()["passed"].labels(kind="queue_unavailable").inc()
+        now = time.monotonic()
+        if now - self._warned_at > 60:
+            self._warned_at = now
+            print(f"llmops queue: shared state unavailable ({type(exc).__name__}); requests pass unqueued",
+                  file=sys.stderr, flush=True)
         return data
 
     async def async_filter_deployments(self, model, healthy_deployments, messages, request_kwargs=None,
@@ -205,12 +280,23 @@ class PriorityQueue(CustomLogger):
         by_key = {}
         for deployment in healthy_deployments:
             by_key.setdefault(key_of_deployment(deployment), deployment)
-        if reserved in by_key:
-            return [by_key[reserved]]
-        # Its backend left the healthy list (cooled down, failed its health check), or this is a fallback to another
-        # model: move the slot to a free healthy deployment of the same pool kind, else let LiteLLM choose.
-        moved = self.state.move(token, [k for k in by_key if k is not None])
-        return [by_key[moved]] if moved else healthy_deployments
+        # A retry: the deployments that already failed this request are not chosen again while another is free.
+        failed = _failed_ids(request_kwargs)
+        fresh = {k: d for k, d in by_key.items() if (d.get("model_info") or {}).get("id") not in failed}
+        if reserved in fresh:
+            return [fresh[reserved]]
+        # Its backend left the healthy list (cooled down, failed its health check) or failed this request, or this
+        # is a fallback to another model: move the slot to a free healthy deployment of the same pool kind; else
+        # retry where the slot is, or let LiteLLM choose.
+        try:
+            moved = self.state.move(token, [k for k in fresh if k is not None])
+            if inspect.isawaitable(moved):
+                moved = await moved
+        except (OSError, ConnectionError, _redis_error()):
+            moved = None  # the shared state is away: LiteLLM chooses
+        if moved:
+            return [by_key[moved]]
+        return [by_key[reserved]] if reserved in by_key else healthy_deployments
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         token = _token_of(data)
@@ -244,8 +330,40 @@ class PriorityQueue(CustomLogger):
             }
             for reason in REASONS:
                 self._metrics["rejected"].labels(reason=reason)
-            REGISTRY.register(_StateCollector(self))
+            if self.shared:
+                # Several workers: each process's registry is added up from files (LiteLLM's multiprocess mode),
+                # where a collector is not read; every worker writes the same shared read, the newest one counts.
+                from prometheus_client import Gauge
+
+                mode = {"multiprocess_mode": "mostrecent"}
+                self._metrics["waiting"] = Gauge("llmops_queue_waiting", WAITING_HELP, ["model", "priority"], **mode)
+                self._metrics["busy"] = Gauge("llmops_queue_busy_slots", BUSY_HELP, ["backend", "model"], **mode)
+                self._metrics["slots"] = Gauge("llmops_queue_slots", SLOTS_HELP, ["backend", "model"], **mode)
+            else:
+                REGISTRY.register(_StateCollector(self))
         return self._metrics
+
+    async def _refresh_gauges(self) -> None:
+        """Shared state: read it once every GAUGE_REFRESH s into this worker's gauges (not summed over workers)."""
+        seen: dict[str, set] = {"waiting": set(), "busy": set(), "slots": set()}
+        metrics = self.metrics()
+        while True:
+            try:
+                snap = await self.state.snapshot()
+                values = {"waiting": {(g, str(p)): n for (g, p), n in snap.waiting_by_priority().items()},
+                          "busy": {tuple(k.split("|", 1)): n for k, n in snap.busy.items()},
+                          "slots": {tuple(k.split("|", 1)): n for k, n in snap.slots.items()}}
+                for name, now in values.items():
+                    for labels in seen[name] - set(now):
+                        metrics[name].labels(*labels).set(0)
+                    for labels, count in now.items():
+                        metrics[name].labels(*labels).set(count)
+                    seen[name] |= set(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away for a moment: the gauges keep their last values
+                pass
+            await asyncio.sleep(GAUGE_REFRESH)
 
     def _observe_admit(self, ticket: Ticket) -> None:
         self.metrics()["wait"].labels(priority=str(ticket.priority)).observe(ticket.wait or 0.0)
@@ -263,10 +381,9 @@ class _StateCollector:
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
-        waiting = GaugeMetricFamily("llmops_queue_waiting", "Requests waiting in the proxy's queue.",
-                                    labels=["model", "priority"])
-        busy = GaugeMetricFamily("llmops_queue_busy_slots", "Slots held by requests in flight.", labels=["backend", "model"])
-        slots = GaugeMetricFamily("llmops_queue_slots", "Slots of each backend's model.", labels=["backend", "model"])
+        waiting = GaugeMetricFamily("llmops_queue_waiting", WAITING_HELP, labels=["model", "priority"])
+        busy = GaugeMetricFamily("llmops_queue_busy_slots", BUSY_HELP, labels=["backend", "model"])
+        slots = GaugeMetricFamily("llmops_queue_slots", SLOTS_HELP, labels=["backend", "model"])
         state = self.plugin._state
         if state is not None:
             for (group, priority), count in sorted(state.rules.waiting_by_priority().items()):

@@ -28,6 +28,10 @@ class LocalState:
     def set_group(self, group: str, deployments: Iterable[tuple[str, int]]) -> None:
         self._wake(self.rules.set_group(group, deployments))
 
+    async def declare(self, group: str, deployments: Iterable[tuple[str, int]]) -> None:
+        """set_group with RedisState's signature (the plug-in awaits either)."""
+        self.set_group(group, deployments)
+
     def knows(self, group: str) -> bool:
         return self.rules.knows(group)
 

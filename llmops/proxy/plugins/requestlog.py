@@ -22,6 +22,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from ...requestlog.outcomes import classify
 from ...requestlog.writer import Writer
+from ..queue import PRIORITY_META, WAIT_META
 
 CONTENT_CHARS = 2000  # REQUEST_LOG_CONTENT=1 keeps at most this many characters of prompt and of answer
 ERROR_CHARS = 2000
@@ -196,6 +197,8 @@ class RequestLog(CustomLogger):
             "tools": _tool_count(body.get("tools") if isinstance(body, dict) else None),
             "rank": rank,
         }
+        row.update(_queue_fields((kwargs.get("litellm_params") or {}).get("metadata"), kwargs.get("metadata"),
+                                 slo.get("metadata")))
         if row["tools"] and rank == RANK_SUCCESS and not disconnected:
             row["tool_calls"] = _call_count(slo.get("response"))
         if self.content:
@@ -230,6 +233,7 @@ class RequestLog(CustomLogger):
             "error_message": _clip(getattr(exc, "message", None) or str(exc), ERROR_CHARS),
             "tools": _tool_count(data.get("tools")),
             "rank": RANK_PROXY_ERROR,
+            **_queue_fields(meta),
         }
         if self.content:
             row["prompt"] = _clip(_text_of_messages(data.get("messages") or data.get("prompt")), CONTENT_CHARS)
@@ -282,6 +286,14 @@ def _finish_reason(response: object) -> str | None:
             if isinstance(choice, dict):
                 return choice.get("finish_reason")
     return None
+
+
+def _queue_fields(*metas: object) -> dict:
+    """The queue's priority and wait (llmops.proxy.queue's metadata keys), from the first metadata that has them."""
+    for meta in metas:
+        if isinstance(meta, dict) and PRIORITY_META in meta:
+            return {"priority": meta.get(PRIORITY_META), "queue_wait_ms": meta.get(WAIT_META)}
+    return {}
 
 
 def _tool_count(tools: object) -> int | None:

@@ -120,6 +120,21 @@ NODE_FIGURES = {
 }
 
 
+QUEUE_BACKEND = "http://127.0.0.1:11434"
+# The proxy queue's series (llmops/dashboard/queueview.py's queries), by the first name in a query that matches.
+QUEUE_FIGURES = (
+    ("llmops_queue_wait_seconds_count", [({"priority": "0"}, 10), ({"priority": "9"}, 40)]),
+    ("histogram_quantile(0.5, sum by (priority, le) (rate(llmops_queue_wait",
+     [({"priority": "0"}, 0.004), ({"priority": "9"}, 2.5)]),
+    ("histogram_quantile(0.95, sum by (priority, le) (rate(llmops_queue_wait",
+     [({"priority": "0"}, 0.02), ({"priority": "9"}, 6.0)]),
+    ("llmops_queue_waiting", [({"priority": "9"}, 3)]),
+    ("llmops_queue_busy_slots", [({"backend": QUEUE_BACKEND, "model": "smollm2:135m"}, 1)]),
+    ("llmops_queue_slots", [({"backend": QUEUE_BACKEND, "model": "smollm2:135m"}, 1)]),
+    ("llmops_queue_rejected_total", [({"reason": "timeout"}, 2)]),
+)
+
+
 def traffic_by_status(traffic) -> dict[str, int]:
     """{status_code: requests}: a dict as is, or (total, ok, rate limited) with the rest as HTTP 500."""
     if isinstance(traffic, dict):
@@ -158,7 +173,10 @@ def prometheus_answer(now: float = 1_700_000_000.0, alerts=None, traffic=(95, 90
             return FakeResponse(200, {"status": "success", "data": {"resultType": "matrix", "result": result}})
         if path == "/api/v1/query":
             expr = params["query"]
-            if counting(expr):
+            queue = next((rows for name, rows in QUEUE_FIGURES if name in expr), None)
+            if queue is not None:
+                result = [{"metric": m, "value": [now, str(v)]} for m, v in queue]
+            elif counting(expr):
                 result = [{"metric": labels(expr, code), "value": [now, str(n)]} for code, n in by_status.items()]
             else:
                 value = next((v for k, v in NODE_FIGURES.items() if expr.startswith(k)), 0.25)

@@ -1,0 +1,230 @@
+"""bench/priority: does the proxy's queue make priority decide the order, without slowing the backend?
+
+One embedded backend (SmolLM2-135M, one slot) and two LiteLLM proxies in front of it, started by the project's
+own launcher: one with the queue (QUEUE_ENABLED=true), one without. In one run (docs/queue.md, "Benchmark"):
+
+1. idle: a high-priority streamed request at a time (c=1) through the queue: its TTFT on an idle stack;
+2. saturated, queue on, then queue off: 8 low-priority clients (priority 9) in a closed loop fill the backend and
+   one high-priority client (priority 0) sends a request every 2 s; the high requests' TTFT p50, the low
+   requests' throughput and mean service time (the backend's generation time per request);
+3. added latency at c=1, paired: one-token requests sent alternately to the two proxies, p50 of the differences;
+4. no starvation: high-priority load at about half the backend's capacity and 4 low-priority clients; every
+   low request must be served before QUEUE_TIMEOUT.
+
+Goals (issue #24): high TTFT p50 (queue on) <= idle TTFT + one low request's mean service time, and <= 0.3x the
+same with the queue off; low throughput with the queue on >= 0.95x off; added latency <= 0.2 ms p50; no low
+request refused or past QUEUE_TIMEOUT in phase 4. All ratios are within this one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import openai
+
+from bench import _report as benchfmt
+from bench._helpers import wait_http
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+BACKEND_PORT, ON_PORT, OFF_PORT = 25734, 18620, 18621  # clear of the stack, the tests and the other benches
+MODEL = "smollm2:135m"
+CONFIG = f"""\
+model_list:
+  - model_name: {MODEL}
+    litellm_params: {{model: ollama_chat/{MODEL}, api_base: os.environ/OLLAMA_API_BASE}}
+litellm_settings:
+  num_retries: 0
+  callbacks: ["prometheus"]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+PROMPT = "Write a short story about a lighthouse keeper and a storm."
+
+
+def start_backend(logs: Path) -> subprocess.Popen:
+    log = open(logs / "backend.log", "wb")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen([PYTHON, str(ROOT / "scripts" / "embedded_backend.py"), "--host", "127.0.0.1",
+                             "--port", str(BACKEND_PORT), "--no-access-log", "--num-parallel", "1"], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=ROOT)
+    wait_http(f"http://127.0.0.1:{BACKEND_PORT}/api/version", 120, proc=proc)
+    return proc
+
+
+def start_proxy(port: int, queue: bool, key: str, tmp: Path, timeout: float) -> subprocess.Popen:
+    state = tmp / f"proxy-{port}"
+    state.mkdir()
+    (state / "litellm_config.yaml").write_text(CONFIG)
+    env = {**os.environ, "LITELLM_PORT": str(port), "LITELLM_MASTER_KEY": key, "LLMOPS_STATE_DIR": str(state),
+           "LLMOPS_LOG_DIR": str(state), "LLMOPS_ENV_FILE": str(state / "env"), "REQUEST_LOG": "0",
+           "OLLAMA_HOSTS": f"http://127.0.0.1:{BACKEND_PORT}", "LITELLM_CONFIG": str(state / "litellm_config.yaml"),
+           "QUEUE_ENABLED": "true" if queue else "false", "QUEUE_TIMEOUT": str(timeout), "QUEUE_MAX": "512",
+           "BIND_HOST": "127.0.0.1", "LITELLM_WORKERS": "1", "REDIS_URL": "", "BACKEND_NUM_PARALLEL": "1"}
+    log = open(state / "litellm.log", "wb")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180, proc=proc)
+    return proc
+
+
+class Client:
+    """One proxy through the official client: a streamed request's TTFT and latency, or its error."""
+
+    def __init__(self, port: int, key: str):
+        self.api = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=300)
+
+    def stream(self, priority: int, max_tokens: int, content: str = PROMPT) -> dict:
+        started = time.perf_counter()
+        first = None
+        try:
+            stream = self.api.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=max_tokens,
+                temperature=0, stream=True, extra_body={"priority": priority})
+            for chunk in stream:
+                if first is None and chunk.choices and chunk.choices[0].delta.content:
+                    first = time.perf_counter()
+        except openai.APIStatusError as exc:
+            return {"ok": False, "status": exc.status_code, "latency": time.perf_counter() - started}
+        end = time.perf_counter()
+        return {"ok": True, "ttft": (first or end) - started, "latency": end - started, "start": started, "end": end}
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def saturated(client: Client, seconds: float, lows: int, high_every: float, max_tokens: int) -> dict:
+    """`lows` low-priority clients in a closed loop and one high-priority request every `high_every` s."""
+    stop = threading.Event()
+    low_done: list[dict] = []
+    high_done: list[dict] = []
+    lock = threading.Lock()
+
+    def low_loop():
+        while not stop.is_set():
+            result = client.stream(9, max_tokens)
+            with lock:
+                low_done.append(result)
+
+    def high_loop():
+        while not stop.wait(high_every):
+            result = client.stream(0, max_tokens)
+            with lock:
+                high_done.append(result)
+
+    with ThreadPoolExecutor(lows + 1) as pool:
+        futures = [pool.submit(low_loop) for _ in range(lows)] + [pool.submit(high_loop)]
+        started = time.perf_counter()
+        time.sleep(seconds)  # the phase's length: the load runs meanwhile
+        stop.set()
+        for future in futures:
+            future.result()
+    window_end = started + seconds
+    served = [r for r in low_done if r["ok"] and r["end"] <= window_end]
+    return {
+        "high_ttft_p50_s": median([r["ttft"] for r in high_done if r["ok"]]),
+        "high_requests": len(high_done), "high_failed": sum(not r["ok"] for r in high_done),
+        "low_per_s": len(served) / seconds, "low_served": len(served),
+        "low_failed": sum(not r["ok"] for r in low_done),
+        # one slot: the backend serves one request at a time, so its busy time divided by what it served
+        "low_service_s": seconds / max(1, len(served) + sum(1 for r in high_done if r["ok"])),
+    }
+
+
+def paired_overhead(on: Client, off: Client, pairs: int) -> dict:
+    """One-token requests alternately to the two proxies (order swapped each pair); p50 of on - off."""
+    diffs = []
+    for i in range(pairs):
+        first, second = (on, off) if i % 2 == 0 else (off, on)
+        a = first.stream(10, 1, "Say hi")["latency"]
+        b = second.stream(10, 1, "Say hi")["latency"]
+        diffs.append((a - b) if first is on else (b - a))
+    return {"added_p50_ms": round(statistics.median(diffs) * 1000, 3), "pairs": pairs}
+
+
+def no_starvation(client: Client, seconds: float, service: float, timeout: float, max_tokens: int) -> dict:
+    """High-priority requests at ~half the backend's capacity, 4 low clients filling the rest."""
+    stop = threading.Event()
+    lows: list[dict] = []
+    lock = threading.Lock()
+
+    def low_loop():
+        while not stop.is_set():
+            result = client.stream(9, max_tokens)
+            with lock:
+                lows.append(result)
+
+    def high_loop():
+        while not stop.wait(2 * service):  # one request every two service times: half the capacity
+            client.stream(0, max_tokens)
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(low_loop) for _ in range(4)] + [pool.submit(high_loop)]
+        time.sleep(seconds)  # the phase's length: the load runs meanwhile
+        stop.set()
+        for future in futures:
+            future.result()
+    return {"low_served": sum(r["ok"] for r in lows), "low_refused": sum(not r["ok"] for r in lows),
+            "low_latency_max_s": round(max((r["latency"] for r in lows), default=0.0), 3), "timeout_s": timeout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturated phase")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--pairs", type=int, default=100, help="paired one-token requests for the added latency")
+    parser.add_argument("--timeout", type=float, default=60.0, help="QUEUE_TIMEOUT of the queue-on proxy")
+    args = parser.parse_args(argv)
+    key = "sk-bench-" + secrets.token_hex(8)
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="llmops-bench-priority-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        try:
+            procs.append(start_backend(tmp))
+            procs.append(start_proxy(ON_PORT, True, key, tmp, args.timeout))
+            procs.append(start_proxy(OFF_PORT, False, key, tmp, args.timeout))
+            on, off = Client(ON_PORT, key), Client(OFF_PORT, key)
+            for client in (on, off):  # warm: the model loaded, both proxies' first-request costs paid
+                client.stream(0, 4, "Say hi")
+            idle = median([on.stream(0, args.max_tokens)["ttft"] for _ in range(8)])
+            queued = saturated(on, args.seconds, 8, 2.0, args.max_tokens)
+            plain = saturated(off, args.seconds, 8, 2.0, args.max_tokens)
+            overhead = paired_overhead(on, off, args.pairs)
+            starve = no_starvation(on, args.seconds, queued["low_service_s"], args.timeout, args.max_tokens)
+        finally:
+            for proc in reversed(procs):
+                if proc.poll() is None:
+                    try:
+                        os.killpg(proc.pid, 15)
+                    except (ProcessLookupError, PermissionError):
+                        proc.terminate()
+                    proc.wait(timeout=30)
+    bound = idle + queued["low_service_s"]
+    metrics = {
+        "high_ttft_p50_queue_on_s": benchfmt.metric(round(queued["high_ttft_p50_s"], 3), "s", round(bound, 3)),
+        "high_ttft_p50_queue_off_s": benchfmt.metric(round(plain["high_ttft_p50_s"], 3), "s", None),
+        "high_ttft_on_over_off": benchfmt.metric(round(queued["high_ttft_p50_s"] / plain["high_ttft_p50_s"], 3), "x",
+                                                 0.3, baseline="queue off, same run"),
+        "low_throughput_on_over_off": benchfmt.metric(round(queued["low_per_s"] / plain["low_per_s"], 3), "x", 0.95,
+                                                      better="higher", baseline="queue off, same run"),
+        "added_latency_p50_ms": benchfmt.metric(overhead["added_p50_ms"], "ms", 0.2, baseline="queue off, paired"),
+        "starved_low_requests": benchfmt.metric(starve["low_refused"], "requests", 0),
+    }
+    extra = {"idle_high_ttft_p50_s": round(idle, 3), "queue_on": queued, "queue_off": plain, "paired": overhead,
+             "no_starvation": starve, "seconds": args.seconds, "max_tokens": args.max_tokens,
+             "backend_slots": 1, "model": MODEL}
+    benchfmt.report("priority", metrics, extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
