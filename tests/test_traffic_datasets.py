@@ -122,6 +122,7 @@ BAD = [
     ("p.csv", "prompt\na,b\n", ["p.csv:2: more cells than the 1 columns"]),
     ("p.csv", "prompt,max_tokens\na,many\n", ["p.csv:2: \"max_tokens\" must be a positive integer, not 'many'"]),
     ("p.csv", "prompt\n", ["a header and no rows"]),
+    ("p.csv", 'prompt\nfine\n"a"b\n', ["p.csv:3: not valid CSV (',' expected after '\"')", "formats read"]),
     ("p.csv", 'prompt,max_tokens\na,4\n"b, and the file ends', ["p.csv:3: the last line is cut short (the file ends "
                                                                "inside a quoted cell)", "formats read"]),
     ("p.json", '[{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},\n'

@@ -309,7 +309,8 @@ def _csv(file: Path, text: str) -> list[_Record]:
         if "unexpected end of data" in str(exc):
             raise ConfigError(f"{file}:{reader.line_num + 1}: the last line is cut short (the file ends inside a quoted "
                               f"cell); expected a prompt in each row; {FORMATS_READ}") from exc
-        raise ConfigError(f"{file}:{reader.line_num}: not valid CSV ({exc}); {FORMATS_READ}") from exc
+        # the reader counts the lines of the rows it finished: the bad one starts on the next line
+        raise ConfigError(f"{file}:{reader.line_num + 1}: not valid CSV ({exc}); {FORMATS_READ}") from exc
     if not records:
         raise ConfigError(f"{file}: a header and no rows; expected a prompt in each row")
     return records
