@@ -192,6 +192,7 @@ class Query:
     since: float | None = None
     until: float | None = None
     q: str | None = None         # substring of the error type or message
+    tools: bool | None = None    # True: only requests that offered tools; False: only those without
     limit: int = 50
     cursor: tuple[float, int] | None = None
 
@@ -221,6 +222,10 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if outcome not in (*CLASSES, FAILURES):
             raise BadQuery("outcome", f"{outcome!r} is not one of {', '.join((*CLASSES, FAILURES))}")
         query.outcome = outcome
+    if args.get("tools"):
+        if args["tools"] not in ("1", "0"):
+            raise BadQuery("tools", f"{args['tools'][:40]!r} is not 1 (with tools) or 0 (without)")
+        query.tools = args["tools"] == "1"
     parse_span(query, args, now, MAX_LIMIT)
     if args.get("cursor"):
         query.cursor = decode_cursor(args["cursor"])
@@ -245,6 +250,8 @@ def _where(query: Query) -> tuple[str, list]:
     if query.q:
         clauses.append("(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)")
         params += [query.q, query.q]
+    if query.tools is not None:
+        clauses.append("coalesce(tools, 0) > 0" if query.tools else "coalesce(tools, 0) = 0")
     if query.since is not None:
         clauses.append("ts >= ?")
         params.append(query.since)
