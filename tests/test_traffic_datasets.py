@@ -210,7 +210,7 @@ def test_a_sharegpt_run_sends_the_first_human_turn_with_the_replys_length_and_th
     summary = tmp_path / "s.json"
     with FakeOpenAI([{"tokens": 2}]) as fake:
         code = cli.main(["--url", fake.url, "--api-key", KEY, "--max", "3", "--prompts", str(FIXTURES / "sharegpt.json"),
-                         "--seed", "4", "--no-progress", "--summary-json", str(summary)])
+                         "--seed", "4", "--no-progress", "--summary-json", str(summary), "--token-count", "estimate"])
     assert code == 0
     ds = datasets.load(FIXTURES / "sharegpt.json")
     sent = sorted((body["messages"][-1]["content"], body["max_tokens"]) for _, body in fake.requests)

@@ -53,3 +53,37 @@ def test_capacity_with_a_lax_slo_reaches_the_top_level_and_an_impossible_one_ans
     cap = strict.summary["capacity"]
     assert (cap["max_concurrency"], cap["broke_at"], cap["order"]) == (0, 1, [1]), cap["message"]
     assert cap["broken_bound"]["metric"] == "ttft_p95" and "at 1, TTFT p95 is" in cap["message"]
+
+
+def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_models_tokenizer(ensure_stack_ready,
+                                                                                                tmp_path):
+    from llmops.backend.engine import LlamaEngine
+    from llmops.backend.model import default_model_path
+
+    stack = ensure_stack_ready
+    replies = ["1, 2, 3, 4, 5, 6, 7", "Once upon a time, a dragon (named Ümit) slept.", "2+2=4; 3*3=9; 10/2=5"]
+    records = [{"conversations": [{"from": "human", "value": f"Tell me a very long story about {topic}."},
+                                  {"from": "gpt", "value": reply}]}
+               for topic, reply in zip(("a lighthouse", "a dragon", "a robot"), replies)]
+    path = tmp_path / "sharegpt.json"
+    path.write_text(json.dumps(records))
+    engine = LlamaEngine(default_model_path(), "smollm2:135m", n_ctx=256)  # the model the stack serves
+    try:
+        expected = {f"sharegpt.json:{i}": len(engine.tokenize(reply)) for i, reply in enumerate(replies)}
+    finally:
+        engine.close()
+    assert all(n != -(-len(r) // 4) for n, r in zip(expected.values(), replies))  # the estimate would differ
+    output = tmp_path / "requests.jsonl"
+    result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, model="smollm2:135m", max_requests=3,
+                               temperature=0, seed=2, prompts=path, output=output, token_count="model",
+                               backend_url=stack.settings.ollama_url))
+    assert result.exit_code == 0, result.verdict
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sorted(line["prompt_id"] for line in lines) == sorted(expected)
+    # Each answer ran to its max_tokens: what the model generated is the reply's count, not the estimate.
+    assert [(line["finish_reason"], line["completion_tokens"]) for line in lines] == \
+        [("length", expected[line["prompt_id"]]) for line in lines], lines
+    dataset = result.summary["dataset"]
+    assert dataset["tokens"] == "smollm2:135m's tokenizer (embedded backend)"
+    assert dataset["token_count"]["counter"] == "model" and dataset["token_count"]["texts"] == 3
+    assert "tokens: smollm2:135m's tokenizer (embedded backend)" in result.dataset_line

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from ..durations import cli_seconds
 from ..errors import ConfigError
-from . import capacity, datasets, results
+from . import capacity, datasets, results, tokencount
 from . import prompts as bank
 from .arrivals import ARRIVALS, Burst
 from .config import (
@@ -173,7 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ShareGPT: drop records as vLLM's benchmark does: prompts under "
                            f"{datasets.PRUNE_MIN_TOKENS} or over {datasets.PRUNE_MAX_PROMPT_TOKENS:,} tokens, replies "
                            f"under {datasets.PRUNE_MIN_TOKENS}, totals over {datasets.PRUNE_MAX_TOTAL_TOKENS:,} "
-                           f"(tokens, here and for a reply's max_tokens: an {datasets.TOKENS})")
+                           "(tokens counted as --token-count says)")
+    what.add_argument("--token-count", choices=tokencount.MODES, default="auto",
+                      help="how a prompt file's tokens are counted (a ShareGPT reply's length, --prune): auto "
+                           "(default) asks the served model's tokenizer on the stack's backend (POST /api/tokenize) "
+                           f"and, when it cannot, says why and uses the estimate ({tokencount.CHARS_PER_TOKEN} "
+                           "characters a token); model insists (exit 3 when it cannot); estimate never asks")
+    what.add_argument("--backend-url", metavar="URL",
+                      help="the backend whose tokenizer counts (default: the model's api_base in the proxy's config, "
+                           "else the stack's first backend: OLLAMA_HOSTS or OLLAMA_PORT)")
     what.add_argument("--category", action="append", default=[], metavar="CAT",
                       help="only these categories (repeat or comma-separate)")
     what.add_argument("--list-categories", action="store_true", help="print the bank's categories and exit")
@@ -211,6 +219,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         capacity=args.capacity, slo=args.slo,
         max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
         prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
+        token_count=args.token_count, backend_url=args.backend_url,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,
         summary_json=args.summary_json, max_error_ratio=args.max_error_ratio, progress=progress,
         endpoint=args.endpoint, batch=args.batch, response_format=args.response_format, tools=args.tools,

@@ -11,6 +11,7 @@ from . import capacity as capacity_search
 from .arrivals import ARRIVALS, Burst
 from .mix import ModelMix
 from .outputcheck import OutputCheck, ToolCheck
+from .tokencount import MODES as TOKEN_COUNTS
 
 USER_AGENT = "llmops-traffic/0.1"
 DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
@@ -47,6 +48,8 @@ class TrafficConfig:
     categories: tuple[str, ...] = ()
     sample: int | None = None  # draw this many of the file's records with the seed (all without it)
     prune: bool = False  # drop ShareGPT records as vLLM's benchmark does (by their lengths in tokens)
+    token_count: str = "auto"  # how a prompt file's tokens are counted (tokencount.MODES)
+    backend_url: str | None = None  # where the model's tokenizer is asked (None: the stack's backend)
     seed: int | None = None
     warmup: int = 0
     timeout: float = DEFAULT_TIMEOUT
@@ -112,6 +115,10 @@ class TrafficConfig:
 
         if self.url is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.url):
             bad("--url", f"{self.url!r} is not a URL like http://localhost:8000")
+        if self.backend_url is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", self.backend_url):
+            bad("--backend-url", f"{self.backend_url!r} is not a URL like http://localhost:11434")
+        if self.token_count not in TOKEN_COUNTS:
+            bad("--token-count", f"must be one of {', '.join(TOKEN_COUNTS)}, not {self.token_count!r}")
         for flag, value in (("--max", self.max_requests), ("--concurrency", self.concurrency),
                             ("--max-tokens", self.max_tokens), ("--sample", self.sample)):
             if value is not None and value < 1:

@@ -13,13 +13,13 @@ suffix (a bank file keeps its own ids and category).
 
 ShareGPT: the first human turn is the prompt and the reply after it sets max_tokens by its length in
 tokens, as vLLM does; records with fewer than two turns, no human turn or no reply after it are skipped
-and counted. Tokens are an estimate (`estimate_tokens`), counted only for the records a run uses.
+and counted. Tokens are counted only for the records a run uses, in batches, by a counter (tokencount: the served
+model's tokenizer, or the stated estimate).
 """
 from __future__ import annotations
 
 import csv
 import io
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,12 +30,13 @@ import orjson
 from ..errors import ConfigError
 from . import prompts as bank
 from .prompts import Prompt
+from .tokencount import CHARS_PER_TOKEN, ESTIMATE, Estimate, estimate_tokens  # noqa: F401 - re-exported
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 FORMATS_READ = ("formats read: .jsonl (one object a line with prompt, text or messages), .json (ShareGPT or the "
                 "generator's bank), .csv (a prompt column), .txt (one prompt a line), or a folder of them")
-CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
-TOKENS = f"estimate: 1 token per {CHARS_PER_TOKEN} characters, rounded up"
+TOKENS = ESTIMATE
+BATCH = 256  # records whose tokens are counted together (a sample draws only as many as it still needs)
 # vLLM's benchmark pruning of ShareGPT (benchmarks/datasets: is_valid_sequence): its defaults.
 PRUNE_MIN_TOKENS = 4
 PRUNE_MAX_PROMPT_TOKENS = 1024
@@ -43,11 +44,6 @@ PRUNE_MAX_TOTAL_TOKENS = 2048
 _HUMAN = ("human", "user")
 _TEXT_KEYS = ("prompt", "text")
 _OUTPUT_KEYS = ("max_tokens", "output_tokens")
-
-
-def estimate_tokens(text: str) -> int:
-    """Tokens of a text, estimated: the stack's tokenizers are not reachable from every machine that sends load."""
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
 @dataclass
@@ -72,12 +68,14 @@ class Dataset:
     skipped: dict[str, int] = field(default_factory=dict)  # why -> records skipped
     sample: int | None = None
     pruned: int = 0  # records dropped by the length pruning
-    tokens: str = TOKENS
+    tokens: str = TOKENS  # how tokens were counted, in words
+    token_count: dict = field(default_factory=dict)  # the counter's details (tokencount: public())
 
     def public(self) -> dict:
         """The summary's "dataset" part."""
         return {"files": self.files, "formats": self.formats, "records": self.records, "used": len(self.prompts),
-                "sample": self.sample, "skipped": self.skipped, "pruned": self.pruned, "tokens": self.tokens}
+                "sample": self.sample, "skipped": self.skipped, "pruned": self.pruned, "tokens": self.tokens,
+                "token_count": self.token_count}
 
     def line(self) -> str:
         """One line for the terminal: how many prompts of how many records, and what was skipped."""
@@ -87,15 +85,51 @@ class Dataset:
         notes = [f"skipped {n} ({why})" for why, n in self.skipped.items()]
         if self.pruned:
             notes.append(f"pruned {self.pruned} by length")
+        if self.token_count.get("texts"):
+            notes.append(f"tokens: {self.tokens}")
         return f"prompts: {used} from {kinds}" + (f"; {'; '.join(notes)}" if notes else "")
 
 
-def load(path: Path | str, categories: list[str] | tuple[str, ...] = (), sample: int | None = None,
-         seed: int = 0, prune: bool = False) -> Dataset:
-    """The prompts of a file or folder: only `categories` (all when empty), `sample` of them drawn with the seed.
+@dataclass
+class Parsed:
+    """Every usable record of a prompt file or folder, before sampling and counting."""
 
-    Tokens (a ShareGPT reply's length, the pruning) are counted only for the records drawn. ConfigError names
-    the file, the line and what was expected."""
+    path: Path
+    records: list[_Record]
+    files: list[str]
+    formats: dict[str, int]
+    skipped: dict[str, int]
+
+    def needs_tokens(self, prune: bool, lengths: bool = True) -> bool:
+        """Whether drawing counts tokens: a ShareGPT reply sets max_tokens (`lengths`: no --max-tokens), or --prune."""
+        return any(r.reply is not None and (prune or (lengths and r.max_tokens is None)) for r in self.records)
+
+    def draw(self, sample: int | None = None, seed: int = 0, prune: bool = False, counter=None,
+             lengths: bool = True) -> Dataset:
+        """The prompts a run sends: `sample` records drawn with the seed (all without it), pruned as vLLM prunes when
+        asked, their tokens counted by `counter` (default: the estimate) only where needed. `lengths`: a ShareGPT
+        reply's length sets max_tokens (False when --max-tokens sets every answer's). The counter's errors pass
+        through (tokencount.TokenCountError)."""
+        if sample is not None and sample < 1:
+            raise ConfigError(f"--sample: must be >= 1, not {sample}")
+        counter = counter or Estimate()
+        chosen, pruned = _draw(self.records, sample, seed, prune, counter, lengths)
+        if not chosen:
+            raise ConfigError(f"{self.path}: no prompt is left after pruning by length ({pruned} pruned)" if pruned
+                              else f"{self.path}: no prompts")
+        if self.needs_tokens(prune, lengths):
+            tokens, details = counter.label, counter.public()
+        else:
+            why = "--max-tokens sets every answer's length" if any(r.reply is not None for r in self.records) \
+                else "no record's length is measured"
+            tokens, details = f"not counted ({why})", {"counter": None, "why": why, "texts": 0}
+        return Dataset([_prompt(r, n) for r, n in chosen], self.files, dict(self.formats), len(self.records),
+                       dict(self.skipped), sample, pruned, tokens, details)
+
+
+def read(path: Path | str, categories: list[str] | tuple[str, ...] = ()) -> Parsed:
+    """Every record of a file or folder (only `categories`, all when empty); ConfigError names the file, the line
+    and what was expected."""
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES)
@@ -119,15 +153,16 @@ def load(path: Path | str, categories: list[str] | tuple[str, ...] = (), sample:
                 raise ConfigError(f"{file}: prompt id {record.id!r} already used in {seen[record.id]}")
             seen[record.id] = file
             records.append(record)
-    records = _select(records, categories)
-    if sample is not None and sample < 1:
-        raise ConfigError(f"--sample: must be >= 1, not {sample}")
-    chosen, pruned = _draw(records, sample, seed, prune)
-    if not chosen:
-        raise ConfigError(f"{path}: no prompt is left after pruning by length ({pruned} pruned)" if pruned
-                          else f"{path}: no prompts")
-    return Dataset([_prompt(r) for r in chosen], [str(f) for f in files], dict(formats), len(records),
-                   dict(skipped), sample, pruned)
+    return Parsed(path, _select(records, categories), [str(f) for f in files], dict(formats), dict(skipped))
+
+
+def load(path: Path | str, categories: list[str] | tuple[str, ...] = (), sample: int | None = None,
+         seed: int = 0, prune: bool = False, counter=None, lengths: bool = True) -> Dataset:
+    """The prompts of a file or folder: only `categories` (all when empty), `sample` of them drawn with the seed.
+
+    Tokens (a ShareGPT reply's length, the pruning) are counted only for the records drawn, by `counter` (default:
+    the estimate). ConfigError names the file, the line and what was expected."""
+    return read(path, categories).draw(sample, seed, prune, counter, lengths)
 
 
 def _select(records: list[_Record], wanted) -> list[_Record]:
@@ -140,39 +175,53 @@ def _select(records: list[_Record], wanted) -> list[_Record]:
     return [r for r in records if r.category in wanted]
 
 
-def _draw(records: list[_Record], sample: int | None, seed: int, prune: bool) -> tuple[list[_Record], int]:
-    """`sample` records in a seeded order (all, in file order, without one), pruned as vLLM prunes when asked."""
-    if sample is None and not prune:
-        return records, 0
+def _draw(records: list[_Record], sample: int | None, seed: int, prune: bool, counter,
+          lengths: bool) -> tuple[list[tuple[_Record, int | None]], int]:
+    """`sample` records in a seeded order (all, in file order, without one), pruned as vLLM prunes when asked, each
+    with its reply's tokens where they set max_tokens. Tokens are counted a batch at a time, and a sample takes
+    only as many records as it still needs, so records the run does not send are not counted."""
     order = list(records)
     if sample is not None:
         random.Random(f"dataset:{seed}").shuffle(order)
-    chosen: list[_Record] = []
+    elif not prune and not (lengths and any(r.reply is not None and r.max_tokens is None for r in order)):
+        return [(r, None) for r in order], 0
+    chosen: list[tuple[_Record, int | None]] = []
     pruned = 0
-    for record in order:
-        if sample is not None and len(chosen) >= sample:
-            break
-        if prune and not _fits(record):
-            pruned += 1
-            continue
-        chosen.append(record)
+    at = 0
+    while at < len(order) and (sample is None or len(chosen) < sample):
+        take = BATCH if sample is None else min(BATCH, sample - len(chosen))
+        batch = order[at:at + take]
+        at += len(batch)
+        texts: list[str] = []
+        for r in batch:  # what each record needs counted: its prompt (pruning) and its reply
+            if r.reply is not None and prune:
+                texts += [r.messages[-1]["content"], r.reply]
+            elif r.reply is not None and lengths and r.max_tokens is None:
+                texts.append(r.reply)
+        counts = iter(counter.count(texts) if texts else [])
+        for r in batch:
+            reply_tokens = None
+            if r.reply is not None and prune:
+                prompt_tokens, reply_tokens = next(counts), next(counts)
+                if not _fits(prompt_tokens, reply_tokens):
+                    pruned += 1
+                    continue
+            elif r.reply is not None and lengths and r.max_tokens is None:
+                reply_tokens = next(counts)
+            chosen.append((r, reply_tokens))
     return chosen, pruned
 
 
-def _fits(record: _Record) -> bool:
-    """vLLM's is_valid_sequence on a ShareGPT record; other records have no reply to measure and are kept."""
-    if record.reply is None:
-        return True
-    prompt = estimate_tokens(record.messages[-1]["content"])
-    output = estimate_tokens(record.reply)
+def _fits(prompt: int, output: int) -> bool:
+    """vLLM's is_valid_sequence on a ShareGPT record's prompt and reply tokens."""
     return (prompt >= PRUNE_MIN_TOKENS and output >= PRUNE_MIN_TOKENS and prompt <= PRUNE_MAX_PROMPT_TOKENS
             and prompt + output <= PRUNE_MAX_TOTAL_TOKENS)
 
 
-def _prompt(record: _Record) -> Prompt:
+def _prompt(record: _Record, reply_tokens: int | None) -> Prompt:
     max_tokens = record.max_tokens
-    if max_tokens is None and record.reply is not None:
-        max_tokens = estimate_tokens(record.reply)
+    if max_tokens is None and reply_tokens is not None:
+        max_tokens = max(1, reply_tokens)  # an empty reply (0 tokens) still asks for an answer
     return Prompt(record.id, record.category, record.messages, max_tokens)
 
 

@@ -15,13 +15,13 @@ import aiohttp
 
 from .. import settings as stack_settings
 from ..proxy.key import auth_headers
-from . import capacity, datasets
+from . import capacity, datasets, tokencount
 from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
 from .engine import Engine
 from .mix import ModelMix, ModelPicker
-from .preflight import check
+from .preflight import PreflightError, check
 from .progress import LiveProgress
 from .results import SUMMARY_FORMAT, RunSpec, RunWriter
 from .stats import Recorder, per_model
@@ -75,7 +75,7 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
     """The run itself; Ctrl-C (in the main thread) stops it and still returns the summary."""
     config = resolve(config.validate())
     seed = config.seed if config.seed is not None else random.randrange(2**31)
-    dataset = datasets.load(config.prompts or bank.BANK_DIR, config.categories, config.sample, seed, config.prune)
+    parsed = datasets.read(config.prompts or bank.BANK_DIR, config.categories)  # a bad file stops it before sending
     progress = progress or LiveProgress(enabled=config.progress)
     headers = {"User-Agent": config.user_agent, "Content-Type": "application/json", **auth_headers(config.api_key)}
     # limit=0: the engine bounds concurrency itself; a connector limit would queue silently.
@@ -89,6 +89,12 @@ async def run_async(config: TrafficConfig, progress: LiveProgress | None = None)
             mix = ModelMix((model,), (1.0,))
         for name in mix.models:
             await check(session, config.url, config.api_key or "", name)
+        lengths = config.max_tokens is None and config.endpoint == "chat"  # a ShareGPT reply's sets max_tokens
+        try:
+            dataset = await asyncio.to_thread(tokencount.draw, parsed, config.sample, seed, config.prune, lengths,
+                                              config.token_count, mix.models[0], config.backend_url)
+        except tokencount.TokenCountError as exc:
+            raise PreflightError(f"--token-count model: {exc}") from None
         run = _Run(session, config, mix, dataset, seed, progress)
         out = await RunWriter.open(run_spec(config), ",".join(mix.models), started_at, seed)
         sink = (lambda result: out.record(result.record())) if out.takes_lines else None

@@ -245,3 +245,41 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=4)
     args = parser.parse_args()
     sys.exit(_serve_forever(args.port, args.tokens))
+
+
+class FakeTokenizePost:
+    """A stand-in for requests.post to a backend's /api/tokenize (tokencount.ModelTokenizer's `post`): each call takes
+    the next step of `plan` (the last one repeats): "ok" (one token per word), "ok+1" (a token too many per text),
+    ("status", CODE, BODY) where BODY is a dict (sent as JSON) or text, "short" (one token list too few),
+    "strings" (token lists of strings), "not json", or an exception instance to raise. `calls` keeps each body."""
+
+    def __init__(self, *plan):
+        self.plan = list(plan) or ["ok"]
+        self.calls: list[dict] = []
+
+    def __call__(self, url: str, json: dict, timeout: float):
+        import json as json_module
+
+        import requests
+
+        step = self.plan[min(len(self.calls), len(self.plan) - 1)]
+        self.calls.append({"url": url, **json})
+        if isinstance(step, BaseException):
+            raise step
+        texts = json["content"]
+        status, body = 200, None
+        if step in ("ok", "ok+1"):
+            extra = [0] if step == "ok+1" else []
+            body = {"model": json["model"], "tokens": [[len(w) for w in t.split()] + extra for t in texts]}
+        elif step == "short":
+            body = {"model": json["model"], "tokens": [[1] for _ in texts[1:]]}
+        elif step == "strings":
+            body = {"model": json["model"], "tokens": [["a"] for _ in texts]}
+        elif step == "not json":
+            body = "<html>oops</html>"
+        else:
+            _, status, body = step
+        answer = requests.Response()
+        answer.status_code = status
+        answer._content = (json_module.dumps(body) if isinstance(body, dict) else str(body)).encode()
+        return answer
