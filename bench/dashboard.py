@@ -126,6 +126,8 @@ def kill_to_red(runs: int = 3) -> list[float]:
 
     env = {"LLMOPS_STATE_DIR": ".run-bench/dash/state", "LLMOPS_LOG_DIR": ".run-bench/dash/logs",
            "PROMETHEUS_DATA_DIR": ".run-bench/dash/prometheus-data",
+           "ALERTMANAGER_DATA_DIR": ".run-bench/dash/alertmanager-data", "ALERT_HISTORY_PATH": ".run-bench/dash/alerts.db",
+           "ALERTMANAGER_PORT": "19597",
            "LLMOPS_ENV_FILE": str(ROOT / ".run-bench/dash/env"), "OLLAMA_PORT": "26434", "LITELLM_PORT": "18500",
            "PROMETHEUS_PORT": "19590", "DASHBOARD_PORT": "13501", "NODE_EXPORTER_PORT": "19600",
            "PROBE_INTERVAL": "5", "CANARY_INTERVAL": "0"}

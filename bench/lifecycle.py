@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3
 ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/state", "LLMOPS_LOG_DIR": ".run-bench/logs",
-    "PROMETHEUS_DATA_DIR": ".run-bench/prometheus-data", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench" / "env"),
+    "PROMETHEUS_DATA_DIR": ".run-bench/prometheus-data", "ALERTMANAGER_DATA_DIR": ".run-bench/alertmanager-data",
+    "ALERT_HISTORY_PATH": ".run-bench/alerts.db", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench" / "env"),
     "OLLAMA_PORT": "23434", "LITELLM_PORT": "18200", "PROMETHEUS_PORT": "19290", "DASHBOARD_PORT": "13201",
     "NODE_EXPORTER_PORT": "19300", "ALERTMANAGER_PORT": "19293", "CANARY_INTERVAL": "0",
 }

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ENV = {
     "LLMOPS_STATE_DIR": ".run-bench/rel/state", "LLMOPS_LOG_DIR": ".run-bench/rel/logs",
-    "PROMETHEUS_DATA_DIR": ".run-bench/rel/prometheus-data", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench/rel/env"),
+    "PROMETHEUS_DATA_DIR": ".run-bench/rel/prometheus-data", "ALERTMANAGER_DATA_DIR": ".run-bench/rel/alertmanager-data",
+    "ALERT_HISTORY_PATH": ".run-bench/rel/alerts.db", "LLMOPS_ENV_FILE": str(ROOT / ".run-bench/rel/env"),
     "OLLAMA_PORT": "25434", "LITELLM_PORT": "18400", "PROMETHEUS_PORT": "19490", "DASHBOARD_PORT": "13401",
     "NODE_EXPORTER_PORT": "19500", "ALERTMANAGER_PORT": "19493", "PROBE_INTERVAL": "1", "CANARY_INTERVAL": "10",
 }

@@ -234,6 +234,7 @@ def test_format_json_and_a_schema_become_a_grammar(client, server):
 @pytest.mark.parametrize("fmt, message", [
     ({"type": "objekt"}, "invalid JSON schema"),
     ({"type": "object", "properties": {"n": {"type": "integer", "minimum": "zero"}}}, "invalid JSON schema"),
+    ({"type": "object", "properties": {"n": {"$ref": "#/$defs/missing"}}}, "unsupported JSON schema in format"),
 ])
 def test_an_invalid_format_is_a_400_and_the_server_stays_up(client, fmt, message):
     with pytest.raises(ollama.ResponseError) as info:

@@ -11,7 +11,7 @@ import requests
 from llmops.backend import create_app
 from llmops.backend.model import ModelInfo
 from llmops.backend.options import BadRequest
-from llmops.backend.templates import render_smollm2, tool_template_for
+from llmops.backend.templates import CALL_CLOSE, CALL_OPEN, render_smollm2, tool_template_for
 from llmops.backend.toolparse import parse_answer, validate_calls
 from llmops.backend.tools import calls_grammar, parse_choice, parse_tools
 from tests.support.fakes.backend import FakeEngine, ServerThread
@@ -112,6 +112,10 @@ def test_calls_are_validated_against_the_tools_schemas():
     ([{"type": "function", "function": {"description": "no name"}}], "tools[0].function.name is required"),
     ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "date"}}}}}],
      "tool 'f' parameters"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"$ref": "#/$defs/gone"}}}}}],
+     "tool 'f' parameters: $ref '#/$defs/gone' leads nowhere"),
+    ([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"x": {"$ref": "https://example.com/s.json"}}}}}],
+     "tool 'f' parameters: only local $ref"),
     ([{"type": "retrieval"}], 'must be "function"'),
     ([WEATHER, WEATHER], "given twice"),
     ("get_weather", "tools must be a list"),
@@ -138,6 +142,121 @@ def test_the_grammar_is_the_call_markers_around_a_list_of_the_tools():
     assert gbnf.startswith('root ::= "<tool_call>" tool-calls "</tool_call>"')
     assert '"\\"get_weather\\""' in gbnf and '"\\"get_time\\""' in gbnf
     assert "tool-calls ::= " in gbnf and "\nroot ::= \"[\"" not in gbnf
+
+
+# --- the grammar in llama.cpp itself (SmolLM2's vocabulary, no weights): what it lets through ---------
+
+class Judge:
+    """Whether llama.cpp's grammar sampler, built as the backend builds it, lets the model write a text:
+    each of the text's tokens (then the end of the answer) is offered alone; a token the grammar rules
+    out gets -inf."""
+
+    def __init__(self):
+        import llama_cpp
+
+        from llmops.backend.model import default_model_path
+
+        self.lib = llama_cpp
+        self.llm = llama_cpp.Llama(str(default_model_path()), vocab_only=True, verbose=False)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+
+    def allows(self, gbnf: str, text: str, triggers: list[str] | None = None) -> bool:
+        import ctypes
+
+        import numpy as np
+
+        from llmops.backend.grammar_sampler import _TOKEN_DATA, grammar_sampler
+
+        lib = self.lib
+        sampler = grammar_sampler(self.vocab, gbnf, triggers)
+        cell = np.zeros(1, dtype=_TOKEN_DATA)
+        arr = lib.llama_token_data_array(data=cell.ctypes.data_as(lib.llama_token_data_p), size=1, selected=-1,
+                                         sorted=False)
+        try:
+            for token in [*self.llm.tokenize(text.encode(), add_bos=False, special=True), self.llm.token_eos()]:
+                cell["id"], cell["logit"], arr.size = token, 0.0, 1
+                lib.llama_sampler_apply(sampler, ctypes.byref(arr))
+                if not np.isfinite(cell["logit"][0]):
+                    return False
+                if token != self.llm.token_eos():
+                    lib.llama_sampler_accept(sampler, token)  # only an allowed token: llama.cpp aborts on others
+            return True
+        finally:
+            lib.llama_sampler_free(sampler)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return Judge()
+
+
+def calls(*items: tuple[str, dict]) -> str:
+    return CALL_OPEN + json.dumps([{"name": n, "arguments": a} for n, a in items]) + CALL_CLOSE
+
+
+PARIS = {"city": "Paris", "unit": "celsius"}
+
+
+def test_the_grammar_enforces_the_tools_names_and_argument_types(judge):
+    gbnf = calls_grammar(parse_tools([WEATHER, TIME]), required=False)
+    assert judge.allows(gbnf, calls(("get_weather", PARIS)))
+    assert judge.allows(gbnf, calls(("get_weather", {**PARIS, "days": 3}), ("get_time", {"zone": "UTC"})))
+    assert judge.allows(gbnf, "<tool_call>[]</tool_call>"), "auto: an empty list is a valid answer"
+    assert not judge.allows(gbnf, calls(("func_name1", {"argument1": "value1"}))), "the template's example name"
+    assert not judge.allows(gbnf, calls(("get_weather", {"city": "Paris", "unit": "kelvin"}))), "enum"
+    assert not judge.allows(gbnf, calls(("get_weather", {**PARIS, "days": "three"}))), "integer"
+    assert not judge.allows(gbnf, calls(("get_weather", {"city": "Paris"}))), "a required argument"
+    assert not judge.allows(gbnf, calls(("get_time", PARIS))), "another tool's arguments"
+    assert not judge.allows(gbnf, "The weather in Paris is nice."), "calls_only: no prose from the first token"
+    assert not judge.allows(gbnf, calls(("get_weather", PARIS))[:-len(CALL_CLOSE)]), "the list must close"
+
+
+def test_the_grammar_writes_the_name_before_the_arguments_as_the_template_shows():
+    gbnf = calls_grammar(parse_tools([WEATHER]), required=False)
+    item = next(line for line in gbnf.splitlines() if line.startswith("item ::="))
+    assert item.index("item-name-kv") < item.index("item-arguments-kv"), item
+    arguments = next(line for line in gbnf.splitlines() if line.startswith("item-arguments ::="))
+    assert arguments.index("city") < arguments.index("unit") < arguments.index("days"), "the tool's own order"
+
+
+def test_required_and_named_choices_in_the_grammar(judge):
+    tools = parse_tools([WEATHER, TIME])
+    required = calls_grammar(parse_choice("required", tools)[1], required=True)
+    assert not judge.allows(required, "<tool_call>[]</tool_call>"), "required: at least one call"
+    assert judge.allows(required, calls(("get_time", {"zone": "UTC"})))
+    mode, chosen = parse_choice({"type": "function", "function": {"name": "get_time"}}, tools)
+    named = calls_grammar(chosen, required=mode == "required")
+    assert judge.allows(named, calls(("get_time", {"zone": "UTC"})))
+    assert not judge.allows(named, calls(("get_weather", PARIS))), "only the named function"
+    assert not judge.allows(named, "<tool_call>[]</tool_call>")
+
+
+def test_tools_with_refs_into_their_own_defs_each_keep_their_own_definitions(judge):
+    # pydantic (openai.pydantic_function_tool) writes nested models as $defs and "#/$defs/..." refs; two tools
+    # with a $defs entry of the same name must not share one rule, and a recursive model still compiles.
+    def tool(name, unit_enum):
+        return {"type": "function", "function": {"name": name, "parameters": {
+            "$defs": {"Unit": {"type": "string", "enum": unit_enum},
+                      "Node": {"type": "object", "properties": {"label": {"type": "string"},
+                                                                "next": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}},
+                               "required": ["label", "next"]}},
+            "type": "object", "properties": {"unit": {"$ref": "#/$defs/Unit"}, "path": {"$ref": "#/$defs/Node"}},
+            "required": ["unit", "path"]}}}
+
+    gbnf = calls_grammar(parse_tools([tool("heat", ["celsius"]), tool("length", ["metre"])]), required=True)
+    path = {"label": "a", "next": {"label": "b", "next": None}}
+    assert judge.allows(gbnf, calls(("heat", {"unit": "celsius", "path": path})))
+    assert judge.allows(gbnf, calls(("length", {"unit": "metre", "path": path})))
+    assert not judge.allows(gbnf, calls(("length", {"unit": "celsius", "path": path}))), "the other tool's Unit"
+    assert not judge.allows(gbnf, calls(("heat", {"unit": "celsius", "path": {"label": "a"}}))), "Node needs next"
+
+
+def test_the_lazy_grammar_lets_text_through_and_holds_from_the_call_marker_on(judge):
+    gbnf = calls_grammar(parse_tools([WEATHER]), required=False)
+    assert judge.allows(gbnf, "It is 12 C in Paris.", triggers=["<tool_call>"])
+    assert judge.allows(gbnf, "Let me check. " + calls(("get_weather", PARIS)), triggers=["<tool_call>"])
+    assert not judge.allows(gbnf, "Let me check. " + calls(("func_name1", {"argument1": "value1"})),
+                            triggers=["<tool_call>"])
 
 
 # --- /api/chat with tools (FakeEngine: scripted answers, grammar recorded, not applied) ------------
@@ -201,6 +320,8 @@ def test_required_choice_forces_a_call_even_after_a_result(server):
     ({"tools": [WEATHER], "messages": [*ASK, {"role": "assistant", "tool_calls": [{"function": {"name": "get_weather", "arguments": "{city: Paris"}}]}]},
      "messages[1].tool_calls[0].function.arguments is not JSON"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}}, "not among the tools"),
+    ({"tools": [{"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}}}]},
+     "tool 'g' parameters: $ref '#/nowhere' leads nowhere"),
 ])
 def test_bad_tool_input_is_400_and_the_backend_stays_up(server, body, fragment):
     response = chat(server, {"messages": ASK, **body})

@@ -40,12 +40,18 @@ def client(backend):
     return ollama.Client(host=backend.url, timeout=120)
 
 
-def test_show_says_smollm2_has_tools_and_gemma_not(client):
-    assert "tools" in client.show(TAG).capabilities
+def test_show_says_smollm2_has_tools_and_gemma_not(client, backend):
+    from litellm.llms.ollama.common_utils import OllamaModelInfo
+
+    assert client.show(TAG).capabilities == ["completion", "tools"]
     assert "tools" not in client.show("gemma3:270m").capabilities
+    # LiteLLM decides supports_function_calling for an Ollama model from /api/show's template.
+    info = OllamaModelInfo()
+    assert info.get_runtime_model_info(f"ollama_chat/{TAG}", api_base=backend.url)["supports_function_calling"] is True
+    assert info.get_runtime_model_info("ollama_chat/gemma3:270m", api_base=backend.url)["supports_function_calling"] is False
     with pytest.raises(ollama.ResponseError) as err:
         client.chat("gemma3:270m", messages=[{"role": "user", "content": "hi"}], tools=TOOLS)
-    assert err.value.status_code == 400 and "does not support tools" in err.value.error
+    assert err.value.status_code == 400 and err.value.error == "gemma3:270m does not support tools"
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -58,23 +64,58 @@ def test_every_call_names_a_tool_and_validates(client, seed):
     assert validate_calls(calls, parse_tools(TOOLS)) == ""
 
 
-def test_a_full_round_trip_ends_in_an_answer(client):
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_full_round_trip_ends_in_an_answer(client, stream):
+    """Ask, call, result, answer, with the tools sent on every call, streamed or not."""
+    def turn(messages):
+        options = {"temperature": 0, "num_predict": 120}
+        if not stream:
+            answer = client.chat(TAG, messages=messages, tools=TOOLS, options=options)
+            return answer.message.content, list(answer.message.tool_calls or []), answer.done_reason
+        chunks = list(client.chat(TAG, messages=messages, tools=TOOLS, stream=True, options=options))
+        assert chunks[-1].done and all(not c.done for c in chunks[:-1])
+        return ("".join(c.message.content for c in chunks), [t for c in chunks for t in (c.message.tool_calls or [])],
+                chunks[-1].done_reason)
+
     messages = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
-    first = client.chat(TAG, messages=messages, tools=TOOLS, options={"temperature": 0, "num_predict": 120})
-    assert first.message.tool_calls, first.message
-    call = first.message.tool_calls[0]
-    assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
-    messages += [first.message, {"role": "tool", "tool_name": "get_weather",
-                                 "content": json.dumps({"temperature": 12, "unit": "celsius"})}]
-    chunks = list(client.chat(TAG, messages=messages, tools=TOOLS, stream=True, options={"temperature": 0, "num_predict": 80}))
-    assert chunks[-1].done and chunks[-1].done_reason in ("stop", "length")
-    text = "".join(c.message.content for c in chunks)
-    calls = [c for chunk in chunks for c in (chunk.message.tool_calls or [])]
-    assert text.strip() or calls
+    text, calls, reason = turn(messages)
+    assert calls and reason == "stop", (text, reason)
+    assert calls[0].function.name == "get_weather" and calls[0].function.arguments == {"city": "Paris", "unit": "celsius"}
+    assert validate_calls([{"name": c.function.name, "arguments": dict(c.function.arguments)} for c in calls],
+                          parse_tools(TOOLS)) == ""
+    messages += [{"role": "assistant", "content": text, "tool_calls": calls}]
+    messages += [{"role": "tool", "tool_name": c.function.name, "content": json.dumps({"temperature": 12, "unit": "celsius"})}
+                 for c in calls]
+    text, calls, reason = turn(messages)
+    assert reason in ("stop", "length") and (text.strip() or calls), "never an empty reply"
 
 
 def _calls(message) -> list[dict]:
     return [{"name": c.function.name, "arguments": json.loads(c.function.arguments)} for c in message.tool_calls or []]
+
+
+def _turn(api, messages: list[dict], stream: bool, **extra) -> tuple[str, list[dict], str]:
+    """One chat completion through the openai client: (text, calls as {"id", "name", "arguments" text}, finish)."""
+    if not stream:
+        choice = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, temperature=0, **extra).choices[0]
+        calls = [{"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+                 for c in choice.message.tool_calls or []]
+        return choice.message.content or "", calls, choice.finish_reason
+    text, calls, finish = "", {}, []
+    for chunk in api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, temperature=0, stream=True,
+                                             **extra):
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        text += delta.content or ""
+        for d in delta.tool_calls or []:
+            call = calls.setdefault(d.index, {"id": d.id, "name": "", "arguments": ""})
+            call["name"] += (d.function.name or "") if d.function else ""
+            call["arguments"] += (d.function.arguments or "") if d.function else ""
+        if chunk.choices[0].finish_reason:
+            finish.append(chunk.choices[0].finish_reason)
+    assert len(finish) == 1, finish
+    return text, [calls[i] for i in sorted(calls)], finish[0]
 
 
 def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(backend, tmp_path):
@@ -82,27 +123,23 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
     db = tmp_path / "requests.db"
     with real_proxy(tmp_path, key, OLLAMA_HOSTS=backend.url, REQUEST_LOG_PATH=str(db)) as url:
         api = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
-        messages = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
-        first = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, max_tokens=120, temperature=0)
-        choice = first.choices[0]
-        assert choice.finish_reason == "tool_calls", choice
-        calls = _calls(choice.message)  # arguments arrive as JSON strings
-        assert calls and validate_calls(calls, parse_tools(TOOLS)) == ""
-        # The tools are sent again with the result, as agent loops do; the answer ends the loop.
-        messages += [choice.message.model_dump(exclude_none=True),
-                     {"role": "tool", "tool_call_id": choice.message.tool_calls[0].id, "content": "12 degrees celsius"}]
-        stream = api.chat.completions.create(model=TAG, messages=messages, tools=TOOLS, max_tokens=80, temperature=0,
-                                             stream=True)
-        chunks = list(stream)
-        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        assert finish and (text.strip() or finish[-1] == "tool_calls")
-
-        streamed = list(api.chat.completions.create(model=TAG, messages=messages[:1], tools=TOOLS, max_tokens=120,
-                                                    temperature=0, stream=True))
-        deltas = [d for c in streamed if c.choices for d in (c.choices[0].delta.tool_calls or [])]
-        assert deltas and json.loads(deltas[0].function.arguments)  # a JSON string, whole
-        assert [c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason][-1] == "tool_calls"
+        first_calls = {}
+        for stream in (False, True):
+            # A full round trip, the tools sent on every call as agent loops do; the answer ends the loop.
+            messages = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
+            text, calls, finish = _turn(api, messages, stream, max_tokens=120)
+            assert finish == "tool_calls" and calls, (stream, text, finish)
+            parsed = [{"name": c["name"], "arguments": json.loads(c["arguments"])} for c in calls]  # JSON text, whole
+            assert validate_calls(parsed, parse_tools(TOOLS)) == "" and parsed[0]["name"] == "get_weather"
+            assert all(c["id"] for c in calls)
+            first_calls[stream] = len(calls)
+            messages.append({"role": "assistant", "content": text or None, "tool_calls": [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in calls]})
+            messages += [{"role": "tool", "tool_call_id": c["id"], "content": "12 degrees celsius"} for c in calls]
+            text, calls, finish = _turn(api, messages, stream, max_tokens=80)
+            assert finish in ("stop", "length", "tool_calls") and (text.strip() or calls), (stream, text, finish)
+            assert (finish == "tool_calls") == bool(calls)
 
         # tool_choice crosses the proxy (the tool_choice plug-in): a named function is forced ...
         named = api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "Hello!"}], tools=TOOLS,
@@ -135,10 +172,10 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
                 return None
             with store.connect_readonly(db) as conn:
                 found = [dict(r) for r in conn.execute("SELECT model, status, tools, tool_calls, finish_reason FROM requests")]
-            return found if len(found) >= 8 else None
+            return found if len(found) >= 9 else None
 
-        logged = wait_for(rows, 20, "eight rows in the request log")
-        assert sum(r["tools"] == len(TOOLS) for r in logged) == 6
+        logged = wait_for(rows, 20, "nine rows in the request log")
+        assert sum(r["tools"] == len(TOOLS) for r in logged) == 7
         assert {"model": TAG, "status": 400, "tools": 1, "tool_calls": None, "finish_reason": None} in logged
 
         # The traffic generator with --tools through the same proxy: with the grammar no call is invalid.
@@ -149,7 +186,7 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
                                    concurrency=1, max_tokens=120, temperature=0.7, seed=4, output=out))
         assert result.summary["requests"]["total"] == 3 and result.summary["failures"] == {}, result.summary
         assert all("tool_calls" in json.loads(line) for line in out.read_text().splitlines())
-        calls_made = len(choice.message.tool_calls)
-        assert {"model": TAG, "status": 200, "tools": 2, "tool_calls": calls_made, "finish_reason": "tool_calls"} in logged
+        for made in first_calls.values():
+            assert {"model": TAG, "status": 200, "tools": 2, "tool_calls": made, "finish_reason": "tool_calls"} in logged
         assert any(r["status"] == 200 and r["tool_calls"] == 0 for r in logged)  # tool_choice none: text
         assert {"model": "gemma3:270m", "status": 400, "tools": 2, "tool_calls": None, "finish_reason": None} in logged

@@ -284,3 +284,63 @@ def test_a_full_state_refuses_without_waiting():
         waiter.cancel()
 
     asyncio.run(scenario())
+
+
+# -- the Router's per-attempt filter: where an admitted request goes, retries included ----------------------------
+
+def _deployment(base: str, ident: str) -> dict:
+    return {"litellm_params": {"model": "ollama_chat/m", "api_base": base}, "model_info": {"id": ident}}
+
+
+def _plugin_with(slots: dict[str, int]):
+    from llmops.proxy.plugins.priorityqueue import PriorityQueue, deployment_key
+
+    plugin = PriorityQueue(environ={"LLMOPS_QUEUE": "{}"})
+    plugin._state = LocalState(max_waiting=10, timeout=60.0, ageing=1.0, clock=FakeClock())
+    plugin._state.set_group("m", [(deployment_key(base, "m"), n) for base, n in slots.items()])
+    return plugin
+
+
+def _kwargs(token: str, *failed: str) -> dict:
+    from llmops.proxy.plugins.priorityqueue import TOKEN_KEY
+
+    breadcrumbs = [{"deployment_id": ident, "exception_type": "APIConnectionError"} for ident in failed]
+    return {"metadata": {TOKEN_KEY: token, **({"previous_models": breadcrumbs} if failed else {})}}
+
+
+def test_a_retry_after_its_deployment_failed_moves_the_slot_to_a_free_one():
+    async def scenario():
+        plugin = _plugin_with({"http://a": 1, "http://b": 1})
+        a, b = _deployment("http://a", "id-a"), _deployment("http://b", "id-b")
+        ticket = await plugin.state.acquire("m", 1, "t")
+        first = b if ticket.deployment.startswith("http://b") else a
+        other = a if first is b else b
+        # The first attempt goes where the slot is.
+        assert await plugin.async_filter_deployments("m", [a, b], [], _kwargs("t")) == [first]
+        # The retry after that deployment failed goes to the other, and the slot moves with it.
+        retry = await plugin.async_filter_deployments("m", [a, b], [], _kwargs("t", first["model_info"]["id"]))
+        assert retry == [other]
+        assert plugin.state.rules.busy[key_of(other)] == 1 and plugin.state.rules.busy[key_of(first)] == 0
+        plugin.state.release("t")
+        assert sum(plugin.state.rules.busy.values()) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_retry_stays_on_its_deployment_when_no_other_slot_is_free():
+    async def scenario():
+        plugin = _plugin_with({"http://a": 1, "http://b": 1})
+        a, b = _deployment("http://a", "id-a"), _deployment("http://b", "id-b")
+        one = await plugin.state.acquire("m", 1, "t1")
+        await plugin.state.acquire("m", 1, "t2")  # both slots busy
+        mine = a if one.deployment.startswith("http://a") else b
+        assert await plugin.async_filter_deployments("m", [a, b], [], _kwargs("t1", mine["model_info"]["id"])) == [mine]
+        assert plugin.state.rules.busy[key_of(a)] == 1 and plugin.state.rules.busy[key_of(b)] == 1
+
+    asyncio.run(scenario())
+
+
+def key_of(deployment: dict) -> str:
+    from llmops.proxy.plugins.priorityqueue import key_of_deployment
+
+    return key_of_deployment(deployment)

@@ -242,7 +242,7 @@ def test_the_request_log_has_each_requests_priority_and_queue_wait(impatient_pro
     wait_idle(url)
     path = IMPATIENT_LOG[-1]
     with ThreadPoolExecutor(2) as pool:
-        holder = pool.submit(hold, url, 100)
+        holder = pool.submit(hold, url)  # 300 tokens: seconds, well past QUEUE_TIMEOUT
         wait_for(lambda: busy(url) == 1, 30, "the holder to take the slot")
         refused = requests.post(f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"}, timeout=30,
                                 json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2,

@@ -96,3 +96,45 @@ def test_requests_section_says_the_log_is_degraded(browser, tmp_path):  # noqa: 
         page.close()
     finally:
         server.close()
+
+
+def test_requests_section_shows_tools_offered_and_calls_made_and_filters_on_them(browser, tmp_path):  # noqa: F811
+    now = time.time()
+    fill(tmp_path / "requests.db", now)
+    conn = store.connect(tmp_path / "requests.db")
+    base = {"kind": "chat", "model": "smollm2:135m", "outcome": "ok", "status": 200, "attempts": 1, "rank": 3,
+            "user_agent": "OpenAI/Python 2"}
+    store.write_batch(conn, [
+        {**base, "call_id": "tools-called", "ts": now + 1, "tools": 3, "tool_calls": 2, "finish_reason": "tool_calls"},
+        {**base, "call_id": "tools-text", "ts": now + 2, "tools": 1, "tool_calls": 0, "finish_reason": "stop"},
+        {**base, "call_id": "tools-refused", "ts": now + 3, "tools": 2, "outcome": "client_error", "status": 400,
+         "error_type": "BadRequestError", "error_message": "gemma3:270m does not support tools"},
+    ])
+    conn.close()
+    base_url, server = serve(tmp_path)
+    try:
+        page, errors = open_page(browser, base_url)
+        rows = page.locator("#requests tbody tr.row")
+        rows.first.wait_for()
+        column = [h.strip() for h in page.locator("#requests thead th").all_inner_texts()].index("tools")
+        def cell(call_id):
+            return page.locator(f'#requests tbody tr[data-call-id="{call_id}"] td').nth(column).inner_text()
+        assert cell("tools-called") == "3 tools → 2 calls"
+        assert cell("tools-text") == "1 tool → 0 calls"
+        assert cell("tools-refused") == "2 tools", "no calls are known of a refused request"
+        assert cell("call-59") == "", "a request without tools"
+        page.check("#requests-filters input[name=tools]")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 3")
+        assert [rows.nth(i).get_attribute("data-call-id") for i in range(3)] == [
+            "tools-refused", "tools-text", "tools-called"]
+        page.click('#requests tbody tr[data-call-id="tools-called"]')
+        detail = page.locator("#request-detail")
+        detail.wait_for()
+        text = detail.inner_text()
+        assert "tools offered\n3" in text and "tool calls made\n2" in text, text
+        page.uncheck("#requests-filters input[name=tools]")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 50")
+        assert errors == []
+        page.close()
+    finally:
+        server.close()

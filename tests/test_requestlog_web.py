@@ -19,7 +19,7 @@ def client(tmp_path):
 
 @pytest.mark.parametrize("query, param", [
     ("outcome=nope", "outcome"), ("limit=0", "limit"), ("limit=ten", "limit"), ("since=tuesday", "since"),
-    ("until=12:00", "until"), ("cursor=%%%", "cursor"),
+    ("until=12:00", "until"), ("cursor=%%%", "cursor"), ("tools=yes", "tools"),
 ])
 def test_bad_parameter_is_a_400_naming_it_and_the_app_stays_up(tmp_path, query, param):
     app = client(tmp_path)
@@ -54,3 +54,23 @@ def test_rows_come_back_newest_first_with_facets(tmp_path):
     rest = app.get(f"/api/requests?limit=2&cursor={answer['next_cursor']}").get_json()
     assert [r["call_id"] for r in rest["requests"]] == ["c0"]
     assert app.get("/api/requests/facets").get_json()["models"] == ["m"]
+
+
+def test_rows_say_how_many_tools_were_offered_and_calls_made_and_filter_on_tools(tmp_path):
+    conn = store.connect(tmp_path / "requests.db")
+    now = time.time()
+    base = {"outcome": "ok", "status": 200, "kind": "chat", "model": "m", "attempts": 1, "rank": 3}
+    store.write_batch(conn, [
+        {**base, "call_id": "plain", "ts": now - 3},
+        {**base, "call_id": "called", "ts": now - 2, "tools": 3, "tool_calls": 2},
+        {**base, "call_id": "text", "ts": now - 1, "tools": 1, "tool_calls": 0},
+        {**base, "call_id": "refused", "ts": now, "tools": 2, "outcome": "client_error", "status": 400},
+    ])
+    conn.close()
+    app = client(tmp_path)
+    rows = {r["call_id"]: r for r in app.get("/api/requests").get_json()["requests"]}
+    assert [(rows[c]["tools"], rows[c]["tool_calls"]) for c in ("plain", "called", "text", "refused")] == [
+        (None, None), (3, 2), (1, 0), (2, None)]
+    with_tools = app.get("/api/requests?tools=1").get_json()["requests"]
+    assert [r["call_id"] for r in with_tools] == ["refused", "text", "called"]
+    assert [r["call_id"] for r in app.get("/api/requests?tools=0").get_json()["requests"]] == ["plain"]

@@ -28,7 +28,7 @@ HOSTS = 3
 PORT = 24434
 PREFIX = "llmops-t-b"  # namespaces llmops-t-b1..3; veths lt-bNh (host) / lt-bNn (namespace)
 PORTS = {"OLLAMA_PORT": str(PORT), "LITELLM_PORT": "18300", "PROMETHEUS_PORT": "19390",
-         "DASHBOARD_PORT": "13301", "NODE_EXPORTER_PORT": "19400"}
+         "DASHBOARD_PORT": "13301", "NODE_EXPORTER_PORT": "19400", "ALERTMANAGER_PORT": "19397"}
 VICTIM = 2  # the host that is killed
 SETTLE_S = 10.0  # after the kill: cut streams fail until the proxy's health check (every 10 s) marks the host
 AFTER_MAX_ERROR_RATIO = 0.02  # after SETTLE_S, retries must route around the dead host
@@ -178,6 +178,7 @@ def env(hosts):
         "OLLAMA_HOSTS": ",".join(url(n) for n in range(1, HOSTS + 1)),
         "LLMOPS_STATE_DIR": ".run-test/scaleout/state", "LLMOPS_LOG_DIR": ".run-test/scaleout/logs",
         "PROMETHEUS_DATA_DIR": ".run-test/scaleout/prometheus-data",
+        "ALERTMANAGER_DATA_DIR": ".run-test/scaleout/alertmanager-data", "ALERT_HISTORY_PATH": ".run-test/scaleout/alerts.db",
         "LLMOPS_ENV_FILE": str(ROOT / ".run-test" / "scaleout" / "env"),
         "CANARY_INTERVAL": "0", "PROBE_INTERVAL": "1",
         # Scale-out is about hosts, not models: one chat model, so the proxy's health checks (a real generation

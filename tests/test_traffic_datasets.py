@@ -72,11 +72,22 @@ def test_the_shipped_bank_and_text_files_read_as_before(tmp_path):
     assert contents(txt) == ["first", "second"] and txt.formats == {"text": 1}
 
 
+def test_a_text_file_gives_ids_by_line_and_its_name_as_category_and_keeps_a_cut_last_line(tmp_path):
+    """A .txt prompt is a line: a last line without its newline is still a whole prompt (no record to end)."""
+    write(tmp_path, "mine.txt", "first\n\n  second  \nthird, cut")
+    write(tmp_path, "other.txt", "elsewhere\n")
+    ds = datasets.load(tmp_path, categories=["mine"])
+    assert [(p.id, p.category) for p in ds.prompts] == [("mine.txt:1", "mine"), ("mine.txt:3", "mine"),
+                                                         ("mine.txt:4", "mine")]
+    assert contents(ds) == ["first", "second", "third, cut"] and ds.formats == {"text": 2}
+
+
 @pytest.mark.parametrize("name, data", [
     ("p.jsonl", '{"prompt": "first"}\n{"prompt": "second"}\n'),
     ("p.csv", "prompt\nfirst\nsecond\n"),
     ("p.json", '[{"conversations": [{"from": "human", "value": "first"}, {"from": "gpt", "value": "x"}]},'
                ' {"conversations": [{"from": "human", "value": "second"}, {"from": "gpt", "value": "y"}]}]'),
+    ("p.txt", "first\nsecond\n"),
 ])
 def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path, name, data):
     ds = datasets.load(write(tmp_path, name, data, encoding="utf-8-sig"))
@@ -111,9 +122,17 @@ BAD = [
     ("p.csv", "prompt\na,b\n", ["p.csv:2: more cells than the 1 columns"]),
     ("p.csv", "prompt,max_tokens\na,many\n", ["p.csv:2: \"max_tokens\" must be a positive integer, not 'many'"]),
     ("p.csv", "prompt\n", ["a header and no rows"]),
+    ("p.csv", 'prompt\nfine\n"a"b\n', ["p.csv:3: not valid CSV (',' expected after '\"')", "formats read"]),
+    ("p.csv", 'prompt,max_tokens\na,4\n"b, and the file ends', ["p.csv:3: the last line is cut short (the file ends "
+                                                               "inside a quoted cell)", "formats read"]),
+    ("p.json", '[{"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},\n'
+               ' {"conversations": [{"from": "hu', ["p.json:2: the file is cut short, it ends inside a record",
+                                                     "formats read"]),
     ("p.jsonl", "", ["empty", "formats read"]),
     ("p.json", "  \n", ["empty"]),
     ("p.csv", "\ufeff", ["empty"]),
+    ("p.txt", "\n \n", ["empty", "formats read"]),
+    ("p.txt", b"caf\xe9\n", ["not UTF-8 text"]),
     ("p.jsonl", b'{"prompt": "caf\xe9"}\n', ["not UTF-8 text"]),
     ("p.yaml", "prompt: a\n", ["the suffix '.yaml' names no format", "formats read"]),
 ]

@@ -2,7 +2,7 @@
 
 Real parts: the LiteLLM proxy, Prometheus and the embedded backend (llama.cpp), with the dashboard's own
 probes and summary in process. Fakes only where a failure must be injected (tests/support/fakes/ollama.py):
-one answers HTTP 500, one is slow, which fills LITELLM_MAX_PARALLEL (429s) and outlasts a model's timeout (408).
+one answers HTTP 500, one is slow, which fills the priority queue's slots and line (429s) and outlasts a model's timeout (408).
 Every request but the steady ok ones carries a User-Agent the stack has never seen: a new series each.
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 KEY = "sk-test-traffic-truth"
 MODEL, BROKEN, SLOW, SLUGGISH = "smollm2:135m", "broken", "slow", "sluggish"
-MAX_PARALLEL = 2  # LITELLM_MAX_PARALLEL: two requests in flight per deployment, the rest get 429
+SLOTS = 2  # OLLAMA_NUM_PARALLEL: the queue lets two requests in flight to a fake, one more waits (QUEUE_MAX)
+QUEUE_TIMEOUT = 1  # seconds: the one that waits leaves with 429 long before a slow holder is done
 SLOW_SECONDS = 4.0  # the slow fake's delay: holds the slow model's slots while the 429s are sent
 SLUGGISH_TIMEOUT = 1  # seconds; the sluggish model (the same slow fake) times out: HTTP 408
 PROBE_INTERVAL = 1.0
@@ -73,7 +74,8 @@ def truth_stack(tmp_path_factory):
     broken, slow = FakeOllama().start(), FakeOllama().start()
     broken.set_fault("http500", path="/api/chat")
     slow.set_fault("slow", delay=SLOW_SECONDS, path="/api/chat")
-    proxy = proxy_process(tmp, KEY, "truth", OLLAMA_HOSTS=backend.url, LITELLM_MAX_PARALLEL=str(MAX_PARALLEL),
+    proxy = proxy_process(tmp, KEY, "truth", OLLAMA_HOSTS=backend.url, OLLAMA_NUM_PARALLEL=str(SLOTS), QUEUE_MAX="1",
+                          QUEUE_TIMEOUT=str(QUEUE_TIMEOUT),
                           LITELLM_NUM_RETRIES="0",
                           LITELLM_CONFIG=str(proxy_config(tmp / "litellm_config.yaml", broken.url, slow.url)))
     env = proxy.env
@@ -124,12 +126,13 @@ def send_every_class(stack: dict, n_ok: int, m_bad: int, k_limited: int, j_broke
         got[outcomes.classify(send(url, BROKEN, new_agent("broken")))] += 1
     for _ in range(t_timeout):
         got[outcomes.classify(send(url, SLUGGISH, new_agent("sluggish")))] += 1
-    # Fill the slow model's slots, then send k_limited more while they are held: each gets 429 at once.
+    # Fill the slow model's slots, then send k_limited more while they are held: the first waits in the queue and
+    # leaves after QUEUE_TIMEOUT, the others find the line full; each gets 429.
     slow: FakeOllama = stack["slow"]
     before = slow.counts()["/api/chat"]
-    with ThreadPoolExecutor(MAX_PARALLEL + k_limited) as pool:
-        holders = [pool.submit(send, url, SLOW, new_agent("holder")) for _ in range(MAX_PARALLEL)]
-        wait_for(lambda: slow.counts()["/api/chat"] >= before + MAX_PARALLEL, 30, "the slow model's slots to fill")
+    with ThreadPoolExecutor(SLOTS + k_limited) as pool:
+        holders = [pool.submit(send, url, SLOW, new_agent("holder")) for _ in range(SLOTS)]
+        wait_for(lambda: slow.counts()["/api/chat"] >= before + SLOTS, 30, "the slow model's slots to fill")
         limited = [pool.submit(send, url, SLOW, new_agent("limited")) for _ in range(k_limited)]
         for future in limited + holders:
             got[outcomes.classify(future.result())] += 1
@@ -186,12 +189,12 @@ def test_every_request_is_counted_by_class_from_the_first_and_after_a_proxy_sigk
     sent_at = time.monotonic()
     expected = {**outcomes.empty_counts(), **got}
     # What the clients saw is what was asked for: the holders of the slow slots are ok too.
-    assert expected == {"ok": 4 + MAX_PARALLEL, "client_error": 3, "rate_limited": 3, "server_error": 2, "timeout": 1}
+    assert expected == {"ok": 4 + SLOTS, "client_error": 3, "rate_limited": 3, "server_error": 2, "timeout": 1}
     summary = wait_exact(stack, expected, sent_at)
     assert summary["requests"] == sum(expected.values())
     models = summary["models"]
     assert models[MODEL]["outcomes"]["ok"] == 4  # the canary's requests are not among them
-    assert models[SLOW]["outcomes"] == {**outcomes.empty_counts(), "ok": MAX_PARALLEL, "rate_limited": 3}
+    assert models[SLOW]["outcomes"] == {**outcomes.empty_counts(), "ok": SLOTS, "rate_limited": 3}
     assert models[BROKEN]["outcomes"]["server_error"] == 2 and models[SLUGGISH]["outcomes"]["timeout"] == 1
     assert models[MODEL]["latency_p50_s"] is not None and models[MODEL]["output_tokens_per_s"] > 0
     reason = stack["client"].get("/api/status").get_json()["reason"]
@@ -206,7 +209,7 @@ def test_every_request_is_counted_by_class_from_the_first_and_after_a_proxy_sigk
     got_after = send_every_class(stack, **second)
     sent_at = time.monotonic()
     after = {**outcomes.empty_counts(), **got_after}
-    assert after == {"ok": 2 + MAX_PARALLEL, "client_error": 1, "rate_limited": 2, "server_error": 1, "timeout": 1}
+    assert after == {"ok": 2 + SLOTS, "client_error": 1, "rate_limited": 2, "server_error": 1, "timeout": 1}
     both = {name: expected[name] + after[name] for name in outcomes.CLASSES}
     wait_exact(stack, both, sent_at)
 

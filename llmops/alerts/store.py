@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
-from ..requestlog.store import parse_time
+from ..requestlog.store import parse_span
 from .payload import STATES, Notification
 
 SCHEMA = (
@@ -102,16 +102,7 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if args["state"] not in STATES:
             raise BadQuery("state", f"{args['state']!r} is not one of {', '.join(STATES)}")
         query.state = args["state"]
-    for name in ("since", "until"):
-        if args.get(name):
-            setattr(query, name, parse_time(name, args[name], now))
-    if args.get("limit"):
-        try:
-            query.limit = int(args["limit"])
-        except ValueError:
-            raise BadQuery("limit", f"{args['limit']!r} is not a whole number") from None
-        if not 1 <= query.limit <= MAX_LIMIT:
-            raise BadQuery("limit", f"{query.limit} is outside 1-{MAX_LIMIT}")
+    parse_span(query, args, now, MAX_LIMIT)
     return query
 
 

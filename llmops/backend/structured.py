@@ -46,7 +46,8 @@ def schema_grammar(schema: dict, where: str) -> str:
     check_schema(schema, where)
     try:
         return _schema_gbnf(json.dumps(schema, sort_keys=True))
-    except (KeyError, ValueError, TypeError, NotImplementedError, RecursionError) as exc:
+    except (KeyError, ValueError, TypeError, NotImplementedError, RecursionError, AssertionError) as exc:
+        # The converter asserts on what it cannot take (a $ref that leads nowhere, a remote one).
         raise BadRequest(f"unsupported JSON schema in {where}: {exc}") from exc
 
 

@@ -62,25 +62,87 @@ def tool_names(tools: list[dict]) -> list[str]:
     return [t["function"]["name"] for t in tools]
 
 
+def _refs(node: object) -> list[str]:
+    """Every `$ref` in a schema."""
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _refs(value)]
+    return []
+
+
+def _target(schema: dict, ref: str) -> object:
+    """What a local `$ref` ("#/a/b", a JSON pointer) names inside the schema; None when nothing."""
+    target: object = schema
+    for part in ref[1:].split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            return None
+        target = target[part]
+    return target if isinstance(target, dict) else None
+
+
+def _rewritten(node: object, names: dict[str, str]) -> object:
+    """The schema with each `$ref` replaced by `#/$defs/<its new name>`."""
+    if isinstance(node, dict):
+        out = {key: _rewritten(value, names) for key, value in node.items()}
+        if isinstance(node.get("$ref"), str):
+            out["$ref"] = "#/$defs/" + names[node["$ref"]]
+        return out
+    if isinstance(node, list):
+        return [_rewritten(value, names) for value in node]
+    return node
+
+
 def calls_schema(tools: list[dict], required: bool) -> dict:
-    """The JSON schema of the call list: each item names one tool and carries arguments for it."""
-    items = [{
-        "type": "object",
-        "properties": {"name": {"const": t["function"]["name"]}, "arguments": t["function"]["parameters"]},
-        "required": ["name", "arguments"],
-    } for t in tools]
+    """The JSON schema of the call list: each item names one tool and carries arguments for it.
+
+    A tool's parameters may hold `$ref`s into themselves (pydantic writes `$defs` and `#/$defs/...`); inside
+    the list's schema their root is elsewhere, and the converter names a ref's rule by its last segment
+    (two tools' `#/$defs/Unit` would share one rule). So each ref's target goes into the list's `$defs`
+    under a name of its own (`t<i>-<the ref>`), and the refs point there."""
+    defs: dict = {}
+    items = []
+    for i, t in enumerate(tools):
+        params = t["function"]["parameters"]
+        refs = sorted(set(_refs(params)))
+        if refs:
+            names = {ref: f"t{i}-" + re.sub(r"[^A-Za-z0-9]+", "-", ref).strip("-") for ref in refs}
+            for ref in refs:
+                defs[names[ref]] = _rewritten(_target(params, ref), names)
+            params = _rewritten(params, names)
+        items.append({
+            "type": "object",
+            "properties": {"name": {"const": t["function"]["name"]}, "arguments": params},
+            "required": ["name", "arguments"],
+        })
     schema: dict = {"type": "array", "items": items[0] if len(items) == 1 else {"anyOf": items}}
     if required:
         schema["minItems"] = 1
+    if defs:
+        schema["$defs"] = defs
     return schema
 
 
 def calls_grammar(tools: list[dict], required: bool) -> str:
     """GBNF: `<tool_call>` + a JSON list of valid calls (at least one when required) + `</tool_call>`."""
+    names = ", ".join(repr(n) for n in tool_names(tools))
+    for t in tools:
+        where = f"tool {t['function']['name']!r} parameters"
+        for ref in _refs(t["function"]["parameters"]):
+            if not ref.startswith("#"):
+                raise BadRequest(f"unsupported JSON schema in {where}: only local $ref (\"#/...\") is supported, "
+                                 f"not {ref[:80]!r}")
+            if _target(t["function"]["parameters"], ref) is None:
+                raise BadRequest(f"invalid JSON schema in {where}: $ref {ref[:80]!r} leads nowhere in the schema")
     try:
-        body = _schema_gbnf(json.dumps(calls_schema(tools, required), sort_keys=True))
-    except (KeyError, ValueError, TypeError, NotImplementedError, RecursionError) as exc:
-        names = ", ".join(repr(n) for n in tool_names(tools))
+        # Not sorted: the converter writes an object's properties in the schema's order, so the call reads
+        # "name" before "arguments" (the template's form: the model names the tool, then fills its
+        # arguments) and each tool's parameters come in the order the tool gives them.
+        body = _schema_gbnf(json.dumps(calls_schema(tools, required)))
+    except (KeyError, ValueError, TypeError, NotImplementedError, RecursionError, AssertionError) as exc:
+        # The converter asserts on what it cannot take (a $ref that leads nowhere, among others).
         raise BadRequest(f"unsupported JSON schema in tool {names} parameters: {exc}") from exc
     # The converter names the list's rule `root`; ours wraps it in the template's markers.
     body = re.sub(r"^root ::=", "tool-calls ::=", body, count=1, flags=re.M)

@@ -165,6 +165,22 @@ def parse_time(param: str, value: str, now: float) -> float:
     return when.timestamp()
 
 
+def parse_span(query: object, args: dict[str, str], now: float, max_limit: int) -> None:
+    """Set query.since, .until (parse_time) and .limit (1..max_limit) from URL parameters; BadQuery names a bad one.
+
+    Shared by the request log's and the alert history's queries."""
+    for name in ("since", "until"):
+        if args.get(name):
+            setattr(query, name, parse_time(name, args[name], now))
+    if args.get("limit"):
+        try:
+            query.limit = int(args["limit"])
+        except ValueError:
+            raise BadQuery("limit", f"{args['limit']!r} is not a whole number") from None
+        if not 1 <= query.limit <= max_limit:
+            raise BadQuery("limit", f"{query.limit} is outside 1-{max_limit}")
+
+
 @dataclass
 class Query:
     """Filters of one page of the log."""
@@ -176,6 +192,7 @@ class Query:
     since: float | None = None
     until: float | None = None
     q: str | None = None         # substring of the error type or message
+    tools: bool | None = None    # True: only requests that offered tools; False: only those without
     limit: int = 50
     cursor: tuple[float, int] | None = None
 
@@ -205,16 +222,11 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if outcome not in (*CLASSES, FAILURES):
             raise BadQuery("outcome", f"{outcome!r} is not one of {', '.join((*CLASSES, FAILURES))}")
         query.outcome = outcome
-    for name in ("since", "until"):
-        if args.get(name):
-            setattr(query, name, parse_time(name, args[name], now))
-    if args.get("limit"):
-        try:
-            query.limit = int(args["limit"])
-        except ValueError:
-            raise BadQuery("limit", f"{args['limit']!r} is not a whole number") from None
-        if not 1 <= query.limit <= MAX_LIMIT:
-            raise BadQuery("limit", f"{query.limit} is outside 1-{MAX_LIMIT}")
+    if args.get("tools"):
+        if args["tools"] not in ("1", "0"):
+            raise BadQuery("tools", f"{args['tools'][:40]!r} is not 1 (with tools) or 0 (without)")
+        query.tools = args["tools"] == "1"
+    parse_span(query, args, now, MAX_LIMIT)
     if args.get("cursor"):
         query.cursor = decode_cursor(args["cursor"])
     return query
@@ -238,6 +250,8 @@ def _where(query: Query) -> tuple[str, list]:
     if query.q:
         clauses.append("(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)")
         params += [query.q, query.q]
+    if query.tools is not None:
+        clauses.append("coalesce(tools, 0) > 0" if query.tools else "coalesce(tools, 0) = 0")
     if query.since is not None:
         clauses.append("ts >= ?")
         params.append(query.since)

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--prune", action="store_true",
                       help="ShareGPT: drop records as vLLM's benchmark does: prompts under "
                            f"{datasets.PRUNE_MIN_TOKENS} or over {datasets.PRUNE_MAX_PROMPT_TOKENS:,} tokens, replies "
-                           f"under {datasets.PRUNE_MIN_TOKENS}, totals over {datasets.PRUNE_MAX_TOTAL_TOKENS:,}")
+                           f"under {datasets.PRUNE_MIN_TOKENS}, totals over {datasets.PRUNE_MAX_TOTAL_TOKENS:,} "
+                           f"(tokens, here and for a reply's max_tokens: an {datasets.TOKENS})")
     what.add_argument("--category", action="append", default=[], metavar="CAT",
                       help="only these categories (repeat or comma-separate)")
     what.add_argument("--list-categories", action="store_true", help="print the bank's categories and exit")

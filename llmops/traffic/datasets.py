@@ -8,8 +8,8 @@ The format is chosen by the suffix:
   .csv    a "prompt" column (and "max_tokens" or "output_tokens")
   .txt    one prompt a line
 Each prompt's id is its file's name and its place (`prompts.jsonl:12`, the line; `sharegpt.json:3`, the
-record's index; `p.csv:4`, the line), its category the file's name without the suffix (a bank file keeps
-its own ids and category; a .txt file's category stays "custom").
+record's index; `p.csv:4`, the line; `mine.txt:2`, the line), its category the file's name without the
+suffix (a bank file keeps its own ids and category).
 
 ShareGPT: the first human turn is the prompt and the reply after it sets max_tokens by its length in
 tokens, as vLLM does; records with fewer than two turns, no human turn or no reply after it are skipped
@@ -178,9 +178,9 @@ def _prompt(record: _Record) -> Prompt:
 
 def _read(file: Path, skipped: Counter) -> tuple[str, list[_Record]]:
     """(format name, records) of one file."""
-    if file.suffix == ".txt":
-        return "text", [_Record(p.id, p.category, p.messages, p.max_tokens) for p in bank._load_text(file)]
     text = _text(file)
+    if file.suffix == ".txt":
+        return "text", _lines(file, text)
     if file.suffix == ".jsonl":
         return "jsonl", _jsonl(file, text)
     if file.suffix == ".csv":
@@ -198,6 +198,12 @@ def _text(file: Path) -> str:
     if not text.strip():
         raise ConfigError(f"{file}: empty; {FORMATS_READ}")
     return text
+
+
+def _lines(file: Path, text: str) -> list[_Record]:
+    """One prompt a non-empty line (a cut last line is a shorter prompt: text has no record to end)."""
+    return [_Record(f"{file.name}:{number}", file.stem, ({"role": "user", "content": line.strip()},))
+            for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
 def _looks_like(text: str) -> str:
@@ -280,7 +286,7 @@ def _messages_of(where: str, doc: dict, expected: str) -> tuple:
 
 
 def _csv(file: Path, text: str) -> list[_Record]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         columns = [c.strip() for c in reader.fieldnames or ()]
         if "prompt" not in columns:
@@ -300,7 +306,11 @@ def _csv(file: Path, text: str) -> list[_Record]:
             records.append(_Record(f"{file.name}:{reader.line_num}", file.stem, ({"role": "user", "content": value},),
                                    _output_tokens(where, row)))
     except csv.Error as exc:
-        raise ConfigError(f"{file}:{reader.line_num}: not valid CSV ({exc}); {FORMATS_READ}") from exc
+        if "unexpected end of data" in str(exc):
+            raise ConfigError(f"{file}:{reader.line_num + 1}: the last line is cut short (the file ends inside a quoted "
+                              f"cell); expected a prompt in each row; {FORMATS_READ}") from exc
+        # the reader counts the lines of the rows it finished: the bad one starts on the next line
+        raise ConfigError(f"{file}:{reader.line_num + 1}: not valid CSV ({exc}); {FORMATS_READ}") from exc
     if not records:
         raise ConfigError(f"{file}: a header and no rows; expected a prompt in each row")
     return records
@@ -313,7 +323,8 @@ def _json(file: Path, text: str, skipped: Counter) -> tuple[str, list[_Record]]:
         looks = _looks_like(text)
         hint = f"; the file looks like {looks}" if "JSONL" in looks else ""
         line = text.count("\n", 0, exc.pos) + 1
-        raise ConfigError(f"{file}:{line}: not valid JSON ({exc.msg}){hint}; {FORMATS_READ}") from exc
+        why = "the file is cut short, it ends inside a record" if "end of data" in exc.msg else "not valid JSON"
+        raise ConfigError(f"{file}:{line}: {why} ({exc.msg}){hint}; {FORMATS_READ}") from exc
     if isinstance(doc, dict) and "format" in doc:
         return "bank", [_Record(p.id, p.category, p.messages, p.max_tokens) for p in bank.parse_bank(file, doc)]
     if isinstance(doc, list):

@@ -17,6 +17,7 @@
     ["deployment", "deployment"], ["outcome", "outcome"], ["status", "HTTP status"], ["retries", "retries"],
     ["latency_ms", "latency (ms)"], ["ttft_ms", "time to first token (ms)"], ["stream", "stream"],
     ["finish_reason", "finish reason"], ["prompt_tokens", "prompt tokens"], ["completion_tokens", "completion tokens"],
+    ["tools", "tools offered"], ["tool_calls", "tool calls made"],
     ["user_agent", "user agent"], ["key_alias", "key alias"], ["key_hash", "key hash"],
     ["error_type", "error type"], ["error_message", "error"], ["prompt", "prompt"], ["answer", "answer"],
   ];
@@ -36,6 +37,7 @@
     if (data.get("failures") && (!outcome || outcome === "ok")) p.set("outcome", "failures");
     else if (outcome) p.set("outcome", outcome);
     p.set("limit", "50");
+    if (data.get("tools")) p.set("tools", "1");
     if (withCursor && cursor) p.set("cursor", cursor);
     return p;
   }
@@ -45,13 +47,20 @@
     return t.toDateString() === new Date().toDateString() ? t.toLocaleTimeString() : t.toLocaleString();
   }
 
+  // "3 tools → 2 calls" (the calls are known of a success only); empty for a request without tools.
+  function toolsCell(r) {
+    if (!r.tools) return "";
+    const offered = `${r.tools} tool${r.tools === 1 ? "" : "s"}`;
+    return r.tool_calls == null ? offered : `${offered} → ${r.tool_calls} call${r.tool_calls === 1 ? "" : "s"}`;
+  }
+
   function row(r, index) {
     const tokens = r.prompt_tokens == null ? "" : `${r.prompt_tokens} → ${r.completion_tokens ?? 0}`;
     const tr = el("tr", { class: "row", tabindex: "0", "data-index": String(index), "data-call-id": r.call_id || "" },
       el("td", {}, when(r.time)), el("td", {}, r.kind || ""), el("td", {}, r.model || ""),
       el("td", { class: `oc oc-${r.outcome}` }, CLASS_WORDS[r.outcome] || r.outcome), el("td", {}, r.status ?? ""),
       el("td", {}, r.latency_ms == null ? "" : `${Math.round(r.latency_ms)} ms`), el("td", {}, tokens),
-      el("td", {}, r.user_agent || ""), el("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
+      el("td", { class: "tools" }, toolsCell(r)), el("td", {}, r.user_agent || ""), el("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
     return tr;
   }
 
@@ -83,7 +92,7 @@
     const start = shown.length;
     shown = shown.concat(doc.requests || []);
     (doc.requests || []).forEach((r, i) => body.append(row(r, start + i)));
-    if (!shown.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "9", class: "muted" }, "no requests match")));
+    if (!shown.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "10", class: "muted" }, "no requests match")));
     cursor = doc.next_cursor;
     more.hidden = !cursor;
     const again = shown.findIndex((r) => r.call_id === selected);

@@ -9,7 +9,8 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
   slot. A bad priority is a 400, a full queue or a wait past QUEUE_TIMEOUT a 429 with Retry-After: raised here,
   before any deployment is called, so no backend is ever cooled down for them.
 - `async_filter_deployments` (the Router's per-attempt filter, after cooldown and health filtering) narrows the
-  healthy deployments to the reserved one, so the request goes where its slot is, retries included.
+  healthy deployments to the reserved one, so the request goes where its slot is; a retry after that deployment
+  failed (LiteLLM's `previous_models` breadcrumbs) moves the slot to another free one when there is one.
 - The slot is given back by whichever comes first: the success hook (non-streamed), the failure hook (backend
   error after retries, a timeout, a later hook rejecting), or the end of the request's own asyncio task (a stream
   that ended or that the client closed, anything else): `release` is idempotent.
@@ -67,6 +68,19 @@ def _redis_error() -> type[BaseException]:
 def deployment_key(api_base: str, model: str) -> str:
     """A slot pool's name: the backend's base URL and the model as the backend knows it."""
     return f"{api_base.rstrip('/')}|{model}"
+
+
+def _failed_ids(request_kwargs: dict | None) -> set[str]:
+    """The ids of the deployments that already failed this request: LiteLLM's retry breadcrumbs
+    (`previous_models` in the request's metadata, one record per failed attempt, router.py)."""
+    ids: set[str] = set()
+    for key in ("metadata", "litellm_metadata"):
+        meta = (request_kwargs or {}).get(key)
+        records = meta.get("previous_models") if isinstance(meta, dict) else None
+        for record in records if isinstance(records, (list, tuple)) else ():
+            if isinstance(record, dict) and isinstance(record.get("deployment_id"), str):
+                ids.add(record["deployment_id"])
+    return ids
 
 
 def key_of_deployment(deployment: dict) -> str | None:
@@ -266,17 +280,23 @@ class PriorityQueue(CustomLogger):
         by_key = {}
         for deployment in healthy_deployments:
             by_key.setdefault(key_of_deployment(deployment), deployment)
-        if reserved in by_key:
-            return [by_key[reserved]]
-        # Its backend left the healthy list (cooled down, failed its health check), or this is a fallback to another
-        # model: move the slot to a free healthy deployment of the same pool kind, else let LiteLLM choose.
+        # A retry: the deployments that already failed this request are not chosen again while another is free.
+        failed = _failed_ids(request_kwargs)
+        fresh = {k: d for k, d in by_key.items() if (d.get("model_info") or {}).get("id") not in failed}
+        if reserved in fresh:
+            return [fresh[reserved]]
+        # Its backend left the healthy list (cooled down, failed its health check) or failed this request, or this
+        # is a fallback to another model: move the slot to a free healthy deployment of the same pool kind; else
+        # retry where the slot is, or let LiteLLM choose.
         try:
-            moved = self.state.move(token, [k for k in by_key if k is not None])
+            moved = self.state.move(token, [k for k in fresh if k is not None])
             if inspect.isawaitable(moved):
                 moved = await moved
         except (OSError, ConnectionError, _redis_error()):
             moved = None  # the shared state is away: LiteLLM chooses
-        return [by_key[moved]] if moved else healthy_deployments
+        if moved:
+            return [by_key[moved]]
+        return [by_key[reserved]] if reserved in by_key else healthy_deployments
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         token = _token_of(data)
