@@ -11,6 +11,7 @@ import ollama
 import openai
 import psutil
 import pytest
+import requests
 
 from tests.support.backend import BackendProcess
 from tests.support.env import ROOT
@@ -142,6 +143,40 @@ def test_a_dropped_in_gguf_is_served_and_a_corrupt_one_is_a_clear_error(client, 
     client.delete("smol-copy")
     assert smol_file.exists() and not (models_dir / "smol-copy.gguf").exists()
     assert client.list().models  # still up
+
+
+# -- /api/tokenize (an extension: docs/backend.md) ----------------------------------------------
+TEXTS = ["Why is the sky blue?", "Straße, 東京 and an emoji 🤗", "<|im_start|>user\nhi<|im_end|>", "", "  two  spaces"]
+
+
+@pytest.mark.parametrize("model", [SMOL, GEMMA])
+def test_tokenize_answers_each_models_own_tokens_without_loading_the_model(client, backend, model):
+    from llmops.backend.engine import LlamaEngine
+
+    loaded = {m.model for m in client.ps().models}
+    answer = requests.post(f"{backend.url}/api/tokenize", json={"model": model, "content": TEXTS}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    plain = answer.json()["tokens"]
+    special = requests.post(f"{backend.url}/api/tokenize", json={"model": model, "content": TEXTS, "add_special": True},
+                            timeout=60).json()["tokens"]
+    one = requests.post(f"{backend.url}/api/tokenize", json={"model": model, "content": TEXTS[0]}, timeout=60).json()
+    assert {m.model for m in client.ps().models} == loaded  # a vocabulary-only load: no weights, no slot
+    engine = LlamaEngine(Path(client.show(model).modelfile.split("FROM ", 1)[1].strip()), model, n_ctx=256)
+    try:
+        assert plain == [engine._llama.tokenize(t.encode(), add_bos=False, special=True) for t in TEXTS]
+        assert special == [engine.tokenize(t) for t in TEXTS]  # what a generation's prompt is tokenized as
+        assert one["tokens"] == plain[0] and len(plain[0]) > 3
+    finally:
+        engine.close()
+
+
+def test_tokenize_of_a_corrupt_file_is_a_400_and_the_backend_stays_up(client, backend):
+    models_dir = Path(backend.proc.args[backend.proc.args.index("--models-dir") + 1])
+    (models_dir / "broken-vocab.gguf").write_bytes(b"GGUF" + os.urandom(64))
+    answer = requests.post(f"{backend.url}/api/tokenize", json={"model": "broken-vocab", "content": "x"}, timeout=60)
+    assert answer.status_code == 400 and "broken-vocab.gguf" in answer.json()["error"], answer.text
+    ok = requests.post(f"{backend.url}/api/tokenize", json={"model": SMOL, "content": "still up"}, timeout=60)
+    assert ok.status_code == 200 and ok.json()["tokens"]
 
 
 # -- structured outputs -----------------------------------------------------------------------

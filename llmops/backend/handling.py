@@ -17,6 +17,7 @@ from .protocol import ModelNotFound, json_response, model_name, read_json
 from .registry import ModelEntry, Registry, UnreadableModel
 from .scheduler import Generation, Scheduler, ServerBusy
 from .slots import Sequence
+from .tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,14 @@ class Backend:
     """The server's state: models, scheduler and metrics; routes reach it through the app."""
 
     def __init__(self, registry: Registry, models: LoadedModels, max_queue: int, metrics: BackendMetrics | None = None,
-                 prefill_chunk: int = 128):
+                 prefill_chunk: int = 128, tokenizers: Tokenizers | None = None):
         self.registry = registry
         self.models = models
         self.metrics = metrics or BackendMetrics()
         self.scheduler = Scheduler(max_queue, self.metrics, slots_for=lambda _tag: models.num_parallel,
                                    prefill_chunk=prefill_chunk)
         self.embed_batches = EmbedBatcher(self.run)
+        self.tokenizers = tokenizers or Tokenizers()  # /api/tokenize's vocabularies, apart from the loaded models
         self.started_at = time.time()
 
     def entry(self, name: str, need: str | None = None) -> ModelEntry:

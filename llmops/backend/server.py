@@ -15,6 +15,7 @@ from .handling import BACKEND_KEY, Backend, backend_of, errors_and_metrics
 from .loader import LoadedModels
 from .metrics import BackendMetrics
 from .registry import ModelSource, Registry
+from .tokenizers import Tokenizers
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,17 @@ def single_model(engine: Engine) -> tuple[Registry, LoadedModels]:
 
 def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: BackendMetrics | None = None, *,
                registry: Registry | None = None, models: LoadedModels | None = None,
-               prefill_chunk: int = 128) -> web.Application:
-    """The aiohttp application: one ready engine, or a registry of models loaded on demand."""
-    from . import embed_api, manage_api, ollama_api, openai_api
+               prefill_chunk: int = 128, tokenizers: Tokenizers | None = None) -> web.Application:
+    """The aiohttp application: one ready engine, or a registry of models loaded on demand; `tokenizers`
+    (default: vocabulary-only loads of the models' files) answers /api/tokenize."""
+    from . import embed_api, manage_api, ollama_api, openai_api, tokenize_api
 
     if engine is not None:
         registry, models = single_model(engine)
     if registry is None or models is None:
         raise ValueError("create_app needs an engine, or a registry and its loaded-models manager")
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=64 * 1024 * 1024)
-    backend = Backend(registry, models, max_queue, metrics, prefill_chunk=prefill_chunk)
+    backend = Backend(registry, models, max_queue, metrics, prefill_chunk=prefill_chunk, tokenizers=tokenizers)
     backend.metrics.watch_models(models)
     app[BACKEND_KEY] = backend
     app.router.add_get("/", _root)  # aiohttp adds HEAD for every GET route
@@ -61,6 +63,7 @@ def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: Back
     openai_api.add_routes(app)
     embed_api.add_routes(app)
     manage_api.add_routes(app)
+    tokenize_api.add_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         models.attach(asyncio.get_running_loop(), backend.run)
@@ -71,6 +74,7 @@ def create_app(engine: Engine | None = None, max_queue: int = 512, metrics: Back
     async def on_cleanup(_: web.Application) -> None:
         await asyncio.get_running_loop().run_in_executor(None, backend.scheduler.close)
         models.unload_all()
+        backend.tokenizers.close()
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

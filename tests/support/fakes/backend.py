@@ -226,3 +226,24 @@ class ServerThread(serverthread.ServerThread):
 
 # The backend's own fakes answer in milliseconds: poll often.
 wait_for = functools.partial(helpers.wait_for, poll=0.005)
+
+
+class FakeVocab:
+    """A tokenizer stand-in for /api/tokenize: a word is one token, its length; add_special puts 1 (a BOS) first.
+    `loads` and `closed` (class-wide, per model tag) let tests see what was loaded and given back."""
+
+    BOS = 1
+
+    def __init__(self, tag: str, log: dict[str, list[str]]):
+        self.tag, self.log = tag, log
+        log.setdefault("loaded", []).append(tag)
+
+    @classmethod
+    def loader(cls, log: dict[str, list[str]]):
+        return lambda entry: cls(entry.tag, log)
+
+    def tokenize(self, text: str, add_special: bool) -> list[int]:
+        return ([self.BOS] if add_special else []) + [len(word) for word in text.split()]
+
+    def close(self) -> None:
+        self.log.setdefault("closed", []).append(self.tag)
