@@ -126,6 +126,48 @@ def test_bad_tools_are_refused_naming_the_problem(tools, fragment):
     assert fragment in str(err.value)
 
 
+def schema_tool(name: str, prop: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"x": prop}}}}
+
+
+# Schemas the converter takes but llama.cpp's grammar parser refuses, or that would crash it (a stack
+# overflow past ~19,000 nested groups) or fill the memory while the converter writes them.
+UNCOMPILABLE = [
+    (schema_tool("words", {"type": "string", "pattern": "^[\\w]+$"}), "tool 'words' parameters: llama.cpp cannot compile"),
+    (schema_tool("again", {"type": "string", "pattern": "^(a)\\1$"}), "tool 'again' parameters: llama.cpp cannot compile"),
+    (schema_tool("nothing", {"enum": []}), "tool 'nothing' parameters: llama.cpp cannot compile"),
+    ({"type": "function", "function": {"name": "quoted", "parameters": {"type": "object", "properties": {'a"b': {"type": "string"}}}}},
+     "tool 'quoted' parameters: llama.cpp cannot compile"),
+    (schema_tool("long", {"type": "string", "maxLength": 20_000}), "tool 'long' parameters: maxLength: 20000 at /properties/x"),
+    (schema_tool("huge", {"type": "string", "minLength": 10**9}), "tool 'huge' parameters: minLength: 1000000000"),
+    (schema_tool("many", {"type": "array", "items": {"type": "integer"}, "maxItems": 5000}), "maxItems: 5000"),
+    (schema_tool("rep", {"type": "string", "pattern": "^a{0,20000}$"}), "the pattern's {0,20000} at /properties/x"),
+    (schema_tool("never", {"type": "string", "minLength": 5, "maxLength": 2}), "minLength: 5 is more than maxLength: 2"),
+]
+
+
+@pytest.mark.parametrize("tool, fragment", UNCOMPILABLE)
+def test_a_schema_llama_cpp_cannot_compile_is_refused_naming_the_tool(tool, fragment):
+    with pytest.raises(BadRequest) as err:
+        parse_tools([tool])
+    assert fragment in str(err.value)
+
+
+def test_the_largest_bound_the_grammar_holds_still_compiles(judge):
+    gbnf = calls_grammar(parse_tools([schema_tool("note", {"type": "string", "maxLength": 1000})]), required=True)
+    assert judge.allows(gbnf, calls(("note", {"x": "a" * 1000})))
+    assert not judge.allows(gbnf, calls(("note", {"x": "a" * 1001})))
+
+
+def test_a_grammar_nested_too_deep_is_refused_before_llama_cpp_reads_it():
+    from llmops.backend.structured import MAX_GRAMMAR_DEPTH, check_compiles, grammar_depth
+
+    assert grammar_depth('root ::= "(" [(] (a (b)?)? # ((((\nx ::= "\\"(" ') == 2
+    deep = "root ::= " + "(" * (MAX_GRAMMAR_DEPTH + 1) + '"a"' + ")?" * (MAX_GRAMMAR_DEPTH + 1)
+    with pytest.raises(BadRequest, match=f"nests {MAX_GRAMMAR_DEPTH + 1} levels deep"):
+        check_compiles(deep, "format")
+
+
 def test_tool_choice_none_offers_nothing_and_a_named_one_is_required_alone():
     tools = parse_tools([WEATHER, TIME])
     assert parse_choice("none", tools) == ("none", [])
@@ -322,6 +364,7 @@ def test_required_choice_forces_a_call_even_after_a_result(server):
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}}, "not among the tools"),
     ({"tools": [{"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}}}]},
      "tool 'g' parameters: $ref '#/nowhere' leads nowhere"),
+    *[({"tools": [WEATHER, tool]}, fragment) for tool, fragment in UNCOMPILABLE[::4]],
 ])
 def test_bad_tool_input_is_400_and_the_backend_stays_up(server, body, fragment):
     response = chat(server, {"messages": ASK, **body})
@@ -410,6 +453,7 @@ def test_openai_round_trip_renders_the_call_and_its_result(server):
     ({"tool_choice": "required"}, "tool_choice needs tools"),
     ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice must be"),
     ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format and tools cannot be combined"),
+    *[({"tools": [tool, WEATHER]}, fragment) for tool, fragment in UNCOMPILABLE[1::4]],
 ])
 def test_openai_bad_tool_input_is_a_400_in_openais_shape_and_the_backend_stays_up(server, body, fragment):
     response = oai(server, {"messages": ASK, **body})
