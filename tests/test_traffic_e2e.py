@@ -64,7 +64,7 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
     replies = ["1, 2, 3, 4, 5, 6, 7", "Once upon a time, a dragon (named Ümit) slept.", "2+2=4; 3*3=9; 10/2=5"]
     records = [{"conversations": [{"from": "human", "value": f"Tell me a very long story about {topic}."},
                                   {"from": "gpt", "value": reply}]}
-               for topic, reply in zip(("a lighthouse", "a dragon", "a robot"), replies)]
+               for topic, reply in zip(("a lighthouse", "a dragon", "a robot"), replies, strict=True)]
     path = tmp_path / "sharegpt.json"
     path.write_text(json.dumps(records))
     engine = LlamaEngine(default_model_path(), "smollm2:135m", n_ctx=256)  # the model the stack serves
@@ -72,7 +72,7 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
         expected = {f"sharegpt.json:{i}": len(engine.tokenize(reply)) for i, reply in enumerate(replies)}
     finally:
         engine.close()
-    assert all(n != -(-len(r) // 4) for n, r in zip(expected.values(), replies))  # the estimate would differ
+    assert all(n != -(-len(r) // 4) for n, r in zip(expected.values(), replies, strict=True))  # the estimate would differ
     output = tmp_path / "requests.jsonl"
     result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, model="smollm2:135m", max_requests=3,
                                temperature=0, seed=2, prompts=path, output=output, token_count="model",
