@@ -123,19 +123,61 @@ def test_the_stack_does_not_import_telemetry():
     assert found == []
 
 
-def test_the_backend_has_no_import_cycle():
-    """server imports the route modules; the routes import shared handling, never the server."""
-    backend = PACKAGE / "backend"
-    graph = {module_name(p): {t for _, t in imports(p) if t.startswith("llmops.backend")}
-             for p in backend.glob("*.py")}
+def module_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports (function-level imports included); a name
+    imported from a package that is itself a module (`from . import routes`) counts as that module."""
+    files = {module_name(p, root): p for p in sorted((root / "llmops").rglob("*.py"))}
 
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        for nxt in graph.get(start, ()):
-            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
-                return True
-        return False
+    def known(target: str) -> str | None:
+        while target and target not in files:
+            target = target.rpartition(".")[0]
+        return target or None
 
-    assert [m for m in graph if reaches(m, m, {m})] == []
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {known(alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in files else known(base) for a in node.names}
+        graph[name] = {t for t in found if t and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: each set of two or more modules that reach one another, sorted."""
+    reach = {m: set() for m in graph}
+    for start in graph:
+        todo = list(graph[start])
+        while todo:
+            nxt = todo.pop()
+            if nxt in graph and nxt not in reach[start]:
+                reach[start].add(nxt)
+                todo += graph[nxt]
+    circles = {tuple(sorted({m} | {o for o in reach[m] if m in reach.get(o, ())})) for m in graph if m in reach[m]}
+    return sorted(list(c) for c in circles)
+
+
+def test_the_package_has_no_import_cycle():
+    """No module reaches itself through the package's imports, function-level ones included: the backend's server
+    imports its routes and the routes never the server; a package's __init__ re-exports and is never imported back."""
+    assert cycles(module_graph()) == []
+
+
+def test_the_cycle_check_sees_a_circle_through_a_function_level_import(tmp_path):
+    (tmp_path / "llmops" / "part").mkdir(parents=True)
+    (tmp_path / "llmops" / "__init__.py").write_text("")
+    (tmp_path / "llmops" / "part" / "__init__.py").write_text("from .a import f\n")
+    (tmp_path / "llmops" / "part" / "a.py").write_text("def f():\n    from . import b\n")
+    (tmp_path / "llmops" / "part" / "b.py").write_text("from llmops.part import a\n")
+    (tmp_path / "llmops" / "part" / "c.py").write_text("from . import a, b\n")
+    assert cycles(module_graph(tmp_path)) == [["llmops.part.a", "llmops.part.b"]]
 
 
 def test_the_traffic_results_never_import_the_load_side():

@@ -239,39 +239,32 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
     return query
 
 
+def where(*conditions: tuple[bool, str, tuple]) -> tuple[str, list]:
+    """" WHERE a AND b" and its parameters from (applies, clause, parameters) triples; "" when none applies."""
+    applied = [(clause, params) for applies, clause, params in conditions if applies]
+    if not applied:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in applied), [p for _, params in applied for p in params]
+
+
 def _where(query: Query) -> tuple[str, list]:
-    clauses, params = [], []
-    for column in ("model", "kind"):
-        if getattr(query, column):
-            clauses.append(f"{column} = ?")
-            params.append(getattr(query, column))
-    if query.outcome == FAILURES:
-        clauses.append("outcome != ?")
-        params.append(OK)
-    elif query.outcome:
-        clauses.append("outcome = ?")
-        params.append(query.outcome)
-    if query.user_agent:
-        clauses.append("instr(user_agent, ?) > 0")
-        params.append(query.user_agent)
-    if query.q:
-        clauses.append("(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)")
-        params += [query.q, query.q]
-    if query.tools is not None:
-        clauses.append("coalesce(tools, 0) > 0" if query.tools else "coalesce(tools, 0) = 0")
-    if query.priority is not None:
-        clauses.append("priority = ?")
-        params.append(query.priority)
-    if query.since is not None:
-        clauses.append("ts >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("ts < ?")
-        params.append(query.until)
-    if query.cursor:
-        clauses.append("(ts < ? OR (ts = ? AND id < ?))")
-        params += [query.cursor[0], query.cursor[0], query.cursor[1]]
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    failures = query.outcome == FAILURES
+    cursor = (query.cursor[0], query.cursor[0], query.cursor[1]) if query.cursor else ()
+    return where(
+        (bool(query.model), "model = ?", (query.model,)),
+        (bool(query.kind), "kind = ?", (query.kind,)),
+        (failures, "outcome != ?", (OK,)),
+        (bool(query.outcome) and not failures, "outcome = ?", (query.outcome,)),
+        (bool(query.user_agent), "instr(user_agent, ?) > 0", (query.user_agent,)),
+        (bool(query.q), "(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)",
+         (query.q, query.q)),
+        (query.tools is True, "coalesce(tools, 0) > 0", ()),
+        (query.tools is False, "coalesce(tools, 0) = 0", ()),
+        (query.priority is not None, "priority = ?", (query.priority,)),
+        (query.since is not None, "ts >= ?", (query.since,)),
+        (query.until is not None, "ts < ?", (query.until,)),
+        (bool(cursor), "(ts < ? OR (ts = ? AND id < ?))", cursor),
+    )
 
 
 def as_record(row: sqlite3.Row) -> dict:
@@ -285,8 +278,8 @@ def as_record(row: sqlite3.Row) -> dict:
 
 def search(conn: sqlite3.Connection, query: Query) -> dict:
     """One page, newest first: {"requests": [...], "next_cursor": str | None}."""
-    where, params = _where(query)
-    rows = conn.execute(f"SELECT * FROM requests{where} ORDER BY ts DESC, id DESC LIMIT ?",
+    clause, params = _where(query)
+    rows = conn.execute(f"SELECT * FROM requests{clause} ORDER BY ts DESC, id DESC LIMIT ?",
                         [*params, query.limit + 1]).fetchall()
     more = len(rows) > query.limit
     rows = rows[: query.limit]

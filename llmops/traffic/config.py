@@ -14,7 +14,7 @@ from .outputcheck import OutputCheck, ToolCheck
 from .tokencount import MODES as TOKEN_COUNTS
 
 USER_AGENT = "llmops-traffic/0.1"
-DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
+DEFAULT_MAX_TOKENS = 64  # short answers, so a run measures serving, not long decoding (docs/traffic-generator.md)
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_ERROR_RATIO = 0.05
 SWEEP_LEVEL_DURATION = 20.0  # seconds per --sweep level when neither --duration nor --max is given
