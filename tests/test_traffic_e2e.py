@@ -87,3 +87,27 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
     assert dataset["tokens"] == "smollm2:135m's tokenizer (embedded backend)"
     assert dataset["token_count"]["counter"] == "model" and dataset["token_count"]["texts"] == 3
     assert "tokens: smollm2:135m's tokenizer (embedded backend)" in result.dataset_line
+
+
+def test_a_priority_mix_run_reports_both_classes_with_the_counts_the_proxys_queue_saw(ensure_stack_ready, tmp_path):
+    """The proxy's request log, written by the queue's plug-in, is the count of what was sent at each priority."""
+    from collections import Counter
+
+    from tests.test_requestlog_stack import logged
+
+    stack = ensure_stack_ready
+    output, summary_file = tmp_path / "requests.jsonl", tmp_path / "summary.json"
+    result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, max_requests=12, concurrency=3,
+                               max_tokens=4, seed=5, priority_mix="0:40,9:60", output=output,
+                               summary_json=summary_file))
+    assert result.exit_code == 0, result.verdict
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    rows = logged(stack.settings.request_log_path, [line["call_id"] for line in lines])
+    seen = Counter(row["priority"] for row in rows.values())  # as the proxy's queue read each request's body
+    assert set(seen) == {0, 9} and sum(seen.values()) == 12, seen
+    assert all(rows[line["call_id"]]["priority"] == line["priority"] for line in lines)
+    part = json.loads(summary_file.read_text())["priorities"]
+    assert list(part) == ["0", "9"]
+    for key, entry in part.items():
+        assert entry["requests"]["total"] == entry["requests"]["ok"] == seen[int(key)], (key, entry)
+        assert entry["ttft_s"]["p50"] is not None and entry["latency_s"]["p95"] is not None

@@ -131,7 +131,7 @@ def create_app(config: dict | None = None) -> Flask:
     import requests
 
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
-    from llmops.dashboard.monitor import Monitor, default_checks
+    from llmops.dashboard.monitor import Monitor, default_checks, redis_use
     from llmops.dashboard.promapi import PromAPI
     from llmops.settings import SECRETS as settings_secrets
     from llmops.telemetry.gpu import GpuCollector, default_reader
@@ -149,7 +149,7 @@ def create_app(config: dict | None = None) -> Flask:
     session = cfg["HTTP_SESSION"] or requests.Session()
     prom = cfg["PROMETHEUS"] or PromAPI(settings.prometheus_url, session, cfg["PROMETHEUS_TIMEOUT"])
     checks = cfg["CHECKS"] or default_checks(settings, session, prom, cfg["PROBE_TIMEOUT"], cfg["DETAIL_INTERVAL"])
-    monitor = Monitor(checks, clock=clock)
+    monitor = Monitor(checks, clock=clock, redis_note=redis_use(settings)[1])
     pids = safe_pids(cfg["SERVICE_PIDS"] or supervisor_pids(settings))
     gpu_reader = cfg["GPU_READER"] or default_reader()  # one reader for the app's life: NVML initialised once
     registry = exporter.make_registry(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
+from ..proxy.queue import PRIORITY_MAX, PRIORITY_MIN
 from .outcomes import CLASSES, OK
 
 # (name, SQL type). `rank` says which event a row's outcome came from: a later, more final event wins.
@@ -193,6 +194,7 @@ class Query:
     until: float | None = None
     q: str | None = None         # substring of the error type or message
     tools: bool | None = None    # True: only requests that offered tools; False: only those without
+    priority: int | None = None  # only requests the proxy's queue held at this priority
     limit: int = 50
     cursor: tuple[float, int] | None = None
 
@@ -226,6 +228,11 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if args["tools"] not in ("1", "0"):
             raise BadQuery("tools", f"{args['tools'][:40]!r} is not 1 (with tools) or 0 (without)")
         query.tools = args["tools"] == "1"
+    if args.get("priority"):
+        value = args["priority"]
+        if not re.fullmatch(r"\d{1,3}", value) or int(value) > PRIORITY_MAX:
+            raise BadQuery("priority", f"{value[:40]!r} is not a priority (an integer {PRIORITY_MIN}-{PRIORITY_MAX})")
+        query.priority = int(value)
     parse_span(query, args, now, MAX_LIMIT)
     if args.get("cursor"):
         query.cursor = decode_cursor(args["cursor"])
@@ -253,6 +260,7 @@ def _where(query: Query) -> tuple[str, list]:
          (query.q, query.q)),
         (query.tools is True, "coalesce(tools, 0) > 0", ()),
         (query.tools is False, "coalesce(tools, 0) = 0", ()),
+        (query.priority is not None, "priority = ?", (query.priority,)),
         (query.since is not None, "ts >= ?", (query.since,)),
         (query.until is not None, "ts < ?", (query.until,)),
         (bool(cursor), "(ts < ? OR (ts = ? AND id < ?))", cursor),
@@ -280,10 +288,11 @@ def search(conn: sqlite3.Connection, query: Query) -> dict:
 
 
 def facets(conn: sqlite3.Connection) -> dict:
-    """The distinct models, kinds and user agents, for the dashboard's filter menus (bounded)."""
+    """The distinct models, kinds, user agents and priorities, for the dashboard's filter menus (bounded)."""
     out = {}
-    for column in ("model", "kind", "user_agent"):
-        out[column + "s"] = [r[0] for r in conn.execute(
+    for column, key in (("model", "models"), ("kind", "kinds"), ("user_agent", "user_agents"),
+                        ("priority", "priorities")):
+        out[key] = [r[0] for r in conn.execute(
             f"SELECT DISTINCT {column} FROM requests WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 100")]
     return out
 
