@@ -633,3 +633,12 @@ def test_every_path_of_a_tool_request_gives_its_slot_and_model_back(tmp_path, pa
         engine.answers = ["fine"]
         after = requests.post(srv.url + path, json={"model": TAG, "messages": ASK, "stream": False}, timeout=10).json()
         assert "fine" in json.dumps(after)
+
+
+def test_api_generate_ignores_tools_as_ollama_does(server):
+    # Ollama's GenerateRequest has no tools field: they are not an error there, and change nothing.
+    server.engine.answers = ["Hello"]
+    response = requests.post(server.url + "/api/generate", json={"model": TAG, "prompt": "Hi", "tools": [WEATHER],
+                                                                 "stream": False}, timeout=10)
+    assert response.status_code == 200 and response.json()["response"] == "Hello"
+    assert server.engine.options[-1].grammar == "" and "<tools>" not in server.engine.prompts[-1]
