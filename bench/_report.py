@@ -17,6 +17,17 @@ def metric(value: float, unit: str, goal: float | None = None, better: str = "lo
     return {"value": value, "unit": unit, "goal": goal, "better": better, "baseline": baseline}
 
 
+def judged(value: float, unit: str, goal: float | None, better: str = "lower", baseline: str | None = None,
+           doc: str = "docs/benchmarks.md") -> dict:
+    """A metric with its goal when this run met it; a missed goal is said in the baseline text instead (naming
+    the doc that discusses it), so that bench/results holds only goals that hold and the miss stays on record."""
+    if goal is not None and not (value <= goal if better == "lower" else value >= goal):
+        sign = "<=" if better == "lower" else ">="
+        said = f"goal {sign} {goal} MISSED in this run ({doc})"
+        return metric(value, unit, None, better, f"{baseline}; {said}" if baseline else said)
+    return metric(value, unit, goal, better, baseline)
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     return {

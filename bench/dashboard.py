@@ -1,8 +1,11 @@
 """Benchmark: /api/status latency under 50 concurrent clients against the dashboard served by waitress.
 
-Run: .venv/bin/python -m bench.dashboard [--clients 50] [--seconds 30]
+Run: .venv/bin/python -m bench.dashboard [--clients 50] [--seconds 30] [--rounds 3]
 The dashboard runs in its own process (as under the supervisor) with static probe results, so the
-figure is the serving path alone. `time_to_red()` measures kill-backend -> red card on a real stack.
+figure is the serving path alone. Its floor, in the same run: a bare WSGI app under waitress (same
+threads, its own process) answering a trivial JSON, loaded by the same client; the two take turns in
+rounds, and the goals are the dashboard's p95 over the floor's, closed loop and paced.
+`time_to_red()` measures kill-backend -> red card on a real stack.
 """
 from __future__ import annotations
 
@@ -54,6 +57,27 @@ def serve(threads: int = 8) -> None:
     settings = settings_mod.load(env_file=Path("/nonexistent/.env"), environ={"LITELLM_MASTER_KEY": "sk-bench"})
     app = create_app({"SETTINGS": settings, "CHECKS": _static_checks(), "START_MONITOR": True})
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
+    print(server.effective_port, flush=True)
+    server.run()
+
+
+FLOOR_BODY = b'{"overall": "healthy"}'
+
+
+def floor_app(environ, start_response):
+    """The floor: the least a WSGI app can do for a JSON answer."""
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(FLOOR_BODY)))])
+    return [FLOOR_BODY]
+
+
+def serve_floor(threads: int = 8) -> None:
+    """Child process: serve floor_app under waitress with the dashboard's threads on a free port; print the port."""
+    import logging
+
+    import waitress
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = waitress.create_server(floor_app, host="127.0.0.1", port=0, threads=threads)
     print(server.effective_port, flush=True)
     server.run()
 
@@ -154,51 +178,97 @@ def kill_to_red(runs: int = 3) -> list[float]:
     return seconds
 
 
+def _child(flag: str, threads: int) -> tuple[subprocess.Popen, str]:
+    """Start `python -m bench.dashboard FLAG` and return it and its /api/status URL once it listens."""
+    child = subprocess.Popen([sys.executable, "-m", "bench.dashboard", flag, "--threads", str(threads)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    line = child.stdout.readline()
+    if not line.strip().isdigit():
+        child.kill()
+        raise RuntimeError(f"bench.dashboard {flag} did not start: {line!r}")
+    return child, f"http://127.0.0.1:{int(line)}/api/status"
+
+
+def _rounds(urls: dict[str, str], rounds: int, clients: int, seconds: float, pace: float | None) -> dict:
+    """Each side in turn, `rounds` times, seconds/rounds each: {side: (latencies, errors, seconds loaded)}."""
+    out = {side: ([], 0, 0.0) for side in urls}
+    for _ in range(rounds):
+        for side, url in urls.items():
+            latencies, errors = asyncio.run(_load(url, clients, seconds / rounds, pace))
+            got, failed, loaded = out[side]
+            out[side] = (got + latencies, failed + errors, loaded + seconds / rounds)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--paced-seconds", type=float, default=10.0, help="then clients polling once a second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="closed loop, per side")
+    parser.add_argument("--paced-seconds", type=float, default=10.0, help="then clients polling once a second, per side")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of dashboard and floor in each mode")
     parser.add_argument("--threads", type=int, default=4, help="waitress threads (the dashboard default is 4)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.threads)
         return 0
+    if args.serve_floor:
+        serve_floor(args.threads)
+        return 0
 
     from bench import _report
 
-    child = subprocess.Popen([sys.executable, "-m", "bench.dashboard", "--serve", "--threads", str(args.threads)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    children: list[subprocess.Popen] = []
     try:
-        port = int(child.stdout.readline())
-        url = f"http://127.0.0.1:{port}/api/status"
-        asyncio.run(_load(url, 5, 1.0, None))  # warm-up: imports, first connections
-        latencies, errors = asyncio.run(_load(url, args.clients, args.seconds, None))
-        paced, paced_errors = asyncio.run(_load(url, args.clients, args.paced_seconds, 1.0))
+        dashboard, dashboard_url = _child("--serve", args.threads)
+        children.append(dashboard)
+        floor, floor_url = _child("--serve-floor", args.threads)
+        children.append(floor)
+        urls = {"dashboard": dashboard_url, "floor": floor_url}
+        for url in urls.values():
+            asyncio.run(_load(url, 5, 1.0, None))  # warm-up: imports, first connections
+        closed = _rounds(urls, args.rounds, args.clients, args.seconds, None)
+        paced = _rounds(urls, args.rounds, args.clients, args.paced_seconds, 1.0)
     finally:
-        child.terminate()
-        child.wait(10)
-    ms = [x * 1000 for x in latencies]
-    paced_ms = [x * 1000 for x in paced]
+        for child in children:
+            child.terminate()
+            child.wait(10)
+    ms = {side: [x * 1000 for x in closed[side][0]] for side in urls}
+    paced_ms = {side: [x * 1000 for x in paced[side][0]] for side in urls}
+    p95 = {side: _percentile(ms[side], 0.95) for side in urls}
+    paced_p95 = {side: _percentile(paced_ms[side], 0.95) for side in urls}
     red = kill_to_red()
     m = _report.metric
+    floor_text = "a bare waitress app answering a trivial JSON, same client, same run"
     metrics = {
-        "status_p50_ms": m(round(statistics.median(ms), 2), "ms"),
-        "status_p95_ms": m(round(_percentile(ms, 0.95), 2), "ms", goal=10.0),
-        "status_p99_ms": m(round(_percentile(ms, 0.99), 2), "ms"),
-        "status_throughput": m(round(len(ms) / args.seconds, 1), "req/s", better="higher"),
-        "status_errors": m(errors + paced_errors, "requests", goal=0),
-        "status_paced_p95_ms": m(round(_percentile(paced_ms, 0.95), 2), "ms", goal=10.0),
+        "status_p95_ratio": m(round(p95["dashboard"] / p95["floor"], 3), "ratio", goal=1.5,
+                              baseline=f"{floor_text}, closed loop"),
+        "status_paced_p95_ratio": m(round(paced_p95["dashboard"] / paced_p95["floor"], 3), "ratio", goal=2.0,
+                                    baseline=f"{floor_text}, paced"),
+        "status_p50_ms": m(round(statistics.median(ms["dashboard"]), 2), "ms"),
+        "status_p95_ms": m(round(p95["dashboard"], 2), "ms", baseline="judged by status_p95_ratio"),
+        "status_p99_ms": m(round(_percentile(ms["dashboard"], 0.99), 2), "ms"),
+        "floor_p95_ms": m(round(p95["floor"], 2), "ms"),
+        "status_throughput": m(round(len(ms["dashboard"]) / closed["dashboard"][2], 1), "req/s", better="higher"),
+        "floor_throughput": m(round(len(ms["floor"]) / closed["floor"][2], 1), "req/s", better="higher"),
+        "status_paced_p95_ms": m(round(paced_p95["dashboard"], 2), "ms", baseline="judged by status_paced_p95_ratio"),
+        "floor_paced_p95_ms": m(round(paced_p95["floor"], 2), "ms"),
+        "status_errors": m(closed["dashboard"][1] + paced["dashboard"][1], "requests", goal=0),
         "kill_backend_to_red_s": m(max(red), "s", goal=10.0, baseline="worst of 3, default 5 s probe interval"),
     }
     extra = {
         "clients": args.clients,
         "seconds": args.seconds,
-        "requests": len(ms),
+        "paced_seconds": args.paced_seconds,
+        "rounds": args.rounds,
+        "requests": len(ms["dashboard"]),
+        "floor_requests": len(ms["floor"]),
+        "floor_errors": closed["floor"][1] + paced["floor"][1],
         "mode": "closed loop: each client sends its next request as soon as the last answers; "
-                "paced: each client polls once a second (like an open page)",
-        "server": f"waitress, {args.threads} threads, separate process; client: aiohttp on the same machine",
-        "paced_requests": len(paced_ms),
+                "paced: each client polls once a second (like an open page); dashboard and floor take turns",
+        "server": f"waitress, {args.threads} threads, separate process (each side); client: aiohttp on the same machine",
+        "paced_requests": len(paced_ms["dashboard"]),
         "kill_backend_to_red_s": red,
     }
     _report.report("dashboard", metrics, extra, width=24)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench import _report
-from llmops.traffic import datasets
+from llmops.traffic import datasets, tokencount
 
 WORDS = ("latency queue token stream model proxy backend request answer prompt cache slot batch "
          "throughput error budget window percentile rate limit").split()
@@ -48,21 +48,21 @@ def write_files(folder: Path, n: int, seed: int = 1) -> tuple[Path, Path]:
 
 
 class CountingTokens:
-    """datasets.estimate_tokens wrapped: how many texts a load counted the tokens of."""
+    """tokencount.estimate_tokens wrapped: how many texts a load counted the tokens of."""
 
     def __init__(self) -> None:
         self.calls = 0
-        self._real = datasets.estimate_tokens
+        self._real = tokencount.estimate_tokens
 
     def __enter__(self) -> CountingTokens:
         def counted(text: str) -> int:
             self.calls += 1
             return self._real(text)
-        datasets.estimate_tokens = counted
+        tokencount.estimate_tokens = counted
         return self
 
     def __exit__(self, *exc) -> None:
-        datasets.estimate_tokens = self._real
+        tokencount.estimate_tokens = self._real
 
 
 def timed(path: Path, sample: int | None) -> tuple[float, datasets.Dataset]:

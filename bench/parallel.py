@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 
 from bench._ceiling import Ceiling
+from bench._report import judged as _report_judged
 from bench._report import metric, report
 from llmops.backend.engine import default_threads
 from tests.support.backend import BackendProcess
@@ -174,12 +175,8 @@ def bench_model(tag: str, levels: list[int], rounds: int, tokens: int) -> dict:
 
 
 def judged(value: float, unit: str, goal: float | None, better: str, baseline: str) -> dict:
-    """A metric with its goal when this run met it; a missed goal is said in the baseline text instead, so
-    that bench/results holds only goals that hold (test_layout) and the miss stays on record."""
-    if goal is not None and not (value <= goal if better == "lower" else value >= goal):
-        sign = "<=" if better == "lower" else ">="
-        return metric(value, unit, None, better, f"{baseline}; goal {sign} {goal} MISSED in this run (docs/backend.md)")
-    return metric(value, unit, goal, better, baseline)
+    """_report.judged, a miss discussed in docs/backend.md."""
+    return _report_judged(value, unit, goal, better, baseline, doc="docs/backend.md")
 
 
 def figures(tag: str, found: dict, levels: list[int], main: bool) -> dict[str, dict]:

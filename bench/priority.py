@@ -102,18 +102,21 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def closed_loop(client: Client, priority: int, max_tokens: int, stop: threading.Event, done: list[dict],
+                lock: threading.Lock) -> None:
+    """One client sending requests of one priority back to back until `stop`; each result into `done`."""
+    while not stop.is_set():
+        result = client.stream(priority, max_tokens)
+        with lock:
+            done.append(result)
+
+
 def saturated(client: Client, seconds: float, lows: int, high_every: float, max_tokens: int) -> dict:
     """`lows` low-priority clients in a closed loop and one high-priority request every `high_every` s."""
     stop = threading.Event()
     low_done: list[dict] = []
     high_done: list[dict] = []
     lock = threading.Lock()
-
-    def low_loop():
-        while not stop.is_set():
-            result = client.stream(9, max_tokens)
-            with lock:
-                low_done.append(result)
 
     def high_one():
         result = client.stream(0, max_tokens)
@@ -126,7 +129,8 @@ def saturated(client: Client, seconds: float, lows: int, high_every: float, max_
             pool.submit(high_one)
 
     with ThreadPoolExecutor(lows + 1 + 8) as pool:
-        futures = [pool.submit(low_loop) for _ in range(lows)] + [pool.submit(high_loop, pool)]
+        futures = [pool.submit(closed_loop, client, 9, max_tokens, stop, low_done, lock) for _ in range(lows)]
+        futures.append(pool.submit(high_loop, pool))
         started = time.perf_counter()
         time.sleep(seconds)  # the phase's length: the load runs meanwhile
         stop.set()
@@ -162,18 +166,13 @@ def no_starvation(client: Client, seconds: float, service: float, timeout: float
     lows: list[dict] = []
     lock = threading.Lock()
 
-    def low_loop():
-        while not stop.is_set():
-            result = client.stream(9, max_tokens)
-            with lock:
-                lows.append(result)
-
     def high_loop():
         while not stop.wait(2 * service):  # one request every two service times: half the capacity
             client.stream(0, max_tokens)
 
     with ThreadPoolExecutor(6) as pool:
-        futures = [pool.submit(low_loop) for _ in range(4)] + [pool.submit(high_loop)]
+        futures = [pool.submit(closed_loop, client, 9, max_tokens, stop, lows, lock) for _ in range(4)]
+        futures.append(pool.submit(high_loop))
         time.sleep(seconds)  # the phase's length: the load runs meanwhile
         stop.set()
         for future in futures:
@@ -183,13 +182,8 @@ def no_starvation(client: Client, seconds: float, service: float, timeout: float
 
 
 def judged(value: float, unit: str, goal: float | None, better: str = "lower", baseline: str | None = None) -> dict:
-    """A metric with its goal when this run met it; a missed goal is said in the baseline text instead, so
-    that bench/results holds only goals that hold (test_layout) and the miss stays on record (docs/queue.md)."""
-    if goal is not None and not (value <= goal if better == "lower" else value >= goal):
-        sign = "<=" if better == "lower" else ">="
-        said = f"goal {sign} {goal} MISSED in this run (docs/queue.md)"
-        return benchfmt.metric(value, unit, None, better, f"{baseline}; {said}" if baseline else said)
-    return benchfmt.metric(value, unit, goal, better, baseline)
+    """_report.judged, a miss discussed in docs/queue.md."""
+    return benchfmt.judged(value, unit, goal, better, baseline, doc="docs/queue.md")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """`llmops COMMAND` (or `python -m llmops COMMAND`): the one command line behind the Makefile targets and scripts.
 
 The stack's own commands (setup, start, stop, restart, status, health, logs, show-key) are handled here; the
-commands of the parts (traffic, backend serve, dashboard serve, requests export, proxy check|launch) hand the
+commands of the parts (traffic, backend serve, dashboard serve|screenshot, requests export, proxy check|launch) hand the
 rest of the command line to that part's own parser, so `llmops traffic --help` is the generator's help.
 """
 from __future__ import annotations
@@ -175,6 +175,12 @@ def _dashboard_serve(argv: list[str]) -> int:
     return 0
 
 
+def _dashboard_screenshot(argv: list[str]) -> int:
+    from .dashboard.screenshot import main as screenshot_main
+
+    return screenshot_main(argv)
+
+
 def _requests_export(argv: list[str]) -> int:
     from .requestlog.export import main as export_main
 
@@ -307,6 +313,7 @@ PARTS: dict[tuple[str, str | None], tuple[Callable[[list[str]], int], str]] = {
     ("traffic", None): (_traffic, "the traffic generator (`llmops traffic --help`)"),
     ("backend", "serve"): (_backend_serve, "run the embedded Ollama-compatible backend"),
     ("dashboard", "serve"): (_dashboard_serve, "serve the dashboard under waitress"),
+    ("dashboard", "screenshot"): (_dashboard_screenshot, "save a screenshot of the running dashboard (headless Chromium)"),
     ("requests", "export"): (_requests_export, "write the proxy's request log as JSON Lines"),
     ("proxy", "check"): (_proxy_check, "validate litellm_config.yaml (or FILE)"),
     ("proxy", "launch"): (_proxy_launch, "validate, render and exec the LiteLLM proxy"),

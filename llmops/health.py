@@ -6,7 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -212,12 +212,21 @@ REDIS_PING = "redis:PING"
 
 
 def probe_redis(base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
-    """Healthy iff PING answers +PONG over Redis's protocol; the version from INFO server."""
+    """Healthy iff PING answers +PONG over Redis's protocol; the version from INFO server. A URL with a password
+    (redis://[user]:password@host:port/db, as REDIS_URL may be) logs in first; the password is never shown."""
     parts = urlsplit(base_url)
 
     def body() -> ProbeResult:
         try:
             with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout) as sock:
+                if parts.password:
+                    words = [b"AUTH", *([unquote(parts.username).encode()] if parts.username else []),
+                             unquote(parts.password).encode()]
+                    sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
+                    answer = sock.recv(256)
+                    if not answer.startswith(b"+OK"):
+                        return ProbeResult(UNHEALTHY, None, "AUTH refused: "
+                                           + answer[1:].split(b"\r\n", 1)[0].decode(errors="replace")[:80], "http")
                 sock.sendall(b"PING\r\n")
                 answer = sock.recv(64)
                 if not answer.startswith(b"+PONG"):

@@ -135,7 +135,7 @@ def browser():
 
     Per module, not per session: Playwright's sync API keeps an event loop running in this thread while it is
     open, and the tests between browser modules call asyncio.run()."""
-    from tests.support.browser import ARGS, CHROMIUM
+    from llmops.dashboard.screenshot import ARGS, CHROMIUM
 
     if CHROMIUM is None:
         pytest.fail("Debian's chromium is not installed: `make test` installs it (apt-get install chromium)")

@@ -52,7 +52,7 @@ def test_status_follows_the_contract(client):
     assert set(body) == {"overall", "reason", "checked_at", "components"}
     assert body["overall"] in ("healthy", "degraded", "down") and isinstance(body["reason"], str)
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", body["checked_at"])
-    assert set(body["components"]) == {"proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager"}
+    assert set(body["components"]) == {"proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager", "redis"}
     for name, component in body["components"].items():
         assert component["status"] in ("healthy", "unhealthy", "offline"), name
         assert isinstance(component["detail"], str), name

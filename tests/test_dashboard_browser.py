@@ -16,7 +16,7 @@ def test_page_shows_cards_a_drawn_chart_and_no_console_errors(browser):
     try:
         page, errors = open_page(browser, base)
         page.wait_for_selector('.card[data-component="proxy"].healthy', timeout=10_000)
-        assert page.locator(".card").count() == 7  # services and probes, Alertmanager among them
+        assert page.locator(".card").count() == 8  # services and probes, Alertmanager and Redis among them
         assert page.locator("#overall-word").text_content() == "healthy"
         page.wait_for_function(f"() => ({CANVAS_INK})('[data-chart=\"requests\"] canvas') > 500", timeout=10_000)
         assert page.locator("[data-chart] canvas").count() == 6

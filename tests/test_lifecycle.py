@@ -122,6 +122,33 @@ def test_a_changed_setting_restarts_the_stack_on_the_next_start(env):
     assert "settings changed" not in unchanged.stdout and unchanged.stdout.count("already running") >= 4
 
 
+def test_an_inline_comment_in_the_env_file_starts_the_stack_and_a_bad_value_names_its_line(env):
+    """A value may carry a comment after it (as python-dotenv and docker compose read .env); a bad one stops
+    `start` with the file and line, and the running stack stays up."""
+    path = Path(env["LLMOPS_ENV_FILE"])
+    original = path.read_text()
+    assert original.endswith("\n")
+    from_file = {name: value for name, value in env.items() if name != "PROBE_INTERVAL"}  # the environment would win
+    try:
+        path.write_text(original + "PROBE_INTERVAL=2 # seconds\n")
+        started = cli(from_file, "start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "PROBE_INTERVAL 1.0 -> 2.0" in started.stdout
+        code, rows = status(from_file)
+        assert code == 0, rows
+        line = original.count("\n") + 1
+        path.write_text(original + "PROBE_INTERVAL=abc # seconds\n")
+        refused = cli(from_file, "start")
+        assert refused.returncode != 0
+        assert f"{path.name}:{line}: bad value for PROBE_INTERVAL" in refused.stderr, refused.stdout + refused.stderr
+    finally:
+        path.write_text(original)
+    code, rows = status(env)
+    assert code == 0, rows
+    back = cli(env, "start")
+    assert back.returncode == 0 and "PROBE_INTERVAL 2.0 -> 1.0" in back.stdout, back.stdout + back.stderr
+
+
 def test_stop_leaves_nothing_listening_and_stop_again_succeeds(env):
     _, rows = status(env)
     pids = [r["pid"] for r in rows.values() if r["pid"]]

@@ -344,3 +344,25 @@ def key_of(deployment: dict) -> str:
     from llmops.proxy.plugins.priorityqueue import key_of_deployment
 
     return key_of_deployment(deployment)
+
+
+# -- traffic that goes around the queue ---------------------------------------------------------------------------
+
+def test_a_litellm_health_check_is_counted_on_its_backend_and_a_request_is_not():
+    from prometheus_client import CollectorRegistry, Counter
+
+    from llmops.proxy.counts import HEALTH_CHECK_ALIAS
+
+    registry = CollectorRegistry()
+    plugin = _plugin_with({"http://b1:11434": 1})
+    plugin._metrics = {"health_checks": Counter("llmops_queue_health_checks", "checks", ["backend", "model"],
+                                                registry=registry)}
+    # The kwargs' shape as LiteLLM's health check hands them to log_pre_api_call (measured on the installed LiteLLM).
+    check = {"litellm_params": {"api_base": "http://b1:11434/api/chat",
+                                "metadata": {"tags": [HEALTH_CHECK_ALIAS], "user_api_key_alias": HEALTH_CHECK_ALIAS}}}
+    request = {"litellm_params": {"api_base": "http://b1:11434/api/chat", "metadata": {"user_api_key_alias": "team"}}}
+    for kwargs in (check, request, check, {"litellm_params": None}, {"litellm_params": {"metadata": "odd"}}):
+        plugin.log_pre_api_call("smollm2:135m", [], kwargs)  # never raises, whatever it is handed
+    assert registry.get_sample_value("llmops_queue_health_checks_total",
+                                     {"backend": "http://b1:11434", "model": "smollm2:135m"}) == 2
+    assert plugin._state.rules.busy.get("http://b1:11434|m", 0) == 0  # it took no slot

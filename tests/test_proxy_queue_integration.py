@@ -209,6 +209,27 @@ def test_a_backend_error_gives_the_slot_back(proxy, backend):
 IMPATIENT_LOG: list = []  # the impatient proxy's request log (the fixture sets it)
 
 
+def backend_output_tokens(backend, model: str = MODEL) -> float:
+    return family(requests.get(f"{backend.url}/metrics", timeout=5).text, "llm_backend_output_tokens_total",
+                  model=model)
+
+
+def test_litellms_health_check_goes_around_the_queue_one_token_a_deployment_and_is_counted(tmp_path_factory,
+                                                                                            backend):
+    """A fresh proxy's first call is its /health: one generation per chat deployment, outside every proxy hook (no
+    slot taken, nothing queued), one token long, and counted on its backend."""
+    with _start(tmp_path_factory, backend) as url:
+        chats, tokens = backend_chats(backend), backend_output_tokens(backend)
+        answer = requests.get(f"{url}/health", headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        assert answer.status_code == 200 and answer.json()["healthy_count"] == 1, answer.text  # ghost:1b is not
+        text = metrics(url)
+        assert family(text, "llmops_queue_health_checks_total", backend=backend.url, model=MODEL) == 1, text
+        assert family(text, "llmops_queue_health_checks_total", backend=backend.url, model="ghost:1b") == 1
+        assert family(text, "llmops_queue_wait_seconds_count") == 0 and busy(url) == 0 and waiting(url) == 0
+        assert backend_chats(backend) - chats == 2
+        assert backend_output_tokens(backend) - tokens <= 1  # health_check_max_tokens: 1 (num_predict 1)
+
+
 @pytest.fixture(scope="module")
 def impatient_proxy(tmp_path_factory, backend, proxy):
     IMPATIENT_LOG.append(tmp_path_factory.mktemp("queue-log") / "requests.db")

@@ -35,6 +35,22 @@ def fill(db, now: float) -> None:
     conn.close()
 
 
+LOGGED = {"kind": "chat", "model": "smollm2:135m", "outcome": "ok", "status": 200, "attempts": 1, "rank": 3}
+
+
+def add(db, rows: list[dict], **common) -> None:
+    """More rows in the log: each over LOGGED and `common`."""
+    conn = store.connect(db)
+    store.write_batch(conn, [{**LOGGED, **common, **r} for r in rows])
+    conn.close()
+
+
+def column_of(page, header: str):
+    """call_id -> the text of that row's cell under `header`."""
+    column = [h.strip() for h in page.locator("#requests thead th").all_inner_texts()].index(header)
+    return lambda call_id: page.locator(f'#requests tbody tr[data-call-id="{call_id}"] td').nth(column).inner_text()
+
+
 def serve(tmp_path, degraded: str | None = None):
     import waitress
 
@@ -101,24 +117,18 @@ def test_requests_section_says_the_log_is_degraded(browser, tmp_path):  # noqa: 
 def test_requests_section_shows_tools_offered_and_calls_made_and_filters_on_them(browser, tmp_path):  # noqa: F811
     now = time.time()
     fill(tmp_path / "requests.db", now)
-    conn = store.connect(tmp_path / "requests.db")
-    base = {"kind": "chat", "model": "smollm2:135m", "outcome": "ok", "status": 200, "attempts": 1, "rank": 3,
-            "user_agent": "OpenAI/Python 2"}
-    store.write_batch(conn, [
-        {**base, "call_id": "tools-called", "ts": now + 1, "tools": 3, "tool_calls": 2, "finish_reason": "tool_calls"},
-        {**base, "call_id": "tools-text", "ts": now + 2, "tools": 1, "tool_calls": 0, "finish_reason": "stop"},
-        {**base, "call_id": "tools-refused", "ts": now + 3, "tools": 2, "outcome": "client_error", "status": 400,
+    add(tmp_path / "requests.db", [
+        {"call_id": "tools-called", "ts": now + 1, "tools": 3, "tool_calls": 2, "finish_reason": "tool_calls"},
+        {"call_id": "tools-text", "ts": now + 2, "tools": 1, "tool_calls": 0, "finish_reason": "stop"},
+        {"call_id": "tools-refused", "ts": now + 3, "tools": 2, "outcome": "client_error", "status": 400,
          "error_type": "BadRequestError", "error_message": "gemma3:270m does not support tools"},
-    ])
-    conn.close()
+    ], user_agent="OpenAI/Python 2")
     base_url, server = serve(tmp_path)
     try:
         page, errors = open_page(browser, base_url)
         rows = page.locator("#requests tbody tr.row")
         rows.first.wait_for()
-        column = [h.strip() for h in page.locator("#requests thead th").all_inner_texts()].index("tools")
-        def cell(call_id):
-            return page.locator(f'#requests tbody tr[data-call-id="{call_id}"] td').nth(column).inner_text()
+        cell = column_of(page, "tools")
         assert cell("tools-called") == "3 tools → 2 calls"
         assert cell("tools-text") == "1 tool → 0 calls"
         assert cell("tools-refused") == "2 tools", "no calls are known of a refused request"
@@ -133,6 +143,43 @@ def test_requests_section_shows_tools_offered_and_calls_made_and_filters_on_them
         text = detail.inner_text()
         assert "tools offered\n3" in text and "tool calls made\n2" in text, text
         page.uncheck("#requests-filters input[name=tools]")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 50")
+        assert errors == []
+        page.close()
+    finally:
+        server.close()
+
+
+def test_requests_section_shows_the_queue_priority_and_filters_on_it(browser, tmp_path):  # noqa: F811
+    now = time.time()
+    fill(tmp_path / "requests.db", now)  # 61 rows the queue did not hold (no priority)
+    add(tmp_path / "requests.db", [
+        {"call_id": "urgent", "ts": now + 1, "priority": 0, "queue_wait_ms": 2.5},
+        {"call_id": "bulk-1", "ts": now + 2, "priority": 9, "queue_wait_ms": 640.0},
+        {"call_id": "bulk-2", "ts": now + 3, "priority": 9, "queue_wait_ms": 60000.0, "outcome": "rate_limited",
+         "status": 429, "error_type": "RateLimitError", "error_message": "queued 60 s, backend busy"},
+    ], user_agent="llmops-traffic/0.1")
+    base_url, server = serve(tmp_path)
+    try:
+        page, errors = open_page(browser, base_url)
+        rows = page.locator("#requests tbody tr.row")
+        rows.first.wait_for()
+        cell = column_of(page, "priority")
+        assert [cell("urgent"), cell("bulk-2"), cell("call-59")] == ["0", "9", ""]
+        menu = page.locator("#requests-filters select[name=priority] option")
+        page.wait_for_function("document.querySelectorAll('#requests-filters select[name=priority] option').length === 3")
+        assert menu.all_inner_texts() == ["all", "0", "9"]
+        page.select_option("#requests-filters select[name=priority]", "9")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 2")
+        assert [rows.nth(i).get_attribute("data-call-id") for i in range(2)] == ["bulk-2", "bulk-1"]
+        page.select_option("#requests-filters select[name=priority]", "0")
+        page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 1")
+        page.click('#requests tbody tr[data-call-id="urgent"]')
+        detail = page.locator("#request-detail")
+        detail.wait_for()
+        text = detail.inner_text()
+        assert "queue priority\n0" in text and "queue wait (ms)\n2.5" in text, text
+        page.select_option("#requests-filters select[name=priority]", "")
         page.wait_for_function("document.querySelectorAll('#requests tbody tr.row').length === 50")
         assert errors == []
         page.close()

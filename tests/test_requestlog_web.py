@@ -20,6 +20,8 @@ def client(tmp_path):
 @pytest.mark.parametrize("query, param", [
     ("outcome=nope", "outcome"), ("limit=0", "limit"), ("limit=ten", "limit"), ("since=tuesday", "since"),
     ("until=12:00", "until"), ("cursor=%%%", "cursor"), ("tools=yes", "tools"),
+    ("priority=high", "priority"), ("priority=-1", "priority"), ("priority=256", "priority"),
+    ("priority=1.5", "priority"), ("priority=99999999999999999999", "priority"), ("priority=%201", "priority"),
 ])
 def test_bad_parameter_is_a_400_naming_it_and_the_app_stays_up(tmp_path, query, param):
     app = client(tmp_path)
@@ -56,17 +58,22 @@ def test_rows_come_back_newest_first_with_facets(tmp_path):
     assert app.get("/api/requests/facets").get_json()["models"] == ["m"]
 
 
-def test_rows_say_how_many_tools_were_offered_and_calls_made_and_filter_on_tools(tmp_path):
+def write(tmp_path, rows: list[dict]) -> None:
+    """Rows in the log file, each over an ok chat request."""
     conn = store.connect(tmp_path / "requests.db")
-    now = time.time()
     base = {"outcome": "ok", "status": 200, "kind": "chat", "model": "m", "attempts": 1, "rank": 3}
-    store.write_batch(conn, [
-        {**base, "call_id": "plain", "ts": now - 3},
-        {**base, "call_id": "called", "ts": now - 2, "tools": 3, "tool_calls": 2},
-        {**base, "call_id": "text", "ts": now - 1, "tools": 1, "tool_calls": 0},
-        {**base, "call_id": "refused", "ts": now, "tools": 2, "outcome": "client_error", "status": 400},
-    ])
+    store.write_batch(conn, [{**base, **r} for r in rows])
     conn.close()
+
+
+def test_rows_say_how_many_tools_were_offered_and_calls_made_and_filter_on_tools(tmp_path):
+    now = time.time()
+    write(tmp_path, [
+        {"call_id": "plain", "ts": now - 3},
+        {"call_id": "called", "ts": now - 2, "tools": 3, "tool_calls": 2},
+        {"call_id": "text", "ts": now - 1, "tools": 1, "tool_calls": 0},
+        {"call_id": "refused", "ts": now, "tools": 2, "outcome": "client_error", "status": 400},
+    ])
     app = client(tmp_path)
     rows = {r["call_id"]: r for r in app.get("/api/requests").get_json()["requests"]}
     assert [(rows[c]["tools"], rows[c]["tool_calls"]) for c in ("plain", "called", "text", "refused")] == [
@@ -74,3 +81,21 @@ def test_rows_say_how_many_tools_were_offered_and_calls_made_and_filter_on_tools
     with_tools = app.get("/api/requests?tools=1").get_json()["requests"]
     assert [r["call_id"] for r in with_tools] == ["refused", "text", "called"]
     assert [r["call_id"] for r in app.get("/api/requests?tools=0").get_json()["requests"]] == ["plain"]
+
+
+def test_rows_filter_on_the_queue_priority(tmp_path):
+    now = time.time()
+    write(tmp_path, [
+        {"call_id": "unqueued", "ts": now - 4},
+        {"call_id": "urgent", "ts": now - 3, "priority": 0, "queue_wait_ms": 1.5},
+        {"call_id": "bulk", "ts": now - 2, "priority": 9, "queue_wait_ms": 820.0},
+        {"call_id": "bulk-refused", "ts": now - 1, "priority": 9, "queue_wait_ms": 60000.0,
+         "outcome": "rate_limited", "status": 429},
+    ])
+    app = client(tmp_path)
+    assert [r["call_id"] for r in app.get("/api/requests?priority=9").get_json()["requests"]] == ["bulk-refused", "bulk"]
+    urgent = app.get("/api/requests?priority=0").get_json()["requests"]
+    assert [(r["call_id"], r["priority"], r["queue_wait_ms"]) for r in urgent] == [("urgent", 0, 1.5)]
+    assert app.get("/api/requests?priority=255").get_json()["requests"] == []
+    assert len(app.get("/api/requests?priority=").get_json()["requests"]) == 4  # empty: no filter
+    assert app.get("/api/requests/facets").get_json()["priorities"] == [0, 9]

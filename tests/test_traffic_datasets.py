@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from llmops.errors import ConfigError
-from llmops.traffic import cli, datasets
+from llmops.traffic import cli, datasets, tokencount
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "datasets"
 
@@ -164,8 +164,8 @@ def _sharegpt_file(tmp_path, n):
 def test_a_sample_is_drawn_with_the_seed_and_only_its_records_are_tokenized(tmp_path, monkeypatch):
     path = _sharegpt_file(tmp_path, 2000)
     counted = []
-    real = datasets.estimate_tokens
-    monkeypatch.setattr(datasets, "estimate_tokens", lambda text: counted.append(text) or real(text))
+    real = tokencount.estimate_tokens
+    monkeypatch.setattr(tokencount, "estimate_tokens", lambda text: counted.append(text) or real(text))
     a = datasets.load(path, sample=25, seed=1)
     assert len(a.prompts) == 25 and len(counted) == 25 and a.records == 2000 and a.sample == 25
     b = datasets.load(path, sample=25, seed=1)

@@ -64,7 +64,7 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
     replies = ["1, 2, 3, 4, 5, 6, 7", "Once upon a time, a dragon (named Ümit) slept.", "2+2=4; 3*3=9; 10/2=5"]
     records = [{"conversations": [{"from": "human", "value": f"Tell me a very long story about {topic}."},
                                   {"from": "gpt", "value": reply}]}
-               for topic, reply in zip(("a lighthouse", "a dragon", "a robot"), replies)]
+               for topic, reply in zip(("a lighthouse", "a dragon", "a robot"), replies, strict=True)]
     path = tmp_path / "sharegpt.json"
     path.write_text(json.dumps(records))
     engine = LlamaEngine(default_model_path(), "smollm2:135m", n_ctx=256)  # the model the stack serves
@@ -72,7 +72,7 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
         expected = {f"sharegpt.json:{i}": len(engine.tokenize(reply)) for i, reply in enumerate(replies)}
     finally:
         engine.close()
-    assert all(n != -(-len(r) // 4) for n, r in zip(expected.values(), replies))  # the estimate would differ
+    assert all(n != -(-len(r) // 4) for n, r in zip(expected.values(), replies, strict=True))  # the estimate would differ
     output = tmp_path / "requests.jsonl"
     result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, model="smollm2:135m", max_requests=3,
                                temperature=0, seed=2, prompts=path, output=output, token_count="model",
@@ -87,3 +87,27 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
     assert dataset["tokens"] == "smollm2:135m's tokenizer (embedded backend)"
     assert dataset["token_count"]["counter"] == "model" and dataset["token_count"]["texts"] == 3
     assert "tokens: smollm2:135m's tokenizer (embedded backend)" in result.dataset_line
+
+
+def test_a_priority_mix_run_reports_both_classes_with_the_counts_the_proxys_queue_saw(ensure_stack_ready, tmp_path):
+    """The proxy's request log, written by the queue's plug-in, is the count of what was sent at each priority."""
+    from collections import Counter
+
+    from tests.test_requestlog_stack import logged
+
+    stack = ensure_stack_ready
+    output, summary_file = tmp_path / "requests.jsonl", tmp_path / "summary.json"
+    result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, max_requests=12, concurrency=3,
+                               max_tokens=4, seed=5, priority_mix="0:40,9:60", output=output,
+                               summary_json=summary_file))
+    assert result.exit_code == 0, result.verdict
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    rows = logged(stack.settings.request_log_path, [line["call_id"] for line in lines])
+    seen = Counter(row["priority"] for row in rows.values())  # as the proxy's queue read each request's body
+    assert set(seen) == {0, 9} and sum(seen.values()) == 12, seen
+    assert all(rows[line["call_id"]]["priority"] == line["priority"] for line in lines)
+    part = json.loads(summary_file.read_text())["priorities"]
+    assert list(part) == ["0", "9"]
+    for key, entry in part.items():
+        assert entry["requests"]["total"] == entry["requests"]["ok"] == seen[int(key)], (key, entry)
+        assert entry["ttft_s"]["p50"] is not None and entry["latency_s"]["p95"] is not None

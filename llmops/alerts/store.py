@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
-from ..requestlog.store import parse_span
+from ..requestlog.store import parse_span, where
 from .payload import STATES, Notification
 
 SCHEMA = (
@@ -127,21 +127,11 @@ def _row(row: sqlite3.Row, now: float) -> dict:
 
 def search(conn: sqlite3.Connection, query: Query, now: float) -> list[dict]:
     """Alert occurrences, newest start first."""
-    clauses, params = [], []
-    if query.name:
-        clauses.append("alertname = ?")
-        params.append(query.name)
-    if query.state:
-        clauses.append("status = ?")
-        params.append(query.state)
-    if query.since is not None:
-        clauses.append("(ends_at IS NULL OR ends_at >= ?)")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("starts_at <= ?")
-        params.append(query.until)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    rows = conn.execute(f"SELECT * FROM alerts {where} ORDER BY starts_at DESC, fingerprint LIMIT ?",
+    clause, params = where((bool(query.name), "alertname = ?", (query.name,)),
+                           (bool(query.state), "status = ?", (query.state,)),
+                           (query.since is not None, "(ends_at IS NULL OR ends_at >= ?)", (query.since,)),
+                           (query.until is not None, "starts_at <= ?", (query.until,)))
+    rows = conn.execute(f"SELECT * FROM alerts{clause} ORDER BY starts_at DESC, fingerprint LIMIT ?",
                         (*params, query.limit)).fetchall()
     return [_row(r, now) for r in rows]
 

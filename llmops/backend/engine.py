@@ -106,11 +106,11 @@ def default_threads() -> int:
 
 def build_llama_state(vocab_gguf: Path) -> None:
     """Build llama.cpp's one-time process state now (the server calls this at start), not inside the first
-    model load: its backend, and the Unicode code-point table every tokenizer shares (2.1 MB, built on the
-    first tokenization and kept for the life of the process by design). A vocabulary-only load of a small
-    GGUF does it (~0.1 s; the caller then returns the freed heap with loader.release_heap). So the first
-    cold load measures the model alone, and RSS after an unload is compared with an idle process that
-    holds what no unload can free."""
+    model load: its backend, and the Unicode code-point table every tokenizer shares (built on the first
+    tokenization and kept for the life of the process by design). A vocabulary-only load of a small GGUF
+    does it (the caller then returns the freed heap with loader.release_heap). So the first cold load
+    measures the model alone, and RSS after an unload is compared with an idle process that holds what no
+    unload can free. Sizes and times: docs/backend.md ("RSS after unload")."""
     import llama_cpp
     from llama_cpp import _logger
 

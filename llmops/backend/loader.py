@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from .engine import Engine
 from .model import rfc3339
-from .registry import ModelEntry, UnreadableModel
+from .registry import ModelEntry, timed_load
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,7 @@ class LoadedModels:
                 break
             log.info("unloading %s: BACKEND_MAX_LOADED_MODELS=%d reached", idle[0], self.max_loaded)
             self.unload(idle[0])
-        started = time.perf_counter()
-        try:
-            engine = self.factory(entry)
-        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-            raise UnreadableModel(f"model '{entry.tag}' cannot be loaded: {exc}") from exc
-        seconds = time.perf_counter() - started
+        engine, seconds = timed_load(entry, self.factory)
         with self._lock:
             self._models[entry.tag] = Loaded(entry, engine, seconds, time.time(), math.inf, running=1)
         return engine, seconds

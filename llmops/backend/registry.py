@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .gguf_meta import BadModelFile
 from .model import ModelInfo
@@ -40,8 +41,22 @@ class ModelEntry:
     info: ModelInfo
 
 
+T = TypeVar("T")
+
+
 class UnreadableModel(Exception):
     """A named model whose file cannot be read as a GGUF; answered 400 with the reason."""
+
+
+def timed_load(entry: ModelEntry, load: Callable[[ModelEntry], T]) -> tuple[T, float]:
+    """load(entry) and the seconds it took; llama-cpp-python's "Failed to load model from file" (a ValueError)
+    becomes UnreadableModel naming the model."""
+    started = time.perf_counter()
+    try:
+        loaded = load(entry)
+    except ValueError as exc:
+        raise UnreadableModel(f"model '{entry.tag}' cannot be loaded: {exc}") from exc
+    return loaded, time.perf_counter() - started
 
 
 def tag_for_file(path: Path) -> str:

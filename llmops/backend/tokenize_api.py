@@ -4,8 +4,8 @@ The shape follows the proposals for Ollama (PRs #7412, #12030, #16820: `{"model"
 `{"tokens"}`) and llama.cpp's server (`add_special`, default false; special-token text is parsed), with one
 addition: `content` may be a list of strings, answered with a list of token lists, so a client counts many
 texts in one call. A tokenizer is a vocabulary-only load of the model's GGUF (no weights, no context, no
-KV cache; ~0.1 s and ~17 MB for SmolLM2), kept for the next request and run on a worker thread: tokenizing
-never takes a slot, never waits behind decode steps and never loads the model itself (docs/backend.md).
+KV cache), kept for the next request and run on a worker thread: tokenizing never takes a slot, never waits
+behind decode steps and never loads the model itself (docs/backend.md: how, and what it costs).
 """
 from __future__ import annotations
 

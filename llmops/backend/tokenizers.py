@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from .registry import ModelEntry, UnreadableModel
+from .registry import ModelEntry, UnreadableModel, timed_load
 
-KEPT = 2  # vocabularies kept loaded (Gemma 3's 262k-token one holds ~29 MB): the least recently used goes first
+KEPT = 2  # vocabularies kept loaded (their RSS: docs/backend.md): the least recently used goes first
 
 
 class Vocab(Protocol):
@@ -65,12 +64,7 @@ class Tokenizers:
         with self._lock:
             found = self._vocabs.get(key)
             if found is None:
-                started = time.perf_counter()
-                try:
-                    vocab = self._load(entry)
-                except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
-                    raise UnreadableModel(f"model '{entry.tag}' cannot be loaded: {exc}") from exc
-                loaded = time.perf_counter() - started
+                vocab, loaded = timed_load(entry, self._load)
                 found = self._vocabs[key] = (vocab, threading.Lock())
                 while len(self._vocabs) > self.kept:
                     _, (old, old_lock) = self._vocabs.popitem(last=False)

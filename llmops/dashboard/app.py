@@ -130,14 +130,15 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
-    from llmops.dashboard import alerthistory, exporter, loadtests, routes
-    from llmops.dashboard import requests as requestlog_routes
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
-    from llmops.dashboard.monitor import Monitor, default_checks
+    from llmops.dashboard.monitor import Monitor, default_checks, redis_use
     from llmops.dashboard.promapi import PromAPI
     from llmops.settings import SECRETS as settings_secrets
     from llmops.telemetry.gpu import GpuCollector, default_reader
     from llmops.telemetry.host import ProcessCollector
+
+    from . import alerthistory, exporter, loadtests, routes
+    from . import requests as requestlog_routes
 
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
@@ -148,7 +149,7 @@ def create_app(config: dict | None = None) -> Flask:
     session = cfg["HTTP_SESSION"] or requests.Session()
     prom = cfg["PROMETHEUS"] or PromAPI(settings.prometheus_url, session, cfg["PROMETHEUS_TIMEOUT"])
     checks = cfg["CHECKS"] or default_checks(settings, session, prom, cfg["PROBE_TIMEOUT"], cfg["DETAIL_INTERVAL"])
-    monitor = Monitor(checks, clock=clock)
+    monitor = Monitor(checks, clock=clock, redis_note=redis_use(settings)[1])
     pids = safe_pids(cfg["SERVICE_PIDS"] or supervisor_pids(settings))
     gpu_reader = cfg["GPU_READER"] or default_reader()  # one reader for the app's life: NVML initialised once
     registry = exporter.make_registry(

@@ -7,11 +7,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from ..health import HEALTHY, OFFLINE, UNHEALTHY, ProbeResult, host_port, pending
 from . import verdict
 
-COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager")
+COMPONENTS = ("proxy", "ollama", "prometheus", "traffic", "canary", "alertmanager", "redis")
 EMBEDDING_CANARY = "canary:embedding"  # the embedding model's canary; shown under the canary component
 # Failures that leave no doubt (nothing listens, or nothing answers within the timeout) turn a component
 # red at once; the others (an HTTP error, a bad body) need two in a row, against flapping.
@@ -138,12 +139,14 @@ class Monitor:
     """Runs each Check on its own thread and keeps the latest /api/status snapshot ready to serve."""
 
     def __init__(self, checks: list[Check], clock: Callable[[], float] = time.time, canary_enabled: bool = True,
-                 alertmanager_enabled: bool | None = None):
+                 alertmanager_enabled: bool | None = None, redis_note: str = "not used"):
         self.checks = {c.name: c for c in checks}
         self.clock = clock
         self.canary_enabled = canary_enabled
         # Judged only when it runs: by default, when there is an alertmanager check.
         self.alertmanager_enabled = "alertmanager" in self.checks if alertmanager_enabled is None else alertmanager_enabled
+        # Redis is judged when the stack uses it (there is a redis check); the note says what for, or why not.
+        self.redis_note = redis_note
         self.states = {c.name: Hysteresis(c.fail_after) for c in checks}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -293,6 +296,7 @@ class Monitor:
             components[name].update(state.effective.data)
         components["canary"] = self._canary()
         components["alertmanager"] = self._alertmanager()
+        components["redis"] = self._redis()
         overall, reason = verdict.decide(components)
         checked = [s.checked_at for s in self.states.values() if s.checked_at is not None]
         self._status = {
@@ -332,6 +336,14 @@ class Monitor:
             row.update(self.states["alertmanager"].effective.data)
         return row
 
+    def _redis(self) -> dict:
+        if "redis" not in self.checks:  # not needed: neither down nor judged, and it says why
+            return {"status": OFFLINE, "latency_ms": None, "detail": self.redis_note, "error": "", "since": None,
+                    "checked_at": None, "enabled": False, "needed": False}
+        row = {**_row(self.states["redis"]), "enabled": True, "needed": True, "role": self.redis_note}
+        row.update(self.states["redis"].effective.data)
+        return row
+
     def _canary(self) -> dict:
         row = self._optional("canary", self.canary_enabled, "CANARY_INTERVAL=0")
         if not row["enabled"]:
@@ -359,6 +371,23 @@ def embedding_model(settings) -> str | None:
     except ConfigError:
         return None  # the proxy will not start either; its own check says why
     return next((name for name, mode in routed.items() if mode == "embedding"), None)
+
+
+def redis_use(settings) -> tuple[str, str]:
+    """(the Redis the proxy's queue shares its state through, or "" when none; why, in words)."""
+    from ..proxy import config as proxyconf
+
+    if not settings.queue_enabled:
+        return "", "not used: QUEUE_ENABLED=false, so the proxy has no queue to share"
+    url = proxyconf.queue_redis_url(settings)
+    if not url:
+        return "", (f"not used: one proxy worker (LITELLM_WORKERS={settings.litellm_workers}) and no REDIS_URL, "
+                    "so the queue lives in the proxy's process")
+    parts = urlsplit(url)
+    where = f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"  # never the URL itself: it may hold a password
+    if settings.redis_url:
+        return url, f"REDIS_URL at {where}: the proxies share the queue through it"
+    return url, f"the stack's own at {where}: {settings.litellm_workers} proxy workers share the queue through it"
 
 
 def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_interval: float = 300.0) -> list[Check]:
@@ -393,6 +422,9 @@ def default_checks(settings, session, prom, probe_timeout: float = 3.0, detail_i
         checks.append(Check("alertmanager",
                             lambda: probes.probe_alertmanager(session, settings.alertmanager_url, probe_timeout),
                             interval, "alertmanager"))
+    redis_url, _ = redis_use(settings)
+    if redis_url:
+        checks.append(Check("redis", lambda: probes.probe_redis(redis_url, probe_timeout), interval, "redis"))
     if settings.canary_interval > 0:
         checks.append(Check("canary", lambda: probes.probe_canary(session, proxy_url, key, canary_model()),
                             settings.canary_interval, "canary"))

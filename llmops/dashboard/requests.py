@@ -47,4 +47,5 @@ def api_requests():
 
 @bp.get("/api/requests/facets")
 def api_facets():
-    return jsonify(_answer(lambda conn: store.facets(conn) if conn else {"models": [], "kinds": [], "user_agents": []}))
+    return jsonify(_answer(lambda conn: store.facets(conn) if conn else {"models": [], "kinds": [], "user_agents": [],
+                                                                      "priorities": []}))

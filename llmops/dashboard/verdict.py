@@ -57,7 +57,7 @@ def _backend_issue(proxy: dict, ollama: dict) -> tuple[str, str, bool] | None:
 
 def decide(components: dict[str, dict]) -> tuple[str, str]:
     """Return (overall, reason) from contract-shaped component dicts (proxy, ollama, prometheus, traffic, canary,
-    alertmanager: judged only when enabled)."""
+    alertmanager and redis: judged only when enabled)."""
     proxy = components.get("proxy") or {}
     ollama = components.get("ollama") or {}
     prometheus = components.get("prometheus") or {}
@@ -85,6 +85,10 @@ def decide(components: dict[str, dict]) -> tuple[str, str]:
     alertmanager = components.get("alertmanager") or {}
     if alertmanager.get("enabled") and not _pending(alertmanager) and alertmanager.get("status") != HEALTHY:
         issues.append((DEGRADED, f"Alertmanager is down: alerts cannot be delivered ({alertmanager.get('detail', '')})"))
+    redis = components.get("redis") or {}
+    if redis.get("enabled") and not _pending(redis) and redis.get("status") != HEALTHY:
+        issues.append((DEGRADED, "Redis is down: the proxy's workers cannot share the priority queue, so requests "
+                                 f"pass unqueued ({redis.get('detail', '')})"))
 
     if not issues:
         models = len(proxy.get("models") or [])

@@ -6,15 +6,16 @@ CPython 3.10 and 3.11 can crash with SIGSEGV in `ContextVar.set` when a garbage 
 resets a variable of the same context: the inner set frees the HAMT the outer one is still walking
 (python/cpython#148891; the 3.12 GC no longer triggers it, and the fix, python/cpython#148928, is not in 3.11).
 LiteLLM 1.108.7's proxy sets and resets context variables on every request (`litellm/_internal_context.py`
-`service_target`, from auth), and coroutines the GC closes reset theirs from whatever context is current: the
-proxy died this way three times in test runs (2026-12-01), with `PYTHONFAULTHANDLER` showing the request in
-`ContextVar.set`. `tests/support/gc_reentry.py` reproduces the CPython crash in a few lines.
+`service_target`, from auth), and coroutines the GC closes reset theirs from whatever context is current.
+`tests/support/gc_reentry.py` reproduces the CPython crash in a few lines. The proxy's own crashes, what a full
+collection costs and what the collector costs are in docs/litellm.md ("A Python 3.11 crash, and the collector
+thread").
 
 So on Python < 3.12 automatic collection is off, and a daemon thread collects instead. Every tick (0.1 s)
 it applies CPython's own rule to the counts CPython keeps running (`gc.get_count()`, against `gc.get_threshold()`):
 the oldest generation whose count passed its threshold is collected, and the oldest one only when the objects
 that reached it since the last full collection are a quarter of those it held then (CPython's guard against
-quadratic full collections: one of the proxy's ~720,000 objects takes ~400 ms). An idle proxy collects nothing.
+quadratic full collections, which grow with the proxy's heap). An idle proxy collects nothing.
 A collection started by that thread can never run inside another thread's `ContextVar.set`, because that C
 function holds the GIL from start to end and runs no Python code unless a collection starts within it.
 `gc.collect()` from the thread runs the same finalizers automatic collection ran from whichever thread

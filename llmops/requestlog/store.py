@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
+from ..proxy.queue import PRIORITY_MAX, PRIORITY_MIN
 from .outcomes import CLASSES, OK
 
 # (name, SQL type). `rank` says which event a row's outcome came from: a later, more final event wins.
@@ -193,6 +194,7 @@ class Query:
     until: float | None = None
     q: str | None = None         # substring of the error type or message
     tools: bool | None = None    # True: only requests that offered tools; False: only those without
+    priority: int | None = None  # only requests the proxy's queue held at this priority
     limit: int = 50
     cursor: tuple[float, int] | None = None
 
@@ -226,42 +228,43 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if args["tools"] not in ("1", "0"):
             raise BadQuery("tools", f"{args['tools'][:40]!r} is not 1 (with tools) or 0 (without)")
         query.tools = args["tools"] == "1"
+    if args.get("priority"):
+        value = args["priority"]
+        if not re.fullmatch(r"\d{1,3}", value) or int(value) > PRIORITY_MAX:
+            raise BadQuery("priority", f"{value[:40]!r} is not a priority (an integer {PRIORITY_MIN}-{PRIORITY_MAX})")
+        query.priority = int(value)
     parse_span(query, args, now, MAX_LIMIT)
     if args.get("cursor"):
         query.cursor = decode_cursor(args["cursor"])
     return query
 
 
+def where(*conditions: tuple[bool, str, tuple]) -> tuple[str, list]:
+    """" WHERE a AND b" and its parameters from (applies, clause, parameters) triples; "" when none applies."""
+    applied = [(clause, params) for applies, clause, params in conditions if applies]
+    if not applied:
+        return "", []
+    return " WHERE " + " AND ".join(clause for clause, _ in applied), [p for _, params in applied for p in params]
+
+
 def _where(query: Query) -> tuple[str, list]:
-    clauses, params = [], []
-    for column in ("model", "kind"):
-        if getattr(query, column):
-            clauses.append(f"{column} = ?")
-            params.append(getattr(query, column))
-    if query.outcome == FAILURES:
-        clauses.append("outcome != ?")
-        params.append(OK)
-    elif query.outcome:
-        clauses.append("outcome = ?")
-        params.append(query.outcome)
-    if query.user_agent:
-        clauses.append("instr(user_agent, ?) > 0")
-        params.append(query.user_agent)
-    if query.q:
-        clauses.append("(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)")
-        params += [query.q, query.q]
-    if query.tools is not None:
-        clauses.append("coalesce(tools, 0) > 0" if query.tools else "coalesce(tools, 0) = 0")
-    if query.since is not None:
-        clauses.append("ts >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("ts < ?")
-        params.append(query.until)
-    if query.cursor:
-        clauses.append("(ts < ? OR (ts = ? AND id < ?))")
-        params += [query.cursor[0], query.cursor[0], query.cursor[1]]
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+    failures = query.outcome == FAILURES
+    cursor = (query.cursor[0], query.cursor[0], query.cursor[1]) if query.cursor else ()
+    return where(
+        (bool(query.model), "model = ?", (query.model,)),
+        (bool(query.kind), "kind = ?", (query.kind,)),
+        (failures, "outcome != ?", (OK,)),
+        (bool(query.outcome) and not failures, "outcome = ?", (query.outcome,)),
+        (bool(query.user_agent), "instr(user_agent, ?) > 0", (query.user_agent,)),
+        (bool(query.q), "(instr(lower(error_message), lower(?)) > 0 OR instr(lower(error_type), lower(?)) > 0)",
+         (query.q, query.q)),
+        (query.tools is True, "coalesce(tools, 0) > 0", ()),
+        (query.tools is False, "coalesce(tools, 0) = 0", ()),
+        (query.priority is not None, "priority = ?", (query.priority,)),
+        (query.since is not None, "ts >= ?", (query.since,)),
+        (query.until is not None, "ts < ?", (query.until,)),
+        (bool(cursor), "(ts < ? OR (ts = ? AND id < ?))", cursor),
+    )
 
 
 def as_record(row: sqlite3.Row) -> dict:
@@ -275,8 +278,8 @@ def as_record(row: sqlite3.Row) -> dict:
 
 def search(conn: sqlite3.Connection, query: Query) -> dict:
     """One page, newest first: {"requests": [...], "next_cursor": str | None}."""
-    where, params = _where(query)
-    rows = conn.execute(f"SELECT * FROM requests{where} ORDER BY ts DESC, id DESC LIMIT ?",
+    clause, params = _where(query)
+    rows = conn.execute(f"SELECT * FROM requests{clause} ORDER BY ts DESC, id DESC LIMIT ?",
                         [*params, query.limit + 1]).fetchall()
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -285,10 +288,11 @@ def search(conn: sqlite3.Connection, query: Query) -> dict:
 
 
 def facets(conn: sqlite3.Connection) -> dict:
-    """The distinct models, kinds and user agents, for the dashboard's filter menus (bounded)."""
+    """The distinct models, kinds, user agents and priorities, for the dashboard's filter menus (bounded)."""
     out = {}
-    for column in ("model", "kind", "user_agent"):
-        out[column + "s"] = [r[0] for r in conn.execute(
+    for column, key in (("model", "models"), ("kind", "kinds"), ("user_agent", "user_agents"),
+                        ("priority", "priorities")):
+        out[key] = [r[0] for r in conn.execute(
             f"SELECT DISTINCT {column} FROM requests WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 100")]
     return out
 

@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--temperature", type=_float, metavar="T", help="temperature (default: the server's)")
     what.add_argument("--priority", type=_int, metavar="N",
                       help="request priority for the proxy's queue, 0-255, lower first (docs/queue.md); 0 is sent too")
+    what.add_argument("--priority-mix", metavar="P:PCT,...",
+                      help="each request's priority drawn with --seed by these shares in percent, e.g. 0:20,9:80 "
+                           "(20 %% at 0, 80 %% at 9; they sum to 100); reported per priority (not with --priority)")
     what.add_argument("--prompts", type=Path, metavar="FILE|DIR",
                       help="prompts, the format by the suffix: .jsonl (one {\"prompt\"|\"text\"|\"messages\"} "
                            "a line, max_tokens or output_tokens optional: GuideLLM, llmperf), .json (ShareGPT, "
@@ -186,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only these categories (repeat or comma-separate)")
     what.add_argument("--list-categories", action="store_true", help="print the bank's categories and exit")
     what.add_argument("--seed", type=_int, metavar="N",
-                      help="seed of prompt order and Poisson gaps (default random; the summary shows it)")
+                      help="seed of prompt order, Poisson gaps and the model and priority mixes' draws (default random; "
+                           "the summary shows it)")
     judge = p.add_argument_group("judging and results")
     judge.add_argument("--timeout", type=_duration, default=DEFAULT_TIMEOUT, metavar="DUR",
                        help=f"per request, whole answer (default {DEFAULT_TIMEOUT:g}s)")
@@ -218,6 +222,7 @@ def to_config(args: argparse.Namespace) -> TrafficConfig:
         ramp=args.ramp, burst=args.burst, delay=args.delay, sweep=args.sweep, stream=args.stream,
         capacity=args.capacity, slo=args.slo,
         max_tokens=args.max_tokens, temperature=args.temperature, priority=args.priority,
+        priority_mix=args.priority_mix,
         prompts=args.prompts, categories=categories, sample=args.sample, prune=args.prune, seed=args.seed, warmup=args.warmup,
         token_count=args.token_count, backend_url=args.backend_url,
         timeout=args.timeout, slo_ttft=args.slo_ttft, slo_latency=args.slo_latency, output=args.output,

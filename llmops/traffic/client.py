@@ -54,6 +54,7 @@ class RequestResult:
     call_id: str | None = None  # LiteLLM's x-litellm-call-id: the request's row in the proxy's request log
     model: str = ""
     kind: str = CHAT
+    priority: int | None = None  # the priority sent to the proxy's queue (None: none sent)
     inputs: int | None = None  # embeddings: texts sent in the request
     text_parts: list[str] | None = None  # the answer's content, kept only when it is to be checked
     calls: list[dict] | None = None  # the answer's tool calls ({"name", "arguments" text}), kept with --tools
@@ -76,7 +77,7 @@ class RequestResult:
         }
 
     def _model_fields(self) -> dict:
-        return {"model": self.model, "kind": self.kind, "inputs": self.inputs}
+        return {"model": self.model, "kind": self.kind, "inputs": self.inputs, "priority": self.priority}
 
     @property
     def outcome(self) -> str | None:

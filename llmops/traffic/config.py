@@ -9,12 +9,12 @@ from ..errors import ConfigError
 from ..proxy.key import REDACTED
 from . import capacity as capacity_search
 from .arrivals import ARRIVALS, Burst
-from .mix import ModelMix
+from .mix import ModelMix, PriorityMix
 from .outputcheck import OutputCheck, ToolCheck
 from .tokencount import MODES as TOKEN_COUNTS
 
 USER_AGENT = "llmops-traffic/0.1"
-DEFAULT_MAX_TOKENS = 64  # short answers: the embedded model does ~115 tokens/s
+DEFAULT_MAX_TOKENS = 64  # short answers, so a run measures serving, not long decoding (docs/traffic-generator.md)
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_ERROR_RATIO = 0.05
 SWEEP_LEVEL_DURATION = 20.0  # seconds per --sweep level when neither --duration nor --max is given
@@ -44,6 +44,7 @@ class TrafficConfig:
     max_tokens: int | None = None
     temperature: float | None = None
     priority: int | None = None
+    priority_mix: str | None = None  # --priority-mix 0:20,9:80: each request's priority drawn by these shares
     prompts: Path | None = None
     categories: tuple[str, ...] = ()
     sample: int | None = None  # draw this many of the file's records with the seed (all without it)
@@ -73,6 +74,13 @@ class TrafficConfig:
     def mix(self) -> ModelMix | None:
         """The --model mix, or None when the model is to be taken from the proxy's list."""
         return ModelMix.parse(self.model) if self.model else None
+
+    @property
+    def priorities(self) -> PriorityMix | None:
+        """The priority classes sent: the --priority-mix, one class for --priority N, None when none is sent."""
+        if self.priority_mix is not None:
+            return PriorityMix.parse(self.priority_mix)
+        return PriorityMix.single(self.priority) if self.priority is not None else None
 
     @property
     def open_loop(self) -> bool:
@@ -139,6 +147,13 @@ class TrafficConfig:
             bad("--temperature", f"must be within 0-2, not {self.temperature:g}")
         if self.priority is not None and not 0 <= self.priority <= 255:
             bad("--priority", f"must be within 0-255 (lower is served first), not {self.priority}")
+        if self.priority_mix is not None:
+            if self.priority is not None:
+                bad("--priority-mix", "cannot be combined with --priority (the mix sets each request's priority)")
+            try:
+                PriorityMix.parse(self.priority_mix)
+            except ValueError as exc:
+                bad("--priority-mix", str(exc))
         if not 0 <= self.max_error_ratio <= 1:
             bad("--max-error-ratio", f"must be within 0-1, not {self.max_error_ratio:g}")
         if self.model is not None:
@@ -157,6 +172,8 @@ class TrafficConfig:
                 bad("--endpoint", "embeddings needs --model with an embedding model (e.g. all-minilm:22m)")
             if self.response_format is not None:
                 bad("--response-format", "checks chat answers; it cannot be combined with --endpoint embeddings")
+            if self.priority_mix is not None:
+                bad("--priority-mix", "orders chat requests in the proxy's queue; embeddings pass it without waiting")
         if self.response_format is not None:
             OutputCheck.load(self.response_format)  # raises ConfigError naming the file
         if self.tools is not None:

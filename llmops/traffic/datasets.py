@@ -30,7 +30,7 @@ import orjson
 from ..errors import ConfigError
 from . import prompts as bank
 from .prompts import Prompt
-from .tokencount import CHARS_PER_TOKEN, ESTIMATE, Estimate, estimate_tokens  # noqa: F401 - re-exported
+from .tokencount import ESTIMATE, Estimate
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".txt")
 FORMATS_READ = ("formats read: .jsonl (one object a line with prompt, text or messages), .json (ShareGPT or the "

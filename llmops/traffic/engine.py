@@ -12,7 +12,7 @@ from . import client
 from .arrivals import worker_starts
 from .client import RequestResult
 from .config import DEFAULT_MAX_TOKENS, TrafficConfig
-from .mix import ModelPicker
+from .mix import ModelPicker, PriorityPicker
 from .outputcheck import OutputCheck, ToolCheck
 from .prompts import Prompt, PromptOrder
 from .stats import Recorder
@@ -25,12 +25,15 @@ class Engine:
                  order: PromptOrder, recorders: Iterable[Recorder], t0: float, ids: Iterator[int],
                  sink: Callable[[RequestResult], None] | None = None, phase: str = "measure",
                  level: int | None = None, picker: ModelPicker | None = None,
-                 by_model: dict[str, Recorder] | None = None) -> None:
+                 by_model: dict[str, Recorder] | None = None, priorities: PriorityPicker | None = None,
+                 by_priority: dict[int, Recorder] | None = None) -> None:
         self.session, self.endpoint, self.config, self.model = session, endpoint, config, model
         self.order, self.recorders, self.t0, self.ids = order, tuple(recorders), t0, ids
         self.sink, self.phase, self.level = sink, phase, level
         # A model mix draws each request's model; by_model takes each result once more, under its model.
         self.picker, self.by_model = picker, by_model
+        # Likewise each request's priority (--priority-mix, or the one --priority), and by_priority per class.
+        self.priorities, self.by_priority = priorities, by_priority
         self.check = OutputCheck.load(config.response_format) if config.response_format else None
         self.tool_check = ToolCheck.load(config.tools) if config.tools else None
         self.embeddings = config.endpoint == client.EMBEDDINGS
@@ -42,10 +45,11 @@ class Engine:
         self._max: int | None = None
         self._deadline: float | None = None
 
-    def body(self, prompt: Prompt, model: str | None = None) -> bytes:
-        """The request body for a prompt and model, built once per pair (it is the same every time)."""
+    def body(self, prompt: Prompt, model: str | None = None, priority: int | None = None) -> bytes:
+        """The request body for a prompt, model and priority, built once per triple (it is the same every time)."""
         model = model or self.model
-        cached = self._bodies.get((model, prompt.id))
+        priority = self.config.priority if priority is None else priority
+        cached = self._bodies.get((model, prompt.id, priority))
         if cached is None:
             c = self.config
             doc: dict = {"model": model, "messages": list(prompt.messages),
@@ -55,14 +59,14 @@ class Engine:
                 doc["stream_options"] = {"include_usage": True}
             if c.temperature is not None:
                 doc["temperature"] = c.temperature
-            if c.priority is not None:  # 0 included: the proxy's queue serves it first (docs/queue.md)
-                doc["priority"] = c.priority
+            if priority is not None:  # 0 included: the proxy's queue serves it first (docs/queue.md)
+                doc["priority"] = priority
             if self.check is not None:
                 doc["response_format"] = self.check.response_format()
             if self.tool_check is not None:
                 doc["tools"] = list(self.tool_check.tools)
             doc.update(c.extra_body)
-            cached = self._bodies[(model, prompt.id)] = client.dumps(doc)
+            cached = self._bodies[(model, prompt.id, priority)] = client.dumps(doc)
         return cached
 
     def embeddings_body(self, index: int, model: str) -> bytes:
@@ -76,9 +80,12 @@ class Engine:
         # this, so a request is either never sent and never counted, or counted once below.
         prompt = self.order[index * self.config.batch if self.embeddings else index]
         model = self.picker.next() if self.picker is not None else self.model
+        priority = None
+        if not self.embeddings:  # embeddings pass the proxy's queue without waiting, so they are sent none
+            priority = self.priorities.next() if self.priorities is not None else self.config.priority
         result = RequestResult(id=next(self.ids), phase=self.phase, prompt_id=prompt.id,
                                category=prompt.category, scheduled_s=scheduled_s, concurrency=self.level,
-                               model=model, kind=self.config.endpoint)
+                               model=model, kind=self.config.endpoint, priority=priority)
         if self.embeddings:
             result.inputs = self.config.batch
         if self.check is not None:
@@ -86,10 +93,10 @@ class Engine:
         if self.tool_check is not None:
             result.calls = []
         started = time.perf_counter() - self.t0
-        for rec in self._recorders_of(model):
+        for rec in self._recorders_of(result):
             rec.started(started)
         try:
-            body = self.embeddings_body(index, model) if self.embeddings else self.body(prompt, model)
+            body = self.embeddings_body(index, model) if self.embeddings else self.body(prompt, model, priority)
             await client.execute(self.session, self.endpoint, body, self.config.stream and not self.embeddings,
                                  self.config.timeout, result, self.t0)
             if self.check is not None and result.detail == client.OK:
@@ -109,15 +116,19 @@ class Engine:
             result.detail, result.error = client.GENERATOR_ERROR, f"{type(exc).__name__}: {exc}"
         self._finish(result)
 
-    def _recorders_of(self, model: str) -> tuple[Recorder, ...]:
-        if self.by_model is None:
-            return self.recorders
-        if model not in self.by_model:
-            self.by_model[model] = Recorder(self.config.slo_ttft, self.config.slo_latency, self.config.seed)
-        return (*self.recorders, self.by_model[model])
+    def _recorders_of(self, result: RequestResult) -> tuple[Recorder, ...]:
+        """The phase's recorders, and the request's model's and priority's where those are kept apart."""
+        out = self.recorders
+        for groups, key in ((self.by_model, result.model), (self.by_priority, result.priority)):
+            if groups is None or key is None:
+                continue
+            if key not in groups:
+                groups[key] = Recorder(self.config.slo_ttft, self.config.slo_latency, self.config.seed)
+            out = (*out, groups[key])
+        return out
 
     def _finish(self, result: RequestResult) -> None:
-        for rec in self._recorders_of(result.model):
+        for rec in self._recorders_of(result):
             rec.add(result)
         if self.sink is not None:
             self.sink(result)

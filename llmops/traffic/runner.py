@@ -20,11 +20,11 @@ from . import prompts as bank
 from .arrivals import RateProfile, burst_schedule, merge, rate_schedule
 from .config import SWEEP_LEVEL_DURATION, TrafficConfig
 from .engine import Engine
-from .mix import ModelMix, ModelPicker
+from .mix import ModelMix, ModelPicker, PriorityPicker
 from .preflight import PreflightError, check
 from .progress import LiveProgress
 from .results import SUMMARY_FORMAT, RunSpec, RunWriter
-from .stats import Recorder, per_model
+from .stats import Recorder, per_model, per_priority
 from .sweep import knee
 
 EXIT_OK = 0  # the run finished within --max-error-ratio
@@ -132,6 +132,9 @@ class _Run:
         self.endpoint = f"{config.url}/v1/{path}"
         self.picker = ModelPicker(mix, seed)
         self.by_model: dict[str, Recorder] = {}
+        self.priorities = config.priorities if config.endpoint == "chat" else None  # embeddings are sent none
+        self.priority_picker = PriorityPicker(self.priorities, seed) if self.priorities is not None else None
+        self.by_priority: dict[int, Recorder] = {}
         self.order = bank.PromptOrder(prompts, seed)
         self.warmup_order = bank.PromptOrder(prompts, seed + 1)
         self.total = Recorder(config.slo_ttft, config.slo_latency, seed)
@@ -151,7 +154,9 @@ class _Run:
     def _engine_for(self, order, recorders, sink, phase="measure", level=None) -> Engine:
         self._engine = Engine(self.session, self.endpoint, self.config, self.mix.models[0], order, recorders,
                               self.t0, self.ids, sink, phase, level, picker=self.picker,
-                              by_model=self.by_model if phase == "measure" else None)
+                              by_model=self.by_model if phase == "measure" else None,
+                              priorities=self.priority_picker,
+                              by_priority=self.by_priority if phase == "measure" else None)
         return self._engine
 
     async def go(self, sink) -> None:
@@ -209,6 +214,7 @@ class _Run:
         summary["endpoint"] = self.config.endpoint
         summary["dataset"] = self.dataset.public()
         summary["models"] = per_model(self.mix, self.by_model)
+        summary["priorities"] = per_priority(self.priorities, self.by_priority)
         if self.levels:
             # A capacity search runs levels out of order (its bisection): the sweep's figures rise by level.
             levels = [{"concurrency": lvl, **rec.summary()} for lvl, rec in sorted(self.levels, key=lambda x: x[0])]

@@ -8,7 +8,7 @@ from collections import Counter, deque
 
 from .. import outcomes
 from . import client
-from .mix import ModelMix
+from .mix import ModelMix, PriorityMix
 from .results import distribution, outcome_counts, percentile
 
 ITL_RESERVOIR = 200_000  # inter-token gaps kept for percentiles; bounds memory on long runs
@@ -179,18 +179,29 @@ class Recorder:
         }
 
 
+def _class_part(rec: Recorder | None, share: float | None) -> dict:
+    """One class of a mix (a model, a priority): its counts by outcome, throughput and p50/p95/p99 latency and TTFT."""
+    s = (rec or Recorder()).summary()
+    return {
+        "share": share,
+        "requests": s["requests"], "outcomes": s["outcomes"], "failures": s["failures"], "details": s["details"],
+        "error_ratio": s["error_ratio"],
+        "throughput": s["throughput"], "tokens": s["tokens"],
+        "latency_s": {k: s["latency_s"][k] for k in ("count", "p50", "p95", "p99")},
+        "ttft_s": {k: s["ttft_s"][k] for k in ("count", "p50", "p95", "p99")},
+    }
+
+
 def per_model(mix: ModelMix, recorders: dict[str, Recorder]) -> dict[str, dict]:
     """The summary's "models" part: one entry per model of the mix (one that got no request has zero counts)."""
-    out: dict[str, dict] = {}
-    for model in (*mix.models, *(m for m in recorders if m not in mix.models)):
-        rec = recorders.get(model) or Recorder()
-        s = rec.summary()
-        out[model] = {
-            "share": mix.share(model) if model in mix.models else None,
-            "requests": s["requests"], "outcomes": s["outcomes"], "failures": s["failures"], "details": s["details"],
-            "error_ratio": s["error_ratio"],
-            "throughput": s["throughput"], "tokens": s["tokens"],
-            "latency_s": {k: s["latency_s"][k] for k in ("count", "p50", "p95", "p99")},
-            "ttft_s": {k: s["ttft_s"][k] for k in ("count", "p50", "p95", "p99")},
-        }
-    return out
+    return {model: _class_part(recorders.get(model), mix.share(model) if model in mix.models else None)
+            for model in (*mix.models, *(m for m in recorders if m not in mix.models))}
+
+
+def per_priority(mix: PriorityMix | None, recorders: dict[int, Recorder]) -> dict[str, dict]:
+    """The summary's "priorities" part: one entry per priority sent, lowest (most urgent) first, keyed by the
+    priority as text (JSON's keys are); a class of the mix that got no request has zero counts; {} when none
+    was sent."""
+    classes = sorted({*(mix.priorities if mix else ()), *recorders})
+    return {str(p): {"priority": p, **_class_part(recorders.get(p), mix.share(p) if mix and p in mix.priorities
+                                                   else None)} for p in classes}

@@ -20,7 +20,7 @@ MODES = ("auto", "model", "estimate")
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
 ESTIMATE = f"estimate: 1 token per {CHARS_PER_TOKEN} characters, rounded up"
 BATCH = 256  # texts per /api/tokenize call: ~0.5 MB of ShareGPT replies, a few tens of ms to tokenize
-TIMEOUT = 30.0  # seconds per call: the first one loads the vocabulary (Gemma 3's: 0.6 s)
+TIMEOUT = 30.0  # seconds per call: the first one loads the vocabulary (times: docs/backend.md)
 _LOCAL_PROVIDERS = ("ollama", "ollama_chat")
 
 
@@ -46,9 +46,7 @@ class Estimate:
 
     def count(self, texts: list[str]) -> list[int]:
         self.texts += len(texts)
-        from . import datasets  # looked up at each call, so a test or bench can wrap datasets.estimate_tokens
-
-        return [datasets.estimate_tokens(text) for text in texts]
+        return [estimate_tokens(text) for text in texts]  # the module's name, so a test or bench can wrap it
 
     def public(self) -> dict:
         return {"counter": "estimate", "label": self.label, "why": self.why or None, "texts": self.texts}

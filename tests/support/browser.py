@@ -11,9 +11,6 @@ from tests.support.fakes.dashboard import FakeHTTP, make_settings
 from tests.support.fakes.gpu import FakeNVML
 
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 CANVAS_INK = """sel => {
   const c = document.querySelector(sel);
   if (!c || !c.width) return 0;

@@ -19,6 +19,7 @@ const CARDS = [
   ["traffic", "Real traffic"],
   ["prometheus", "Prometheus"],
   ["alertmanager", "Alertmanager (alert delivery)"],
+  ["redis", "Redis (the queue's shared state)"],
 ];
 const WORDS = { healthy: "healthy", unhealthy: "unhealthy", offline: "offline" };
 const COLORS = ["#2563eb", "#d97706", "#dc2626", "#059669", "#7c3aed"];
@@ -65,7 +66,8 @@ function bytes(n) {
 function card(key, title, c) {
   const state = c.enabled === false ? "off" : c.status;
   const held = c.status === "healthy" && /last probe failed/.test(c.detail || "");
-  const word = c.enabled === false ? "off" : c.error === "pending" ? "checking" : WORDS[c.status] || c.status;
+  const off = c.needed === false ? "not used" : "off";  // Redis when one proxy worker keeps the queue itself
+  const word = c.enabled === false ? off : c.error === "pending" ? "checking" : WORDS[c.status] || c.status;
   const rows = [];
   const add = (k, v) => { if (v !== null && v !== undefined && v !== "") rows.push(el("dt", {}, k), el("dd", {}, v)); };
   add("latency", c.latency_ms == null ? null : `${c.latency_ms.toFixed(1)} ms`);
@@ -79,6 +81,7 @@ function card(key, title, c) {
     add(`requests (${c.window || "5m"})`, `${c.requests || 0}${counted.length ? `: ${counted.join(", ")}` : ""}`);
   }
   if (key === "canary" && c.model) add("model", c.model);
+  if (key === "redis" && c.role) add("used as", c.role);
   const node = el("article", { class: `card ${state}${held ? " held" : ""}`, "data-component": key },
     el("h3", {}, title, el("span", { class: "badge" }, word)),
     el("dl", {}, ...rows),

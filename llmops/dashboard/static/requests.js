@@ -18,6 +18,7 @@
     ["latency_ms", "latency (ms)"], ["ttft_ms", "time to first token (ms)"], ["stream", "stream"],
     ["finish_reason", "finish reason"], ["prompt_tokens", "prompt tokens"], ["completion_tokens", "completion tokens"],
     ["tools", "tools offered"], ["tool_calls", "tool calls made"],
+    ["priority", "queue priority"], ["queue_wait_ms", "queue wait (ms)"],
     ["user_agent", "user agent"], ["key_alias", "key alias"], ["key_hash", "key hash"],
     ["error_type", "error type"], ["error_message", "error"], ["prompt", "prompt"], ["answer", "answer"],
   ];
@@ -29,7 +30,7 @@
   function params(withCursor) {
     const data = new FormData(form);
     const p = new URLSearchParams();
-    for (const name of ["model", "kind", "user_agent", "since", "q"]) {
+    for (const name of ["model", "kind", "priority", "user_agent", "since", "q"]) {
       const v = (data.get(name) || "").trim();
       if (v) p.set(name, v);
     }
@@ -60,7 +61,7 @@
       el("td", {}, when(r.time)), el("td", {}, r.kind || ""), el("td", {}, r.model || ""),
       el("td", { class: `oc oc-${r.outcome}` }, CLASS_WORDS[r.outcome] || r.outcome), el("td", {}, r.status ?? ""),
       el("td", {}, r.latency_ms == null ? "" : `${Math.round(r.latency_ms)} ms`), el("td", {}, tokens),
-      el("td", { class: "tools" }, toolsCell(r)), el("td", {}, r.user_agent || ""), el("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
+      el("td", { class: "priority" }, r.priority ?? ""), el("td", { class: "tools" }, toolsCell(r)), el("td", {}, r.user_agent || ""), el("td", { class: "err" }, r.error_type ? `${r.error_type}: ${(r.error_message || "").slice(0, 120)}` : ""));
     return tr;
   }
 
@@ -92,7 +93,7 @@
     const start = shown.length;
     shown = shown.concat(doc.requests || []);
     (doc.requests || []).forEach((r, i) => body.append(row(r, start + i)));
-    if (!shown.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "10", class: "muted" }, "no requests match")));
+    if (!shown.length) body.replaceChildren(el("tr", {}, el("td", { colspan: "11", class: "muted" }, "no requests match")));
     cursor = doc.next_cursor;
     more.hidden = !cursor;
     const again = shown.findIndex((r) => r.call_id === selected);
@@ -109,6 +110,7 @@
   }
 
   function fillSelect(name, values) {
+    values = values.map(String); // priorities come as numbers
     const select = form.elements[name];
     const keep = select.value;
     const options = [el("option", { value: "" }, "all")].concat(values.map((v) => el("option", { value: v }, v)));
@@ -121,6 +123,7 @@
       const doc = await getJSON("/api/requests/facets");
       fillSelect("model", doc.models || []);
       fillSelect("kind", doc.kinds || []);
+      fillSelect("priority", doc.priorities || []);
       fillSelect("user_agent", doc.user_agents || []);
     } catch (err) {
       /* the table's own load reports an unreadable log */

@@ -15,6 +15,9 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
   error after retries, a timeout, a later hook rejecting), or the end of the request's own asyncio task (a stream
   that ended or that the client closed, anything else): `release` is idempotent.
 - A client that leaves while queued is noticed at once (the ASGI channel's `http.disconnect`) and leaves the line.
+- LiteLLM's own health checks (the background ones and `/health`) call a backend outside every proxy hook, so the
+  queue cannot hold them; `log_pre_api_call` (run before every backend call) counts each one as load on its
+  backend (`llmops_queue_health_checks_total`). The rendered config makes them one token long.
 """
 from __future__ import annotations
 
@@ -25,9 +28,11 @@ import os
 import sys
 import time
 import uuid
+from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from ..counts import HEALTH_CHECK_ALIAS
 from ..queue import CLIENT_LEFT, PRIORITY_META, REASONS, WAIT_META, BadPriority, Rejected, Ticket, parse_priority
 from .queuestate import LocalState
 
@@ -315,6 +320,21 @@ class PriorityQueue(CustomLogger):
         if self._state is not None:
             self._state.release(token)
 
+    # -- traffic that goes around the queue -----------------------------------------------------------------
+    def log_pre_api_call(self, model, messages, kwargs):
+        """Count a LiteLLM health check (background or `/health`) as it goes to its backend: it runs outside every
+        proxy hook, so it takes no slot and waits for none (docs/queue.md, "Traffic that goes around it")."""
+        try:
+            params = kwargs.get("litellm_params") or {}
+            meta = params.get("metadata") or {}
+            if not isinstance(meta, dict) or meta.get("user_api_key_alias") != HEALTH_CHECK_ALIAS:
+                return
+            parts = urlsplit(str(params.get("api_base") or ""))  # the endpoint's URL, e.g. http://host:11434/api/chat
+            backend = f"{parts.scheme}://{parts.netloc}" if parts.netloc else "unknown"
+            self.metrics()["health_checks"].labels(backend=backend, model=str(model)).inc()
+        except Exception:  # noqa: BLE001 - a logging hook must never fail the call it watches
+            pass
+
     # -- metrics --------------------------------------------------------------------------------------------
     def metrics(self) -> dict:
         """The queue's families in the proxy's own registry (LiteLLM's /metrics/ serves it)."""
@@ -327,6 +347,9 @@ class PriorityQueue(CustomLogger):
                 "rejected": Counter("llmops_queue_rejected", "Requests the queue refused, by reason.", ["reason"]),
                 "passed": Counter("llmops_queue_passed", "Requests that pass without a slot (embeddings, other routes).",
                                   ["kind"]),
+                "health_checks": Counter("llmops_queue_health_checks",
+                                         "LiteLLM health-check generations sent to a backend outside the queue.",
+                                         ["backend", "model"]),
             }
             for reason in REASONS:
                 self._metrics["rejected"].labels(reason=reason)
@@ -398,3 +421,16 @@ class _StateCollector:
 
 
 priority_queue = PriorityQueue()
+
+
+def _watch_every_backend_call(plugin: PriorityQueue) -> None:
+    """List the plug-in in `litellm.input_callback`, whose members LiteLLM hands every backend call before it is
+    made (log_pre_api_call). LiteLLM adds its `callbacks` there only as a proxied request is set up, which its own
+    health checks skip: listed at load, the health checks that run before the first request are counted too."""
+    import litellm
+
+    if plugin not in litellm.input_callback:
+        litellm.input_callback.append(plugin)
+
+
+_watch_every_backend_call(priority_queue)

@@ -91,6 +91,13 @@ def run_charts(d: dict) -> list[dict]:
                           {"name": "p95", "data": [ms(m["latency_p95_s"]) for m in d["per_model"]]},
                           {"name": "TTFT p50", "data": [ms(m["ttft_p50_s"]) for m in d["per_model"]]}],
                          {"title": "model"}, {"title": "ms"}, labels=models))
+    if d.get("per_priority"):
+        rows = d["per_priority"]
+        out.append(chart("per-priority", "Time to first token and latency by priority (lower is served first)", "bar",
+                         [{"name": name, "data": [ms(r[key]) for r in rows]} for name, key in
+                          (("TTFT p50", "ttft_p50_s"), ("TTFT p95", "ttft_p95_s"), ("p50", "latency_p50_s"),
+                           ("p95", "latency_p95_s"))],
+                         {"title": "priority"}, {"title": "ms"}, labels=[r["priority"] for r in rows]))
     return out
 
 
@@ -206,6 +213,26 @@ def per_model_html(rows: list[dict]) -> str:
             f'<th class=n>TTFT p50</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
+def per_priority_html(rows: list[dict]) -> str:
+    """The "By priority" table: requests, each outcome class, TTFT and latency p50/p95 per priority class."""
+    if not rows:
+        return ""
+    classes = [c for c in outcomes.GENERATOR_CLASSES if any(r["outcomes"].get(c) for r in rows)
+               or c in (outcomes.OK, outcomes.RATE_LIMITED)]
+    share = lambda r: "-" if r["share"] is None else f"{r['share']:.0%}"  # noqa: E731
+    body = "".join(
+        f'<tr data-priority="{html.escape(r["priority"])}"><td>{html.escape(r["priority"])}</td>'
+        f"<td class=n>{share(r)}</td><td class=n>{fmt(r['requests'], digits=0)}</td>"
+        + "".join(f"<td class=n>{r['outcomes'].get(c, 0)}</td>" for c in classes)
+        + "".join(f"<td class=n>{fmt_ms(r[k])}</td>" for k in ("ttft_p50_s", "ttft_p95_s", "latency_p50_s",
+                                                               "latency_p95_s"))
+        + "</tr>" for r in rows)
+    heads = "".join(f"<th class=n>{html.escape(outcomes.LEGENDS.get(c, c))}</th>" for c in classes)
+    return ('<h2>By priority</h2><div class="table-wrap"><table id="per-priority"><thead><tr><th>priority</th>'
+            f'<th class=n>share</th><th class=n>requests</th>{heads}<th class=n>TTFT p50</th><th class=n>TTFT p95</th>'
+            f'<th class=n>p50</th><th class=n>p95</th></tr></thead><tbody>{body}</tbody></table></div>')
+
+
 def page(title: str, subtitle: str, body: str, data: dict, generator: str | None = None) -> str:
     """The whole self-contained page around a body and its embedded data; `generator` is the tool that ran it."""
     folder = chartjs_dir()
@@ -239,7 +266,7 @@ def render_run(summary: dict, records: list[dict], run: dict | None = None, bad_
         notes.append(d["sweep"]["knee_message"])
     notes_html = "".join(f'<p class="panel warn">{html.escape(n)}</p>' for n in notes)
     body = (f"{notes_html}<h2>Figures</h2>{figures_html(figures(summary))}<h2>Charts</h2>{charts_html(d['charts'])}"
-            f"{per_model_html(d['per_model'])}<h2>Run</h2>{_facts(run or {}, summary)}")
+            f"{per_model_html(d['per_model'])}{per_priority_html(d['per_priority'])}<h2>Run</h2>{_facts(run or {}, summary)}")
     title = f"Load test {name}" if name else "Load test"
     subtitle = f"{summary.get('model', '?')} through {summary.get('url', '?')}, started {summary.get('started_at', '?')}"
     tool = summary.get("tool")

@@ -112,6 +112,27 @@ def per_model(records: list[dict]) -> list[dict]:
     return out
 
 
+def per_priority(summary: dict) -> list[dict]:
+    """Requests by outcome and TTFT and latency p50/p95 per priority class, from the summary's "priorities" part
+    (most urgent first); [] for a run that sent one class or none, or was kept before the part existed."""
+    part = summary.get("priorities")
+    if not isinstance(part, dict) or len(part) < 2:
+        return []
+    out = []
+    for key, m in part.items():
+        if not isinstance(m, dict):
+            continue
+        req = m.get("requests") if isinstance(m.get("requests"), dict) else {}
+        lat = m.get("latency_s") if isinstance(m.get("latency_s"), dict) else {}
+        ttft = m.get("ttft_s") if isinstance(m.get("ttft_s"), dict) else {}
+        counts = m.get("outcomes") if isinstance(m.get("outcomes"), dict) else {}
+        out.append({"priority": str(key), "share": _num(m.get("share")), "requests": _num(req.get("total")),
+                    "outcomes": {k: int(n) for k, n in counts.items() if k in GENERATOR_CLASSES and _num(n)},
+                    "ttft_p50_s": _num(ttft.get("p50")), "ttft_p95_s": _num(ttft.get("p95")),
+                    "latency_p50_s": _num(lat.get("p50")), "latency_p95_s": _num(lat.get("p95"))})
+    return sorted(out, key=lambda r: (int(r["priority"]) if r["priority"].isdigit() else 1 << 30, r["priority"]))
+
+
 def sweep(summary: dict) -> dict | None:
     """Throughput and p50/p95 latency against concurrency, and the knee, for a sweep run."""
     levels = summary.get("sweep")
@@ -173,6 +194,7 @@ def report_data(summary: dict, records: list[dict], run: dict | None = None, bad
         "sweep": sweep(summary),
         "capacity": capacity(summary),
         "per_model": per_model(records),
+        "per_priority": per_priority(summary),
         "records": {"lines": len(records), "unreadable": bad_lines,
                     "statuses": dict(Counter(str(r.get("status")) for r in _measured(records)))},
     }

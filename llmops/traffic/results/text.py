@@ -1,4 +1,4 @@
-"""What a run's summary reads like on a terminal: the counts, latency, sweep and per-model tables (rich)."""
+"""What a run's summary reads like on a terminal: the counts, latency, sweep, per-model and per-priority tables (rich)."""
 from __future__ import annotations
 
 from rich.console import Group
@@ -111,11 +111,27 @@ def models_table(models: dict[str, dict]) -> Table:
     return table
 
 
+def priorities_table(priorities: dict[str, dict]) -> Table:
+    """One row per priority class, most urgent first: requests by outcome, TTFT and latency p50/p95."""
+    table = Table(title="Per priority (lower is served first)", title_justify="left")
+    for name in ("priority", "share", "requests", "ok", "failures", "TTFT p50 ms", "TTFT p95 ms", "p50 ms", "p95 ms"):
+        table.add_column(name, justify="left" if name == "failures" else "right")
+    for key, m in priorities.items():
+        failures = ", ".join(outcomes.describe(k, v) for k, v in m["failures"].items()) or "-"
+        table.add_row(key, "-" if m["share"] is None else f"{m['share']:.0%}", str(m["requests"]["total"]),
+                      str(m["requests"]["ok"]), failures, _ms(m["ttft_s"]["p50"]), _ms(m["ttft_s"]["p95"]),
+                      _ms(m["latency_s"]["p50"]), _ms(m["latency_s"]["p95"]))
+    return table
+
+
 def run_tables(summary: dict) -> Group:
-    """Everything a finished run prints: the summary tables, then per model (for a mix) and the sweep."""
+    """Everything a finished run prints: the summary tables, then per model and per priority (for a mix) and the
+    sweep. A summary kept before a part existed (no "priorities") prints without it."""
     parts = [summary_tables(summary)]
     if len(summary.get("models") or {}) > 1:
         parts.append(models_table(summary["models"]))
+    if len(summary.get("priorities") or {}) > 1:
+        parts.append(priorities_table(summary["priorities"]))
     if "capacity" in summary:
         parts.append(capacity_table(summary["capacity"]))
     elif "sweep" in summary:
