@@ -184,7 +184,11 @@ class SlotBatcher:
             slot.cached = slot.cached[:keep]
         seq.n_eval = len(slot.cached)
         seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
-        seq.sampler = self.model.sampler(opts, seed)
+        try:
+            seq.sampler = self.model.sampler(opts, seed)
+        except Exception as exc:  # noqa: BLE001 - a grammar llama.cpp refuses: this sequence ends, once
+            # It holds the slot already: without this it was decoded once more and ended a second time.
+            self._finish(seq, "error", exc)
 
     # -- stepping ------------------------------------------------------------------------------
     def step(self) -> int:
