@@ -1,16 +1,26 @@
 """The Alert history section in a real headless Chromium: what fired, for how long, whether it resolved, the rule's
-reason, and "silence for 1 h" creating an Alertmanager silence through the dashboard (the page's CSRF token)."""
+reason, and "silence for 1 h" creating an Alertmanager silence through the dashboard (the page's CSRF token).
+
+The first tests serve the dashboard over a FAKE stack (fixed times, Alertmanager's answers chosen); the last one runs
+the real Alertmanager and dashboard, started by the stack's own lifecycle on ports of their own."""
 from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
 
 import pytest
 import requests
 
+from llmops.polling import poll_until
+from tests.support import ownstack
 from tests.support.alerts import alert, notification
 from tests.support.browser import ARTIFACTS, open_page, serve
+from tests.support.env import ROOT, offset_port
 from tests.support.fakes.dashboard import ALERTMANAGER, FakeResponse, healthy_stack, make_settings
 
 pytestmark = pytest.mark.browser
 TOKEN = "browser-test-receiver-token"
+HERE = ROOT / ".run-test" / "ab"
 
 
 def test_history_shows_firing_and_resolved_alerts_and_silences_one(browser):
@@ -73,3 +83,60 @@ def test_a_failed_silence_says_why_and_the_button_stays(browser):
         assert [e for e in errors if "503" not in e] == []
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def alerting():
+    """The real Alertmanager and dashboard (nothing else of the stack), its history and silences new."""
+    ownstack.fresh(HERE)
+    overrides = ownstack.own_environ(
+        HERE, OLLAMA_PORT=offset_port(22514), LITELLM_PORT=offset_port(18080), PROMETHEUS_PORT=offset_port(19180),
+        DASHBOARD_PORT=offset_port(13081), NODE_EXPORTER_PORT=offset_port(19190), ALERTMANAGER_PORT=offset_port(19183),
+        CANARY_INTERVAL="0", ALERT_GROUP_WAIT="1s", ALERT_GROUP_INTERVAL="1s")
+    with ownstack.running(overrides, only=("alertmanager", "dashboard")) as instance:
+        yield instance
+
+
+def seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.integration
+def test_silence_for_1_h_makes_a_silence_the_real_alertmanager_lists_and_applies(browser, alerting):
+    am, dashboard = alerting.settings.alertmanager_url, alerting.settings.dashboard_url
+    labels = {"alertname": "BackendDown", "severity": "critical", "backend": "127.0.0.1:11434",
+              "instance": "127.0.0.1:3001", "job": "dashboard"}
+    posted = requests.post(f"{am}/api/v2/alerts", timeout=5, json=[{  # as Prometheus posts a firing alert
+        "labels": labels, "annotations": {"summary": "LLM backend down", "description": "It has not answered."},
+        "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z")}])
+    assert posted.status_code == 200, posted.text
+
+    def history():
+        return requests.get(f"{dashboard}/api/alerts/history", params={"name": "BackendDown"}, timeout=5).json()["alerts"]
+
+    assert poll_until(history, 30), "Alertmanager's notification never reached the dashboard's history"
+    assert requests.get(f"{am}/api/v2/silences", timeout=5).json() == []
+    page, errors = open_page(browser, dashboard)
+    firing = page.locator("#alert-history tr.alert-firing", has_text="BackendDown")
+    firing.wait_for(timeout=15_000)
+    clicked = time.time()
+    firing.locator("button.silence").click()
+    page.wait_for_selector("#alert-history-message:not([hidden])", timeout=10_000)
+    message = page.locator("#alert-history-message").inner_text()
+
+    (made,) = requests.get(f"{am}/api/v2/silences", timeout=5).json()  # Alertmanager's own list
+    assert made["status"]["state"] == "active" and made["createdBy"] == "llmops dashboard"
+    assert {m["name"]: m["value"] for m in made["matchers"]} == labels
+    assert all(m["isEqual"] and not m["isRegex"] for m in made["matchers"])
+    assert abs(seconds(made["endsAt"]) - (clicked + 3600)) < 60, made["endsAt"]
+    assert "silenced until" in message and made["id"] in message, message  # the page shows that silence
+    assert firing.locator("button.silence").inner_text() == "silenced"
+    drawn = firing.locator("button.silence").element_handle()
+    page.select_option('#alert-history-filters select[name="since"]', "24h")  # the table drawn anew
+    page.wait_for_function("button => !button.isConnected", arg=drawn, timeout=10_000)
+    assert firing.locator("button.silence").inner_text() == "silenced"  # not offered again
+    assert firing.locator("button.silence").is_disabled()
+    # And Alertmanager applies it: the alert is held back, by that silence.
+    (held,) = requests.get(f"{am}/api/v2/alerts", params={"filter": 'alertname="BackendDown"'}, timeout=5).json()
+    assert held["status"]["state"] == "suppressed" and held["status"]["silencedBy"] == [made["id"]]
+    assert errors == []

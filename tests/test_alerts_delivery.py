@@ -6,8 +6,7 @@ A stack of its own (its ports, state, env file and a Prometheus config whose onl
 """
 from __future__ import annotations
 
-import os
-import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +16,9 @@ import pytest
 import requests
 import yaml
 
-from llmops import settings as settings_mod
 from llmops.polling import poll_until
-from llmops.stack import Stack, envfile
+from llmops.stack import Stack
+from tests.support import ownstack
 from tests.support.env import ROOT, offset_port, test_environ
 from tests.support.fakes.receivers import FakeHTTPReceiver, SMTPSink
 
@@ -59,41 +58,23 @@ def receivers():
 @pytest.fixture(scope="module")
 def stack(receivers):
     http, smtp = receivers
-    for leftover in ("alerts.db", "alerts.db-wal", "alerts.db-shm", "alertmanager-data", "prometheus-data"):
-        path = HERE / leftover  # an earlier run's history, silences and alerts: this test starts from none
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    HERE.mkdir(parents=True, exist_ok=True)
+    ownstack.fresh(HERE)
     fast_rules(HERE / "fast.rules.yml")
     prometheus_config(HERE / "prometheus.yml")
-    overrides = {
-        "OLLAMA_PORT": offset_port(22494), "LITELLM_PORT": offset_port(18060), "PROMETHEUS_PORT": offset_port(19160),
-        "DASHBOARD_PORT": offset_port(13061), "NODE_EXPORTER_PORT": offset_port(19170),
-        "ALERTMANAGER_PORT": offset_port(19163),
-        "LLMOPS_STATE_DIR": ".run-test/ad/state", "LLMOPS_LOG_DIR": ".run-test/ad/logs",
-        "PROMETHEUS_DATA_DIR": ".run-test/ad/prometheus-data", "ALERTMANAGER_DATA_DIR": ".run-test/ad/alertmanager-data",
-        "ALERT_HISTORY_PATH": ".run-test/ad/alerts.db", "REQUEST_LOG_PATH": ".run-test/ad/requests.db",
-        "LLMOPS_ENV_FILE": str(HERE / "env"), "PROMETHEUS_CONFIG": str(HERE / "prometheus.yml"),
-        "CANARY_INTERVAL": "0", "ALERT_GROUP_WAIT": "1s", "ALERT_GROUP_INTERVAL": "1s",
-        "ALERT_WEBHOOK_URL": http.url("/hook"), "ALERT_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "ALERT_SLACK_WEBHOOK_URL": http.url(SLACK_PATH),
-        "ALERT_SMTP_HOST": "127.0.0.1", "ALERT_SMTP_PORT": str(smtp.port), "ALERT_SMTP_TLS": "false",
-        "ALERT_SMTP_FROM": "llmops@example.com", "ALERT_SMTP_TO": "ops@example.com",
-        "ALERT_SMTP_USER": SMTP_LOGIN[0], "ALERT_SMTP_PASSWORD": SMTP_LOGIN[1],
-    }
-    environ = {**test_environ(), **overrides}
+    overrides = ownstack.own_environ(
+        HERE,
+        OLLAMA_PORT=offset_port(22494), LITELLM_PORT=offset_port(18060), PROMETHEUS_PORT=offset_port(19160),
+        DASHBOARD_PORT=offset_port(13061), NODE_EXPORTER_PORT=offset_port(19170), ALERTMANAGER_PORT=offset_port(19163),
+        PROMETHEUS_CONFIG=str(HERE / "prometheus.yml"),
+        CANARY_INTERVAL="0", ALERT_GROUP_WAIT="1s", ALERT_GROUP_INTERVAL="1s",
+        ALERT_WEBHOOK_URL=http.url("/hook"), ALERT_WEBHOOK_TOKEN=WEBHOOK_TOKEN, ALERT_SLACK_WEBHOOK_URL=http.url(SLACK_PATH),
+        ALERT_SMTP_HOST="127.0.0.1", ALERT_SMTP_PORT=str(smtp.port), ALERT_SMTP_TLS="false",
+        ALERT_SMTP_FROM="llmops@example.com", ALERT_SMTP_TO="ops@example.com",
+        ALERT_SMTP_USER=SMTP_LOGIN[0], ALERT_SMTP_PASSWORD=SMTP_LOGIN[1],
+    )
     _ENVIRON.update(overrides)
-    envfile.ensure(Path(overrides["LLMOPS_ENV_FILE"]), ROOT / ".env.example")
-    instance = Stack(settings_mod.load(env_file=Path(overrides["LLMOPS_ENV_FILE"]), environ=environ), out=print)
-    saved = dict(os.environ)
-    os.environ.update(overrides)  # supervisord and its programs inherit the settings
-    try:
-        instance.start()
+    with ownstack.running(overrides) as instance:
         yield instance
-    finally:
-        try:
-            instance.stop()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 def history(stack, **params) -> list[dict]:
@@ -155,9 +136,9 @@ def test_a_notification_without_the_token_is_refused_by_the_real_dashboard(stack
         assert answer.status_code == 401 and answer.json()["status"] == 401
 
 
-def alerts_test(*args: str) -> subprocess.CompletedProcess:
-    """`make alerts-test` (its command) against this module's stack."""
-    env = {**test_environ(), **_ENVIRON}
+def alerts_test(*args: str, **settings: str) -> subprocess.CompletedProcess:
+    """`make alerts-test` (its command) against this module's stack, with `settings` changed."""
+    env = {**test_environ(), **_ENVIRON, **settings}
     return subprocess.run([sys.executable, "-m", "llmops", "alerts", "test", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -181,6 +162,28 @@ def test_alerts_test_reports_each_receiver_and_names_the_one_that_failed(stack, 
     assert "FAILED" in lines["webhook"] and " sent" in lines["dashboard"] and " sent" in lines["email"], result.stdout
     assert "slack-secret-token-9f2c" not in result.stdout + result.stderr
     assert WEBHOOK_TOKEN not in result.stdout + result.stderr
+
+
+def test_alerts_test_names_a_receiver_that_cannot_be_reached_and_the_others_still_get_it(stack):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))  # bound, never listening: a connection is refused, and nothing else can take it
+        refused = f"http://127.0.0.1:{held.getsockname()[1]}/hook"
+        # ALERT_WEBHOOK_URL changed, then what `make restart-alertmanager` does: the config rendered anew, a restart.
+        Stack(ownstack.load({**_ENVIRON, "ALERT_WEBHOOK_URL": refused}), out=print).restart("alertmanager")
+        try:
+            assert refused in (stack.settings.state_dir / "alertmanager.yml").read_text()
+            result = alerts_test("--timeout", "20", ALERT_WEBHOOK_URL=refused)
+        finally:
+            stack.restart("alertmanager")  # the module's receivers again
+    print(result.stdout)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == {"dashboard", "webhook", "slack", "email"}, result.stdout
+    assert "FAILED" in lines["webhook"] and "connection refused" in lines["webhook"], result.stdout
+    # The dashboard shares the webhook integration with it: still sent, as are the others.
+    assert all(" sent" in lines[name] for name in ("dashboard", "slack", "email")), result.stdout
+    assert refused not in result.stdout + result.stderr  # a receiver's URL is a secret of .env
+    assert refused not in (stack.settings.state_dir / "alertmanager.yml").read_text()
 
 
 def test_no_secret_is_in_a_log_a_page_or_the_api(stack):

@@ -235,6 +235,9 @@ def test_format_json_and_a_schema_become_a_grammar(client, server):
     ({"type": "objekt"}, "invalid JSON schema"),
     ({"type": "object", "properties": {"n": {"type": "integer", "minimum": "zero"}}}, "invalid JSON schema"),
     ({"type": "object", "properties": {"n": {"$ref": "#/$defs/missing"}}}, "unsupported JSON schema in format"),
+    # The converter takes these; llama.cpp's parser refuses the first and would crash on the second.
+    ({"type": "object", "properties": {"n": {"type": "string", "pattern": "^\\d+$"}}}, "format: llama.cpp cannot compile"),
+    ({"type": "object", "properties": {"n": {"type": "string", "maxLength": 50_000}}}, "format: maxLength: 50000"),
 ])
 def test_an_invalid_format_is_a_400_and_the_server_stays_up(client, fmt, message):
     with pytest.raises(ollama.ResponseError) as info:

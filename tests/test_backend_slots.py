@@ -263,6 +263,27 @@ def test_a_sampler_error_ends_only_its_sequence_and_gives_back_its_slot_and_cell
     assert b.ended == [None] and b.output == expected_text(6)  # unharmed
 
 
+def test_a_sampler_that_cannot_be_made_ends_its_sequence_once_and_frees_its_slot(tmp_path):
+    engine, slots = batcher(tmp_path, n_slots=1)
+    made = engine.sampler
+
+    def refused(opts, seed):
+        raise ValueError("llama.cpp could not parse the grammar")
+
+    engine.sampler = refused
+    failed = Run([1, 2, 3], num_predict=5)
+    slots.join(failed.seq)  # no exception: the sequence ends with the error
+    assert [str(e) for e in failed.ended] == ["llama.cpp could not parse the grammar"]
+    assert failed.stats.done_reason == "error" and slots.busy == 0 and slots.slots[0].cached == []
+    slots.step()
+    assert len(failed.ended) == 1 and engine.batches == [], "not decoded, not ended twice"
+    engine.sampler = made
+    after = Run([4, 5], num_predict=3)
+    slots.join(after.seq)
+    drain(slots)
+    assert after.ended == [None] and after.output == expected_text(3)
+
+
 def test_a_reader_that_is_gone_cancels_its_sequence_and_its_cells_are_given_back(tmp_path):
     engine, slots = batcher(tmp_path, n_slots=2)
     gone, other = Run([1, 2], num_predict=50), Run([3, 4], num_predict=5)

@@ -126,6 +126,48 @@ def test_bad_tools_are_refused_naming_the_problem(tools, fragment):
     assert fragment in str(err.value)
 
 
+def schema_tool(name: str, prop: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": {"x": prop}}}}
+
+
+# Schemas the converter takes but llama.cpp's grammar parser refuses, or that would crash it (a stack
+# overflow past ~19,000 nested groups) or fill the memory while the converter writes them.
+UNCOMPILABLE = [
+    (schema_tool("words", {"type": "string", "pattern": "^[\\w]+$"}), "tool 'words' parameters: llama.cpp cannot compile"),
+    (schema_tool("again", {"type": "string", "pattern": "^(a)\\1$"}), "tool 'again' parameters: llama.cpp cannot compile"),
+    (schema_tool("nothing", {"enum": []}), "tool 'nothing' parameters: llama.cpp cannot compile"),
+    ({"type": "function", "function": {"name": "quoted", "parameters": {"type": "object", "properties": {'a"b': {"type": "string"}}}}},
+     "tool 'quoted' parameters: llama.cpp cannot compile"),
+    (schema_tool("long", {"type": "string", "maxLength": 20_000}), "tool 'long' parameters: maxLength: 20000 at /properties/x"),
+    (schema_tool("huge", {"type": "string", "minLength": 10**9}), "tool 'huge' parameters: minLength: 1000000000"),
+    (schema_tool("many", {"type": "array", "items": {"type": "integer"}, "maxItems": 5000}), "maxItems: 5000"),
+    (schema_tool("rep", {"type": "string", "pattern": "^a{0,20000}$"}), "the pattern's {0,20000} at /properties/x"),
+    (schema_tool("never", {"type": "string", "minLength": 5, "maxLength": 2}), "minLength: 5 is more than maxLength: 2"),
+]
+
+
+@pytest.mark.parametrize("tool, fragment", UNCOMPILABLE)
+def test_a_schema_llama_cpp_cannot_compile_is_refused_naming_the_tool(tool, fragment):
+    with pytest.raises(BadRequest) as err:
+        parse_tools([tool])
+    assert fragment in str(err.value)
+
+
+def test_the_largest_bound_the_grammar_holds_still_compiles(judge):
+    gbnf = calls_grammar(parse_tools([schema_tool("note", {"type": "string", "maxLength": 1000})]), required=True)
+    assert judge.allows(gbnf, calls(("note", {"x": "a" * 1000})))
+    assert not judge.allows(gbnf, calls(("note", {"x": "a" * 1001})))
+
+
+def test_a_grammar_nested_too_deep_is_refused_before_llama_cpp_reads_it():
+    from llmops.backend.structured import MAX_GRAMMAR_DEPTH, check_compiles, grammar_depth
+
+    assert grammar_depth('root ::= "(" [(] (a (b)?)? # ((((\nx ::= "\\"(" ') == 2
+    deep = "root ::= " + "(" * (MAX_GRAMMAR_DEPTH + 1) + '"a"' + ")?" * (MAX_GRAMMAR_DEPTH + 1)
+    with pytest.raises(BadRequest, match=f"nests {MAX_GRAMMAR_DEPTH + 1} levels deep"):
+        check_compiles(deep, "format")
+
+
 def test_tool_choice_none_offers_nothing_and_a_named_one_is_required_alone():
     tools = parse_tools([WEATHER, TIME])
     assert parse_choice("none", tools) == ("none", [])
@@ -322,6 +364,7 @@ def test_required_choice_forces_a_call_even_after_a_result(server):
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}}, "not among the tools"),
     ({"tools": [{"type": "function", "function": {"name": "g", "parameters": {"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}}}]},
      "tool 'g' parameters: $ref '#/nowhere' leads nowhere"),
+    *[({"tools": [WEATHER, tool]}, fragment) for tool, fragment in UNCOMPILABLE[::4]],
 ])
 def test_bad_tool_input_is_400_and_the_backend_stays_up(server, body, fragment):
     response = chat(server, {"messages": ASK, **body})
@@ -410,6 +453,7 @@ def test_openai_round_trip_renders_the_call_and_its_result(server):
     ({"tool_choice": "required"}, "tool_choice needs tools"),
     ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice must be"),
     ({"tools": [WEATHER], "response_format": {"type": "json_object"}}, "response_format and tools cannot be combined"),
+    *[({"tools": [tool, WEATHER]}, fragment) for tool, fragment in UNCOMPILABLE[1::4]],
 ])
 def test_openai_bad_tool_input_is_a_400_in_openais_shape_and_the_backend_stays_up(server, body, fragment):
     response = oai(server, {"messages": ASK, **body})
@@ -516,3 +560,85 @@ def test_a_client_gone_mid_lazy_stream_stops_the_generation_and_frees_the_slot(t
         engine.answers = ["fine"]
         after = requests.post(srv.url + "/api/chat", json={"model": TAG, "messages": ASK, "stream": False}, timeout=10)
         assert after.json()["message"]["content"] == "fine"
+
+
+def test_api_chat_tool_choice_none_answers_in_text_without_the_tools(server):
+    server.engine.answers = ["Hello there"]
+    body = chat(server, {"messages": ASK, "tools": [WEATHER], "tool_choice": "none"}).json()
+    assert body["message"] == {"role": "assistant", "content": "Hello there"}
+    assert server.engine.options[-1].grammar == "" and "<tools>" not in server.engine.prompts[-1]
+
+
+# --- resources: every path of a tool request gives its slot and its model back ---------------------
+
+def _idle(srv, backend) -> bool:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(srv.url + "/metrics", timeout=5).text
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+              if s.name in ("llm_backend_in_flight", "llm_backend_slots_busy")}
+    return values.get("llm_backend_in_flight") == 0 and values.get("llm_backend_slots_busy", 0) == 0 and all(
+        loaded.running == 0 for loaded in backend.models.snapshot())
+
+
+def _leave_after(srv, path: str, body: dict, marker: bytes) -> None:
+    """Send body raw and hang up once marker has come (a client that goes mid-stream)."""
+    import socket
+
+    raw = json.dumps(body).encode()
+    host, port = srv.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(raw)}\r\n\r\n".encode() + raw)
+        received = b""
+        while marker not in received:
+            received += sock.recv(4096)
+
+
+LONG = "It is " + "very " * 400 + "warm."
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+@pytest.mark.parametrize("case, answers, extra, leave_at", [
+    ("a call", [CALL], {}, None),
+    ("a call, streamed", [CALL], {"stream": True}, None),
+    ("[] then text", ["<tool_call>[]</tool_call>", "Hi"], {}, None),
+    ("[] then text, streamed", ["<tool_call>[]</tool_call>", "Hi"], {"stream": True}, None),
+    ("after a result, streamed", ["It is warm."], {"stream": True, "messages": AFTER_RESULT}, None),
+    ("after a result, [] then text, streamed", ["<tool_call>[]</tool_call>", "Hi"],
+     {"stream": True, "messages": AFTER_RESULT}, None),
+    ("a call cut by the limit", [CALL], {"options": {"num_predict": 3}, "max_tokens": 3}, None),
+    ("a bad schema", [], {"tools": [schema_tool("long", {"type": "string", "maxLength": 20_000})]}, None),
+    ("client gone in the text after []", ["<tool_call>[]</tool_call>", LONG],
+     {"stream": True, "messages": AFTER_RESULT}, b"very"),
+])
+def test_every_path_of_a_tool_request_gives_its_slot_and_model_back(tmp_path, path, case, answers, extra, leave_at):
+    from llmops.backend.handling import BACKEND_KEY
+
+    engine = FakeEngine(tmp_path / "smol.gguf", tag=TAG, info=tool_model(tmp_path), token_delay=0.002)
+    app = create_app(engine, max_queue=4)
+    with ServerThread(app) as srv:
+        engine.answers = list(answers)
+        body = {"model": TAG, "messages": ASK, "tools": [WEATHER], "stream": False, **extra}
+        if leave_at is None:
+            response = requests.post(srv.url + path, json=body, timeout=10)
+            assert response.status_code == (400 if case == "a bad schema" else 200), response.text
+        else:
+            _leave_after(srv, path, body, leave_at)
+        wait_for(lambda: _idle(srv, app[BACKEND_KEY]), timeout=5, what=f"{case}: the slot and the model given back")
+        assert engine.answers == [], "every scripted generation ran"
+        assert all(s.freed for s in engine.samplers)
+        if leave_at is not None:
+            assert engine.samplers[-1].count < LONG.count(" "), "the generation stopped when the client left"
+        engine.answers = ["fine"]
+        after = requests.post(srv.url + path, json={"model": TAG, "messages": ASK, "stream": False}, timeout=10).json()
+        assert "fine" in json.dumps(after)
+
+
+def test_api_generate_ignores_tools_as_ollama_does(server):
+    # Ollama's GenerateRequest has no tools field: they are not an error there, and change nothing.
+    server.engine.answers = ["Hello"]
+    response = requests.post(server.url + "/api/generate", json={"model": TAG, "prompt": "Hi", "tools": [WEATHER],
+                                                                 "stream": False}, timeout=10)
+    assert response.status_code == 200 and response.json()["response"] == "Hello"
+    assert server.engine.options[-1].grammar == "" and "<tools>" not in server.engine.prompts[-1]

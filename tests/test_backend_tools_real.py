@@ -7,6 +7,7 @@ import json
 import ollama
 import openai
 import pytest
+import requests
 
 from llmops.backend.toolparse import validate_calls
 from llmops.backend.tools import parse_tools
@@ -52,6 +53,23 @@ def test_show_says_smollm2_has_tools_and_gemma_not(client, backend):
     with pytest.raises(ollama.ResponseError) as err:
         client.chat("gemma3:270m", messages=[{"role": "user", "content": "hi"}], tools=TOOLS)
     assert err.value.status_code == 400 and err.value.error == "gemma3:270m does not support tools"
+
+
+@pytest.mark.parametrize("prop, fragment", [
+    ({"type": "string", "pattern": "^[\\w]+$"}, "llama.cpp cannot compile"),  # the converter takes it, llama.cpp does not
+    ({"type": "string", "maxLength": 50_000}, "maxLength: 50000"),  # its grammar crashed the process (a stack overflow)
+])
+def test_a_schema_whose_grammar_does_not_compile_is_a_400_naming_the_tool_and_the_backend_answers_on(client, backend, prop,
+                                                                                                    fragment):
+    # Plain HTTP: the ollama client's Tool model keeps only type, description, enum and items of a parameter.
+    bad = {"type": "function", "function": {"name": "broken", "parameters": {"type": "object", "properties": {"x": prop}}}}
+    ask = {"model": TAG, "messages": [{"role": "user", "content": "hi"}], "tools": [TOOLS[0], bad]}
+    for path, stream in (("/api/chat", False), ("/api/chat", True), ("/v1/chat/completions", True)):
+        response = requests.post(backend.url + path, json={**ask, "stream": stream}, timeout=60)
+        error = response.json()["error"]
+        message = error["message"] if path.startswith("/v1/") else error
+        assert response.status_code == 400 and "tool 'broken' parameters" in message and fragment in message, response.text
+    assert client.chat(TAG, messages=[{"role": "user", "content": "hi"}], options={"num_predict": 4}).done
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -158,8 +176,8 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
         assert "gemma3:270m does not support tools" in str(err.value)
 
         # A schema the grammar cannot take: a 400 naming the tool, in OpenAI's shape, and the stack answers on.
-        bad = [{"type": "function", "function": {"name": "broken", "parameters": {
-            "type": "object", "properties": {"x": {"type": "no-such-type"}}}}}]
+        bad = [{"type": "function", "function": {"name": "broken", "parameters": {  # valid, but no grammar compiles
+            "type": "object", "properties": {"x": {"type": "string", "pattern": "^[\\w]+$"}}}}}]
         with pytest.raises(openai.BadRequestError) as err:
             api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "hi"}], tools=bad, max_tokens=8)
         assert "tool 'broken'" in str(err.value)

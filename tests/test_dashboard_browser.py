@@ -38,7 +38,7 @@ def test_queue_section_shows_waiting_and_waits_by_priority_busy_slots_and_refusa
         rows = [r.inner_text().split("\t") for r in page.locator("#queue-priorities tbody tr").all()]
         assert rows == [["0", "0", "10", "4 ms", "20 ms"], ["9", "3", "40", "2.50 s", "6.00 s"]]
         assert page.locator("#queue-backends tbody tr").inner_text().split("\t") == [
-            "http://127.0.0.1:11434", "smollm2:135m", "1 / 1"]
+            "http://127.0.0.1:11434", "smollm2:135m", "1 / 1", "12"]
         assert page.locator("#queue-rejected").inner_text() == "refused: full 0, timeout 2, client left 0"
         assert page.locator("#queue-unavailable").is_hidden()
         assert errors == []

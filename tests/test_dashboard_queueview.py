@@ -17,13 +17,17 @@ def test_the_queue_section_reads_waiting_waits_slots_and_refusals():
         Q["busy"]: [Sample({"backend": "http://127.0.0.1:11434", "model": "smollm2:135m"}, 1.0)],
         Q["slots"]: [Sample({"backend": "http://127.0.0.1:11434", "model": "smollm2:135m"}, 1.0)],
         Q["rejected"]: [Sample({"reason": "timeout"}, 3.0)],
+        Q["health_checks"]: [Sample({"backend": "http://127.0.0.1:11434", "model": "smollm2:135m"}, 12.0),
+                             Sample({"backend": "http://10.0.0.9:11434", "model": "smollm2:135m"}, 5.0)],
     }, strict=True)
     doc = queueview.queue(prom, "1h", 3600)
     assert doc["enabled"] and doc["available"]
     assert [p["priority"] for p in doc["priorities"]] == [0, 9]  # most urgent first
     assert doc["priorities"][1] == {"priority": 9, "waiting": 4, "admitted": 120, "p50_s": 2.5, "p95_s": 6.0}
     assert doc["priorities"][0]["p95_s"] is None
-    assert doc["backends"] == [{"backend": "http://127.0.0.1:11434", "model": "smollm2:135m", "busy": 1, "slots": 1}]
+    # LiteLLM's health checks go around the queue: counted beside the slots of the backends the queue knows.
+    assert doc["backends"] == [{"backend": "http://127.0.0.1:11434", "model": "smollm2:135m", "busy": 1, "slots": 1,
+                                "health_checks": 12}]
     assert doc["rejected"] == {"full": 0, "timeout": 3, "client_left": 0}
 
 

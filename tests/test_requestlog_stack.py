@@ -8,24 +8,11 @@ import sys
 import openai
 import pytest
 
-from llmops.requestlog import store
 from llmops.traffic import TrafficConfig, run
 from tests.support.env import ROOT
-from tests.support.helpers import wait_for
+from tests.support.requestlog import logged
 
 pytestmark = pytest.mark.integration
-
-
-def logged(db, ids) -> dict[str, dict]:
-    def rows():
-        if not db.exists():
-            return None
-        with store.connect_readonly(db) as conn:
-            found = {r["call_id"]: dict(r) for r in conn.execute(
-                f"SELECT * FROM requests WHERE call_id IN ({','.join('?' * len(ids))})", list(ids))}
-        return found if len(found) == len(ids) else None
-
-    return wait_for(rows, 15, f"{len(ids)} rows in {db}")
 
 
 def test_generator_records_and_the_log_agree_request_by_request(ensure_stack_ready, tmp_path):

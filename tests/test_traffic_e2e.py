@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
 from llmops.traffic import TrafficConfig, run
+from tests.support.requestlog import logged
 
 pytestmark = pytest.mark.integration
 
@@ -91,10 +93,6 @@ def test_a_sharegpt_records_max_tokens_is_its_replys_token_count_by_the_served_m
 
 def test_a_priority_mix_run_reports_both_classes_with_the_counts_the_proxys_queue_saw(ensure_stack_ready, tmp_path):
     """The proxy's request log, written by the queue's plug-in, is the count of what was sent at each priority."""
-    from collections import Counter
-
-    from tests.test_requestlog_stack import logged
-
     stack = ensure_stack_ready
     output, summary_file = tmp_path / "requests.jsonl", tmp_path / "summary.json"
     result = run(TrafficConfig(url=stack.settings.litellm_url, api_key=stack.key, max_requests=12, concurrency=3,

@@ -13,8 +13,12 @@ import requests
 from ..errors import ServiceError
 
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# alertmanager_notifications_total{integration="webhook"} 3 (and _failed_total, with a reason label in 0.25+).
-_SAMPLE = re.compile(r'^(alertmanager_notifications(?:_failed)?_total)\{([^}]*)\}\s+([0-9.eE+-]+)$')
+# alertmanager_notifications_total{integration="webhook"} 3 (and _failed_total, with a reason label in 0.25+):
+# notifications begun and given up; alertmanager_notification_requests_total (and _failed_total): attempts finished.
+_SAMPLE = re.compile(r'^alertmanager_(notifications|notifications_failed|notification_requests|'
+                     r'notification_requests_failed)_total\{([^}]*)\}\s+([0-9.eE+-]+)$')
+_KINDS = {"notifications": "total", "notifications_failed": "failed",
+          "notification_requests": "requests", "notification_requests_failed": "requests_failed"}
 
 
 def _iso(when: datetime) -> str:
@@ -55,8 +59,10 @@ def post_alerts(session, base_url: str, alerts: list[dict], timeout: float = 5.0
 
 
 def notification_counts(session, base_url: str, timeout: float = 5.0) -> dict[str, dict[str, float]]:
-    """{integration: {"total": n, "failed": n}} from Alertmanager's own /metrics: notifications attempted, and those
-    that failed (summed over reasons)."""
+    """{integration: {"total", "failed", "requests", "requests_failed"}} from Alertmanager's own /metrics:
+    notifications begun and those given up on (summed over reasons), and the attempts (requests) that have
+    finished and those of them that failed. A notification is counted in "total" when it begins, before its
+    first attempt ends, so only requests minus failed requests counts sends that went out."""
     response = _call(session, "GET", f"{base_url}/metrics", timeout)
     if response.status_code != 200:
         raise ServiceError(f"Alertmanager's /metrics answered HTTP {response.status_code}")
@@ -69,7 +75,6 @@ def notification_counts(session, base_url: str, timeout: float = 5.0) -> dict[st
         integration = labels.get("integration")
         if not integration:
             continue
-        kind = "failed" if "_failed_" in match.group(1) else "total"
-        row = counts.setdefault(integration, {"total": 0.0, "failed": 0.0})
-        row[kind] += float(match.group(3))
+        row = counts.setdefault(integration, dict.fromkeys(_KINDS.values(), 0.0))
+        row[_KINDS[match.group(1)]] += float(match.group(3))
     return counts

@@ -135,7 +135,8 @@ async def _empty(backend, entry, name: str, keep_alive: float, body: dict) -> we
 
 async def generate(request: web.Request) -> web.StreamResponse:
     arrived, backend, data, name, entry = await begin(request, need="generate")
-    _reject_unsupported(data, name)
+    # Ollama's GenerateRequest has no `tools`: a client that sends them there has them ignored, as there.
+    _reject_unsupported(data, name, tools_ok=True)
     prompt = get_str(data, "prompt")
     system = get_str(data, "system")
     raw = get_bool(data, "raw", False)

@@ -192,7 +192,11 @@ class SlotBatcher:
         if reuse:
             self._find_leader(seq, keep_limit)
         seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
-        seq.sampler = self.model.sampler(opts, seed)
+        try:
+            seq.sampler = self.model.sampler(opts, seed)
+        except Exception as exc:  # noqa: BLE001 - a grammar llama.cpp refuses: this sequence ends, once
+            # It holds the slot already: without this it was decoded once more and ended a second time.
+            self._finish(seq, "error", exc)
 
     def _find_leader(self, seq: Sequence, keep_limit: int) -> None:
         """Follow the prefilling sequence that will evaluate the longest part of seq's prompt not cached yet."""

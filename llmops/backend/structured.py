@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 
 from .options import BadRequest
 
@@ -28,6 +29,104 @@ def _schema_gbnf(schema_text: str) -> str:
     return json_schema_to_gbnf(schema_text).replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
+# The converter writes a bound such as maxLength: n or maxItems: n as n nested optional groups (a min
+# bound as n copies), in Python, on the event loop; llama.cpp's grammar parser then recurses once per
+# group. Measured with llama-cpp-python 0.3.36: it refuses a grammar past about 1,000 levels ("exceeds
+# sane defaults") and crashes the process (a stack overflow) past about 19,000; maxLength: 10**9 would
+# fill the memory before that. So a bound over MAX_BOUND is a 400 before anything is built, and a
+# grammar deeper than MAX_GRAMMAR_DEPTH (whatever made it) is refused before llama.cpp reads it.
+MAX_BOUND = 1000
+MAX_GRAMMAR_DEPTH = 2000
+_BOUNDS = ("maxLength", "minLength", "maxItems", "minItems")
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+_VALUES = ("const", "enum", "default", "examples")  # JSON values, not schemas: their keys are data
+
+
+def _bound_problem(node: object, path: str = "") -> str:
+    """The first length or count bound in a schema that the grammar cannot hold: too large, or a minimum
+    over its maximum (no answer could satisfy it: the generation would stop with no token allowed)."""
+    if isinstance(node, dict):
+        where = path or "/"
+        for key in _BOUNDS:
+            value = node.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_BOUND:
+                return (f"{key}: {value} at {where} is more than the grammar can bound ({MAX_BOUND} at most: "
+                        "llama.cpp's grammar parser refuses deeper grammars); lower it or leave it out")
+        for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+            if isinstance(node.get(low), int) and isinstance(node.get(high), int) and node[low] > node[high]:
+                return f"{low}: {node[low]} is more than {high}: {node[high]} at {where}: no value fits"
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            for found in _QUANTIFIER.finditer(pattern):
+                if any(part and int(part) > MAX_BOUND for part in found.groups()):
+                    return (f"the pattern's {found.group(0)} at {where} is more than the grammar can bound "
+                            f"({MAX_BOUND} at most); lower it")
+        items = [(key, value) for key, value in node.items() if key not in _VALUES]
+    elif isinstance(node, list):
+        items = [(str(i), value) for i, value in enumerate(node)]
+    else:
+        return ""
+    for key, value in items:
+        if isinstance(value, (dict, list)):
+            found = _bound_problem(value, f"{path}/{key}")
+            if found:
+                return found
+    return ""
+
+
+def grammar_depth(gbnf: str) -> int:
+    """How deep the grammar's groups nest: parentheses outside literals, character classes and comments."""
+    depth = deepest = 0
+    i, n = 0, len(gbnf)
+    while i < n:
+        ch = gbnf[i]
+        if ch in "\"[":
+            close = '"' if ch == '"' else "]"
+            i += 1
+            while i < n and gbnf[i] != close:
+                i += 2 if gbnf[i] == "\\" else 1
+        elif ch == "#":
+            while i < n and gbnf[i] != "\n":
+                i += 1
+        elif ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+@functools.lru_cache(maxsize=64)
+def _compile_problem(gbnf: str) -> str:
+    """"" when llama.cpp's grammar parser takes gbnf, else why not (checked without a model's vocabulary)."""
+    import llama_cpp
+
+    from .grammar_sampler import grammar_sampler
+
+    depth = grammar_depth(gbnf)
+    if depth > MAX_GRAMMAR_DEPTH:
+        return (f"its grammar nests {depth} levels deep (a maxLength, maxItems or {{m,n}} bound that large), "
+                f"more than llama.cpp's grammar parser takes ({MAX_GRAMMAR_DEPTH})")
+    try:
+        llama_cpp.llama_sampler_free(grammar_sampler(None, gbnf))
+    except ValueError:
+        return ("llama.cpp cannot compile the grammar made from it (for example a pattern with \\w, \\d or a "
+                "back-reference, a property name with a quote, an empty enum, or a bound over about 1,000)")
+    return ""
+
+
+def check_compiles(gbnf: str, where: str) -> str:
+    """gbnf when llama.cpp will take it; else the 400 naming `where`, before any slot is taken (a grammar
+    that fails there would end the generation with a 500, and one that nests too deep crashes the process)."""
+    problem = _compile_problem(gbnf)
+    if problem:
+        raise BadRequest(f"unsupported JSON schema in {where}: {problem}")
+    return gbnf
+
+
 def check_schema(schema: object, where: str) -> dict:
     """A JSON schema the grammar converter can take; BadRequest naming the problem otherwise."""
     import jsonschema
@@ -38,6 +137,9 @@ def check_schema(schema: object, where: str) -> dict:
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise BadRequest(f"invalid JSON schema in {where}: {exc.message}") from exc
+    problem = _bound_problem(schema)
+    if problem:
+        raise BadRequest(f"unsupported JSON schema in {where}: {problem}")
     return schema
 
 
@@ -45,10 +147,11 @@ def schema_grammar(schema: dict, where: str) -> str:
     """The GBNF grammar that only lets the model write JSON valid against schema."""
     check_schema(schema, where)
     try:
-        return _schema_gbnf(json.dumps(schema, sort_keys=True))
+        gbnf = _schema_gbnf(json.dumps(schema, sort_keys=True))
     except (KeyError, ValueError, TypeError, NotImplementedError, RecursionError, AssertionError) as exc:
         # The converter asserts on what it cannot take (a $ref that leads nowhere, a remote one).
         raise BadRequest(f"unsupported JSON schema in {where}: {exc}") from exc
+    return check_compiles(gbnf, where)
 
 
 def ollama_format(value: object) -> str:

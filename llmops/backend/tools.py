@@ -10,7 +10,7 @@ import json
 import re
 
 from .options import BadRequest
-from .structured import _schema_gbnf, check_schema
+from .structured import _schema_gbnf, check_compiles, check_schema
 from .templates import CALL_CLOSE, CALL_OPEN
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -146,7 +146,8 @@ def calls_grammar(tools: list[dict], required: bool) -> str:
         raise BadRequest(f"unsupported JSON schema in tool {names} parameters: {exc}") from exc
     # The converter names the list's rule `root`; ours wraps it in the template's markers.
     body = re.sub(r"^root ::=", "tool-calls ::=", body, count=1, flags=re.M)
-    return f"root ::= {json.dumps(CALL_OPEN)} tool-calls {json.dumps(CALL_CLOSE)}\n{body}"
+    return check_compiles(f"root ::= {json.dumps(CALL_OPEN)} tool-calls {json.dumps(CALL_CLOSE)}\n{body}",
+                          f"tool {names} parameters")
 
 
 def lazy_trigger() -> str:

@@ -1,7 +1,8 @@
 """The dashboard's Queue section: the proxy's priority queue from Prometheus (docs/queue.md).
 
-What waits now by priority, the wait's p50/p95 by priority over the window, each backend's busy and total slots,
-and the refusals by reason over the window. The gauges are the shared state read once (several proxy workers
+What waits now by priority, the wait's p50/p95 by priority over the window, each backend's busy and total slots
+and the LiteLLM health checks it was sent outside the queue over the window, and the refusals by reason over the
+window. The gauges are the shared state read once (several proxy workers
 give one value), so they are maxed, not summed, across the proxy's series.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ def queries(seconds: int) -> dict[str, str]:
         "busy": "max by (backend, model) (llmops_queue_busy_slots)",
         "slots": "max by (backend, model) (llmops_queue_slots)",
         "rejected": f"sum by (reason) (increase(llmops_queue_rejected_total[{rate}]))",
+        "health_checks": f"sum by (backend, model) (increase(llmops_queue_health_checks_total[{rate}]))",
     }
 
 
@@ -57,8 +59,13 @@ def queue(prom: PromAPI, window: str, seconds: int) -> dict:
     for name in ("slots", "busy"):
         for sample in found[name]:
             key = (sample.labels.get("backend", ""), sample.labels.get("model", ""))
-            entry = backends.setdefault(key, {"backend": key[0], "model": key[1], "busy": 0, "slots": 0})
+            entry = backends.setdefault(key, {"backend": key[0], "model": key[1], "busy": 0, "slots": 0,
+                                              "health_checks": 0})
             entry[name] = _int(sample.value)
+    for sample in found["health_checks"]:  # only on backends the queue knows: they are its load beside the slots
+        key = (sample.labels.get("backend", ""), sample.labels.get("model", ""))
+        if key in backends:
+            backends[key]["health_checks"] = _int(sample.value)
     for sample in found["rejected"]:
         reason = sample.labels.get("reason")
         if reason:

@@ -11,6 +11,8 @@
   const note = document.getElementById("alert-history-note");
   const message = document.getElementById("alert-history-message");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  // Silences made from this page: fingerprint -> end (ms), so a refresh does not offer the same silence again.
+  const silenced = new Map();
 
   function span(seconds) {
     const s = Math.max(0, Math.round(seconds));
@@ -36,6 +38,7 @@
       const answer = await response.json();
       if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
       say(`${alert.alertname} silenced until ${new Date(answer.ends_at).toLocaleString()} (silence ${answer.silence_id})`, true);
+      silenced.set(alert.fingerprint, Date.parse(answer.ends_at));
       button.textContent = "silenced";
     } catch (err) {
       say(`could not silence ${alert.alertname}: ${err.message}`, false);
@@ -46,6 +49,10 @@
   function row(a) {
     const action = el("button", { type: "button", class: "silence" }, "silence for 1 h");
     action.addEventListener("click", () => silence(a, action));
+    if (silenced.get(a.fingerprint) > Date.now()) {
+      action.textContent = "silenced";
+      action.disabled = true;
+    }
     const where = a.instance ? ` on ${a.labels.backend || a.instance}` : "";
     return el("tr", { class: `alert-${a.state}`, "data-fingerprint": a.fingerprint },
       el("td", {}, el("strong", {}, a.alertname), el("span", { class: "muted" }, where)),

@@ -339,8 +339,9 @@ async function refreshQueue() {
       el("td", {}, seconds(p.p50_s)), el("td", {}, seconds(p.p95_s))))
       : [el("tr", {}, el("td", { colspan: "5", class: "muted" }, "nothing waited in this window"))]));
     backends.replaceChildren(...(q.backends.length ? q.backends.map(b => el("tr", {},
-      el("td", {}, b.backend), el("td", {}, b.model), el("td", {}, `${b.busy} / ${b.slots}`)))
-      : [el("tr", {}, el("td", { colspan: "3", class: "muted" }, "no slots known"))]));
+      el("td", {}, b.backend), el("td", {}, b.model), el("td", {}, `${b.busy} / ${b.slots}`),
+      el("td", {}, b.health_checks ?? 0)))
+      : [el("tr", {}, el("td", { colspan: "4", class: "muted" }, "no slots known"))]));
     document.getElementById("queue-rejected").textContent = "refused: " +
       ["full", "timeout", "client_left"].map(reason => `${reason.replace("_", " ")} ${q.rejected[reason] || 0}`).join(", ");
   } catch (err) {

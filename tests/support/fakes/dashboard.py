@@ -132,6 +132,7 @@ QUEUE_FIGURES = (
     ("llmops_queue_busy_slots", [({"backend": QUEUE_BACKEND, "model": "smollm2:135m"}, 1)]),
     ("llmops_queue_slots", [({"backend": QUEUE_BACKEND, "model": "smollm2:135m"}, 1)]),
     ("llmops_queue_rejected_total", [({"reason": "timeout"}, 2)]),
+    ("llmops_queue_health_checks_total", [({"backend": QUEUE_BACKEND, "model": "smollm2:135m"}, 12)]),
 )
 
 
