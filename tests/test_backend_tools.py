@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import requests
 
@@ -334,6 +335,7 @@ def test_an_empty_call_list_is_answered_in_text_without_the_tools(server):
     body = chat(server, {"messages": [{"role": "user", "content": "Hi"}], "tools": [WEATHER]}).json()
     assert body["message"] == {"role": "assistant", "content": "Hello there"}
     assert "<tools>" not in server.engine.prompts[-1] and server.engine.options[-1].grammar == ""
+    assert server.engine.options[-1].text_required and not server.engine.options[-2].text_required
     assert body["eval_count"] == 1 + 2  # both generations counted
 
 
@@ -343,7 +345,7 @@ def test_after_a_tool_result_the_grammar_is_lazy(server):
                 {"role": "tool", "content": "12 C", "tool_name": "get_weather"}]
     body = chat(server, {"messages": messages, "tools": [WEATHER]}).json()
     assert body["message"]["content"] == "It is 12 C in Paris." and "tool_calls" not in body["message"]
-    assert server.engine.options[-1].grammar_triggers == ["<tool_call>"]
+    assert server.engine.options[-1].grammar_triggers == ["<tool_call>"] and server.engine.options[-1].text_required
     assert "<tool_response>\n12 C\n</tool_response>" in server.engine.prompts[-1]
 
 
@@ -353,6 +355,7 @@ def test_required_choice_forces_a_call_even_after_a_result(server):
     chat(server, {"messages": messages, "tools": [WEATHER], "tool_choice": "required"})
     opts = server.engine.options[-1]
     assert opts.grammar_triggers == [] and "tool-calls ::= \"[\" space item (" in opts.grammar
+    assert not opts.text_required  # a forced call cannot end empty: the grammar holds from the first token
 
 
 @pytest.mark.parametrize("body, fragment", [
@@ -664,3 +667,34 @@ def test_a_second_generation_that_fails_mid_stream_ends_the_stream_with_an_error
     server.engine.tokenize = tokenize
     server.engine.answers = ["fine"]
     assert chat(server, {"messages": ASK}).json()["message"]["content"] == "fine"
+
+
+class FakeGreedy:
+    """A fake inner sampler: the highest logit of the row (as greedy sampling picks it)."""
+
+    def __init__(self, logits):
+        self.logits, self.freed = logits, False
+
+    def sample(self, row: int) -> int:
+        return int(np.argmax(self.logits[row]))
+
+    def free(self) -> None:
+        self.freed = True
+
+
+def test_a_text_answer_cannot_end_before_it_holds_visible_text():
+    """TextFirst masks the end-of-generation tokens out of the row until a token with visible text is sampled."""
+    from llmops.backend.grammar_sampler import TextFirst
+
+    eos, blank, word = 0, 1, 2
+    rows = np.array([[9.0, 1.0, 0.5], [9.0, 1.0, 5.0], [9.0, 1.0, 5.0]])  # EOS is every row's favourite
+    inner = FakeGreedy(rows)
+    pieces = {eos: b"", blank: b" \n", word: b" Hi"}
+    sampler = TextFirst(inner, lambda row: rows[row], np.array([eos]), pieces.__getitem__)
+    rows[0, blank] = 2.0
+    assert sampler.sample(0) == blank and not sampler.seen_text  # blank text does not count
+    assert sampler.sample(1) == word and sampler.seen_text
+    assert sampler.sample(2) == eos  # once there is text, the answer may end
+    assert rows[2, eos] == 9.0  # and that row was left as the model wrote it
+    sampler.free()
+    assert inner.freed

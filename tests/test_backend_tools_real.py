@@ -208,3 +208,39 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
             assert {"model": TAG, "status": 200, "tools": 2, "tool_calls": made, "finish_reason": "tool_calls"} in logged
         assert any(r["status"] == 200 and r["tool_calls"] == 0 for r in logged)  # tool_choice none: text
         assert {"model": "gemma3:270m", "status": 400, "tools": 2, "tool_calls": None, "finish_reason": None} in logged
+
+
+def test_a_text_answer_that_the_model_would_end_at_once_goes_on_to_visible_text():
+    """SmolLM2, greedy, after an assistant turn that is already complete, ends at once; a tool chat's text answer
+    (GenOptions.text_required) instead goes on until it holds visible text."""
+    from llmops.backend.engine import LlamaEngine
+    from llmops.backend.model import default_model_path
+    from llmops.backend.options import GenOptions
+
+    prompt = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello! How can I help you today?"
+    engine = LlamaEngine(default_model_path(), TAG, n_ctx=256)
+    try:
+        def first_tokens(opts: GenOptions, most: int) -> list[int]:
+            tokens, out = engine.tokenize(prompt), []
+            engine.seq_rm(0, -1, -1)
+            sampler, pos = engine.sampler(opts, 0), 0
+            try:
+                while len(out) < most:
+                    row = engine.decode([(0, tokens, pos, True)])[0]
+                    pos += len(tokens)
+                    token = sampler.sample(row)
+                    if engine.is_eog(token):
+                        break
+                    out.append(token)
+                    if engine.piece(token).strip():
+                        break
+                    tokens = [token]
+            finally:
+                sampler.free()
+            return out
+
+        assert first_tokens(GenOptions(temperature=0), 8) == []  # the plain answer is empty
+        text = first_tokens(GenOptions(temperature=0, text_required=True), 8)
+        assert text and engine.piece(text[-1]).strip(), [engine.piece(t) for t in text]
+    finally:
+        engine.close()

@@ -191,6 +191,7 @@ class LlamaEngine:
         )
         self._vocab = model.vocab
         self._n_vocab = self._llama.n_vocab()
+        self._eog = None
         if info is None:
             info = ModelInfo(tag=tag, path=Path(model_path), metadata=metadata, template=template)
         self.info = info
@@ -249,9 +250,27 @@ class LlamaEngine:
         return rows
 
     def sampler(self, opts: GenOptions, seed: int):
-        from .grammar_sampler import make_sampler
+        from .grammar_sampler import TextFirst, make_sampler
 
-        return make_sampler(self._ctx, self._vocab, self._n_vocab, opts, seed)
+        sampler = make_sampler(self._ctx, self._vocab, self._n_vocab, opts, seed)
+        if opts.text_required:
+            sampler = TextFirst(sampler, self._row_logits, self._eog_tokens(), self.piece)
+        return sampler
+
+    def _row_logits(self, row: int):
+        """A writable view of a batch row's logits in the context (what every sampler then reads)."""
+        import llama_cpp
+        import numpy as np
+
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+
+    def _eog_tokens(self):
+        """The vocabulary's end-of-generation tokens (EOS, EOT, <|im_end|>...), found once."""
+        if self._eog is None:
+            import numpy as np
+
+            self._eog = np.array([t for t in range(self._n_vocab) if self.is_eog(t)], dtype=np.int64)
+        return self._eog
 
     def is_eog(self, token: int) -> bool:
         from llama_cpp import llama_vocab_is_eog

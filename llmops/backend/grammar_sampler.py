@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -166,6 +167,27 @@ class GrammarSampler:
     def free(self) -> None:
         for chain in (self._head, self._wide_top_k, self._tail, self._grammar):
             chain.free()
+
+
+class TextFirst:
+    """A sampler whose answer must hold visible text: until a token with visible text is sampled, the
+    end-of-generation tokens are masked out of the row's logits (set to -inf) before the inner sampler
+    reads them, so the answer cannot end empty or blank (a tool chat's text answer)."""
+
+    def __init__(self, inner, logits: Callable[[int], np.ndarray], eog: np.ndarray, piece: Callable[[int], bytes]):
+        self._inner, self._logits, self._eog, self._piece = inner, logits, eog, piece
+        self.seen_text = False
+
+    def sample(self, row: int) -> int:
+        if not self.seen_text:
+            self._logits(row)[self._eog] = -np.inf
+        token = self._inner.sample(row)
+        if not self.seen_text and self._piece(token).strip():
+            self.seen_text = True
+        return token
+
+    def free(self) -> None:
+        self._inner.free()
 
 
 def make_sampler(ctx, vocab, n_vocab: int, opts, seed: int):

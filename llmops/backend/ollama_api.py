@@ -261,5 +261,6 @@ async def _tool_chat(request: web.Request, plan: ToolPlan, name: str, entry, opt
         await response.write(dumps(head) + b"\n" + dumps(end) + b"\n")
         await response.write_eof()
         return response
-    gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+    gen, _ = await backend.generate(entry, plan.text_options(opts), arrived, keep_alive, prompt=plan.text_prompt(),
+                                    kind="chat")
     return await _reply(request, gen, stream, lambda stats, text="": final(add_stats(answer.stats, stats), text), piece)

@@ -116,7 +116,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         first, _ = await first_answer(backend, entry, plan, opts, arrived, keep_alive)
         if not first.needs_text:
             return await _tool_answer(request, first, head, chunk_head, event, stream, include_usage)
-        gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+        gen, _ = await backend.generate(entry, plan.text_options(opts), arrived, keep_alive, prompt=plan.text_prompt(),
+                                    kind="chat")
     elif template is not None and any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
         gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=template.render(messages, []), kind="chat")
     else:

@@ -36,10 +36,13 @@ class GenOptions:
     # and from the trigger's first character on the grammar holds (llama.cpp's lazy grammar, as its server
     # does for tool calls). Empty: the grammar holds from the first token.
     grammar_triggers: list[str] = field(default_factory=list)
+    # The answer must hold visible text: end-of-generation tokens are masked out until a token with
+    # visible text is sampled (a tool chat's text answer is never empty). Not an Ollama option.
+    text_required: bool = False
 
 
 _INT = {"num_predict", "top_k", "seed", "num_ctx"}
-_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop", "grammar", "grammar_triggers"}
+_FLOAT = {f.name for f in fields(GenOptions)} - _INT - {"stop", "grammar", "grammar_triggers", "text_required"}
 # Ollama's options that change nothing here (one CPU context, no GPU): ignored with one log line.
 _IGNORED = {
     "num_keep", "repeat_last_n", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",

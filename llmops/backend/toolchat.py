@@ -81,7 +81,13 @@ class ToolPlan:
     def first_options(self, opts: GenOptions) -> GenOptions:
         """The grammar of the first generation: from the first token, or lazy after a tool's result."""
         grammar = calls_grammar(self.tools, required=self.mode == "required")
-        return replace(opts, grammar=grammar, grammar_triggers=[lazy_trigger()] if self.lazy else [])
+        if self.lazy:  # text or a call: the text may not be empty
+            return replace(opts, grammar=grammar, grammar_triggers=[lazy_trigger()], text_required=True)
+        return replace(opts, grammar=grammar, grammar_triggers=[])
+
+    def text_options(self, opts: GenOptions) -> GenOptions:
+        """The options of the text answer (after `[]`): it cannot end before it holds visible text."""
+        return replace(opts, text_required=True)
 
     def prompt(self) -> str:
         return self.template.render(self.messages, self.tools)
@@ -169,7 +175,8 @@ async def start_lazy(backend, entry, plan: ToolPlan, opts: GenOptions, arrived: 
                                          kind="chat")
 
     async def second():
-        text_gen, _ = await backend.generate(entry, opts, arrived, keep_alive, prompt=plan.text_prompt(), kind="chat")
+        text_gen, _ = await backend.generate(entry, plan.text_options(opts), arrived, keep_alive,
+                                             prompt=plan.text_prompt(), kind="chat")
         return text_gen
 
     return LazyCalls(gen, second), waited
