@@ -86,7 +86,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_the_running_stream_goes_on(t
 
 def test_prompt_tokens_per_step_stay_within_the_chunk_and_chunks_are_not_cut(tmp_path):
     engine, slots = batcher(tmp_path, chunk=8)
-    runs = [Run(list(range(6)), num_predict=1) for _ in range(3)]
+    runs = [Run(list(range(i * 100, i * 100 + 6)), num_predict=1) for i in range(3)]  # no prefix shared
     for run in runs:
         slots.join(run.seq)
     slots.step()
@@ -166,7 +166,7 @@ def test_every_generating_slot_gets_one_token_per_step_and_prefills_take_turns(t
     for run in decoding:
         slots.join(run.seq)
     slots.step()
-    prefilling = [Run(list(range(12)), num_predict=1) for _ in range(2)]
+    prefilling = [Run(list(range(i * 100, i * 100 + 12)), num_predict=1) for i in range(2)]  # no prefix shared
     for run in prefilling:
         slots.join(run.seq)
     for _ in range(6):
@@ -298,3 +298,33 @@ def test_a_reader_that_is_gone_cancels_its_sequence_and_its_cells_are_given_back
     assert gone.ended == [None] and gone.stats.done_reason == "cancel" and gone.stats.eval_count < 50
     assert engine.samplers[0].freed and engine.cells[0] == set() and slots.slots[0].cached == []
     assert other.output == expected_text(5) and slots.busy == 0
+
+
+def test_requests_arriving_together_with_one_prefix_evaluate_it_once(tmp_path):
+    engine, slots = batcher(tmp_path, n_slots=4, chunk=8)
+    system = list(range(30))
+    runs = [Run(system + [100 + i, 200 + i], num_predict=3) for i in range(4)]
+    for run in runs:
+        slots.join(run.seq)  # none is cached yet: the first evaluates the prefix, the others wait for it
+    drain(slots)
+    prompt_entries = [(seq, n, pos) for batch in engine.batches for seq, n, pos, _ in batch if n > 1 or pos < 32]
+    assert sum(n for seq, n, _ in prompt_entries if seq != 0) == 3 * 2  # the others only their own two tokens
+    assert [(n, pos) for seq, n, pos in prompt_entries if seq == 1] == [(2, 30)]
+    assert all(run.output == expected_text(3) for run in runs) and all(run.ended == [None] for run in runs)
+    assert all(engine.cells[i] == set(range(34)) for i in range(4))  # prompt and the 2 tokens evaluated
+
+
+def test_a_follower_whose_leader_is_cancelled_during_prefill_evaluates_its_prompt_itself(tmp_path):
+    engine, slots = batcher(tmp_path, n_slots=2, chunk=8)
+    system = list(range(30))
+    leader, follower = Run(system + [1], num_predict=2), Run(system + [2], num_predict=2)
+    slots.join(leader.seq)
+    slots.join(follower.seq)
+    slots.step()
+    slots.step()
+    assert [entry[0] for batch in engine.batches for entry in batch] == [0, 0]  # the follower waits, unevaluated
+    leader.cancel.set()
+    drain(slots)
+    assert leader.ended == [None] and leader.seq.stats.done_reason == "cancel" and engine.cells[0] == set()
+    assert follower.output == expected_text(2) and engine.cells[1] == set(range(32))
+    assert [entry[1:3] for batch in engine.batches for entry in batch if entry[0] == 1][0] == (8, 0)

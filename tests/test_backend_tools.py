@@ -642,3 +642,25 @@ def test_api_generate_ignores_tools_as_ollama_does(server):
                                                                  "stream": False}, timeout=10)
     assert response.status_code == 200 and response.json()["response"] == "Hello"
     assert server.engine.options[-1].grammar == "" and "<tools>" not in server.engine.prompts[-1]
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+def test_a_second_generation_that_fails_mid_stream_ends_the_stream_with_an_error_in_band(server, path):
+    # After a tool result the text streams (headers sent); [] asks for a second generation, which fails here.
+    tokenize = server.engine.tokenize
+
+    def no_second(text: str) -> list[int]:
+        if "<tools>" not in text:
+            raise RuntimeError("no tokens for you")
+        return tokenize(text)
+
+    server.engine.tokenize = no_second
+    server.engine.answers = ["<tool_call>[]</tool_call>"]
+    response = requests.post(server.url + path, json={"model": TAG, "messages": AFTER_RESULT, "tools": [WEATHER],
+                                                      "stream": True}, timeout=10)
+    assert response.status_code == 200
+    last = [line for line in response.text.splitlines() if line.strip()][-1]
+    assert "generation failed: no tokens for you" in last, response.text
+    server.engine.tokenize = tokenize
+    server.engine.answers = ["fine"]
+    assert chat(server, {"messages": ASK}).json()["message"]["content"] == "fine"

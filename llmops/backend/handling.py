@@ -217,10 +217,13 @@ async def stream_out(
     response = web.StreamResponse(headers={"Content-Type": content_type})
     try:
         await response.prepare(request)
-        async for text in gen.pieces():
-            await response.write(piece(text))
         try:
+            # A tool answer's pieces may start a second generation (toolchat.LazyCalls), which can fail too.
+            async for text in gen.pieces():
+                await response.write(piece(text))
             stats = await gen.result()
+        except ConnectionError:
+            raise
         except Exception as exc:  # noqa: BLE001 - headers are sent: report in-band like Ollama
             log.exception("generation failed")
             await response.write(error(f"generation failed: {exc}"))

@@ -11,6 +11,9 @@ Prompt cache: a slot keeps the tokens whose KV cells it holds after a sequence e
 answer). A new sequence takes the free slot whose cached tokens share the longest prefix with its prompt
 (llama-server's slot similarity), and when another slot, busy or free, holds a longer prefix, those
 cells are shared into the chosen sequence (llama.cpp's seq_cp) instead of being evaluated again.
+A sequence whose prompt shares a longer prefix with one that is still being prefilled (requests that
+arrive together with the same system prompt, before any slot holds it) waits for that one to evaluate
+the shared part and copies it, rather than evaluating the same tokens beside it.
 A cancelled or failed sequence gives its cells back (seq_rm), so they count as free at once.
 """
 from __future__ import annotations
@@ -94,6 +97,9 @@ class Sequence:
     joined_at: float = 0.0
     stops: StopMatcher | None = None
     decoder: codecs.IncrementalDecoder | None = None
+    leader: Sequence | None = None  # a sequence still prefilling the prefix this one waits to copy
+    follow: int = 0  # the length of that prefix
+
 
     @property
     def prefilling(self) -> bool:
@@ -183,6 +189,8 @@ class SlotBatcher:
             self.model.seq_rm(slot.id, keep, -1)
             slot.cached = slot.cached[:keep]
         seq.n_eval = len(slot.cached)
+        if reuse:
+            self._find_leader(seq, keep_limit)
         seed = opts.seed if opts.seed >= 0 else random.randint(0, 2**31 - 1)
         try:
             seq.sampler = self.model.sampler(opts, seed)
@@ -190,12 +198,44 @@ class SlotBatcher:
             # It holds the slot already: without this it was decoded once more and ended a second time.
             self._finish(seq, "error", exc)
 
+    def _find_leader(self, seq: Sequence, keep_limit: int) -> None:
+        """Follow the prefilling sequence that will evaluate the longest part of seq's prompt not cached yet."""
+        best, best_n = None, seq.n_eval
+        for slot in self.slots:
+            other = slot.seq
+            if other is None or other is seq or other.leader is not None or not other.prefilling:
+                continue
+            n = min(common_prefix(other.tokens, seq.tokens), keep_limit)
+            if n > best_n:
+                best, best_n = other, n
+        if best is not None:
+            seq.leader, seq.follow = best, best_n
+
+    def _catch_up(self, seq: Sequence) -> bool:
+        """A follower copies its leader's cells once they hold the shared prefix, or goes on alone when the
+        leader has left its slot; True when it may be prefilled this step."""
+        leader = seq.leader
+        source = leader.slot
+        if source.seq is leader and leader.prefilling and leader.n_eval < seq.follow:
+            return False
+        have = min(common_prefix(source.cached, seq.tokens), seq.follow)
+        slot = seq.slot
+        if have > len(slot.cached):
+            self.model.seq_rm(slot.id, 0, -1)
+            self.model.seq_cp(source.id, slot.id, 0, have)
+            slot.cached = seq.tokens[:have]
+            seq.n_eval = have
+        seq.leader = None
+        return True
+
     # -- stepping ------------------------------------------------------------------------------
     def step(self) -> int:
         """One decode step over every busy slot; returns the sequences it decoded (0: nothing to do)."""
         for slot in self.slots:
             if slot.seq is not None and slot.seq.cancel.is_set():
                 self._finish(slot.seq, "cancel")
+        waiting = {id(s.seq) for s in self.slots if s.seq is not None and s.seq.leader is not None
+                   and not self._catch_up(s.seq)}
         running = [s.seq for s in self.slots if s.seq is not None]
         if not running:
             return 0
@@ -205,7 +245,7 @@ class SlotBatcher:
             if not seq.prefilling and seq.pending is not None:
                 entries.append((seq.slot.id, [seq.pending], len(seq.slot.cached), True))
                 members.append((seq, 1))
-        prefill = [seq for seq in running if seq.prefilling]
+        prefill = [seq for seq in running if seq.prefilling and id(seq) not in waiting]
         budget = self.prefill_chunk
         if prefill:
             start = self._rr % len(prefill)
@@ -300,6 +340,7 @@ class SlotBatcher:
                 finally:
                     slot.cached = []
             slot.seq = None
+        seq.leader = None
         if seq.sampler is not None:
             seq.sampler.free()
             seq.sampler = None
