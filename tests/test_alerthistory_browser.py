@@ -5,18 +5,21 @@ The first tests serve the dashboard over a FAKE stack (fixed times, Alertmanager
 the real Alertmanager and dashboard, started by the stack's own lifecycle on ports of their own."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
 import pytest
 import requests
 
+from llmops.alerts.backfill import Backfiller
+from llmops.dashboard.promapi import PromAPI
 from llmops.polling import poll_until
 from tests.support import ownstack
 from tests.support.alerts import alert, notification
 from tests.support.browser import ARTIFACTS, open_page, serve
 from tests.support.env import ROOT, offset_port
-from tests.support.fakes.dashboard import ALERTMANAGER, FakeResponse, healthy_stack, make_settings
+from tests.support.fakes.dashboard import ALERTMANAGER, PROM, FakeHTTP, FakeResponse, healthy_stack, make_settings
 
 pytestmark = pytest.mark.browser
 TOKEN = "browser-test-receiver-token"
@@ -81,6 +84,36 @@ def test_a_failed_silence_says_why_and_the_button_stays(browser):
         assert button.is_enabled()
         # The browser logs the 503 of the failed POST as a console error; nothing else may appear.
         assert [e for e in errors if "503" not in e] == []
+    finally:
+        server.close()
+
+
+def test_an_alert_recovered_from_prometheus_is_marked_so(browser):
+    firing = {"__name__": "ALERTS", "alertstate": "firing", "alertname": "BackendDown", "severity": "critical",
+              "backend": "127.0.0.1:11434"}
+
+    def alerts_series(method, url, kwargs):  # FAKE Prometheus: BackendDown fired for an hour, a day before the end
+        start, end, step = (float(kwargs["params"][k]) for k in ("start", "end", "step"))
+        grid = [start + i * step for i in range(int((end - start) // step) + 1)]
+        values = [[t, "1"] for t in grid if end - 86400 <= t < end - 82800]
+        return FakeResponse(200, {"status": "success", "data": {"resultType": "matrix",
+                                                                "result": [{"metric": firing, "values": values}]}})
+
+    routes = {**healthy_stack(), f"GET {PROM}/api/v1/query_range": alerts_series}
+    settings = make_settings(ALERT_RECEIVER_TOKEN=TOKEN)
+    # What the dashboard does at its start, into the history the page then reads.
+    assert Backfiller(PromAPI(PROM, FakeHTTP(routes)), settings.alert_history_path, 30, time.time).attempt()
+    base, server = serve(routes, settings=settings)
+    try:
+        page, errors = open_page(browser, base)
+        row = page.locator('#alert-history tr[data-source="prometheus"]')
+        row.wait_for(timeout=10_000)
+        assert "BackendDown" in row.inner_text() and "from Prometheus" in row.inner_text()
+        text = row.inner_text()
+        assert "\tresolved\t" in text and "yes, " in text
+        assert re.search(r"\t(5[6-9]|6[0-4]) min\t", text), text  # an hour, to the 260 s step of a 30-day window
+        assert page.locator('#alert-history tr[data-source="alertmanager"]').count() == 0
+        assert errors == []
     finally:
         server.close()
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,76 @@ def test_the_dashboard_down_makes_alertmanager_retry_and_the_latest_state_arrive
         stack.start("dashboard")
     assert poll_until(lambda: [r["state"] for r in rows(stack, before)] == ["resolved"], 60), rows(stack, before)
     assert poll_until(lambda: [r["state"] for r in rows(stack, during)] == ["firing"], 60), rows(stack, during)
+
+
+def prometheus_firing(stack, name: str) -> list[dict]:
+    """The series of ALERTS{alertname=name, alertstate="firing"} now, as Prometheus answers it."""
+    answer = requests.get(f"{stack.settings.prometheus_url}/api/v1/query",
+                          params={"query": f'ALERTS{{alertname="{name}",alertstate="firing"}}'}, timeout=5)
+    return answer.json()["data"]["result"]
+
+
+def alertmanager_active(stack, name: str) -> list[dict]:
+    answer = requests.get(f"{stack.settings.alertmanager_url}/api/v2/alerts",
+                          params={"filter": f'alertname="{name}"', "active": "true"}, timeout=5)
+    return [a for a in answer.json() if a["status"]["state"] == "active"]
+
+
+def failed_webhook_attempts(stack) -> float:
+    """Alertmanager's failed sends to the webhook integration (only the stopped dashboard fails here)."""
+    text = requests.get(f"{stack.settings.alertmanager_url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("alertmanager_notification_requests_failed_total{")
+               and 'integration="webhook"' in line)
+
+
+def settled(stack, since: float, quiet: float = 3.0):
+    """A condition: Alertmanager has stopped retrying the dashboard, past its retry window (max(group_interval,
+    10 s) after the last notification that began while the alert fired) and with no failed attempt for `quiet` s."""
+    last = {"count": -1.0, "at": 0.0}
+
+    def condition() -> bool:
+        count, now = failed_webhook_attempts(stack), time.time()
+        if now - since < 12 or count != last["count"]:
+            last.update(count=count, at=now)
+            return False
+        return now - last["at"] >= quiet
+
+    return condition
+
+
+def test_an_alert_that_fired_and_resolved_while_the_dashboard_was_down_is_recovered_from_prometheus(stack):
+    """Alertmanager never sends the dashboard a resolved-only notice; the dashboard finds it in Prometheus at its start."""
+    assert poll_until(lambda: not prometheus_firing(stack, "BackendDown"), 60), "BackendDown fires before the test"
+    stack.stop("dashboard")
+    try:
+        stopped = time.time()
+        stack.stop("ollama")
+        try:
+            assert poll_until(lambda: prometheus_firing(stack, "BackendDown"), WAIT), "BackendDown never fired"
+            told = poll_until(lambda: alertmanager_active(stack, "BackendDown"), WAIT)
+            assert told, "Alertmanager never had BackendDown"
+        finally:
+            stack.start("ollama")
+        assert poll_until(lambda: not prometheus_firing(stack, "BackendDown"), 60), "BackendDown never resolved"
+        resolved = time.time()
+        assert poll_until(lambda: not alertmanager_active(stack, "BackendDown"), 30), "Alertmanager kept it active"
+        assert poll_until(settled(stack, resolved), 60), "Alertmanager kept retrying the dashboard"
+    finally:
+        stack.start("dashboard")
+    recovered = poll_until(lambda: history(stack, source="prometheus"), 30)
+    assert recovered, f"nothing recovered: {history(stack)}"
+    (row,) = recovered
+    starts, ends = (datetime.fromisoformat(row[k]).timestamp() for k in ("starts_at", "ends_at"))
+    print(f"recovered BackendDown: fired {starts - stopped:.1f} s after the dashboard stopped, for {ends - starts:.1f} s")
+    assert row["resolved"] and row["state"] == "resolved" and stopped < starts < ends <= resolved + 1
+    assert row["severity"] == "critical" and row["notifications"] == 0
+    assert row["summary"].startswith("LLM backend ") and row["summary"].endswith(" is down") and row["unrendered"] == []
+    assert row["description"].startswith("The backend has not answered")
+    assert row["fingerprint"] == told[0]["fingerprint"]  # Alertmanager's own, computed from the same labels
+    assert not [r for r in history(stack) if r["source"] == "alertmanager" and r["starts_at"] >= row["starts_at"]]
+    for _ in range(2):  # restarted twice: the interval is not recovered again
+        stack.restart("dashboard")
+        assert poll_until(lambda: requests.get(f"{stack.settings.dashboard_url}/api/alerts/history", timeout=5)
+                          .json()["history"]["backfill"]["state"] == "done", 30)
+        assert history(stack, source="prometheus") == [row]

@@ -58,7 +58,8 @@ def test_a_firing_then_resolved_alert_is_one_history_row_that_says_how_long_it_f
     (row,) = history(client)["alerts"]
     assert (row["state"], row["resolved"], row["ends_at"]) == ("resolved", True, "2026-12-07T03:05:00+00:00")
     assert row["duration_s"] == pytest.approx(300 - 0.123, abs=0.01) and row["notifications"] == 2
-    assert history(client)["history"] == {"days": 30, "notifications": 2, "alerts": 1, "available": True, "detail": ""}
+    assert history(client)["history"] == {"days": 30, "notifications": 2, "alerts": 1, "available": True, "detail": "",
+                                         "backfill": {"state": "pending", "detail": ""}}
 
 
 def test_a_late_firing_notice_does_not_reopen_a_resolved_alert(app):

@@ -4,6 +4,10 @@ One row per notification (`notifications`) and one per alert occurrence (`alerts
 fingerprint and the alert's start): a resolved notice closes the occurrence that its firing notices opened.
 The dashboard is the only writer (data/alerts.db is its own file: the request log's store belongs to the
 proxy's writer); rows older than ALERT_HISTORY_DAYS after their last notification are pruned on each write.
+
+Each occurrence has a source: "alertmanager" (a notification) or "prometheus" (recovered at the dashboard's start
+from Prometheus's ALERTS series, llmops/alerts/backfill.py: an alert that fired while the dashboard was down). A
+notification replaces a recovered occurrence of the same labels that it overlaps, so the two never double up.
 """
 from __future__ import annotations
 
@@ -32,7 +36,14 @@ SCHEMA = (
         notifications INTEGER NOT NULL, PRIMARY KEY (fingerprint, starts_at))""",
     "CREATE INDEX IF NOT EXISTS alerts_starts ON alerts (starts_at)",
     "CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_notified)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL)",
 )
+SOURCES = ("alertmanager", "prometheus")
+# A notification's alert and a recovered interval of the same labels are one occurrence when they overlap. They
+# always do: Alertmanager's startsAt is the evaluation that fired it and its endsAt the one that found it inactive,
+# and Prometheus's ALERTS samples lie between. Two occurrences are at least one evaluation apart, so the slack
+# (for times rounded to milliseconds) is far less than an evaluation interval.
+OVERLAP_S = 0.5
 # A resolved occurrence stays resolved: a late firing notice of the same start cannot reopen it.
 _UPSERT = """
 INSERT INTO alerts (fingerprint, starts_at, alertname, status, severity, instance, labels, annotations, ends_at,
@@ -44,6 +55,8 @@ ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
     labels = excluded.labels, annotations = excluded.annotations, severity = excluded.severity,
     last_notified = excluded.last_notified, notifications = alerts.notifications + 1
 """
+_REPLACE_RECOVERED = """DELETE FROM alerts WHERE source = 'prometheus' AND labels = ? AND starts_at <= ?
+                         AND (ends_at IS NULL OR ends_at >= ?)"""
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 
 
@@ -58,6 +71,8 @@ def connect(path: Path, busy_timeout_ms: int = 2000):
         conn.execute("PRAGMA journal_mode = WAL")
         for statement in SCHEMA:
             conn.execute(statement)
+        if "source" not in {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}:  # a file from before sources
+            conn.execute("ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'alertmanager'")
         conn.row_factory = sqlite3.Row
         yield conn
 
@@ -69,6 +84,9 @@ def record(conn: sqlite3.Connection, note: Notification, now: float, keep_days: 
         conn.execute("INSERT INTO notifications (received_at, status, receiver, group_key, alerts, truncated) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                      (now, note.status, note.receiver, note.group_key, len(note.alerts), note.truncated))
+        conn.executemany(_REPLACE_RECOVERED, [
+            (json.dumps(a.labels, sort_keys=True), (a.ends_at if a.ends_at is not None else now) + OVERLAP_S,
+             a.starts_at - OVERLAP_S) for a in note.alerts])
         conn.executemany(_UPSERT, [
             (a.fingerprint, a.starts_at, a.labels["alertname"], a.status, a.labels.get("severity", ""),
              a.labels.get("instance") or a.labels.get("backend", ""), json.dumps(a.labels, sort_keys=True),
@@ -89,6 +107,7 @@ class Query:
 
     name: str | None = None
     state: str | None = None
+    source: str | None = None
     since: float | None = None  # the alert was active at or after this time
     until: float | None = None  # ... and had started by this time
     limit: int = DEFAULT_LIMIT
@@ -102,6 +121,10 @@ def parse_query(args: dict[str, str], now: float | None = None) -> Query:
         if args["state"] not in STATES:
             raise BadQuery("state", f"{args['state']!r} is not one of {', '.join(STATES)}")
         query.state = args["state"]
+    if args.get("source"):
+        if args["source"] not in SOURCES:
+            raise BadQuery("source", f"{args['source']!r} is not one of {', '.join(SOURCES)}")
+        query.source = args["source"]
     parse_span(query, args, now, MAX_LIMIT)
     return query
 
@@ -122,6 +145,9 @@ def _row(row: sqlite3.Row, now: float) -> dict:
         "duration_s": round((ends if ends is not None else now) - row["starts_at"], 3),
         "resolved": row["status"] == "resolved", "notifications": row["notifications"],
         "first_notified": _iso(row["first_notified"]), "last_notified": _iso(row["last_notified"]),
+        "source": row["source"],
+        # A recovered occurrence's annotations are the rule's templates, rendered only where they are simple.
+        "unrendered": sorted(k for k, v in annotations.items() if "{{" in v) if row["source"] == "prometheus" else [],
     }
 
 
@@ -129,6 +155,7 @@ def search(conn: sqlite3.Connection, query: Query, now: float) -> list[dict]:
     """Alert occurrences, newest start first."""
     clause, params = where((bool(query.name), "alertname = ?", (query.name,)),
                            (bool(query.state), "status = ?", (query.state,)),
+                           (bool(query.source), "source = ?", (query.source,)),
                            (query.since is not None, "(ends_at IS NULL OR ends_at >= ?)", (query.since,)),
                            (query.until is not None, "starts_at <= ?", (query.until,)))
     rows = conn.execute(f"SELECT * FROM alerts{clause} ORDER BY starts_at DESC, fingerprint LIMIT ?",
@@ -140,3 +167,77 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
     """How many notifications and alert occurrences the history holds."""
     return {"notifications": conn.execute("SELECT count(*) FROM notifications").fetchone()[0],
             "alerts": conn.execute("SELECT count(*) FROM alerts").fetchone()[0]}
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """One firing interval of an alert found in Prometheus's ALERTS series (ends_at None: firing at the query's end)."""
+
+    labels: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    annotations: dict[str, str]
+    fingerprint: str
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> float | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: float) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (key, value))
+
+
+def newest_notification(conn: sqlite3.Connection) -> float | None:
+    return conn.execute("SELECT max(received_at) FROM notifications").fetchone()[0]
+
+
+def _overlapping(conn: sqlite3.Connection, labels: str, starts: float, ends: float | None, now: float) -> list:
+    return conn.execute("SELECT rowid, source, starts_at, ends_at FROM alerts WHERE labels = ? AND starts_at <= ? "
+                        "AND (ends_at IS NULL OR ends_at >= ?)",
+                        (labels, (ends if ends is not None else now) + OVERLAP_S, starts - OVERLAP_S)).fetchall()
+
+
+def merge_recovered(conn: sqlite3.Connection, found: list[Recovered], now: float, keep_days: int,
+                    up_until: float) -> dict[str, int]:
+    """Add the intervals the history does not cover; one transaction. An interval that overlaps a notified
+    occurrence of the same labels is that occurrence (left as Alertmanager told it); one that overlaps a recovered
+    occurrence updates it (a recovered alert that was still firing last time may have resolved since). The
+    dashboard is recorded as up until `up_until`. Returns how many were added, updated and already covered."""
+    done = {"added": 0, "updated": 0, "covered": 0}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for item in found:
+            labels = json.dumps(item.labels, sort_keys=True)
+            rows = _overlapping(conn, labels, item.starts_at, item.ends_at, now)
+            if any(r["source"] != "prometheus" for r in rows):
+                done["covered"] += 1
+            elif rows:
+                # A recovered alert that was firing and has ended since is closed; a closed one is kept as it is.
+                first = min(rows, key=lambda r: r["starts_at"])
+                changed = (first["ends_at"] is None and item.ends_at is not None) or len(rows) > 1
+                if changed:
+                    conn.executemany("DELETE FROM alerts WHERE rowid = ?",
+                                     [(r["rowid"],) for r in rows if r is not first])
+                    conn.execute("UPDATE alerts SET ends_at = ?, status = ?, last_notified = ? WHERE rowid = ?",
+                                 (item.ends_at, "firing" if item.ends_at is None else "resolved", now, first["rowid"]))
+                done["updated" if changed else "covered"] += 1
+            else:
+                conn.execute(
+                    "INSERT INTO alerts (fingerprint, starts_at, alertname, status, severity, instance, labels, "
+                    "annotations, ends_at, generator_url, first_notified, last_notified, notifications, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0, 'prometheus')",
+                    (item.fingerprint, item.starts_at, item.labels["alertname"],
+                     "firing" if item.ends_at is None else "resolved", item.labels.get("severity", ""),
+                     item.labels.get("instance") or item.labels.get("backend", ""), labels,
+                     json.dumps(item.annotations, sort_keys=True), item.ends_at, now, now))
+                done["added"] += 1
+        set_meta(conn, "up_until", up_until)
+        conn.execute("DELETE FROM alerts WHERE last_notified < ?", (now - keep_days * 86400,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return done

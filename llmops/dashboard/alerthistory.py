@@ -2,7 +2,8 @@
 it keeps (data/alerts.db), and the page's one write, "silence for 1 h". docs/health.md says how it works.
 
 POST /api/alerts/webhook   Alertmanager's webhook JSON; needs `Authorization: Bearer ALERT_RECEIVER_TOKEN`
-GET  /api/alerts/history   the alerts, newest first: ?name= &state=firing|resolved &since= &until= &limit=
+GET  /api/alerts/history   the alerts, newest first: ?name= &state=firing|resolved
+                           &source=alertmanager|prometheus &since= &until= &limit=
 POST /api/alerts/silence   {"labels": {...}}: a 1 h silence through Alertmanager's API; needs the page's CSRF token
 """
 from __future__ import annotations
@@ -75,7 +76,7 @@ def history():
         except sqlite3.Error as exc:  # a status, not a 500: the page says why
             detail = f"cannot read the alert history {path.name}: {exc}"
     return jsonify(alerts=alerts, history={"days": settings.alert_history_days, "available": not detail,
-                                           "detail": detail, **held},
+                                           "detail": detail, **held, "backfill": state["backfill"].status},
                    alertmanager={"enabled": bool(settings.alertmanager_enabled), "url": settings.alertmanager_url})
 
 

@@ -26,6 +26,7 @@ DEFAULTS = {
     "GPU_READER": None,  # an llmops.telemetry.gpu.GpuReader (tests pass a fake NVML); default: the process-wide one
     "HOST_CACHE_SECONDS": 2.0,  # /api/host is reused this long (short: CPU% needs fresh samples)
     "HOST_SAMPLE_SECONDS": 2.0,  # the stack's processes are sampled this often in the background (CPU%)
+    "ALERT_BACKFILL": True,  # recover the alert history from Prometheus at the start (with START_MONITOR)
 }
 
 
@@ -130,6 +131,7 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the dashboard: settings, probes, monitor, exporter, then the routes Blueprint. Starts probing unless told not to."""
     import requests
 
+    from llmops.alerts.backfill import Backfiller
     from llmops.dashboard.hostview import HostView, safe_pids, supervisor_pids
     from llmops.dashboard.monitor import Monitor, default_checks, redis_use
     from llmops.dashboard.promapi import PromAPI
@@ -159,11 +161,13 @@ def create_app(config: dict | None = None) -> Flask:
     )
     host_view = HostView(pids, monitor.status, prom, gpu_reader, sample_every=cfg["HOST_SAMPLE_SECONDS"])
     secret = settings.litellm_master_key
+    backfiller = Backfiller(prom, settings.alert_history_path, settings.alert_history_days, clock)
     app.extensions["llmops"] = {
         "monitor": monitor, "settings": settings, "prometheus": prom, "clock": clock, "started": clock(),
         "cache": _TTLCache(cfg["CACHE_SECONDS"], clock), "host_cache": _TTLCache(cfg["HOST_CACHE_SECONDS"], clock),
         "host_view": host_view, "metrics_app": exporter.wsgi_app(registry), "routed": _routed_models(settings),
         "session": session, "csrf_token": secrets.token_urlsafe(24),
+        "backfill": backfiller,
     }
     app.register_blueprint(routes.bp)  # the page, the JSON API, /healthz, /metrics
     app.register_blueprint(requestlog_routes.bp)  # the "Requests" section: docs/request-log.md
@@ -199,6 +203,8 @@ def create_app(config: dict | None = None) -> Flask:
     if cfg["START_MONITOR"]:
         monitor.start()
         host_view.start()  # CPU% has its baseline before the first page asks
+        if cfg["ALERT_BACKFILL"]:
+            backfiller.start()  # what fired while the dashboard was down: llmops/alerts/backfill.py
     return app
 
 
@@ -217,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=4, help="waitress worker threads (why 4: docs/benchmarks.md)")
     args = parser.parse_args(argv)
     settings = settings_mod.load()
-    app = create_app({"SETTINGS": settings})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app({"SETTINGS": settings})  # its threads log from the start
     host = args.host or settings.bind_host
     port = args.port or settings.dashboard_port
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     waitress.serve(app, host=host, port=port, threads=args.threads, ident="llmops-dashboard")
 
 

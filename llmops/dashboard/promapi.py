@@ -84,6 +84,10 @@ class PromAPI:
         """Every active alert (pending and firing) as Prometheus reports it."""
         return list(self._get("/api/v1/alerts").get("alerts") or [])
 
+    def rules(self) -> list[dict]:
+        """Every rule group as /api/v1/rules gives it (alerting rules carry their unrendered annotations)."""
+        return list(self._get("/api/v1/rules").get("groups") or [])
+
     def scalar(self, expr: str, at: float | None = None) -> float | None:
         """Sum of an instant query's values; None when it has no finite value."""
         values = [s.value for s in self.query(expr, at) if s.value is not None]

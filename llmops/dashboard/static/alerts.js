@@ -54,8 +54,13 @@
       action.disabled = true;
     }
     const where = a.instance ? ` on ${a.labels.backend || a.instance}` : "";
-    return el("tr", { class: `alert-${a.state}`, "data-fingerprint": a.fingerprint },
-      el("td", {}, el("strong", {}, a.alertname), el("span", { class: "muted" }, where)),
+    // Recovered from Prometheus's ALERTS series: it fired while the dashboard was down, so no notice reached it.
+    const source = a.source === "prometheus"
+      ? el("div", { class: "muted alert-source", title: "the dashboard was down while this fired: recovered from " +
+          "Prometheus's ALERTS series (times to its evaluation step)" }, "from Prometheus")
+      : null;
+    return el("tr", { class: `alert-${a.state}`, "data-fingerprint": a.fingerprint, "data-source": a.source },
+      el("td", {}, el("strong", {}, a.alertname), el("span", { class: "muted" }, where), source),
       el("td", {}, el("span", { class: a.resolved ? "muted" : `sev-${a.severity}` }, a.state)),
       el("td", { title: a.starts_at }, `${new Date(a.starts_at).toLocaleString()} (${ago(a.starts_at)} ago)`),
       el("td", {}, span(a.duration_s)),
