@@ -153,7 +153,7 @@ class ModelInfo:
 
     def start_digest(self) -> None:
         """Hash the file in the background; the server calls this once it is listening."""
-        # Hashing 100-250 MB takes a few hundred ms of CPU: keep it off the start-up path.
+        # Hashing a model file of a few hundred MB costs CPU time: keep it off the start-up path.
         if self._key not in _digests and self._digest_thread is None:
             self._digest_thread = threading.Thread(target=self._hash, name="model-digest", daemon=True)
             self._digest_thread.start()

@@ -110,7 +110,7 @@ def _disable_units(program: SystemProgram, prefix: list[str], out: Printer) -> N
 
 def ensure_embedding_model(out: Printer = print, cache_dir: Path | None = None) -> bool:
     """Convert the packaged all-MiniLM-L6-v2 to its cached GGUF once; one line either way."""
-    # Deferred: gguf and numpy take ~0.3 s to import, which every other `python -m llmops` command would pay.
+    # Deferred: gguf and numpy are slow to import, which every other `python -m llmops` command would pay.
     from ..backend import embedmodel
 
     try:
