@@ -346,6 +346,65 @@ def key_of(deployment: dict) -> str:
     return key_of_deployment(deployment)
 
 
+# -- a stream's slot: given back at the backend's last chunk, or when the stream is closed early ------------------
+
+def _chunk(text: str, finish: str | None = None) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+
+
+async def _stream(*chunks):
+    for chunk in chunks:
+        yield chunk
+
+
+def test_a_stream_gives_its_slot_back_at_its_last_chunk_before_it_is_relayed():
+    async def scenario():
+        plugin = _plugin_with({"http://a": 1})
+        await plugin.state.acquire("m", 1, "t")
+        waiter = asyncio.ensure_future(plugin.state.acquire("m", 1, "next"))
+        await _settle()
+        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(_chunk("a"), _chunk("b", "stop")),
+                                                               _kwargs("t"))
+        assert (await relay.__anext__())["choices"][0]["finish_reason"] is None
+        assert not waiter.done()  # still generating: the slot is held
+        await relay.__anext__()   # the last chunk: the slot went to the next request before it was relayed
+        await _settle()
+        assert waiter.done() and plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 1
+        with pytest.raises(StopAsyncIteration):
+            await relay.__anext__()
+        plugin.release("t")       # the later paths (the task's end) find nothing to give back
+        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 1
+        plugin.release("next")
+        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_closed_before_its_last_chunk_gives_its_slot_back_once():
+    async def scenario():
+        plugin = _plugin_with({"http://a": 1})
+        await plugin.state.acquire("m", 1, "t")
+        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(_chunk("a"), _chunk("b", "stop")),
+                                                               _kwargs("t"))
+        await relay.__anext__()
+        await relay.aclose()      # the client went away mid-stream: LiteLLM closes the layers
+        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 0
+        plugin.release("t")
+        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 0 and plugin.state.rules.tickets == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_without_a_slot_passes_through_unchanged():
+    async def scenario():
+        plugin = _plugin_with({"http://a": 1})
+        chunks = [_chunk("a"), _chunk("b", "stop")]
+        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(*chunks), {"metadata": {}})
+        assert [c async for c in relay] == chunks
+
+    asyncio.run(scenario())
+
+
 # -- traffic that goes around the queue ---------------------------------------------------------------------------
 
 def test_a_litellm_health_check_is_counted_on_its_backend_and_a_request_is_not():

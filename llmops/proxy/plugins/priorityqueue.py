@@ -11,9 +11,10 @@ queue"). Its configuration comes in LLMOPS_QUEUE (JSON, written by llmops.proxy.
 - `async_filter_deployments` (the Router's per-attempt filter, after cooldown and health filtering) narrows the
   healthy deployments to the reserved one, so the request goes where its slot is; a retry after that deployment
   failed (LiteLLM's `previous_models` breadcrumbs) moves the slot to another free one when there is one.
-- The slot is given back by whichever comes first: the success hook (non-streamed), the failure hook (backend
-  error after retries, a timeout, a later hook rejecting), or the end of the request's own asyncio task (a stream
-  that ended or that the client closed, anything else): `release` is idempotent.
+- The slot is given back by whichever comes first: the success hook (non-streamed), the stream's last chunk (the
+  one with a finish_reason, in `async_post_call_streaming_iterator_hook`, before it is relayed) or that iterator's
+  `finally` (a client that closed mid-stream, an error), the failure hook (backend error after retries, a timeout,
+  a later hook rejecting), or the end of the request's own asyncio task (anything else): `release` is idempotent.
 - A client that leaves while queued is noticed at once (the ASGI channel's `http.disconnect`) and leaves the line.
 - LiteLLM's own health checks (the background ones and `/health`) call a backend outside every proxy hook, so the
   queue cannot hold them; `log_pre_api_call` (run before every backend call) counts each one as load on its
@@ -86,6 +87,16 @@ def _failed_ids(request_kwargs: dict | None) -> set[str]:
             if isinstance(record, dict) and isinstance(record.get("deployment_id"), str):
                 ids.add(record["deployment_id"])
     return ids
+
+
+def _finished(chunk: object) -> bool:
+    """True for a streamed chunk that carries a finish_reason: the backend's last one for its choice."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else getattr(chunk, "choices", None)
+    for choice in choices if isinstance(choices, (list, tuple)) else ():
+        reason = choice.get("finish_reason") if isinstance(choice, dict) else getattr(choice, "finish_reason", None)
+        if reason:
+            return True
+    return False
 
 
 def key_of_deployment(deployment: dict) -> str | None:
@@ -302,6 +313,22 @@ class PriorityQueue(CustomLogger):
         if moved:
             return [by_key[moved]]
         return [by_key[reserved]] if reserved in by_key else healthy_deployments
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data):
+        """Pass a stream through and give its slot back at the backend's last chunk (the one with a finish_reason),
+        before it is relayed: the backend's sequence has ended by then, and the next request's hop to the backend
+        overlaps the end of this stream instead of waiting for the request's task to end. The `finally` covers a
+        stream that ends without one (a client gone mid-stream, an error)."""
+        token = _token_of(request_data)
+        try:
+            async for chunk in response:
+                if token is not None and _finished(chunk):
+                    self.release(token)
+                    token = None
+                yield chunk
+        finally:
+            if token is not None:
+                self.release(token)
 
     async def async_post_call_success_hook(self, data, user_api_key_dict, response):
         token = _token_of(data)
