@@ -4,9 +4,10 @@ One embedded backend (SmolLM2-135M, one slot) and two LiteLLM proxies in front o
 own launcher: one with the queue (QUEUE_ENABLED=true), one without. In one run (docs/queue.md, "Benchmark"):
 
 1. idle: a high-priority streamed request at a time (c=1) through the queue: its TTFT on an idle stack;
-2. saturated, queue on, then queue off: 8 low-priority clients (priority 9) in a closed loop fill the backend and
-   one high-priority client (priority 0) sends a request every 2 s; the high requests' TTFT p50, the low
-   requests' throughput and mean service time (the backend's generation time per request);
+2. saturated, in four rounds (queue on, off, off, on, so that the shared machine's drift falls on both arms alike):
+   8 low-priority clients (priority 9) in a closed loop fill the backend and one high-priority client (priority 0)
+   sends a request every 2 s; the high requests' TTFT p50, the low requests' throughput, the backend's busy share
+   and mean service time (its generation time per request), and its own queue's depth (0 with the queue on);
 3. added latency at c=1, paired: one-token requests sent alternately to the two proxies, p50 of the differences;
 4. no starvation: high-priority load at about half the backend's capacity and 4 low-priority clients; every
    low request must be served before QUEUE_TIMEOUT.
@@ -30,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
+import requests
 
 from bench import _report as benchfmt
 from bench._helpers import wait_http
@@ -98,6 +100,23 @@ class Client:
         return {"ok": True, "ttft": (first or end) - started, "latency": end - started, "start": started, "end": end}
 
 
+def backend_gauge(prefix: str) -> float:
+    """The sum of the backend's /metrics samples whose line starts with `prefix`."""
+    text = requests.get(f"http://127.0.0.1:{BACKEND_PORT}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def generation_seconds() -> float:
+    """The backend's llm_backend_generation_seconds_sum: the time its one slot has held a sequence so far."""
+    return backend_gauge("llm_backend_generation_seconds_sum")
+
+
+def sample_backend_queue(stop: threading.Event, seen: list[float]) -> None:
+    """The backend's own queue depth every 0.1 s until `stop` (with the queue on it must stay 0: at most N in flight)."""
+    while not stop.wait(0.1):
+        seen.append(backend_gauge("llm_backend_queue_depth"))
+
+
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -112,7 +131,8 @@ def closed_loop(client: Client, priority: int, max_tokens: int, stop: threading.
 
 
 def saturated(client: Client, seconds: float, lows: int, high_every: float, max_tokens: int) -> dict:
-    """`lows` low-priority clients in a closed loop and one high-priority request every `high_every` s."""
+    """One round: `lows` low-priority clients in a closed loop and one high-priority request every `high_every` s;
+    what ended inside the `seconds` window, for summary()."""
     stop = threading.Event()
     low_done: list[dict] = []
     high_done: list[dict] = []
@@ -128,24 +148,41 @@ def saturated(client: Client, seconds: float, lows: int, high_every: float, max_
         while not stop.wait(high_every):
             pool.submit(high_one)
 
-    with ThreadPoolExecutor(lows + 1 + 8) as pool:
+    with ThreadPoolExecutor(lows + 2 + 8) as pool:
+        depths: list[float] = []
         futures = [pool.submit(closed_loop, client, 9, max_tokens, stop, low_done, lock) for _ in range(lows)]
-        futures.append(pool.submit(high_loop, pool))
+        futures += [pool.submit(high_loop, pool), pool.submit(sample_backend_queue, stop, depths)]
+        held = generation_seconds()
         started = time.perf_counter()
         time.sleep(seconds)  # the phase's length: the load runs meanwhile
+        held = generation_seconds() - held
         stop.set()
         for future in futures:
             future.result()
     window_end = started + seconds
-    served = [r for r in low_done if r["ok"] and r["end"] <= window_end]
+    return {"seconds": seconds, "high_ttfts": [r["ttft"] for r in high_done if r["ok"]],
+            "high_requests": len(high_done), "high_failed": sum(not r["ok"] for r in high_done),
+            "high_served": sum(1 for r in high_done if r["ok"] and r["end"] <= window_end),
+            "low_served": sum(1 for r in low_done if r["ok"] and r["end"] <= window_end),
+            "low_failed": sum(not r["ok"] for r in low_done), "held": held, "depth_max": max(depths, default=0.0)}
+
+
+def summary(rounds: list[dict]) -> dict:
+    """One arm's rounds added up: the high requests' TTFT p50, low and all requests served per second."""
+    seconds = sum(r["seconds"] for r in rounds)
+    low, high = sum(r["low_served"] for r in rounds), sum(r["high_served"] for r in rounds)
     return {
-        "high_ttft_p50_s": median([r["ttft"] for r in high_done if r["ok"]]),
-        "high_requests": len(high_done), "high_failed": sum(not r["ok"] for r in high_done),
-        "low_per_s": len(served) / seconds, "low_served": len(served),
-        "served_per_s": (len(served) + sum(1 for r in high_done if r["ok"] and r["end"] <= window_end)) / seconds,
-        "low_failed": sum(not r["ok"] for r in low_done),
+        "high_ttft_p50_s": median([t for r in rounds for t in r["high_ttfts"]]),
+        "high_requests": sum(r["high_requests"] for r in rounds), "high_failed": sum(r["high_failed"] for r in rounds),
+        "low_per_s": low / seconds, "low_served": low, "served_per_s": (low + high) / seconds,
+        "low_failed": sum(r["low_failed"] for r in rounds),
+        # the share of the windows the backend's slot held a sequence (the rest: idle between requests)
+        "backend_busy_fraction": round(sum(r["held"] for r in rounds) / seconds, 3),
+        # the backend's own queue (sampled every 0.1 s): 0 throughout when the proxy holds the line
+        "backend_queue_depth_max": max(r["depth_max"] for r in rounds),
         # one slot: the backend serves one request at a time, so its busy time divided by what it served
-        "low_service_s": seconds / max(1, len(served) + sum(1 for r in high_done if r["ok"])),
+        "low_service_s": sum(r["held"] for r in rounds) / max(1, low + high),
+        "rounds": len(rounds),
     }
 
 
@@ -188,7 +225,8 @@ def judged(value: float, unit: str, goal: float | None, better: str = "lower", b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each saturated phase")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="saturated time of each arm (two rounds of half); the no-starvation phase runs half of it")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--pairs", type=int, default=100, help="paired one-token requests for the added latency")
     parser.add_argument("--timeout", type=float, default=60.0, help="QUEUE_TIMEOUT of the queue-on proxy")
@@ -205,10 +243,13 @@ def main(argv: list[str] | None = None) -> int:
             for client in (on, off):  # warm: the model loaded, both proxies' first-request costs paid
                 client.stream(0, 4, "Say hi")
             idle = median([on.stream(0, args.max_tokens)["ttft"] for _ in range(8)])
-            queued = saturated(on, args.seconds, 8, 2.0, args.max_tokens)
-            plain = saturated(off, args.seconds, 8, 2.0, args.max_tokens)
+            # The arms alternate in rounds (on, off, off, on): the shared machine's drift falls on both alike.
+            rounds: dict[str, list[dict]] = {"on": [], "off": []}
+            for arm in ("on", "off", "off", "on"):
+                rounds[arm].append(saturated(on if arm == "on" else off, args.seconds / 2, 8, 2.0, args.max_tokens))
+            queued, plain = summary(rounds["on"]), summary(rounds["off"])
             overhead = paired_overhead(on, off, args.pairs)
-            starve = no_starvation(on, args.seconds, queued["low_service_s"], args.timeout, args.max_tokens)
+            starve = no_starvation(on, args.seconds / 2, queued["low_service_s"], args.timeout, args.max_tokens)
         finally:
             for proc in reversed(procs):
                 if proc.poll() is None:
