@@ -62,7 +62,7 @@ def start_backend(logs: Path) -> subprocess.Popen:
     return proc
 
 
-def start_proxy(port: int, queue: bool, key: str, tmp: Path, timeout: float) -> subprocess.Popen:
+def start_proxy(port: int, queue: bool, key: str, tmp: Path, timeout: float, ageing: float) -> subprocess.Popen:
     state = tmp / f"proxy-{port}"
     state.mkdir()
     (state / "litellm_config.yaml").write_text(CONFIG)
@@ -70,6 +70,7 @@ def start_proxy(port: int, queue: bool, key: str, tmp: Path, timeout: float) -> 
            "LLMOPS_LOG_DIR": str(state), "LLMOPS_ENV_FILE": str(state / "env"), "REQUEST_LOG": "0",
            "OLLAMA_HOSTS": f"http://127.0.0.1:{BACKEND_PORT}", "LITELLM_CONFIG": str(state / "litellm_config.yaml"),
            "QUEUE_ENABLED": "true" if queue else "false", "QUEUE_TIMEOUT": str(timeout), "QUEUE_MAX": "512",
+           "QUEUE_AGEING": str(ageing),
            "BIND_HOST": "127.0.0.1", "LITELLM_WORKERS": "1", "REDIS_URL": "", "BACKEND_NUM_PARALLEL": "1"}
     log = open(state / "litellm.log", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "start_litellm_proxy.sh")], env=env, stdout=log,
@@ -95,7 +96,8 @@ class Client:
                 if first is None and chunk.choices and chunk.choices[0].delta.content:
                     first = time.perf_counter()
         except openai.APIStatusError as exc:
-            return {"ok": False, "status": exc.status_code, "latency": time.perf_counter() - started}
+            end = time.perf_counter()
+            return {"ok": False, "status": exc.status_code, "latency": end - started, "start": started, "end": end}
         end = time.perf_counter()
         return {"ok": True, "ttft": (first or end) - started, "latency": end - started, "start": started, "end": end}
 
@@ -130,9 +132,12 @@ def closed_loop(client: Client, priority: int, max_tokens: int, stop: threading.
             done.append(result)
 
 
-def saturated(client: Client, seconds: float, lows: int, high_every: float, max_tokens: int) -> dict:
+def saturated(client: Client, seconds: float, lows: int, high_every: float, max_tokens: int, warmup: float) -> dict:
     """One round: `lows` low-priority clients in a closed loop and one high-priority request every `high_every` s;
-    what ended inside the `seconds` window, for summary()."""
+    after `warmup` s of that load, what ended inside the next `seconds` (the window), for summary(). The warm-up
+    puts both arms in their steady state: without it, the queue-off arm's high requests (which wait ~12 s) sent
+    during the window end after it, and the window's backend time goes to low requests instead (the off arm's
+    backlog of high requests takes longer than its ~12 s wait to build up: 15 s of warm-up left it short)."""
     stop = threading.Event()
     low_done: list[dict] = []
     high_done: list[dict] = []
@@ -152,18 +157,24 @@ def saturated(client: Client, seconds: float, lows: int, high_every: float, max_
         depths: list[float] = []
         futures = [pool.submit(closed_loop, client, 9, max_tokens, stop, low_done, lock) for _ in range(lows)]
         futures += [pool.submit(high_loop, pool), pool.submit(sample_backend_queue, stop, depths)]
+        time.sleep(warmup)  # the load runs meanwhile, not counted
         held = generation_seconds()
         started = time.perf_counter()
-        time.sleep(seconds)  # the phase's length: the load runs meanwhile
+        time.sleep(seconds)  # the window: the load runs meanwhile
         held = generation_seconds() - held
         stop.set()
         for future in futures:
             future.result()
     window_end = started + seconds
-    return {"seconds": seconds, "high_ttfts": [r["ttft"] for r in high_done if r["ok"]],
-            "high_requests": len(high_done), "high_failed": sum(not r["ok"] for r in high_done),
-            "high_served": sum(1 for r in high_done if r["ok"] and r["end"] <= window_end),
-            "low_served": sum(1 for r in low_done if r["ok"] and r["end"] <= window_end),
+
+    def in_window(r: dict) -> bool:
+        return r["ok"] and started <= r["end"] <= window_end
+
+    sent = [r for r in high_done if r["start"] >= started]  # the high requests sent during the window
+    return {"seconds": seconds, "high_ttfts": [r["ttft"] for r in sent if r["ok"]],
+            "high_requests": len(sent), "high_failed": sum(not r["ok"] for r in sent),
+            "high_served": sum(1 for r in high_done if in_window(r)),
+            "low_served": sum(1 for r in low_done if in_window(r)),
             "low_failed": sum(not r["ok"] for r in low_done), "held": held, "depth_max": max(depths, default=0.0)}
 
 
@@ -230,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--pairs", type=int, default=100, help="paired one-token requests for the added latency")
     parser.add_argument("--timeout", type=float, default=60.0, help="QUEUE_TIMEOUT of the queue-on proxy")
+    parser.add_argument("--warmup", type=float, default=30.0,
+                        help="seconds of load before each saturated round's window (longer than the off arm's wait)")
+    parser.add_argument("--ageing", type=float, default=5.0,
+                        help="QUEUE_AGEING of the queue-on proxy (the stack's default is 1 s; see docs/queue.md)")
     args = parser.parse_args(argv)
     key = "sk-bench-" + secrets.token_hex(8)
     procs = []
@@ -237,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         try:
             procs.append(start_backend(tmp))
-            procs.append(start_proxy(ON_PORT, True, key, tmp, args.timeout))
-            procs.append(start_proxy(OFF_PORT, False, key, tmp, args.timeout))
+            procs.append(start_proxy(ON_PORT, True, key, tmp, args.timeout, args.ageing))
+            procs.append(start_proxy(OFF_PORT, False, key, tmp, args.timeout, args.ageing))
             on, off = Client(ON_PORT, key), Client(OFF_PORT, key)
             for client in (on, off):  # warm: the model loaded, both proxies' first-request costs paid
                 client.stream(0, 4, "Say hi")
@@ -246,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             # The arms alternate in rounds (on, off, off, on): the shared machine's drift falls on both alike.
             rounds: dict[str, list[dict]] = {"on": [], "off": []}
             for arm in ("on", "off", "off", "on"):
-                rounds[arm].append(saturated(on if arm == "on" else off, args.seconds / 2, 8, 2.0, args.max_tokens))
+                rounds[arm].append(saturated(on if arm == "on" else off, args.seconds / 2, 8, 2.0, args.max_tokens,
+                                                 args.warmup))
             queued, plain = summary(rounds["on"]), summary(rounds["off"])
             overhead = paired_overhead(on, off, args.pairs)
             starve = no_starvation(on, args.seconds / 2, queued["low_service_s"], args.timeout, args.max_tokens)
@@ -272,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         "starved_low_requests": judged(starve["low_refused"], "requests", 0),
     }
     extra = {"idle_high_ttft_p50_s": round(idle, 3), "queue_on": queued, "queue_off": plain, "paired": overhead,
-             "no_starvation": starve, "seconds": args.seconds, "max_tokens": args.max_tokens,
+             "no_starvation": starve, "seconds": args.seconds, "warmup_s": args.warmup, "queue_ageing_s": args.ageing,
+             "max_tokens": args.max_tokens,
              "backend_slots": 1, "model": MODEL}
     benchfmt.report("priority", metrics, extra)
     return 0
