@@ -164,6 +164,10 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
                                             max_tokens=120, temperature=0,
                                             tool_choice={"type": "function", "function": {"name": "add"}})
         assert [c["name"] for c in _calls(named.choices[0].message)][:1] == ["add"]
+        # ... required forces a call even where no tool fits the message ...
+        required = api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "Hello!"}],
+                                               tools=TOOLS, max_tokens=120, temperature=0, tool_choice="required")
+        assert required.choices[0].finish_reason == "tool_calls" and _calls(required.choices[0].message)
         # ... and none offers no tools: a text answer.
         none = api.chat.completions.create(model=TAG, messages=[{"role": "user", "content": "Hello!"}], tools=TOOLS,
                                            max_tokens=30, temperature=0, tool_choice="none")
@@ -190,10 +194,10 @@ def test_through_the_proxy_the_openai_client_gets_tool_calls_and_a_round_trip(ba
                 return None
             with store.connect_readonly(db) as conn:
                 found = [dict(r) for r in conn.execute("SELECT model, status, tools, tool_calls, finish_reason FROM requests")]
-            return found if len(found) >= 9 else None
+            return found if len(found) >= 10 else None
 
-        logged = wait_for(rows, 20, "nine rows in the request log")
-        assert sum(r["tools"] == len(TOOLS) for r in logged) == 7
+        logged = wait_for(rows, 20, "ten rows in the request log")
+        assert sum(r["tools"] == len(TOOLS) for r in logged) == 8
         assert {"model": TAG, "status": 400, "tools": 1, "tool_calls": None, "finish_reason": None} in logged
 
         # The traffic generator with --tools through the same proxy: with the grammar no call is invalid.
