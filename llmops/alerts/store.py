@@ -55,8 +55,9 @@ ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
     labels = excluded.labels, annotations = excluded.annotations, severity = excluded.severity,
     last_notified = excluded.last_notified, notifications = alerts.notifications + 1
 """
-_REPLACE_RECOVERED = """DELETE FROM alerts WHERE source = 'prometheus' AND labels = ? AND starts_at <= ?
-                         AND (ends_at IS NULL OR ends_at >= ?)"""
+# The occurrences of one label set that overlap [starts, ends] (parameters: _overlap(labels, starts, ends, now)).
+_OVERLAPS = "labels = ? AND starts_at <= ? AND (ends_at IS NULL OR ends_at >= ?)"
+_REPLACE_RECOVERED = f"DELETE FROM alerts WHERE source = 'prometheus' AND {_OVERLAPS}"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 
 
@@ -85,8 +86,7 @@ def record(conn: sqlite3.Connection, note: Notification, now: float, keep_days: 
                      "VALUES (?, ?, ?, ?, ?, ?)",
                      (now, note.status, note.receiver, note.group_key, len(note.alerts), note.truncated))
         conn.executemany(_REPLACE_RECOVERED, [
-            (json.dumps(a.labels, sort_keys=True), (a.ends_at if a.ends_at is not None else now) + OVERLAP_S,
-             a.starts_at - OVERLAP_S) for a in note.alerts])
+            _overlap(json.dumps(a.labels, sort_keys=True), a.starts_at, a.ends_at, now) for a in note.alerts])
         conn.executemany(_UPSERT, [
             (a.fingerprint, a.starts_at, a.labels["alertname"], a.status, a.labels.get("severity", ""),
              a.labels.get("instance") or a.labels.get("backend", ""), json.dumps(a.labels, sort_keys=True),
@@ -194,10 +194,14 @@ def newest_notification(conn: sqlite3.Connection) -> float | None:
     return conn.execute("SELECT max(received_at) FROM notifications").fetchone()[0]
 
 
+def _overlap(labels: str, starts: float, ends: float | None, now: float) -> tuple:
+    """_OVERLAPS's parameters: an occurrence still firing (ends None) reaches to now; OVERLAP_S of slack each side."""
+    return labels, (ends if ends is not None else now) + OVERLAP_S, starts - OVERLAP_S
+
+
 def _overlapping(conn: sqlite3.Connection, labels: str, starts: float, ends: float | None, now: float) -> list:
-    return conn.execute("SELECT rowid, source, starts_at, ends_at FROM alerts WHERE labels = ? AND starts_at <= ? "
-                        "AND (ends_at IS NULL OR ends_at >= ?)",
-                        (labels, (ends if ends is not None else now) + OVERLAP_S, starts - OVERLAP_S)).fetchall()
+    return conn.execute(f"SELECT rowid, source, starts_at, ends_at FROM alerts WHERE {_OVERLAPS}",
+                        _overlap(labels, starts, ends, now)).fetchall()
 
 
 def merge_recovered(conn: sqlite3.Connection, found: list[Recovered], now: float, keep_days: int,

@@ -250,19 +250,13 @@ class LlamaEngine:
         return rows
 
     def sampler(self, opts: GenOptions, seed: int):
-        from .grammar_sampler import TextFirst, make_sampler
+        from .grammar_sampler import TextFirst, make_sampler, row_logits
 
         sampler = make_sampler(self._ctx, self._vocab, self._n_vocab, opts, seed)
         if opts.text_required:
-            sampler = TextFirst(sampler, self._row_logits, self._eog_tokens(), self.piece)
+            sampler = TextFirst(sampler, lambda row: row_logits(self._ctx, row, self._n_vocab), self._eog_tokens(),
+                                self.piece)
         return sampler
-
-    def _row_logits(self, row: int):
-        """A writable view of a batch row's logits in the context (what every sampler then reads)."""
-        import llama_cpp
-        import numpy as np
-
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
 
     def _eog_tokens(self):
         """The vocabulary's end-of-generation tokens (EOS, EOT, <|im_end|>...), found once."""

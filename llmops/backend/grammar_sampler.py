@@ -41,6 +41,13 @@ class _Chain:
             self.ptr = None
 
 
+def row_logits(ctx, row: int, n_vocab: int) -> np.ndarray:
+    """A writable view of a batch row's logits in the context (what every sampler reads)."""
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(n_vocab,))
+
+
 def _keep_allowed(arr) -> int:
     """Drop the candidates the grammar ruled out (-inf): typical and top-p sampling turn them into NaN."""
     view = np.ctypeslib.as_array(arr.data, shape=(arr.size,))
@@ -138,7 +145,7 @@ class GrammarSampler:
 
     def _fill(self, row: int) -> None:
         lib, arr, cells = self._lib, self._arr, self._cells
-        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, row), shape=(self._n_vocab,))
+        logits = row_logits(self._ctx, row, self._n_vocab)
         cells["id"] = self._ids
         cells["logit"] = logits
         cells["p"] = 0.0
