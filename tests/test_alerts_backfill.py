@@ -241,3 +241,28 @@ def test_a_history_from_before_sources_gains_the_column(tmp_path):
 def test_a_bad_source_filter_is_a_400_naming_it(env):
     answer = env.test_client().get("/api/alerts/history?source=grafana")
     assert answer.status_code == 400 and answer.get_json()["param"] == "source"
+
+
+def test_requests_opening_a_history_from_before_sources_at_once_add_the_column_once(tmp_path):
+    import threading
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(store.SCHEMA[2])
+    conn.close()
+    start, errors, columns = threading.Barrier(4), [], []
+
+    def open_it():
+        start.wait()
+        try:
+            with store.connect(path) as conn:
+                columns.append([r[1] for r in conn.execute("PRAGMA table_info(alerts)")].count("source"))
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and columns == [1, 1, 1, 1]

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
-from ..requestlog.store import parse_span, where
+from ..requestlog.store import parse_span, switch_to_wal, where
 from .payload import STATES, Notification
 
 SCHEMA = (
@@ -69,11 +69,18 @@ def connect(path: Path, busy_timeout_ms: int = 2000):
     with closing(sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, isolation_level=None)) as conn:
         if new:
             os.chmod(path, 0o600)
-        conn.execute("PRAGMA journal_mode = WAL")
+        switch_to_wal(conn, busy_timeout_ms / 1000)
         for statement in SCHEMA:
             conn.execute(statement)
         if "source" not in {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}:  # a file from before sources
-            conn.execute("ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'alertmanager'")
+            conn.execute("BEGIN IMMEDIATE")  # checked again under the write lock: two requests add it once
+            try:
+                if "source" not in {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}:
+                    conn.execute("ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'alertmanager'")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         conn.row_factory = sqlite3.Row
         yield conn
 

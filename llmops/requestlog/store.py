@@ -81,12 +81,26 @@ def connect(path: Path, busy_timeout_ms: int = 2000) -> sqlite3.Connection:
     if new:
         os.chmod(path, 0o600)  # owner only, whatever the umask; SQLite gives the -wal and -shm files the same mode
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    switch_to_wal(conn, busy_timeout_ms / 1000)
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a power cut may lose the last commits, never corrupts
     for statement in SCHEMA:
         conn.execute(statement)
     migrate(conn)
     return conn
+
+
+def switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """`PRAGMA journal_mode = WAL`, retried until `timeout_s`: while other workers open the same rollback-mode
+    file, SQLite can answer the switch "database is locked" at once, without waiting on the busy timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
