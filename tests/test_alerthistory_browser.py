@@ -172,4 +172,11 @@ def test_silence_for_1_h_makes_a_silence_the_real_alertmanager_lists_and_applies
     # And Alertmanager applies it: the alert is held back, by that silence.
     (held,) = requests.get(f"{am}/api/v2/alerts", params={"filter": 'alertname="BackendDown"'}, timeout=5).json()
     assert held["status"]["state"] == "suppressed" and held["status"]["silencedBy"] == [made["id"]]
+    # The dashboard says so from Alertmanager's answer, so a reloaded page does not offer the silence again.
+    (row,) = history()
+    assert row["silenced_until"] == made["endsAt"]
+    page.reload()
+    firing.wait_for(timeout=15_000)
+    assert firing.locator("button.silence").inner_text() == "silenced"
+    assert firing.locator("button.silence").is_disabled()
     assert errors == []

@@ -235,6 +235,57 @@ def test_alertmanager_down_makes_the_silence_a_503_that_says_so(app):
     assert answer.status_code == 503 and "Alertmanager cannot be reached" in answer.get_json()["error"]
 
 
+def am_alerts(*pairs):
+    """Alertmanager's GET /api/v2/alerts: (fingerprint, silencedBy) pairs."""
+    return FakeResponse(200, [{"fingerprint": f, "labels": {}, "status": {"state": "suppressed" if ids else "active",
+                                                                          "silencedBy": ids, "inhibitedBy": []}}
+                              for f, ids in pairs])
+
+
+def am_silences(*silences):
+    return FakeResponse(200, [{"id": i, "status": {"state": state}, "endsAt": ends, "matchers": []}
+                              for i, state, ends in silences])
+
+
+def test_a_firing_alert_held_back_by_a_silence_says_until_when(app):
+    client = app.test_client()
+    held, free, over = alert(backend="a"), alert(backend="b"), alert(backend="c")
+    send(client, notification(held, free))
+    send(client, notification({**over, "status": "resolved", "endsAt": "2026-12-07T03:05:00Z"}))
+    app.http.routes[f"GET {ALERTMANAGER}/api/v2/alerts"] = am_alerts(
+        (held["fingerprint"], ["s-new", "s-old", "s-gone"]), (free["fingerprint"], []), (over["fingerprint"], ["s-new"]))
+    app.http.routes[f"GET {ALERTMANAGER}/api/v2/silences"] = am_silences(
+        ("s-new", "active", "2026-12-07T05:20:00.000Z"), ("s-old", "active", "2026-12-07T04:50:00.000Z"),
+        ("s-gone", "expired", "2026-12-07T06:00:00.000Z"))
+    doc = history(client)
+    until = {row["labels"]["backend"]: row["silenced_until"] for row in doc["alerts"]}
+    # the latest end of the active silences holding it; a resolved alert has nothing to silence
+    assert until == {"a": "2026-12-07T05:20:00.000Z", "b": None, "c": None}
+    assert doc["alertmanager"]["silences"] == {"known": True, "detail": ""}
+
+
+@pytest.mark.parametrize("alerts_answer", [None, FakeResponse(500, text="boom"), FakeResponse(200, {"not": "a list"}),
+                                           FakeResponse(200, [{"fingerprint": "x"}])])
+def test_alertmanager_down_or_odd_leaves_the_history_whole_and_says_why(app, alerts_answer):
+    client = app.test_client()
+    send(client, notification(alert()))
+    if alerts_answer is not None:
+        app.http.routes[f"GET {ALERTMANAGER}/api/v2/alerts"] = alerts_answer
+        app.http.routes[f"GET {ALERTMANAGER}/api/v2/silences"] = am_silences()
+    doc = history(client)
+    (row,) = doc["alerts"]
+    assert row["state"] == "firing" and row["silenced_until"] is None
+    silences = doc["alertmanager"]["silences"]
+    assert silences["known"] is False and "Alertmanager" in silences["detail"]
+
+
+def test_alertmanager_is_not_asked_when_nothing_fires(app):
+    client = app.test_client()
+    send(client, notification(alert(status="resolved", ends="2026-12-07T03:05:00Z")))
+    assert [row["silenced_until"] for row in history(client)["alerts"]] == [None]
+    assert not [c for c in app.http.calls if "/api/v2/alerts" in c["url"] or "/api/v2/silences" in c["url"]]
+
+
 def test_no_secret_reaches_a_page_or_an_answer(app):
     client = app.test_client()
     send(client, notification(alert(summary=SECRETS["ALERT_SMTP_PASSWORD"])))  # even one a label carried

@@ -75,9 +75,30 @@ def history():
                 alerts, held = store.search(conn, query, now), store.counts(conn)
         except sqlite3.Error as exc:  # a status, not a 500: the page says why
             detail = f"cannot read the alert history {path.name}: {exc}"
+    silences = _mark_silenced(alerts, state["session"], settings)
     return jsonify(alerts=alerts, history={"days": settings.alert_history_days, "available": not detail,
                                            "detail": detail, **held, "backfill": state["backfill"].status},
-                   alertmanager={"enabled": bool(settings.alertmanager_enabled), "url": settings.alertmanager_url})
+                   alertmanager={"enabled": bool(settings.alertmanager_enabled), "url": settings.alertmanager_url,
+                                 "silences": silences})
+
+
+def _mark_silenced(alerts: list[dict], session, settings) -> dict:
+    """Give each firing alert `silenced_until`: the end of the Alertmanager silence holding it back now (made on
+    this page or anywhere else), or None. So a reload does not offer "silence for 1 h" again. Alertmanager asked
+    only when something fires; unreachable, the alerts say None and the answer says why."""
+    for row in alerts:
+        row["silenced_until"] = None
+    firing = [row for row in alerts if not row["resolved"]]
+    if not firing or not settings.alertmanager_enabled:
+        return {"known": False, "detail": "" if not firing else "Alertmanager is off"}
+    try:
+        held = amapi.silenced_alerts(session, settings.alertmanager_url)
+    except ServiceError as exc:
+        return {"known": False, "detail": str(exc)}
+    for row in firing:
+        if row["fingerprint"] in held:
+            row["silenced_until"] = held[row["fingerprint"]]["until"]
+    return {"known": True, "detail": ""}
 
 
 def _check_csrf() -> None:

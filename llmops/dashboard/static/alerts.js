@@ -11,7 +11,7 @@
   const note = document.getElementById("alert-history-note");
   const message = document.getElementById("alert-history-message");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  // Silences made from this page: fingerprint -> end (ms), so a refresh does not offer the same silence again.
+  // Silences made from this page: fingerprint -> end (ms), until Alertmanager's answer shows them.
   const silenced = new Map();
 
   function span(seconds) {
@@ -49,8 +49,12 @@
   function row(a) {
     const action = el("button", { type: "button", class: "silence" }, "silence for 1 h");
     action.addEventListener("click", () => silence(a, action));
-    if (silenced.get(a.fingerprint) > Date.now()) {
+    // Held back by a silence now: Alertmanager's word (silenced_until, whoever made it), or one made on this
+    // page that Alertmanager's answer does not show yet.
+    const until = Math.max(a.silenced_until ? Date.parse(a.silenced_until) : 0, silenced.get(a.fingerprint) || 0);
+    if (until > Date.now()) {
       action.textContent = "silenced";
+      action.title = `silenced until ${new Date(until).toLocaleString()}`;
       action.disabled = true;
     }
     const where = a.instance ? ` on ${a.labels.backend || a.instance}` : "";
