@@ -4,11 +4,13 @@ One embedded backend (SmolLM2-135M, one slot) and two LiteLLM proxies in front o
 own launcher: one with the queue (QUEUE_ENABLED=true), one without. In one run (docs/queue.md, "Benchmark"):
 
 1. idle: a high-priority streamed request at a time (c=1) through the queue: its TTFT on an idle stack;
-2. saturated, in four rounds (queue on, off, off, on, so that the shared machine's drift falls on both arms alike):
+2. saturated, in interleaved rounds (queue on, off, off, on, repeated, so that the shared machine's drift falls on
+   both arms alike):
    8 low-priority clients (priority 9) in a closed loop fill the backend and one high-priority client (priority 0)
    sends a request every 2 s; the high requests' TTFT p50, the low requests' throughput, the backend's busy share
    and mean service time (its generation time per request), and its own queue's depth (0 with the queue on);
-3. added latency at c=1, paired: one-token requests sent alternately to the two proxies, p50 of the differences;
+3. added latency at c=1, paired: one-token requests sent alternately to the two proxies, p50 of the differences
+   and its 95% confidence interval (order statistics; a few hundred pairs give one of about +-0.5 ms here);
 4. no starvation: high-priority load at about half the backend's capacity and 4 low-priority clients; every
    low request must be served before QUEUE_TIMEOUT.
 
@@ -19,6 +21,7 @@ request refused or past QUEUE_TIMEOUT in phase 4. All ratios are within this one
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import statistics
@@ -194,18 +197,31 @@ def summary(rounds: list[dict]) -> dict:
         # one slot: the backend serves one request at a time, so its busy time divided by what it served
         "low_service_s": sum(r["held"] for r in rounds) / max(1, low + high),
         "rounds": len(rounds),
+        # each round's own figures: how much the machine drifts between rounds of one arm
+        "low_per_s_by_round": [round(r["low_served"] / r["seconds"], 3) for r in rounds],
+        "service_s_by_round": [round(r["held"] / max(1, r["low_served"] + r["high_served"]), 3) for r in rounds],
     }
 
 
+def median_ci95(values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% confidence interval of the median: the order statistics n/2 -+ 1.96 sqrt(n)/2."""
+    ordered, n = sorted(values), len(values)
+    half = 1.96 * math.sqrt(n) / 2
+    return ordered[max(0, math.floor(n / 2 - half))], ordered[min(n - 1, math.ceil(n / 2 + half))]
+
+
 def paired_overhead(on: Client, off: Client, pairs: int) -> dict:
-    """One-token requests alternately to the two proxies (order swapped each pair); p50 of on - off."""
+    """One-token requests alternately to the two proxies (order swapped each pair); p50 of on - off, with its CI."""
     diffs = []
     for i in range(pairs):
         first, second = (on, off) if i % 2 == 0 else (off, on)
         a = first.stream(10, 1, "Say hi")["latency"]
         b = second.stream(10, 1, "Say hi")["latency"]
         diffs.append((a - b) if first is on else (b - a))
-    return {"added_p50_ms": round(statistics.median(diffs) * 1000, 3), "pairs": pairs}
+    low, high = median_ci95(diffs)
+    return {"added_p50_ms": round(statistics.median(diffs) * 1000, 3), "pairs": pairs,
+            "added_p50_ci95_ms": [round(low * 1000, 3), round(high * 1000, 3)],
+            "abs_diff_p50_ms": round(statistics.median([abs(d) for d in diffs]) * 1000, 3)}
 
 
 def no_starvation(client: Client, seconds: float, service: float, timeout: float, max_tokens: int) -> dict:
@@ -236,10 +252,12 @@ def judged(value: float, unit: str, goal: float | None, better: str = "lower", b
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="saturated time of each arm (two rounds of half); the no-starvation phase runs half of it")
+    parser.add_argument("--seconds", type=float, default=180.0,
+                        help="saturated time (the windows) of each arm, in --rounds rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="saturated rounds of each arm, interleaved on, off, off, on")
+    parser.add_argument("--starve-seconds", type=float, default=30.0, help="length of the no-starvation phase")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--pairs", type=int, default=100, help="paired one-token requests for the added latency")
+    parser.add_argument("--pairs", type=int, default=600, help="paired one-token requests for the added latency")
     parser.add_argument("--timeout", type=float, default=60.0, help="QUEUE_TIMEOUT of the queue-on proxy")
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="seconds of load before each saturated round's window (longer than the off arm's wait)")
@@ -260,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
             idle = median([on.stream(0, args.max_tokens)["ttft"] for _ in range(8)])
             # The arms alternate in rounds (on, off, off, on): the shared machine's drift falls on both alike.
             rounds: dict[str, list[dict]] = {"on": [], "off": []}
-            for arm in ("on", "off", "off", "on"):
-                rounds[arm].append(saturated(on if arm == "on" else off, args.seconds / 2, 8, 2.0, args.max_tokens,
-                                                 args.warmup))
+            order = [("on", "off", "off", "on")[i % 4] for i in range(2 * args.rounds)]
+            for arm in order:
+                rounds[arm].append(saturated(on if arm == "on" else off, args.seconds / args.rounds, 8, 2.0,
+                                             args.max_tokens, args.warmup))
             queued, plain = summary(rounds["on"]), summary(rounds["off"])
             overhead = paired_overhead(on, off, args.pairs)
-            starve = no_starvation(on, args.seconds / 2, queued["low_service_s"], args.timeout, args.max_tokens)
+            starve = no_starvation(on, args.starve_seconds, queued["low_service_s"], args.timeout, args.max_tokens)
         finally:
             for proc in reversed(procs):
                 if proc.poll() is None:

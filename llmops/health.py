@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -212,40 +211,46 @@ REDIS_PING = "redis:PING"
 
 
 def probe_redis(base_url: str, timeout: float = 3.0, clock=time.perf_counter) -> ProbeResult:
-    """Healthy iff PING answers +PONG over Redis's protocol; the version from INFO server. A URL with a password
-    (redis://[user]:password@host:port/db, as REDIS_URL may be) logs in first; the password is never shown."""
+    """Healthy iff PING answers (redis-py, one connection, no retry); the version from INFO server. A URL with a
+    password (redis://[user]:password@host:port/db, as REDIS_URL may be) logs in first; the password is never shown.
+    The scheme is not read: the readiness check hands it http://host:port."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     parts = urlsplit(base_url)
 
     def body() -> ProbeResult:
+        client = redis.Redis(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                             username=unquote(parts.username) if parts.username else None,
+                             password=unquote(parts.password) if parts.password else None,
+                             socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
         try:
-            with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=timeout) as sock:
-                if parts.password:
-                    words = [b"AUTH", *([unquote(parts.username).encode()] if parts.username else []),
-                             unquote(parts.password).encode()]
-                    sock.sendall(b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words))
-                    answer = sock.recv(256)
-                    if not answer.startswith(b"+OK"):
-                        return ProbeResult(UNHEALTHY, None, "AUTH refused: "
-                                           + answer[1:].split(b"\r\n", 1)[0].decode(errors="replace")[:80], "http")
-                sock.sendall(b"PING\r\n")
-                answer = sock.recv(64)
-                if not answer.startswith(b"+PONG"):
-                    return ProbeResult(UNHEALTHY, None, f"PING answered {answer[:40]!r}", "http")
-                sock.sendall(b"INFO server\r\n")
-                info = b""
-                while b"redis_version:" not in info or b"\r\n" not in info.split(b"redis_version:", 1)[1]:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    info += chunk
-        except TimeoutError as exc:
+            client.ping()
+            version = str(client.info("server").get("redis_version", "?"))
+        except redis.AuthenticationError as exc:
+            said = str(exc)[:80]
+            detail = f"AUTH refused: {said}" if parts.password else f"PING answered NOAUTH (a password is needed): {said}"
+            return ProbeResult(UNHEALTHY, None, detail, "http")
+        except redis.TimeoutError as exc:
             raise _Failed("timeout", f"no answer in {timeout:g} s") from exc
-        except OSError as exc:
-            raise _Failed("offline", f"cannot connect: {exc.strerror or type(exc).__name__}") from exc
-        version = info.split(b"redis_version:", 1)[1].split(b"\r\n", 1)[0].decode() if b"redis_version:" in info else "?"
+        except redis.ConnectionError as exc:
+            raise _Failed("offline", f"cannot connect: {_reason(exc)}") from exc
+        except redis.RedisError as exc:
+            return ProbeResult(UNHEALTHY, None, f"PING answered {str(exc)[:80]}", "http")
+        finally:
+            client.close()
         return ProbeResult(HEALTHY, None, f"PONG, version {version}", "", {"version": version})
 
     return _timed(clock, body)
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for a failed connection (`Connection refused`), from the error redis-py wraps."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(exc).rsplit(". ", 1)[-1].rstrip(".") or type(exc).__name__
 
 
 def traffic_queries(window: str = "5m") -> dict[str, str]:

@@ -51,3 +51,12 @@ def test_the_readiness_check_pings_the_real_redis_and_reads_its_version(tmp_path
     assert not down.ok and down.error == "offline"
     closed = health.probe_redis(f"http://127.0.0.1:{free_port()}", timeout=1)
     assert closed.status == "offline"
+
+
+def test_a_redis_port_that_accepts_and_never_answers_is_a_timeout_not_a_hang():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens (the kernel accepts) and never replies
+        port = silent.getsockname()[1]
+        result = health.probe_redis(f"redis://127.0.0.1:{port}/0", timeout=0.5)
+    assert (result.status, result.error) == ("unhealthy", "timeout") and "no answer in 0.5 s" in result.detail
