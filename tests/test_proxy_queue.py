@@ -352,26 +352,19 @@ def _chunk(text: str, finish: str | None = None) -> dict:
     return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
 
 
-async def _stream(*chunks):
-    for chunk in chunks:
-        yield chunk
-
-
 def test_a_stream_gives_its_slot_back_at_its_last_chunk_before_it_is_relayed():
+    """LiteLLM's stream wrapper calls the deployment hook with the call's details on the backend's last chunk."""
     async def scenario():
         plugin = _plugin_with({"http://a": 1})
         await plugin.state.acquire("m", 1, "t")
         waiter = asyncio.ensure_future(plugin.state.acquire("m", 1, "next"))
         await _settle()
-        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(_chunk("a"), _chunk("b", "stop")),
-                                                               _kwargs("t"))
-        assert (await relay.__anext__())["choices"][0]["finish_reason"] is None
         assert not waiter.done()  # still generating: the slot is held
-        await relay.__anext__()   # the last chunk: the slot went to the next request before it was relayed
+        details = {"litellm_params": _kwargs("t"), "model": "m"}  # the logging object's model_call_details
+        last = _chunk("b", "stop")
+        assert await plugin.async_post_call_streaming_deployment_hook(details, last, None) is None  # chunk unchanged
         await _settle()
         assert waiter.done() and plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 1
-        with pytest.raises(StopAsyncIteration):
-            await relay.__anext__()
         plugin.release("t")       # the later paths (the task's end) find nothing to give back
         assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 1
         plugin.release("next")
@@ -380,29 +373,24 @@ def test_a_stream_gives_its_slot_back_at_its_last_chunk_before_it_is_relayed():
     asyncio.run(scenario())
 
 
-def test_a_stream_closed_before_its_last_chunk_gives_its_slot_back_once():
+def test_a_stream_without_a_slot_is_left_alone_by_the_last_chunk_hook():
     async def scenario():
         plugin = _plugin_with({"http://a": 1})
         await plugin.state.acquire("m", 1, "t")
-        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(_chunk("a"), _chunk("b", "stop")),
-                                                               _kwargs("t"))
-        await relay.__anext__()
-        await relay.aclose()      # the client went away mid-stream: LiteLLM closes the layers
-        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 0
-        plugin.release("t")
-        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 0 and plugin.state.rules.tickets == {}
+        for details in ({"litellm_params": {"metadata": {}}}, {}, None):
+            assert await plugin.async_post_call_streaming_deployment_hook(details, _chunk("b", "stop"), None) is None
+        assert plugin.state.rules.busy[key_of(_deployment("http://a", "x"))] == 1
 
     asyncio.run(scenario())
 
 
-def test_a_stream_without_a_slot_passes_through_unchanged():
-    async def scenario():
-        plugin = _plugin_with({"http://a": 1})
-        chunks = [_chunk("a"), _chunk("b", "stop")]
-        relay = plugin.async_post_call_streaming_iterator_hook(None, _stream(*chunks), {"metadata": {}})
-        assert [c async for c in relay] == chunks
+def test_the_plugin_leaves_litellm_on_its_fast_streaming_path():
+    """Only a callback that overrides the iterator hook puts streams on LiteLLM's wrapped path (a thread hop at each
+    stream's end); the queue gives a stream's slot back through the deployment hook instead."""
+    from llmops.proxy.plugins.priorityqueue import PriorityQueue
 
-    asyncio.run(scenario())
+    assert "async_post_call_streaming_iterator_hook" not in PriorityQueue.__dict__
+    assert "async_post_call_streaming_deployment_hook" in PriorityQueue.__dict__
 
 
 # -- traffic that goes around the queue ---------------------------------------------------------------------------
