@@ -255,6 +255,49 @@ def test_a_client_that_disconnects_while_queued_gets_client_left_and_never_a_slo
     asyncio.run(scenario())
 
 
+def test_the_client_is_looked_for_only_when_a_request_must_wait_and_an_unfound_one_still_waits_its_turn():
+    async def scenario():
+        state = local()
+        looked = []
+
+        def unfound():  # as client_gone() when the request is not among the awaiting frames
+            looked.append(True)
+            return None
+
+        await state.acquire("m", 1, "a", unfound)
+        assert looked == []  # a free slot: nobody looks for the client
+        waiter = asyncio.ensure_future(state.acquire("m", 1, "b", unfound))
+        await _settle()
+        assert looked == [True] and not waiter.done()
+        state.release("a")
+        assert (await waiter).token == "b" and state.rules.busy["b|m"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_client_gone_finds_the_request_among_the_awaiting_frames():
+    from starlette.requests import Request
+
+    from llmops.proxy.plugins.priorityqueue import client_gone
+
+    async def endpoint(request):  # the proxy's endpoint holds `request`; the hook runs further down
+        return await hook()
+
+    async def hook():
+        gone = client_gone()  # wait_disconnect(the request), not yet started
+        try:
+            return gone.cr_frame.f_locals["request"]
+        finally:
+            gone.close()
+
+    async def nowhere():
+        return client_gone()
+
+    assert asyncio.run(nowhere()) is None  # (before this test binds its own `request` below)
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
+    assert asyncio.run(endpoint(request)) is request
+
+
 def test_a_waiter_past_the_timeout_gets_a_timeout_rejection():
     async def scenario():
         clock = FakeClock()

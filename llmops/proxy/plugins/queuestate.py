@@ -36,7 +36,7 @@ class LocalState:
         return self.rules.knows(group)
 
     async def acquire(self, group: str, priority: int, token: str,
-                      disconnected: Callable[[], Awaitable[object]] | None = None) -> Ticket:
+                      disconnected: Callable[[], Awaitable[object] | None] | None = None) -> Ticket:
         """Wait for a slot of `group`; `disconnected` (a coroutine function) returns when the client has gone."""
         try:
             ticket = self.rules.enqueue(group, priority, token)
@@ -49,7 +49,8 @@ class LocalState:
         future = asyncio.get_running_loop().create_future()
         self._futures[token] = future
         self._arm_timer()
-        watcher = asyncio.ensure_future(disconnected()) if disconnected else None
+        gone = disconnected() if disconnected else None  # None: the client cannot be watched
+        watcher = asyncio.ensure_future(gone) if gone is not None else None
         if watcher is not None:
             watcher.add_done_callback(lambda w: self._client_left(token, w))
         try:

@@ -250,7 +250,7 @@ class RedisState:
 
     # -- a request's life ----------------------------------------------------------------------------------
     async def acquire(self, group: str, priority: int, token: str,
-                      disconnected: Callable[[], Awaitable[object]] | None = None) -> Ticket:
+                      disconnected: Callable[[], Awaitable[object] | None] | None = None) -> Ticket:
         """Wait for a slot of `group` (shared with every worker); raises Rejected (full, timeout, client_left)."""
         self._start_background()
         now = self.clock()
@@ -259,7 +259,8 @@ class RedisState:
         future = asyncio.get_running_loop().create_future()
         self._futures[token] = future
         self._mine[token] = ticket
-        watcher = asyncio.ensure_future(disconnected()) if disconnected else None
+        gone = disconnected() if disconnected else None  # None: the client cannot be watched
+        watcher = asyncio.ensure_future(gone) if gone is not None else None
         try:
             answer = [_text(x) for x in await self._run("enqueue", token, group, priority, ticket.key,
                                                          self.max_waiting)]
