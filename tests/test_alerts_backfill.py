@@ -244,25 +244,16 @@ def test_a_bad_source_filter_is_a_400_naming_it(env):
 
 
 def test_requests_opening_a_history_from_before_sources_at_once_add_the_column_once(tmp_path):
-    import threading
+    from tests.support.helpers import all_at_once
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
         conn.execute(store.SCHEMA[2])
     conn.close()
-    start, errors, columns = threading.Barrier(4), [], []
 
     def open_it():
-        start.wait()
-        try:
-            with store.connect(path) as conn:
-                columns.append([r[1] for r in conn.execute("PRAGMA table_info(alerts)")].count("source"))
-        except Exception as exc:  # noqa: BLE001 - collected, asserted below
-            errors.append(exc)
+        with store.connect(path) as conn:
+            return [r[1] for r in conn.execute("PRAGMA table_info(alerts)")].count("source")
 
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    columns, errors = all_at_once(open_it)
     assert errors == [] and columns == [1, 1, 1, 1]

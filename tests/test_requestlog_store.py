@@ -184,26 +184,13 @@ def test_an_older_file_gains_the_new_columns_in_place_and_keeps_its_rows(tmp_pat
 
 
 def test_workers_opening_an_older_file_at_once_add_each_column_once(tmp_path):
-    import threading
+    from tests.support.helpers import all_at_once
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE requests (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL, "
                      "outcome TEXT NOT NULL)")
-    start, conns, errors = threading.Barrier(4), [], []
-
-    def open_it():
-        start.wait()
-        try:
-            conns.append(store.connect(path))
-        except Exception as exc:  # noqa: BLE001 - collected, asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    conns, errors = all_at_once(lambda: store.connect(path))
     assert errors == [] and len(conns) == 4
     names = [r[1] for r in conns[0].execute("PRAGMA table_info(requests)")]
     assert sorted(names) == sorted(["id", *store.NAMES]) and len(names) == len(set(names))

@@ -51,8 +51,8 @@ def create_silence(session, base_url: str, labels: dict[str, str], hours: float,
     return {"silence_id": silence_id, "ends_at": _iso(ends)}
 
 
-def silenced_alerts(session, base_url: str, timeout: float = 2.0) -> dict[str, dict]:
-    """{fingerprint: {"silence_ids", "until"}} of the alerts Alertmanager holds back by a silence now (its
+def silenced_alerts(session, base_url: str, timeout: float = 2.0) -> dict[str, str]:
+    """{fingerprint: until} of the alerts Alertmanager holds back by a silence now (its
     `status.silencedBy` in GET /api/v2/alerts, whoever made the silence) and when the last of those silences ends
     (GET /api/v2/silences). An answer that is not what the API documents is a ServiceError."""
     alerts = _call(session, "GET", f"{base_url}/api/v2/alerts", timeout)
@@ -62,11 +62,11 @@ def silenced_alerts(session, base_url: str, timeout: float = 2.0) -> dict[str, d
             raise ServiceError(f"Alertmanager's /api/v2/{name} answered HTTP {response.status_code}")
     try:
         ends = {s["id"]: s["endsAt"] for s in silences.json() if s["status"]["state"] == "active"}
-        found: dict[str, dict] = {}
+        found: dict[str, str] = {}
         for item in alerts.json():
             ids = [i for i in item["status"].get("silencedBy") or [] if i in ends]
             if ids:
-                found[item["fingerprint"]] = {"silence_ids": sorted(ids), "until": max(ends[i] for i in ids)}
+                found[item["fingerprint"]] = max(ends[i] for i in ids)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ServiceError("Alertmanager's alerts or silences are not in the shape its API documents") from None
     return found

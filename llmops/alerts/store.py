@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadQuery
-from ..requestlog.store import parse_span, switch_to_wal, where
+from ..requestlog.store import parse_span, switch_to_wal, where, write_transaction
 from .payload import STATES, Notification
 
 SCHEMA = (
@@ -73,22 +73,16 @@ def connect(path: Path, busy_timeout_ms: int = 2000):
         for statement in SCHEMA:
             conn.execute(statement)
         if "source" not in {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}:  # a file from before sources
-            conn.execute("BEGIN IMMEDIATE")  # checked again under the write lock: two requests add it once
-            try:
+            with write_transaction(conn):  # checked again under the write lock: two requests add it once
                 if "source" not in {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}:
                     conn.execute("ALTER TABLE alerts ADD COLUMN source TEXT NOT NULL DEFAULT 'alertmanager'")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         conn.row_factory = sqlite3.Row
         yield conn
 
 
 def record(conn: sqlite3.Connection, note: Notification, now: float, keep_days: int) -> None:
     """Store one notification and update its alerts, then prune what is older than keep_days; one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute("INSERT INTO notifications (received_at, status, receiver, group_key, alerts, truncated) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                      (now, note.status, note.receiver, note.group_key, len(note.alerts), note.truncated))
@@ -102,10 +96,6 @@ def record(conn: sqlite3.Connection, note: Notification, now: float, keep_days: 
         cutoff = now - keep_days * 86400
         conn.execute("DELETE FROM alerts WHERE last_notified < ?", (cutoff,))
         conn.execute("DELETE FROM notifications WHERE received_at < ?", (cutoff,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 @dataclass
@@ -218,8 +208,7 @@ def merge_recovered(conn: sqlite3.Connection, found: list[Recovered], now: float
     occurrence updates it (a recovered alert that was still firing last time may have resolved since). The
     dashboard is recorded as up until `up_until`. Returns how many were added, updated and already covered."""
     done = {"added": 0, "updated": 0, "covered": 0}
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for item in found:
             labels = json.dumps(item.labels, sort_keys=True)
             rows = _overlapping(conn, labels, item.starts_at, item.ends_at, now)
@@ -247,8 +236,4 @@ def merge_recovered(conn: sqlite3.Connection, found: list[Recovered], now: float
                 done["added"] += 1
         set_meta(conn, "up_until", up_until)
         conn.execute("DELETE FROM alerts WHERE last_notified < ?", (now - keep_days * 86400,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return done

@@ -96,8 +96,7 @@ def _mark_silenced(alerts: list[dict], session, settings) -> dict:
     except ServiceError as exc:
         return {"known": False, "detail": str(exc)}
     for row in firing:
-        if row["fingerprint"] in held:
-            row["silenced_until"] = held[row["fingerprint"]]["until"]
+        row["silenced_until"] = held.get(row["fingerprint"])
     return {"known": True, "detail": ""}
 
 

@@ -6,6 +6,8 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +105,19 @@ def switch_to_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
             time.sleep(0.01)
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (the write lock at once, waiting on the busy timeout), COMMIT at the end of the block,
+    ROLLBACK on any exception; for a connection in autocommit mode (isolation_level=None)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Add to an existing file each column of COLUMNS it lacks (ALTER TABLE ADD COLUMN), in place, rows kept.
 
@@ -110,17 +125,12 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     SQLite can add (nullable, or NOT NULL with a DEFAULT). Done in one write transaction, so several
     proxy workers opening the file at once add each column once. Returns the columns added.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         present = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
         added = [name for name, _ in COLUMNS if name not in present]
         for name, sql_type in COLUMNS:
             if name in added:
                 conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {sql_type}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return added
 
 
@@ -134,13 +144,8 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 def write_batch(conn: sqlite3.Connection, rows: list[dict]) -> None:
     """Upsert rows in one transaction: several events of one call id merge into one row."""
     values = [tuple(row.get(n) for n in NAMES) for row in rows]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.executemany(_UPSERT, values)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def prune(conn: sqlite3.Connection, days: float, max_rows: int, now: float | None = None) -> int:

@@ -64,3 +64,24 @@ def wait_http_ok(url: str, timeout: float, what: str, proc: subprocess.Popen | N
             return False
 
     wait_for(ready, timeout, what)
+
+
+def all_at_once(action, threads: int = 4, timeout: float = 10.0) -> tuple[list, list[Exception]]:
+    """`action()` in `threads` threads released together by a barrier: (its results, the exceptions raised)."""
+    import threading
+
+    start, results, errors = threading.Barrier(threads), [], []
+
+    def run():
+        start.wait()
+        try:
+            results.append(action())
+        except Exception as exc:  # noqa: BLE001 - collected for the caller to assert
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout)
+    return results, errors
